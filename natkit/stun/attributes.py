@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from natkit.endpoint import Endpoint, Family
 from natkit.stun.constants import AttributeType, ChangeFlags
 
-# Limits from RFC 8489 §14 (in bytes of UTF-8).
-MAX_USERNAME = 513
+# Decoding limits from RFC 8489 §14 (in bytes of UTF-8). Senders stay under
+# 509 bytes, but a receiver "MUST be able to parse" 763 for USERNAME too
+# (§14.3, for RFC 5389 compatibility), as for REALM, NONCE and SOFTWARE.
+MAX_USERNAME = 763
 MAX_TEXT = 763
 MAX_NONCE = 763
 

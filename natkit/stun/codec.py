@@ -307,8 +307,6 @@ def parse_message(data: bytes, *, allow_classic: bool = False) -> Message:
     fingerprint = False
     offset = HEADER_LENGTH
     while offset < len(data):
-        if fingerprint:
-            raise StunDecodeError(DecodeFailure.AFTER_FINGERPRINT, f"at offset {offset}")
         if len(data) - offset < 4:
             raise StunDecodeError(DecodeFailure.ATTRIBUTE_OVERRUN, f"header at offset {offset}")
         attribute_type, value_length = struct.unpack_from("!HH", data, offset)
@@ -323,6 +321,10 @@ def parse_message(data: bytes, *, allow_classic: bool = False) -> Message:
         value = bytes(data[value_start:value_end])
 
         if attribute_type == AttributeType.FINGERPRINT:
+            # Position first: the CRC of a FINGERPRINT that is not last is
+            # meaningless, and "not last" is the error worth reporting.
+            if next_offset != len(data):
+                raise StunDecodeError(DecodeFailure.AFTER_FINGERPRINT, f"at offset {next_offset}")
             _check_fingerprint(data, offset, value)
             fingerprint = True
         elif attribute_type == AttributeType.MESSAGE_INTEGRITY_SHA256 and sha256_offset is None:
@@ -376,7 +378,7 @@ def _check_fingerprint(data: bytes, offset: int, value: bytes) -> None:
     if len(value) != 4:
         raise StunDecodeError(DecodeFailure.BAD_ATTRIBUTE, f"FINGERPRINT of {len(value)} bytes")
     # FINGERPRINT covers the message up to itself, with the header length
-    # counting it (which it already does when it is the last attribute).
+    # counting it (which it already does: the caller checked it is last).
     expected = _crc(data[:offset])
     if int.from_bytes(value, "big") != expected:
         raise StunDecodeError(DecodeFailure.FINGERPRINT_MISMATCH)
@@ -393,7 +395,11 @@ def encode_attributes(attributes: tuple[Attribute, ...], header_key: bytes) -> b
     """The attribute section: type, length, value, zero padding to 4 bytes."""
     parts = []
     for attribute in attributes:
-        value = attribute.encode_value(header_key)
+        try:
+            value = attribute.encode_value(header_key)
+        except (AttributeValueError, struct.error) as exc:
+            # A value that does not fit its field is the caller's mistake.
+            raise LocalProtocolError(f"{attribute_name(attribute.type)}: {exc}") from exc
         if len(value) > 0xFFFF:
             raise LocalProtocolError(f"{attribute_name(attribute.type)} too long")
         parts.append(

@@ -43,8 +43,9 @@ def long_term_key(
     password: str,
     algorithm: PasswordAlgorithmId = PasswordAlgorithmId.MD5,
 ) -> bytes:
-    """Key for long-term credentials (TURN, RFC 8489 §9.2.2)."""
-    material = f"{username}:{realm}:{opaque_string(password)}".encode()
+    """Key for long-term credentials (TURN, RFC 8489 §9.2.2, §18.5.1):
+    ``H(username ":" OpaqueString(realm) ":" OpaqueString(password))``."""
+    material = f"{username}:{opaque_string(realm)}:{opaque_string(password)}".encode()
     if algorithm == PasswordAlgorithmId.SHA256:
         return hashlib.sha256(material).digest()
     return hashlib.md5(material, usedforsecurity=False).digest()

@@ -1,0 +1,1 @@
+"""The ``natkit`` command line: thin wrappers from flags to natkit's drivers."""

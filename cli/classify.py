@@ -1,0 +1,204 @@
+"""``natkit classify``: what NAT is between this host and a STUN server?
+
+Exit status: 0 when the run worked (and every ``--expect`` held), 1 when an
+expectation did not hold, 2 when the network could not be determined (no
+server answered over UDP or TCP, or an expected value came out unknown),
+64 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from natkit.aio.classify import classify, resolve_server
+from natkit.errors import NatkitError
+from natkit.probe.classifier import ClassifierConfig
+from natkit.probe.expect import check_expectations, parse_expectations
+from natkit.probe.report import ClassificationReport, RunStatus, report_to_dict
+
+SCALAR_KEYS = (
+    "status",
+    "udp_blocked",
+    "behind_nat",
+    "mapping",
+    "filtering",
+    "hairpin",
+    "port_allocation",
+    "port_allocation_delta",
+    "mapped_address",
+    "local_address",
+    "nat_type",
+    "alg_detected",
+    "binding_lifetime",
+)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-s",
+        "--server",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="STUN server (repeatable; the first RFC 5780 one runs the behaviour tests)",
+    )
+    parser.add_argument(
+        "--lab",
+        nargs="?",
+        const="eim-apdf",
+        metavar="SCENARIO",
+        help="build the built-in namespace lab (default scenario eim-apdf; needs root), "
+        "classify inside it, tear it down",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the versioned JSON report")
+    output.add_argument(
+        "--json-line", action="store_true", help="print the JSON report on one line"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="give up after this many seconds (default 5)"
+    )
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="exit 1 unless the report has these values (e.g. mapping=EIM,filtering=APDF)",
+    )
+    parser.add_argument("--local-address", metavar="IP", help="source address to test from")
+    parser.add_argument("--no-hairpin", action="store_true", help="skip the hairpinning test")
+    parser.add_argument(
+        "--allocation-sockets",
+        type=int,
+        default=4,
+        metavar="N",
+        help="extra sockets for the port allocation test (default 4)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        expectations = parse_expectations(args.expect, SCALAR_KEYS)
+    except NatkitError as exc:
+        print(f"natkit classify: {exc}", file=sys.stderr)
+        return 64
+    if args.timeout <= 0 or args.allocation_sockets < 0:  # negatives make no sense either
+        print(
+            "natkit classify: --timeout and --allocation-sockets must be positive", file=sys.stderr
+        )
+        return 64
+    if args.lab is not None:
+        from cli.lab import classify_in_lab  # noqa: PLC0415 (the lab is root-only, load it lazily)
+
+        return classify_in_lab(args.lab, _passthrough(args))
+    if not args.server:
+        print(
+            "natkit classify: give --server HOST[:PORT] (or --lab to use the built-in lab)",
+            file=sys.stderr,
+        )
+        return 64
+    try:
+        report = asyncio.run(_classify(args))
+    except NatkitError as exc:
+        print(f"natkit classify: {exc}", file=sys.stderr)
+        return 64
+    except OSError as exc:
+        print(f"natkit classify: {exc}", file=sys.stderr)
+        return 2
+    document = report_to_dict(report)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    elif args.json_line:
+        print(json.dumps(document, separators=(",", ":")))
+    else:
+        print(render_human(report))
+    outcome, results = check_expectations(document, expectations)
+    for result in results:
+        if result.outcome:
+            print(
+                f"expectation failed: {result.expectation.key}={result.expectation.value}"
+                f" (got {result.actual})",
+                file=sys.stderr,
+            )
+    if not report.determined:
+        return 2
+    return int(outcome)
+
+
+async def _classify(args: argparse.Namespace) -> ClassificationReport:
+    servers = [await resolve_server(text) for text in args.server]
+    config = ClassifierConfig(
+        allocation_sockets=args.allocation_sockets,
+        test_hairpin=not args.no_hairpin,
+        timeout=args.timeout,
+    )
+    return await classify(servers, config=config, local_address=args.local_address)
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """The classify flags to repeat inside the lab's client namespace."""
+    argv: list[str] = []
+    if args.json:
+        argv.append("--json")
+    if args.json_line:
+        argv.append("--json-line")
+    argv += ["--timeout", str(args.timeout), "--allocation-sockets", str(args.allocation_sockets)]
+    if args.no_hairpin:
+        argv.append("--no-hairpin")
+    for expect in args.expect:
+        argv += ["--expect", expect]
+    return argv
+
+
+def _yes_no(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "not tested"}[value]
+
+
+def render_human(report: ClassificationReport) -> str:
+    """The readable table."""
+    reasons = report.reasons
+    rows: list[tuple[str, str, str]] = []
+    servers = ", ".join(
+        f"{s.address}"
+        + (f" (RFC 5780, other {s.other_address})" if s.rfc5780 else "")
+        + ("" if s.answered else " (no answer)")
+        for s in report.servers
+    )
+    udp = {
+        RunStatus.OK: "ok",
+        RunStatus.UDP_BLOCKED: "BLOCKED",
+        RunStatus.UNREACHABLE: "no answer (UDP nor TCP)",
+    }[report.status]
+    if report.rtt is not None:
+        udp += f", rtt {report.rtt * 1000:.1f} ms"
+    if report.loss_estimate is not None:
+        udp += f", loss ~{report.loss_estimate * 100:.0f}%"
+    mapped = ""
+    if report.local_address is not None and report.mapped_address is not None:
+        mapped = f"{report.local_address} -> {report.mapped_address}"
+    rows.append(("NAT type", report.nat_type, ""))
+    rows.append(("UDP", udp, reasons.get("udp_blocked", "")))
+    rows.append(("Behind NAT", _yes_no(report.behind_nat), mapped))
+    rows.append(("Mapping", report.mapping.value, reasons.get("mapping", "")))
+    rows.append(("Filtering", report.filtering.value, reasons.get("filtering", "")))
+    rows.append(("Hairpinning", _yes_no(report.hairpin), reasons.get("hairpin", "")))
+    allocation = report.port_allocation.value
+    if report.port_allocation_delta is not None:
+        allocation += f" (+{report.port_allocation_delta})"
+    rows.append(("Port allocation", allocation, reasons.get("port_allocation", "")))
+    if report.alg_detected:
+        rows.append(("ALG", "detected", "MAPPED-ADDRESS differs from XOR-MAPPED-ADDRESS"))
+    if report.binding_lifetime is not None:
+        rows.append(("Binding lifetime", f"{report.binding_lifetime:.0f} s", ""))
+    rows.append(("Took", f"{report.duration * 1000:.0f} ms", ""))
+    width = max(len(label) for label, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    lines = [f"natkit classify: {servers}"]
+    for label, value, reason in rows:
+        line = f"  {label:<{width}}  {value:<{value_width}}"
+        lines.append(f"{line}  {reason}".rstrip() if reason else line.rstrip())
+    return "\n".join(lines)

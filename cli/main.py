@@ -1,0 +1,60 @@
+"""``natkit`` entry point: one subcommand per module, imported lazily so that
+``natkit classify`` does not pay for the lab or port-mapping imports."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from natkit import __version__
+
+#: Exit status for a command line that cannot be used (sysexits' EX_USAGE);
+#: distinct from 2, which ``classify`` reserves for "network undetermined".
+EXIT_USAGE = 64
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "classify": ("cli.classify", "classify the NAT between this host and STUN servers"),
+    "stun-server": ("cli.stun_server", "run an RFC 5780-capable STUN server"),
+    "lab": ("cli.lab", "build, list and tear down the network-namespace lab"),
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that exits with EX_USAGE instead of 2 on a bad command line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(argv: Sequence[str]) -> ArgumentParser:
+    parser = ArgumentParser(prog="natkit", description="NAT traversal and ICE toolkit")
+    parser.add_argument("--version", action="version", version=f"natkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+    # Import only the module of the command being run (help lists them all).
+    wanted = next((a for a in argv if a in COMMANDS), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        if wanted is not None and name != wanted:
+            sub.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        module.register(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(args_list).parse_args(args_list)
+    try:
+        result: int = args.run(args)
+    except BrokenPipeError:
+        # The reader (``| head``) went away; that is not our failure.
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    return result

@@ -1,0 +1,1 @@
+"""asyncio adapters: the only natkit code that touches sockets and the clock."""

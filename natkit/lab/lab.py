@@ -1,0 +1,471 @@
+"""``Lab``: one running instance of a scenario, and its teardown.
+
+Build order (each step batched; independent steps run in parallel):
+
+1. reserve a run id by creating the state file (``state.reserve``);
+2. ``ip -batch``: create every namespace;
+3. sysctls per namespace (before links, so ``default`` values apply to them);
+4. ``ip -batch`` in the root namespace: veth pairs, each end created
+   directly inside its namespace;
+5. ``ip -n NS -batch`` per namespace, in parallel: addresses, routes, bridge;
+6. ``nft -f`` per router, in parallel; then conntrack sysctls;
+7. servers, started together and waited for against one deadline.
+
+Any failure, ``KeyboardInterrupt`` included, tears down what was built.
+Teardown works from the state file alone: it kills whatever runs in the
+lab's namespaces, deletes the namespaces (their links go with them) and
+removes the work directory and state file, in that order, so an
+interrupted teardown can simply be run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from natkit.lab import servers, state
+from natkit.lab.errors import LabError
+from natkit.lab.loss import render_loss
+from natkit.lab.netns import (
+    TOOLS,
+    Command,
+    add_namespaces,
+    delete_namespaces,
+    exec_argv,
+    in_netns,
+    ip_batch,
+    list_namespaces,
+    namespace_pids,
+    nft_load,
+    require_root,
+    require_tools,
+    run,
+    run_all,
+    socket_in,
+    write_sysctls,
+)
+from natkit.lab.plan import (
+    CLIENT_ROLE,
+    NAMESPACE_RE,
+    PREFIX,
+    RUN_ID_RE,
+    IPv4,
+    LabPlan,
+    plan_lab,
+)
+from natkit.lab.scenarios import Scenario, get_scenario
+from natkit.lab.servers import (
+    DEFAULT_SERVERS,
+    SERVER_HOSTS,
+    ServerAddresses,
+    ServerKind,
+    natkit_server_available,
+    server_addresses,
+)
+from natkit.lab.state import LabRecord
+
+T = TypeVar("T")
+
+#: Seconds processes get between SIGTERM and SIGKILL at teardown.
+TERMINATE_GRACE_S = 2.0
+#: Attempts at drawing a free run id before giving up.
+_RUN_ID_ATTEMPTS = 32
+
+
+class Lab:
+    """A scenario built out of network namespaces, with its servers running.
+
+    Get one with :meth:`up` (which builds it) or :meth:`attach` (an existing
+    one, e.g. from ``natkit lab up``). Use it as a context manager, or call
+    :meth:`down`, which is idempotent.
+    """
+
+    def __init__(
+        self,
+        plan: LabPlan,
+        record: LabRecord,
+        processes: dict[str, subprocess.Popen[bytes]] | None = None,
+    ) -> None:
+        self._plan = plan
+        self._record = record
+        self._processes = dict(processes or {})
+        self._down = False
+
+    # ----------------------------------------------------------- lifecycle
+
+    @classmethod
+    def up(
+        cls,
+        scenario: str | Scenario,
+        *,
+        servers: Iterable[str] = DEFAULT_SERVERS,
+        run_id: str | None = None,
+        loss_percent: float = 0.0,
+    ) -> Lab:
+        """Build ``scenario`` and start ``servers``; a failure leaves nothing behind.
+
+        ``servers`` holds :class:`ServerKind` values (``"natkit"``, ``"coturn"``);
+        pass ``()`` for a bare network. ``run_id`` (5 hex digits) is drawn at
+        random when not given.
+        """
+        require_root()
+        chosen = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
+        kinds = tuple(dict.fromkeys(ServerKind(s) for s in servers))
+        require_tools([*TOOLS, *(["turnserver"] if ServerKind.COTURN in kinds else [])])
+        if ServerKind.NATKIT in kinds and not natkit_server_available():
+            raise LabError(
+                "natkit's STUN server (cli/stun_server.py) is not available;"
+                " start the lab without it, e.g. servers=('coturn',)"
+            )
+        plan, record = _reserve(chosen, kinds, run_id)
+        lab = cls(plan, record)
+        try:
+            lab._build(kinds, loss_percent)
+        except BaseException:
+            lab.down()
+            raise
+        return lab
+
+    @classmethod
+    def attach(cls, run_id: str) -> Lab:
+        """A handle on a lab recorded by another process (it keeps running)."""
+        record = state.load(run_id)
+        return cls(plan_lab(get_scenario(record.scenario), run_id), record)
+
+    def down(self) -> None:
+        """Stop the servers and delete every namespace of this lab. Idempotent."""
+        if self._down:
+            return
+        teardown(self._record, self._processes.values())
+        self._processes.clear()
+        self._down = True
+
+    def detach(self) -> None:
+        """Leave the lab running after this process exits (``natkit lab up``)."""
+        self._save(dataclasses.replace(self._record, detached=True))
+        self._processes.clear()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    def __repr__(self) -> str:
+        status = "down" if self._down else "up"
+        return f"<Lab {self.run_id} {self.scenario.name} {status}>"
+
+    # ---------------------------------------------------------- properties
+
+    @property
+    def run_id(self) -> str:
+        return self._plan.run_id
+
+    @property
+    def scenario(self) -> Scenario:
+        return self._plan.scenario
+
+    @property
+    def plan(self) -> LabPlan:
+        return self._plan
+
+    @property
+    def record(self) -> LabRecord:
+        return self._record
+
+    @property
+    def is_up(self) -> bool:
+        return not self._down
+
+    @property
+    def namespaces(self) -> dict[str, str]:
+        """Role -> namespace name (``inet``, ``stun``, ``coturn``, ``peer``, routers, ``client``)."""
+        return self._plan.namespaces
+
+    @property
+    def client_namespace(self) -> str:
+        return self.namespace(CLIENT_ROLE)
+
+    @property
+    def client_addresses(self) -> tuple[IPv4, ...]:
+        """The client's addresses, primary first (192.168.1.2, .3 behind a NAT)."""
+        return self._plan.host(CLIENT_ROLE).addresses
+
+    @property
+    def public_address(self) -> IPv4:
+        """The address the lab's internet sees the client's traffic come from."""
+        return self._plan.public_address
+
+    @property
+    def routers(self) -> tuple[str, ...]:
+        """Roles of the NAT routers, from the internet inwards."""
+        return tuple(h.role for h in self._plan.routers)
+
+    @property
+    def stun_servers(self) -> dict[str, ServerAddresses]:
+        """Server name -> addresses, for the servers this lab runs."""
+        return {kind: server_addresses(ServerKind(kind)) for kind in self._record.servers}
+
+    @property
+    def loss_percent(self) -> float:
+        return self._record.loss_percent
+
+    def namespace(self, role: str) -> str:
+        """The namespace of ``role``; ``KeyError`` naming the roles if unknown."""
+        try:
+            return self._plan.namespaces[role]
+        except KeyError:
+            known = ", ".join(self._plan.namespaces)
+            raise KeyError(f"lab {self.run_id} has no role {role!r} (roles: {known})") from None
+
+    def server_log(self, kind: str) -> Path:
+        """The stdout/stderr log of a server of this lab."""
+        return servers.log_path(ServerKind(kind), self._record.workdir)
+
+    # ------------------------------------------------------ running things
+
+    def exec(
+        self,
+        role: str,
+        argv: Sequence[str],
+        *,
+        check: bool = False,
+        timeout: float | None = None,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside ``role``'s namespace and capture its output (text)."""
+        return subprocess.run(
+            exec_argv(self.namespace(role), argv),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            input=input,
+            env=env,
+        )
+
+    def client_exec(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = False,
+        timeout: float | None = None,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """:meth:`exec` in the client namespace."""
+        return self.exec(CLIENT_ROLE, argv, check=check, timeout=timeout, input=input, env=env)
+
+    def popen(
+        self, role: str, argv: Sequence[str], **kwargs: object
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in ``role``'s namespace (``subprocess.Popen`` keywords).
+
+        Anything still running in the lab is killed by :meth:`down`.
+        """
+        return subprocess.Popen(exec_argv(self.namespace(role), argv), **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    def socket(
+        self,
+        role: str = CLIENT_ROLE,
+        family: socket.AddressFamily = socket.AF_INET,
+        kind: socket.SocketKind = socket.SOCK_DGRAM,
+    ) -> socket.socket:
+        """A socket living in ``role``'s namespace, usable from this process.
+
+        Hand it to asyncio (``create_datagram_endpoint(sock=...)``) to run
+        natkit's drivers inside the lab without a subprocess.
+        """
+        return socket_in(self.namespace(role), family, kind)
+
+    def call_in(self, role: str, fn: Callable[[], T]) -> T:
+        """Call ``fn`` on a thread inside ``role``'s namespace."""
+        return in_netns(self.namespace(role), fn)
+
+    # -------------------------------------------------------------- knobs
+
+    def set_loss(self, percent: float) -> None:
+        """Drop ``percent`` % of packets each way on the client's access link (0 removes)."""
+        commands = [
+            nft_load(end.namespace, render_loss(end.interface, percent))
+            for end in self._plan.client_link
+        ]
+        run_all(commands)
+        self._save(dataclasses.replace(self._record, loss_percent=float(percent)))
+
+    def reset_state(self) -> None:
+        """Forget every NAT mapping: reload rulesets, then flush conntrack.
+
+        Reloading empties the dynamic maps/sets and restarts ``numgen``
+        counters (sequential allocation starts over at its base port). The
+        loss setting is kept.
+        """
+        routers = self._plan.routers
+        run_all([nft_load(r.namespace, r.ruleset or "") for r in routers])
+        run_all([Command(("conntrack", "-F"), namespace=r.namespace) for r in routers])
+
+    # ------------------------------------------------------------ building
+
+    def _save(self, record: LabRecord) -> None:
+        state.save(record)
+        self._record = record
+
+    def _build(self, kinds: tuple[ServerKind, ...], loss_percent: float) -> None:
+        plan = self._plan
+        add_namespaces([h.namespace for h in plan.hosts])
+        for host in plan.hosts:
+            write_sysctls(host.namespace, host.sysctls)
+        run(ip_batch([v.ip_command() for v in plan.veths]))
+        run_all([ip_batch(h.ip_commands, h.namespace) for h in plan.hosts])
+        routers = plan.routers
+        run_all([nft_load(r.namespace, r.ruleset or "") for r in routers])
+        for router in routers:
+            write_sysctls(router.namespace, router.late_sysctls)
+        if loss_percent:
+            self.set_loss(loss_percent)
+        if kinds:
+            self._start_servers(kinds)
+
+    def _start_servers(self, kinds: tuple[ServerKind, ...]) -> None:
+        workdir = self._record.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        for kind in kinds:
+            namespace = self.namespace(SERVER_HOSTS[kind])
+            self._processes[kind] = servers.start(kind, namespace, workdir)
+            pids = {**self._record.pids, kind.value: self._processes[kind].pid}
+            self._save(dataclasses.replace(self._record, pids=pids))
+        deadline = time.monotonic() + servers.READY_TIMEOUT_S
+        for kind in kinds:
+            namespace = self.namespace(SERVER_HOSTS[kind])
+            servers.wait_ready(kind, self._processes[kind], namespace, workdir, deadline)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _reserve(
+    scenario: Scenario, kinds: tuple[ServerKind, ...], run_id: str | None
+) -> tuple[LabPlan, LabRecord]:
+    """Plan the lab and claim its run id by creating the state file."""
+    candidates = [run_id] if run_id is not None else [_random_id() for _ in range(_RUN_ID_ATTEMPTS)]
+    in_use = {m.group(1) for n in list_namespaces() if (m := NAMESPACE_RE.match(n))}
+    for candidate in candidates:
+        if not RUN_ID_RE.match(candidate):
+            raise ValueError(f"run id must be 5 lowercase hex digits, got {candidate!r}")
+        if candidate in in_use:
+            continue
+        plan = plan_lab(scenario, candidate)
+        record = state.new_record(
+            candidate,
+            scenario.name,
+            tuple(plan.namespaces.values()),
+            tuple(k.value for k in kinds),
+        )
+        if state.reserve(record):
+            return plan, record
+    if run_id is not None:
+        raise LabError(f"lab id {run_id!r} is already in use")
+    raise LabError("could not find a free lab id")
+
+
+def _random_id() -> str:
+    return secrets.token_hex(3)[:5]
+
+
+def teardown(record: LabRecord, children: Iterable[subprocess.Popen[bytes]] = ()) -> None:
+    """Remove a lab given only its record: processes, namespaces, files.
+
+    Every process running in one of the lab's namespaces is terminated (the
+    lab's servers, and anything a user started there), then the namespaces
+    are deleted. Namespaces named after the run id but missing from the
+    record (an older plan, a half-written record) are included.
+    """
+    prefix = f"{PREFIX}{record.run_id}-"
+    namespaces = sorted(set(record.namespaces) | {n for n in list_namespaces() if n.startswith(prefix)})
+    pids = {pid for ns in namespaces for pid in namespace_pids(ns)} - {os.getpid()}
+    terminate(pids, children)
+    delete_namespaces(namespaces)
+    shutil.rmtree(record.workdir, ignore_errors=True)
+    state.remove(record.run_id)
+
+
+def teardown_id(run_id: str) -> None:
+    """:func:`teardown` by run id; :class:`UnknownLabError` if not recorded."""
+    teardown(state.load(run_id))
+
+
+def orphan_namespaces() -> list[str]:
+    """Lab namespaces (``nk-<id>-<role>``) whose run id has no state file."""
+    recorded = {r.run_id for r in state.load_all()}
+    return [
+        n
+        for n in list_namespaces()
+        if (m := NAMESPACE_RE.match(n)) and m.group(1) not in recorded
+        and not state.state_path(m.group(1)).exists()
+    ]
+
+
+def remove_orphans() -> list[str]:
+    """Delete :func:`orphan_namespaces` (and what runs in them); returns their names."""
+    orphans = orphan_namespaces()
+    pids = {pid for ns in orphans for pid in namespace_pids(ns)} - {os.getpid()}
+    terminate(pids)
+    delete_namespaces(orphans)
+    return orphans
+
+
+def terminate(pids: Iterable[int], children: Iterable[subprocess.Popen[bytes]] = ()) -> None:
+    """SIGTERM ``pids``, SIGKILL those left after a grace period, reap ``children``."""
+    pending = set(pids)
+    own = list(children)
+    pending |= {c.pid for c in own if c.poll() is None}
+    for pid in pending:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + TERMINATE_GRACE_S
+    while time.monotonic() < deadline:
+        for child in own:
+            child.poll()  # reap, so a finished child stops counting as alive
+        pending = {pid for pid in pending if _alive(pid)}
+        if not pending:
+            break
+        time.sleep(0.01)
+    for pid in pending:
+        _signal(pid, signal.SIGKILL)
+    for child in own:
+        try:
+            child.wait(timeout=TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")

@@ -1,0 +1,354 @@
+"""The lab topology as plain data, computed by one pure function.
+
+``plan_lab(scenario, run_id)`` returns everything needed to build a lab:
+namespaces, veth pairs, per-namespace ``ip -batch`` lines, sysctls and
+nftables rulesets. Nothing here touches the system, so the plan can be
+checked without root, and a lab left behind by a killed process can be
+re-planned from its scenario name and run id alone.
+
+Topology (documentation ranges only; RFC 5737 for the internet, RFC 6598's
+100.64.0.0/10 for carrier tiers, RFC 1918 inside)::
+
+    stun 203.0.113.10,.11 ─┐
+    coturn 203.0.113.20,.21┼─ inet (bridge nk-br) ─ nk-wan 198.51.100.1 [cgn]
+    peer 192.0.2.10,.11 ───┘                          nk-lan 100.64.0.1/24
+                                                          │
+                                           nk-wan 100.64.0.2 [nat] nk-lan 192.168.1.1/24
+                                                          │
+                                                 client 192.168.1.2, .3
+
+With one NAT the ``nat`` router sits on the bridge itself; with none, the
+client does, as 198.51.100.50. Internet hosts get on-link routes for all
+three documentation /24s, so the bridge is one flat "internet" and nothing
+has a default route out of the lab.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from natkit.lab.nat import LAN_IF, WAN_IF, NatPlacement, dynamic_objects, render_ruleset
+from natkit.lab.scenarios import Scenario
+
+IPv4 = ipaddress.IPv4Address
+Net4 = ipaddress.IPv4Network
+
+#: Every lab namespace and interface name starts with this.
+PREFIX = "nk-"
+#: ``nk-<5 hex>``: a run id is 5 lowercase hex digits.
+RUN_ID_RE = re.compile(r"^[0-9a-f]{5}$")
+#: Matches a namespace of any lab: group 1 is the run id, group 2 the role.
+NAMESPACE_RE = re.compile(r"^nk-([0-9a-f]{5})-([a-z0-9]+)$")
+
+BRIDGE_IF = "nk-br"
+HOST_IF = "nk-eth0"
+
+#: The simulated internet: all three RFC 5737 /24s share one bridge.
+INTERNET_PREFIXES: tuple[Net4, ...] = (
+    Net4("203.0.113.0/24"),
+    Net4("198.51.100.0/24"),
+    Net4("192.0.2.0/24"),
+)
+STUN_ADDRESSES = (IPv4("203.0.113.10"), IPv4("203.0.113.11"))
+COTURN_ADDRESSES = (IPv4("203.0.113.20"), IPv4("203.0.113.21"))
+PEER_ADDRESSES = (IPv4("192.0.2.10"), IPv4("192.0.2.11"))
+ROUTER_WAN_ADDRESS = IPv4("198.51.100.1")
+NO_NAT_CLIENT_ADDRESS = IPv4("198.51.100.50")
+#: Carrier tier ``i`` (counted from the internet) uses 100.64.i.0/24.
+CARRIER_SUPERNET = Net4("100.64.0.0/10")
+LAN_PREFIX = Net4("192.168.1.0/24")
+CLIENT_ADDRESSES = (IPv4("192.168.1.2"), IPv4("192.168.1.3"))
+
+#: Roles that always exist.
+INET_ROLE, CLIENT_ROLE = "inet", "client"
+STUN_ROLE, COTURN_ROLE, PEER_ROLE = "stun", "coturn", "peer"
+#: Internet hosts: role -> addresses (the first one is the primary).
+INTERNET_HOSTS: dict[str, tuple[IPv4, ...]] = {
+    STUN_ROLE: STUN_ADDRESSES,
+    COTURN_ROLE: COTURN_ADDRESSES,
+    PEER_ROLE: PEER_ADDRESSES,
+}
+
+#: Set in every namespace before any link exists, so ``default`` applies to
+#: the links created next. Without accept_dad=0 the first IPv6 packets can be
+#: lost to duplicate address detection.
+COMMON_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv6.conf.all.accept_dad", "0"),
+    ("net.ipv6.conf.default.accept_dad", "0"),
+)
+#: br_netfilter is loaded on this kernel and makes bridged frames traverse the
+#: namespace's IP hooks; the bridge must switch, not filter.
+BRIDGE_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.bridge.bridge-nf-call-iptables", "0"),
+    ("net.bridge.bridge-nf-call-ip6tables", "0"),
+    ("net.bridge.bridge-nf-call-arptables", "0"),
+)
+#: A router routes between subnets sharing one link: no ICMP redirects.
+ROUTER_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.conf.all.send_redirects", "0"),
+    ("net.ipv4.conf.default.send_redirects", "0"),
+)
+UDP_TIMEOUT_SYSCTL = "net.netfilter.nf_conntrack_udp_timeout"
+
+
+class HostKind(Enum):
+    """What a namespace is for."""
+
+    BRIDGE = "bridge"
+    INTERNET_HOST = "internet-host"
+    ROUTER = "router"
+    CLIENT = "client"
+
+
+@dataclass(frozen=True, slots=True)
+class VethPair:
+    """One veth pair, created with each end directly inside its namespace."""
+
+    namespace_a: str
+    name_a: str
+    namespace_b: str
+    name_b: str
+
+    def ip_command(self) -> str:
+        """The ``ip -batch`` line (run in the root namespace) creating the pair.
+
+        Both ends are born inside their namespaces, so no transient interface
+        name ever appears in the root namespace.
+        """
+        return (
+            f"link add {self.name_a} netns {self.namespace_a}"
+            f" type veth peer name {self.name_b} netns {self.namespace_b}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    """One namespace: its role, what to run in it, and its addresses."""
+
+    role: str
+    namespace: str
+    kind: HostKind
+    ip_commands: tuple[str, ...]
+    """``ip -n NAMESPACE -batch -`` lines, run once all veth pairs exist."""
+    sysctls: tuple[tuple[str, str], ...]
+    """Set right after the namespace is created, before its links."""
+    addresses: tuple[IPv4, ...] = ()
+    """Host addresses (primary first); for a router its WAN then LAN address."""
+    ruleset: str | None = None
+    """``nft -f`` input (routers only)."""
+    dynamic_objects: tuple[str, ...] = ()
+    """Dynamic nftables maps/sets the ruleset keeps."""
+    late_sysctls: tuple[tuple[str, str], ...] = ()
+    """Set after the ruleset is loaded (conntrack knobs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEnd:
+    """One end of a link: a namespace and an interface name in it."""
+
+    namespace: str
+    interface: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabPlan:
+    """Everything needed to build (and tear down) one lab instance."""
+
+    run_id: str
+    scenario: Scenario
+    hosts: tuple[HostPlan, ...]
+    veths: tuple[VethPair, ...]
+    client_link: tuple[LinkEnd, LinkEnd] = field(repr=False)
+    """Both ends of the client's access link (where the loss knob acts)."""
+    public_address: IPv4 = field(repr=False)
+    """The address the internet sees the client as (outermost NAT's WAN)."""
+
+    @property
+    def namespaces(self) -> dict[str, str]:
+        """Role -> namespace name, in creation order."""
+        return {h.role: h.namespace for h in self.hosts}
+
+    @property
+    def routers(self) -> tuple[HostPlan, ...]:
+        return tuple(h for h in self.hosts if h.kind is HostKind.ROUTER)
+
+    def host(self, role: str) -> HostPlan:
+        for h in self.hosts:
+            if h.role == role:
+                return h
+        raise KeyError(f"lab {self.run_id} has no role {role!r}")
+
+
+def namespace_name(run_id: str, role: str) -> str:
+    """``nk-<run id>-<role>``."""
+    return f"{PREFIX}{run_id}-{role}"
+
+
+def router_roles(count: int) -> list[str]:
+    """Router roles from the internet inwards: ``nat`` innermost, ``cgn`` outside it."""
+    if count == 0:
+        return []
+    carriers = count - 1
+    outer = ["cgn"] if carriers == 1 else [f"cgn{i + 1}" for i in range(carriers)]
+    return [*outer, "nat"]
+
+
+def _on_link_routes(own: Net4 | None, ifname: str) -> list[str]:
+    return [f"route add {p} dev {ifname}" for p in INTERNET_PREFIXES if p != own]
+
+
+def _internet_prefix_of(address: IPv4) -> Net4:
+    for prefix in INTERNET_PREFIXES:
+        if address in prefix:
+            return prefix
+    raise ValueError(f"{address} is not in the lab's internet")
+
+
+def _addr_lines(ifname: str, addresses: tuple[IPv4, ...], prefixlen: int) -> list[str]:
+    return [f"address add {a}/{prefixlen} dev {ifname}" for a in addresses]
+
+
+def plan_lab(scenario: Scenario, run_id: str) -> LabPlan:
+    """Lay out the namespaces, links, addresses and rules for ``scenario``."""
+    if not RUN_ID_RE.match(run_id):
+        raise ValueError(f"run id must be 5 lowercase hex digits, got {run_id!r}")
+
+    def ns(role: str) -> str:
+        return namespace_name(run_id, role)
+
+    inet_ns = ns(INET_ROLE)
+    veths: list[VethPair] = []
+    hosts: list[HostPlan] = []
+    bridge_ports: list[str] = []
+    up = "link set lo up"
+
+    # Internet hosts: one veth each to the bridge, /24 addresses, on-link routes.
+    for role, addresses in INTERNET_HOSTS.items():
+        port = f"{PREFIX}{role}"
+        veths.append(VethPair(ns(role), HOST_IF, inet_ns, port))
+        bridge_ports.append(port)
+        prefix = _internet_prefix_of(addresses[0])
+        hosts.append(
+            HostPlan(
+                role=role,
+                namespace=ns(role),
+                kind=HostKind.INTERNET_HOST,
+                ip_commands=(
+                    up,
+                    *_addr_lines(HOST_IF, addresses, prefix.prefixlen),
+                    f"link set {HOST_IF} up",
+                    *_on_link_routes(prefix, HOST_IF),
+                ),
+                sysctls=COMMON_SYSCTLS,
+                addresses=addresses,
+            )
+        )
+
+    roles = router_roles(len(scenario.nats))
+    client_ns = ns(CLIENT_ROLE)
+    # The next hop towards the internet: (namespace, ifname) to pair with,
+    # and the link prefix/gateway the next host inwards uses on its WAN.
+    uplink_prefix: Net4 = INTERNET_PREFIXES[1]
+    uplink_gateway: IPv4 | None = None
+    previous_lan: LinkEnd | None = None
+    public_address = ROUTER_WAN_ADDRESS if roles else NO_NAT_CLIENT_ADDRESS
+
+    for tier, (role, spec) in enumerate(zip(roles, scenario.nats, strict=True)):
+        innermost = tier == len(roles) - 1
+        if previous_lan is None:
+            port = f"{PREFIX}{role}"
+            veths.append(VethPair(ns(role), WAN_IF, inet_ns, port))
+            bridge_ports.append(port)
+            wan_address = ROUTER_WAN_ADDRESS
+            wan_routes = _on_link_routes(uplink_prefix, WAN_IF)
+        else:
+            veths.append(VethPair(ns(role), WAN_IF, previous_lan.namespace, LAN_IF))
+            wan_address = IPv4(int(uplink_prefix.network_address) + 2)
+            wan_routes = [f"route add default via {uplink_gateway} dev {WAN_IF}"]
+        if innermost:
+            lan_prefix = LAN_PREFIX
+        else:
+            lan_prefix = Net4(f"{CARRIER_SUPERNET.network_address + 256 * tier}/24")
+        lan_address = IPv4(int(lan_prefix.network_address) + 1)
+        placement = NatPlacement(public=wan_address, lan=lan_prefix)
+        late = (
+            ((UDP_TIMEOUT_SYSCTL, str(spec.udp_timeout_s)),)
+            if spec.udp_timeout_s is not None
+            else ()
+        )
+        hosts.append(
+            HostPlan(
+                role=role,
+                namespace=ns(role),
+                kind=HostKind.ROUTER,
+                ip_commands=(
+                    up,
+                    f"address add {wan_address}/{uplink_prefix.prefixlen} dev {WAN_IF}",
+                    f"address add {lan_address}/{lan_prefix.prefixlen} dev {LAN_IF}",
+                    f"link set {WAN_IF} up",
+                    f"link set {LAN_IF} up",
+                    *wan_routes,
+                ),
+                sysctls=COMMON_SYSCTLS + ROUTER_SYSCTLS,
+                addresses=(wan_address, lan_address),
+                ruleset=render_ruleset(spec, placement),
+                dynamic_objects=tuple(dynamic_objects(spec)),
+                late_sysctls=late,
+            )
+        )
+        previous_lan = LinkEnd(ns(role), LAN_IF)
+        uplink_prefix, uplink_gateway = lan_prefix, lan_address
+
+    if previous_lan is None:
+        port = f"{PREFIX}{CLIENT_ROLE}"
+        veths.append(VethPair(client_ns, HOST_IF, inet_ns, port))
+        bridge_ports.append(port)
+        client_addresses: tuple[IPv4, ...] = (NO_NAT_CLIENT_ADDRESS,)
+        client_routes = _on_link_routes(INTERNET_PREFIXES[1], HOST_IF)
+        access_far_end = LinkEnd(inet_ns, port)
+    else:
+        veths.append(VethPair(client_ns, HOST_IF, previous_lan.namespace, LAN_IF))
+        client_addresses = CLIENT_ADDRESSES
+        client_routes = [f"route add default via {uplink_gateway} dev {HOST_IF}"]
+        access_far_end = previous_lan
+    hosts.append(
+        HostPlan(
+            role=CLIENT_ROLE,
+            namespace=client_ns,
+            kind=HostKind.CLIENT,
+            ip_commands=(
+                up,
+                *_addr_lines(HOST_IF, client_addresses, uplink_prefix.prefixlen),
+                f"link set {HOST_IF} up",
+                *client_routes,
+            ),
+            sysctls=COMMON_SYSCTLS,
+            addresses=client_addresses,
+        )
+    )
+
+    bridge = HostPlan(
+        role=INET_ROLE,
+        namespace=inet_ns,
+        kind=HostKind.BRIDGE,
+        ip_commands=(
+            up,
+            f"link add {BRIDGE_IF} type bridge",
+            f"link set {BRIDGE_IF} up",
+            *(f"link set {p} master {BRIDGE_IF}" for p in bridge_ports),
+            *(f"link set {p} up" for p in bridge_ports),
+        ),
+        sysctls=COMMON_SYSCTLS + BRIDGE_SYSCTLS,
+    )
+    return LabPlan(
+        run_id=run_id,
+        scenario=scenario,
+        hosts=(bridge, *hosts),
+        veths=tuple(veths),
+        client_link=(LinkEnd(client_ns, HOST_IF), access_far_end),
+        public_address=public_address,
+    )

@@ -1,0 +1,238 @@
+"""The classification report: verdicts, and the observations behind them.
+
+One flat, frozen report (after tailscale's netcheck ``Report``). Verdict
+enums carry their JSON spelling as values. "Not tested" (``None``) is kept
+apart from "tested, could not tell" (``UNKNOWN``), and every verdict has a
+reason string saying which observations decided it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from natkit.endpoint import Endpoint
+
+#: Version of the JSON document ``natkit classify --json`` prints. Keys are
+#: only ever added; a change in meaning bumps this number.
+SCHEMA_VERSION = 1
+
+
+class MappingBehavior(Enum):
+    """RFC 4787 §4.1 mapping behaviour."""
+
+    EIM = "EIM"
+    ADM = "ADM"
+    APDM = "APDM"
+    UNKNOWN = "unknown"
+
+
+class FilteringBehavior(Enum):
+    """RFC 4787 §5 filtering behaviour."""
+
+    EIF = "EIF"
+    ADF = "ADF"
+    APDF = "APDF"
+    UNKNOWN = "unknown"
+
+
+class PortAllocation(Enum):
+    """How the NAT picks external ports (RFC 4787 §4.2)."""
+
+    PRESERVING = "preserving"
+    SEQUENTIAL = "sequential"
+    RANDOM = "random"
+    UNKNOWN = "unknown"
+
+
+class RunStatus(Enum):
+    """Could the run reach a server at all?"""
+
+    OK = "ok"
+    #: TCP reached the server, UDP did not: UDP is blocked on this path.
+    UDP_BLOCKED = "udp_blocked"
+    #: Neither UDP nor TCP got an answer: nothing could be determined.
+    UNREACHABLE = "unreachable"
+
+
+class ProbeOutcome(Enum):
+    """How one test ended."""
+
+    ANSWERED = "answered"
+    #: No answer, and the loss measured on working paths makes that conclusive.
+    SILENT = "silent"
+    #: No answer, but too much loss (or too little time) to call it.
+    INCONCLUSIVE = "inconclusive"
+    NOT_RUN = "not run"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One response (or, for hairpinning, our own request coming back)."""
+
+    source: Endpoint
+    rtt: float
+    mapped_address: Endpoint | None = None
+    #: MAPPED-ADDRESS when the server also sent it (differs under a rewriting ALG).
+    plain_mapped_address: Endpoint | None = None
+    response_origin: Endpoint | None = None
+    other_address: Endpoint | None = None
+    error_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeObservation:
+    """The raw record of one test: what was sent, what came back."""
+
+    test: str
+    local: Endpoint
+    destination: Endpoint
+    change_ip: bool
+    change_port: bool
+    attempts: int
+    outcome: ProbeOutcome
+    answers: tuple[Answer, ...] = ()
+    #: P(every attempt was lost although an answer was sent), for silent tests.
+    false_negative_probability: float | None = None
+
+    @property
+    def first(self) -> Answer | None:
+        return self.answers[0] if self.answers else None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    address: Endpoint
+    answered: bool
+    other_address: Endpoint | None = None
+    software: str | None = None
+
+    @property
+    def rfc5780(self) -> bool:
+        return self.other_address is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationReport:
+    """Everything ``natkit classify`` found out."""
+
+    status: RunStatus
+    udp_blocked: bool
+    behind_nat: bool | None
+    mapping: MappingBehavior
+    filtering: FilteringBehavior
+    hairpin: bool | None
+    port_allocation: PortAllocation
+    port_allocation_delta: int | None
+    mapped_address: Endpoint | None
+    local_address: Endpoint | None
+    alg_detected: bool | None
+    servers: tuple[ServerReport, ...]
+    rtt: float | None
+    #: Fraction of attempts lost on paths that answered (round trip).
+    loss_estimate: float | None
+    duration: float
+    reasons: dict[str, str] = field(default_factory=dict)
+    observations: tuple[ProbeObservation, ...] = ()
+    tcp_mapped_address: Endpoint | None = None
+    binding_lifetime: float | None = None
+
+    @property
+    def determined(self) -> bool:
+        """False when no server answered at all (``natkit classify`` exits 2)."""
+        return self.status is not RunStatus.UNREACHABLE
+
+    @property
+    def nat_type(self) -> str:
+        """The classic RFC 3489 name, for people who think in cones."""
+        return classic_nat_type(self)
+
+
+def classic_nat_type(report: ClassificationReport) -> str:
+    if report.status is RunStatus.UDP_BLOCKED:
+        return "UDP blocked"
+    if report.status is RunStatus.UNREACHABLE:
+        return "unknown"
+    if report.behind_nat is False:
+        return {
+            FilteringBehavior.EIF: "open internet",
+            FilteringBehavior.UNKNOWN: "no NAT",
+        }.get(report.filtering, "no NAT, firewalled")
+    if report.mapping in (MappingBehavior.ADM, MappingBehavior.APDM):
+        return "symmetric"
+    if report.mapping is MappingBehavior.EIM:
+        return {
+            FilteringBehavior.EIF: "full cone",
+            FilteringBehavior.ADF: "restricted cone",
+            FilteringBehavior.APDF: "port-restricted cone",
+        }.get(report.filtering, "cone (filtering unknown)")
+    return "unknown"
+
+
+def _endpoint(value: Endpoint | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 3)
+
+
+def report_to_dict(report: ClassificationReport) -> dict[str, Any]:
+    """The versioned JSON document (schema ``natkit.classify`` v1)."""
+    return {
+        "schema": "natkit.classify",
+        "schema_version": SCHEMA_VERSION,
+        "status": report.status.value,
+        "udp_blocked": report.udp_blocked,
+        "behind_nat": report.behind_nat,
+        "mapping": report.mapping.value,
+        "filtering": report.filtering.value,
+        "hairpin": report.hairpin,
+        "port_allocation": report.port_allocation.value,
+        "port_allocation_delta": report.port_allocation_delta,
+        "mapped_address": _endpoint(report.mapped_address),
+        "local_address": _endpoint(report.local_address),
+        "tcp_mapped_address": _endpoint(report.tcp_mapped_address),
+        "nat_type": report.nat_type,
+        "alg_detected": report.alg_detected,
+        "binding_lifetime": report.binding_lifetime,
+        "rtt_ms": _ms(report.rtt),
+        "loss_estimate": None if report.loss_estimate is None else round(report.loss_estimate, 4),
+        "duration_ms": _ms(report.duration),
+        "servers": [
+            {
+                "address": str(s.address),
+                "answered": s.answered,
+                "rfc5780": s.rfc5780,
+                "other_address": _endpoint(s.other_address),
+                "software": s.software,
+            }
+            for s in report.servers
+        ],
+        "reasons": dict(report.reasons),
+        "observations": [
+            {
+                "test": o.test,
+                "local": str(o.local),
+                "destination": str(o.destination),
+                "change_ip": o.change_ip,
+                "change_port": o.change_port,
+                "attempts": o.attempts,
+                "outcome": o.outcome.value,
+                "false_negative_probability": o.false_negative_probability,
+                "answers": [
+                    {
+                        "source": str(a.source),
+                        "rtt_ms": _ms(a.rtt),
+                        "mapped_address": _endpoint(a.mapped_address),
+                        "response_origin": _endpoint(a.response_origin),
+                        "other_address": _endpoint(a.other_address),
+                        "error_code": a.error_code,
+                    }
+                    for a in o.answers
+                ],
+            }
+            for o in report.observations
+        ],
+    }

@@ -1,0 +1,165 @@
+"""Runs any natkit sans-IO core on simulated sockets and the virtual clock.
+
+This is the simulator's counterpart of the asyncio driver, and as thin:
+
+* a datagram arriving on socket ``i`` becomes
+  ``core.receive_datagram(data, source, i, now)``;
+* after every call into the core, ``flush()`` sends what
+  ``datagrams_to_send(now)`` returns (each from the socket it names), moves
+  ``next_event()`` results into ``events``, and arms ``get_timer()``;
+* when the armed deadline comes, ``handle_timer(now)`` is called.
+
+There is one timer event in flight at a time for the earliest deadline
+seen; a timer event whose deadline moved is ignored and re-armed, so cores
+may move their deadline freely (the event loop has no cancellation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from natkit.endpoint import Endpoint
+from natkit.sansio import SansIOCore
+from simulations.errors import SimulationError
+from simulations.network import SimSocket
+from simulations.packet import Packet
+
+EventT = TypeVar("EventT")
+
+#: How many times in a row a core may ignore a due timer before the driver
+#: gives up (raising beats spinning forever at one virtual instant).
+MAX_STUCK_TIMERS = 64
+
+
+class CoreDriver(Generic[EventT]):
+    """Drives one core over ``sockets``; socket ``i`` is the core's socket index ``i``.
+
+    Typical use::
+
+        sockets = host.bind_all([("192.168.1.2", 0)])
+        driver = CoreDriver(core, sockets)
+        driver.invoke(lambda now: core.start(now))   # any call into the core
+        network.loop.run_until_idle()
+        assert driver.events == [...]
+    """
+
+    def __init__(self, core: SansIOCore[EventT], sockets: Sequence[SimSocket]) -> None:
+        if not sockets:
+            raise SimulationError("a core needs at least one socket")
+        network = sockets[0].host.network
+        if any(s.host.network is not network for s in sockets):
+            raise SimulationError("all of a core's sockets must be in one network")
+        self.core = core
+        self.sockets = tuple(sockets)
+        #: Everything ``next_event()`` returned, oldest first. Tests may clear it.
+        self.events: list[EventT] = []
+        #: Datagrams handed to the core / sent on its behalf.
+        self.received = 0
+        self.sent = 0
+        self._loop = network.loop
+        # Time of the earliest timer event in flight, if any.
+        self._armed: float | None = None
+        # Consecutive handle_timer calls that left the deadline where it was.
+        self._stuck = 0
+        self._closed = False
+        for index, sock in enumerate(self.sockets):
+            if sock.handler is not None:
+                raise SimulationError(f"{sock} is already driven")
+            sock.handler = self._receiver(index)
+
+    @property
+    def now(self) -> float:
+        return self._loop.now
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The sockets' bound endpoints, in socket-index order."""
+        return tuple(s.local for s in self.sockets)
+
+    def invoke(self, action: Callable[[float], object]) -> None:
+        """Call into the core now (``action(now)``), then flush its output."""
+        action(self._loop.now)
+        self.flush()
+
+    def invoke_later(self, delay: float, action: Callable[[float], object]) -> None:
+        """:meth:`invoke` ``action`` ``delay`` virtual seconds from now."""
+        self._loop.call_later(delay, self.invoke, action)
+
+    def flush(self) -> None:
+        """Send pending datagrams, collect events, and arm the timer.
+
+        The driver calls this after each of its own calls into the core;
+        call it yourself after calling the core directly.
+        """
+        core = self.core
+        now = self._loop.now
+        sockets = self.sockets
+        for datagram in core.datagrams_to_send(now):
+            if not 0 <= datagram.socket < len(sockets):
+                raise SimulationError(
+                    f"core sent from socket {datagram.socket}, it has {len(sockets)}"
+                )
+            sockets[datagram.socket].send(datagram.data, datagram.remote)
+            self.sent += 1
+        event = core.next_event()
+        while event is not None:
+            self.events.append(event)
+            event = core.next_event()
+        self._arm()
+
+    def close(self) -> None:
+        """Detach from the sockets and stop the timer; the core gets nothing more."""
+        for sock in self.sockets:
+            sock.handler = None
+        self._closed = True
+
+    def _receiver(self, index: int) -> Callable[[Packet], None]:
+        def receive(packet: Packet) -> None:
+            self.received += 1
+            self.core.receive_datagram(packet.data, packet.src, index, self._loop.now)
+            self.flush()
+
+        return receive
+
+    def _arm(self) -> None:
+        if self._closed:
+            return
+        deadline = self.core.get_timer()
+        if deadline is None:
+            return
+        armed = self._armed
+        if armed is not None and armed <= deadline:
+            return  # an earlier timer event will fire, and re-arm
+        now = self._loop.now
+        when = deadline if deadline > now else now
+        if self._stuck and when <= now:
+            # The core did not consume a due deadline (float rounding in its
+            # own "is it due" test, typically): let the clock move by one ulp.
+            when = math.nextafter(now, math.inf)
+        self._armed = when
+        self._loop.call_at(when, self._on_timer, when)
+
+    def _on_timer(self, when: float) -> None:
+        if self._armed == when:
+            self._armed = None
+        if self._closed:
+            return
+        core = self.core
+        now = self._loop.now
+        deadline = core.get_timer()
+        if deadline is None or deadline > now:
+            self._arm()  # stale event: the deadline moved or went away
+            return
+        core.handle_timer(now)
+        after = core.get_timer()
+        if after is not None and after <= deadline:
+            self._stuck += 1
+            if self._stuck > MAX_STUCK_TIMERS:
+                raise SimulationError(
+                    f"{type(core).__name__}.handle_timer({now}) keeps its deadline at {after}"
+                )
+        else:
+            self._stuck = 0
+        self.flush()

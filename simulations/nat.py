@@ -1,0 +1,391 @@
+"""RFC 4787 NAT behaviour as a pure state machine (time passed in, no I/O).
+
+Theory of operation. A NAT keeps *mappings*, each joining one internal
+endpoint to one external endpoint (the NAT's public IP and a port it picked).
+Three independent behaviours, each an enum, decide everything:
+
+1. **Mapping** (RFC 4787 §4.1): an outbound datagram from internal endpoint
+   X to remote Y reuses an existing mapping if the mapping *key* matches. The
+   key is X plus the part of Y the behaviour cares about: nothing (EIM), Y's
+   address (ADM), or Y's address and port (APDM). See ``MAPPING_SCOPE``.
+2. **Filtering** (RFC 4787 §5): every outbound datagram also records a
+   *permission* on its mapping for the part of Y the filter cares about:
+   anything (EIF), Y's address (ADF), or Y's address and port (APDF). An
+   inbound datagram from Z to a mapping's external port passes only if a
+   live permission matches Z the same way. See ``FILTER_SCOPE``.
+3. **Port allocation** (RFC 4787 §4.2): a new mapping keeps X's port if it
+   is free (PRESERVING), takes the last allocated port plus a delta
+   (SEQUENTIAL), or draws uniformly from the range (RANDOM), skipping ports
+   held by live mappings. The NAT never overloads a port (REQ-1 and §4.2.2).
+
+Timers (RFC 4787 §4.3): a mapping and each of its permissions live for
+``mapping_timeout`` seconds after the outbound datagram that last refreshed
+them (REQ-6 says outbound refresh is mandatory); with ``inbound_refresh`` a
+datagram that passes the filter refreshes them too. Expiry is lazy: state is
+checked against ``now`` when looked up, and expired mappings are purged when
+their port or a table slot is wanted.
+
+Hairpinning (RFC 4787 §6, REQ-9): a datagram from inside to the NAT's own
+public endpoint is first translated outbound (so its source becomes the
+sender's external endpoint, REQ-9b), then handled as an inbound datagram,
+filter included, and sent back inside.
+
+Not modelled: IP address pooling (one public IP per NAT), port parity and
+contiguity (REQ-3), ALGs, ICMP, fragments, TCP.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from natkit.endpoint import Endpoint, IPAddress
+from simulations.errors import SimulationError
+from simulations.packet import DropReason
+
+
+class MappingBehavior(Enum):
+    """RFC 4787 §4.1: when an outbound datagram reuses an existing mapping."""
+
+    #: Endpoint-Independent Mapping: one mapping per internal endpoint (REQ-1).
+    EIM = "endpoint-independent"
+    #: Address-Dependent Mapping: one per internal endpoint and remote address.
+    ADM = "address-dependent"
+    #: Address and Port-Dependent Mapping: one per internal endpoint and remote
+    #: endpoint (the "symmetric NAT" of RFC 3489).
+    APDM = "address-and-port-dependent"
+
+
+class FilteringBehavior(Enum):
+    """RFC 4787 §5: which inbound datagrams a mapping admits."""
+
+    #: Endpoint-Independent Filtering: any remote, once the mapping exists.
+    EIF = "endpoint-independent"
+    #: Address-Dependent Filtering: remotes at an address the inside has sent to.
+    ADF = "address-dependent"
+    #: Address and Port-Dependent Filtering: exactly the endpoints sent to.
+    APDF = "address-and-port-dependent"
+
+
+class PortAllocation(Enum):
+    """RFC 4787 §4.2: how a new mapping's external port is chosen."""
+
+    #: Keep the internal port if free, otherwise pick at random.
+    PRESERVING = "preserving"
+    #: The last allocated port plus ``NatConfig.sequential_delta``.
+    SEQUENTIAL = "sequential"
+    #: Uniform over the port range.
+    RANDOM = "random"
+
+
+#: What part of a remote endpoint a mapping key or a permission retains.
+Scope = IPAddress | Endpoint | None
+
+
+def _any_remote(remote: Endpoint) -> Scope:
+    return None
+
+
+def _remote_address(remote: Endpoint) -> Scope:
+    return remote.address
+
+
+def _remote_endpoint(remote: Endpoint) -> Scope:
+    return remote
+
+
+#: RFC 4787 §4.1: the part of the remote endpoint a mapping is specific to.
+MAPPING_SCOPE: Final[dict[MappingBehavior, Callable[[Endpoint], Scope]]] = {
+    MappingBehavior.EIM: _any_remote,
+    MappingBehavior.ADM: _remote_address,
+    MappingBehavior.APDM: _remote_endpoint,
+}
+
+#: RFC 4787 §5: the part of the remote endpoint a permission is specific to.
+FILTER_SCOPE: Final[dict[FilteringBehavior, Callable[[Endpoint], Scope]]] = {
+    FilteringBehavior.EIF: _any_remote,
+    FilteringBehavior.ADF: _remote_address,
+    FilteringBehavior.APDF: _remote_endpoint,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NatConfig:
+    """Everything that makes one NAT behave differently from another.
+
+    The defaults are a typical home router (Linux netfilter): EIM, APDF,
+    port-preserving, no hairpinning, the RFC 4787 REQ-5 minimum timeout.
+    """
+
+    mapping: MappingBehavior = MappingBehavior.EIM
+    filtering: FilteringBehavior = FilteringBehavior.APDF
+    allocation: PortAllocation = PortAllocation.PRESERVING
+    #: Inclusive range of external ports the NAT allocates from.
+    port_range: tuple[int, int] = (1024, 65535)
+    #: Step of SEQUENTIAL allocation (may be negative; never 0).
+    sequential_delta: int = 1
+    #: Loop datagrams to the NAT's own public endpoints back inside (REQ-9).
+    hairpinning: bool = False
+    #: Seconds a mapping (and each permission) lives after its last refresh.
+    mapping_timeout: float = 120.0
+    #: Whether admitted inbound datagrams refresh the mapping (RFC 4787 §4.3).
+    inbound_refresh: bool = False
+    #: Most live mappings at once; ``None`` for no cap beyond the port range.
+    max_mappings: int | None = None
+    #: Drop every UDP datagram both ways (the "UDP blocked" of RFC 3489).
+    udp_blocked: bool = False
+
+    def __post_init__(self) -> None:
+        lo, hi = self.port_range
+        if not 1 <= lo <= hi <= 0xFFFF:
+            raise SimulationError(f"bad port range {self.port_range}")
+        if self.sequential_delta == 0:
+            raise SimulationError("sequential_delta must not be 0")
+        if not self.mapping_timeout > 0:
+            raise SimulationError(f"mapping_timeout must be > 0, not {self.mapping_timeout}")
+        if self.max_mappings is not None and self.max_mappings < 1:
+            raise SimulationError(f"max_mappings must be >= 1, not {self.max_mappings}")
+
+    @property
+    def label(self) -> str:
+        """A short name such as ``"EIM/APDF/preserving"``, for test ids and logs."""
+        return f"{self.mapping.name}/{self.filtering.name}/{self.allocation.value}"
+
+    # RFC 3489's four cone names, in RFC 4787 terms (RFC 4787 §3 explains why
+    # the old names are not enough; they remain handy shorthands).
+
+    @classmethod
+    def full_cone(cls) -> NatConfig:
+        """EIM + EIF."""
+        return cls(MappingBehavior.EIM, FilteringBehavior.EIF)
+
+    @classmethod
+    def restricted_cone(cls) -> NatConfig:
+        """EIM + ADF."""
+        return cls(MappingBehavior.EIM, FilteringBehavior.ADF)
+
+    @classmethod
+    def port_restricted_cone(cls) -> NatConfig:
+        """EIM + APDF."""
+        return cls(MappingBehavior.EIM, FilteringBehavior.APDF)
+
+    @classmethod
+    def symmetric(cls) -> NatConfig:
+        """APDM + APDF with random ports, the hardest case for hole punching."""
+        return cls(MappingBehavior.APDM, FilteringBehavior.APDF, PortAllocation.RANDOM)
+
+
+@dataclass(frozen=True, slots=True)
+class MappingView:
+    """A snapshot of one live mapping, for tests and reports."""
+
+    internal: Endpoint
+    external: Endpoint
+    #: The mapping key's remote part (``None`` for EIM).
+    remote: Scope
+    #: When the mapping expires unless refreshed.
+    expires: float
+    #: The live permissions (their ``FILTER_SCOPE`` values), oldest first.
+    permits: tuple[Scope, ...]
+
+
+class _Binding:
+    """Mutable state of one mapping (internal; ``MappingView`` is the public face)."""
+
+    __slots__ = ("expires", "external", "internal", "key", "permits")
+
+    def __init__(self, internal: Endpoint, external: Endpoint, key: tuple[Endpoint, Scope]) -> None:
+        self.internal = internal
+        self.external = external
+        self.key = key
+        self.expires = 0.0
+        # Permission scope -> expiry time.
+        self.permits: dict[Scope, float] = {}
+
+
+#: Random draws before RANDOM allocation falls back to a linear scan.
+_RANDOM_TRIES = 32
+
+
+class Nat:
+    """One NAT's translation state; the network glue calls it per datagram.
+
+    Every method takes ``now`` and returns either the translated endpoint or
+    the :class:`DropReason` for discarding the datagram.
+    """
+
+    def __init__(self, config: NatConfig, public_ip: IPAddress, rng: random.Random) -> None:
+        self.config = config
+        self.public_ip = public_ip
+        self._rng = rng
+        self._mapping_scope = MAPPING_SCOPE[config.mapping]
+        self._filter_scope = FILTER_SCOPE[config.filtering]
+        self._timeout = config.mapping_timeout
+        self._by_key: dict[tuple[Endpoint, Scope], _Binding] = {}
+        self._by_port: dict[int, _Binding] = {}
+        self._last_port: int | None = None
+        #: How many mappings were ever created (a new one after expiry counts again).
+        self.created = 0
+
+    # -- per datagram ----------------------------------------------------------
+
+    def outbound(self, src: Endpoint, dst: Endpoint, now: float) -> Endpoint | DropReason:
+        """Translate a datagram leaving ``src`` for ``dst``: its external source."""
+        if self.config.udp_blocked:
+            return DropReason.UDP_BLOCKED
+        key = (src, self._mapping_scope(dst))
+        binding = self._by_key.get(key)
+        if binding is None or binding.expires <= now:
+            if binding is not None:
+                self._forget(binding)
+            created = self._create(src, key, now)
+            if isinstance(created, DropReason):
+                return created
+            binding = created
+        expires = now + self._timeout
+        binding.expires = expires
+        binding.permits[self._filter_scope(dst)] = expires
+        return binding.external
+
+    def inbound(self, src: Endpoint, dst: Endpoint, now: float) -> Endpoint | DropReason:
+        """Translate a datagram from ``src`` to our ``dst``: the internal destination."""
+        if self.config.udp_blocked:
+            return DropReason.UDP_BLOCKED
+        binding = self._by_port.get(dst.port)
+        if binding is None:
+            return DropReason.NO_MAPPING
+        if binding.expires <= now:
+            self._forget(binding)
+            return DropReason.NO_MAPPING
+        scope = self._filter_scope(src)
+        permit = binding.permits.get(scope)
+        if permit is None or permit <= now:
+            return DropReason.FILTERED
+        if self.config.inbound_refresh:
+            expires = now + self._timeout
+            binding.expires = expires
+            binding.permits[scope] = expires
+        return binding.internal
+
+    def hairpin(
+        self, src: Endpoint, dst: Endpoint, now: float
+    ) -> tuple[Endpoint, Endpoint] | DropReason:
+        """Loop a datagram from inside to our own public ``dst`` back inside.
+
+        Returns the (source, destination) it arrives with: the sender's
+        external endpoint (REQ-9b) and the internal endpoint mapped at ``dst``.
+        """
+        if self.config.udp_blocked:
+            return DropReason.UDP_BLOCKED
+        if not self.config.hairpinning:
+            return DropReason.HAIRPIN_DISABLED
+        external = self.outbound(src, dst, now)
+        if isinstance(external, DropReason):
+            return external
+        internal = self.inbound(external, dst, now)
+        if isinstance(internal, DropReason):
+            return internal
+        return external, internal
+
+    # -- inspection -------------------------------------------------------------
+
+    def mappings(self, now: float) -> tuple[MappingView, ...]:
+        """The live mappings, in creation order."""
+        return tuple(
+            MappingView(
+                internal=b.internal,
+                external=b.external,
+                remote=b.key[1],
+                expires=b.expires,
+                permits=tuple(scope for scope, until in b.permits.items() if until > now),
+            )
+            for b in self._by_key.values()
+            if b.expires > now
+        )
+
+    def expire(self, now: float) -> int:
+        """Purge mappings that have timed out; returns how many."""
+        dead = [b for b in self._by_key.values() if b.expires <= now]
+        for binding in dead:
+            self._forget(binding)
+        return len(dead)
+
+    # -- allocation ---------------------------------------------------------------
+
+    def _create(
+        self, internal: Endpoint, key: tuple[Endpoint, Scope], now: float
+    ) -> _Binding | DropReason:
+        cap = self.config.max_mappings
+        if cap is not None and len(self._by_port) >= cap and self.expire(now) == 0:
+            return DropReason.TABLE_FULL
+        port = self._pick_port(internal.port, now)
+        if port is None:
+            return DropReason.PORTS_EXHAUSTED
+        binding = _Binding(internal, Endpoint(self.public_ip, port), key)
+        self._by_key[key] = binding
+        self._by_port[port] = binding
+        self.created += 1
+        return binding
+
+    def _forget(self, binding: _Binding) -> None:
+        del self._by_key[binding.key]
+        del self._by_port[binding.external.port]
+
+    def _port_free(self, port: int, now: float) -> bool:
+        holder = self._by_port.get(port)
+        if holder is None:
+            return True
+        if holder.expires <= now:
+            self._forget(holder)
+            return True
+        return False
+
+    def _pick_port(self, wanted: int, now: float) -> int | None:
+        allocation = self.config.allocation
+        if allocation is PortAllocation.PRESERVING:
+            lo, hi = self.config.port_range
+            if lo <= wanted <= hi and self._port_free(wanted, now):
+                return wanted
+            return self._random_port(now)
+        if allocation is PortAllocation.SEQUENTIAL:
+            return self._sequential_port(now)
+        return self._random_port(now)
+
+    def _random_port(self, now: float) -> int | None:
+        lo, hi = self.config.port_range
+        for _ in range(_RANDOM_TRIES):
+            port = self._rng.randint(lo, hi)
+            if self._port_free(port, now):
+                return port
+        # A nearly full range: scan from a random start rather than draw forever.
+        return self._scan(self._rng.randint(lo, hi), 1, now)
+
+    def _sequential_port(self, now: float) -> int | None:
+        lo, hi = self.config.port_range
+        delta = self.config.sequential_delta
+        if self._last_port is None:
+            # Real NATs start somewhere arbitrary; tests look at differences.
+            port = self._scan(self._rng.randint(lo, hi), delta, now)
+        else:
+            port = self._scan(self._last_port + delta, delta, now)
+        if port is None:
+            # A delta sharing a factor with the range size cycles through only
+            # part of it; take any free port before giving up.
+            port = self._scan(lo, 1, now)
+        if port is not None:
+            self._last_port = port
+        return port
+
+    def _scan(self, start: int, step: int, now: float) -> int | None:
+        """The first free port of ``start, start+step, ...``, wrapping in the range."""
+        lo, hi = self.config.port_range
+        span = hi - lo + 1
+        offset = start - lo
+        for i in range(span):
+            port = lo + (offset + i * step) % span
+            if self._port_free(port, now):
+                return port
+        return None
