@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 
-from natkit.aio.classify import classify, resolve_server
+from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
 from natkit.errors import NatkitError
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import check_expectations, parse_expectations
+from natkit.probe.lifetime import LifetimeConfig
 from natkit.probe.report import ClassificationReport, RunStatus, report_to_dict
 
 SCALAR_KEYS = (
@@ -71,6 +73,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-address", metavar="IP", help="source address to test from")
     parser.add_argument("--no-hairpin", action="store_true", help="skip the hairpinning test")
     parser.add_argument(
+        "--lifetime",
+        action="store_true",
+        help="also measure the binding lifetime (RFC 5780 section 4.6; takes about as long "
+        "as the lifetime, up to --lifetime-max)",
+    )
+    parser.add_argument(
+        "--lifetime-max",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="longest binding lifetime to wait for (default 180)",
+    )
+    parser.add_argument(
         "--allocation-sockets",
         type=int,
         default=4,
@@ -86,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except NatkitError as exc:
         print(f"natkit classify: {exc}", file=sys.stderr)
         return 64
-    if args.timeout <= 0 or args.allocation_sockets < 0:  # negatives make no sense either
+    if args.timeout <= 0 or args.allocation_sockets < 0 or args.lifetime_max <= 0:
         print(
             "natkit classify: --timeout and --allocation-sockets must be positive", file=sys.stderr
         )
@@ -136,7 +151,20 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
         test_hairpin=not args.no_hairpin,
         timeout=args.timeout,
     )
-    return await classify(servers, config=config, local_address=args.local_address)
+    report = await classify(servers, config=config, local_address=args.local_address)
+    if args.lifetime and report.status is RunStatus.OK:
+        lifetime = await measure_binding_lifetime(
+            servers[0],
+            config=LifetimeConfig(max_lifetime=args.lifetime_max),
+            local_address=args.local_address,
+        )
+        report = dataclasses.replace(
+            report,
+            binding_lifetime=lifetime.lifetime,
+            binding_lifetime_expired_after=lifetime.expired_after,
+            reasons={**report.reasons, "binding_lifetime": lifetime.reason},
+        )
+    return report
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
@@ -149,6 +177,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     argv += ["--timeout", str(args.timeout), "--allocation-sockets", str(args.allocation_sockets)]
     if args.no_hairpin:
         argv.append("--no-hairpin")
+    if args.lifetime:
+        argv += ["--lifetime", "--lifetime-max", str(args.lifetime_max)]
     for expect in args.expect:
         argv += ["--expect", expect]
     return argv
@@ -192,8 +222,13 @@ def render_human(report: ClassificationReport) -> str:
     rows.append(("Port allocation", allocation, reasons.get("port_allocation", "")))
     if report.alg_detected:
         rows.append(("ALG", "detected", "MAPPED-ADDRESS differs from XOR-MAPPED-ADDRESS"))
-    if report.binding_lifetime is not None:
-        rows.append(("Binding lifetime", f"{report.binding_lifetime:.0f} s", ""))
+    if "binding_lifetime" in reasons:
+        lifetime = "unknown"
+        if report.binding_lifetime is not None:
+            lifetime = f">= {report.binding_lifetime:g} s"
+            if report.binding_lifetime_expired_after is not None:
+                lifetime += f", < {report.binding_lifetime_expired_after:g} s"
+        rows.append(("Binding lifetime", lifetime, reasons["binding_lifetime"]))
     rows.append(("Took", f"{report.duration * 1000:.0f} ms", ""))
     width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)

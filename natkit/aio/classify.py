@@ -12,11 +12,17 @@ import contextlib
 import socket
 from collections.abc import Sequence
 
-from natkit.aio.driver import CoreRunner, local_endpoint, open_udp_sockets
+from natkit.aio.driver import CoreRunner, run_to_completion
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.probe.classifier import ClassifierConfig, NatClassifier
 from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
+from natkit.probe.lifetime import (
+    BindingLifetimeProber,
+    LifetimeCompleted,
+    LifetimeConfig,
+    LifetimeResult,
+)
 from natkit.probe.report import ClassificationReport
 from natkit.stun.codec import message_length
 from natkit.stun.constants import HEADER_LENGTH
@@ -82,33 +88,52 @@ async def classify(
     if not servers:
         raise LocalProtocolError("at least one STUN server is needed")
     loop = asyncio.get_running_loop()
-    source = local_address or route_source(servers[0])
-    sockets = open_udp_sockets([Endpoint.of(source, 0)] * config.sockets_needed)
-    core = NatClassifier(servers, [local_endpoint(s) for s in sockets], loop.time(), config)
-    done: asyncio.Future[ClassificationReport] = loop.create_future()
+    source = Endpoint.of(local_address or route_source(servers[0]), 0)
     tasks: set[asyncio.Task[None]] = set()
+    cores: list[NatClassifier] = []
 
-    async def tcp_check(event: TcpCheckRequested) -> None:
+    def make_core(sockets: list[Endpoint], now: float) -> NatClassifier:
+        cores.append(NatClassifier(servers, sockets, now, config))
+        return cores[0]
+
+    async def tcp_check(event: TcpCheckRequested, runner: CoreRunner[ClassifierEvent]) -> None:
         reply = await _tcp_exchange(event.server, event.request, config.timeout)
-        core.tcp_check_completed(reply, loop.time())
+        cores[0].tcp_check_completed(reply, loop.time())
         runner.transmit()
 
-    def on_event(event: ClassifierEvent) -> None:
+    def on_event(event: ClassifierEvent, runner: CoreRunner[ClassifierEvent]) -> None:
         if isinstance(event, TcpCheckRequested):
-            task = loop.create_task(tcp_check(event))
+            task = loop.create_task(tcp_check(event, runner))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        elif isinstance(event, ClassificationCompleted) and not done.done():
-            done.set_result(event.report)
 
-    runner: CoreRunner[ClassifierEvent] = CoreRunner(core, on_event, loop)
+    def result_of(event: ClassifierEvent) -> ClassificationReport | None:
+        return event.report if isinstance(event, ClassificationCompleted) else None
+
     try:
-        await runner.attach(sockets)
-        runner.transmit()
-        return await done
+        return await run_to_completion(
+            make_core, [source] * config.sockets_needed, result_of, on_event
+        )
     finally:
-        runner.close()
-        for sock in sockets:
-            sock.close()
         for task in tasks:
             task.cancel()
+
+
+async def measure_binding_lifetime(
+    server: Endpoint,
+    *,
+    config: LifetimeConfig | None = None,
+    local_address: str | None = None,
+) -> LifetimeResult:
+    """RFC 5780 §4.6 against ``server`` (takes about as long as the lifetime)."""
+    config = config or LifetimeConfig()
+    source = Endpoint.of(local_address or route_source(server), 0)
+
+    def make_core(sockets: list[Endpoint], now: float) -> BindingLifetimeProber:
+        return BindingLifetimeProber(server, sockets, now, config)
+
+    def result_of(event: LifetimeCompleted) -> LifetimeResult:
+        return event.result
+
+    count = BindingLifetimeProber.sockets_needed(config)
+    return await run_to_completion(make_core, [source] * count, result_of)

@@ -135,3 +135,44 @@ class CoreRunner(Generic[EventT]):
         for transport in self.transports:
             transport.close()
         self.transports.clear()
+
+
+ResultT = TypeVar("ResultT")
+
+
+async def run_to_completion(
+    make_core: Callable[[list[Endpoint], float], SansIOCore[EventT]],
+    endpoints: Sequence[Endpoint],
+    result_of: Callable[[EventT], ResultT | None],
+    on_event: Callable[[EventT, CoreRunner[EventT]], None] | None = None,
+) -> ResultT:
+    """Bind ``endpoints``, build the core on their real local addresses, run
+    it until ``result_of`` maps an event to a result, and close everything.
+
+    ``on_event`` sees every other event (with the runner, to call
+    ``transmit()`` after feeding the core from outside).
+    """
+    loop = asyncio.get_running_loop()
+    sockets = open_udp_sockets(endpoints)
+    done: asyncio.Future[ResultT] = loop.create_future()
+    runner: CoreRunner[EventT] | None = None
+    try:
+        core = make_core([local_endpoint(s) for s in sockets], loop.time())
+
+        def dispatch(event: EventT) -> None:
+            result = result_of(event)
+            if result is not None:
+                if not done.done():
+                    done.set_result(result)
+            elif on_event is not None and runner is not None:
+                on_event(event, runner)
+
+        runner = CoreRunner(core, dispatch, loop)
+        await runner.attach(sockets)
+        runner.transmit()
+        return await done
+    finally:
+        if runner is not None:
+            runner.close()
+        for sock in sockets:
+            sock.close()

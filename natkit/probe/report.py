@@ -136,7 +136,10 @@ class ClassificationReport:
     reasons: dict[str, str] = field(default_factory=dict)
     observations: tuple[ProbeObservation, ...] = ()
     tcp_mapped_address: Endpoint | None = None
+    #: RFC 5780 §4.6 (opt-in): longest idle time a mapping was seen to survive...
     binding_lifetime: float | None = None
+    #: ...and the shortest after which it was gone.
+    binding_lifetime_expired_after: float | None = None
 
     @property
     def determined(self) -> bool:
@@ -197,6 +200,7 @@ def report_to_dict(report: ClassificationReport) -> dict[str, Any]:
         "nat_type": report.nat_type,
         "alg_detected": report.alg_detected,
         "binding_lifetime": report.binding_lifetime,
+        "binding_lifetime_expired_after": report.binding_lifetime_expired_after,
         "rtt_ms": _ms(report.rtt),
         "loss_estimate": None if report.loss_estimate is None else round(report.loss_estimate, 4),
         "duration_ms": _ms(report.duration),
