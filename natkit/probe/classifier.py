@@ -56,7 +56,7 @@ from natkit.probe.report import (
     ServerReport,
 )
 from natkit.probe.verdicts import (
-    TestResult,
+    CheckResult,
     filtering_from_rfc5780,
     hairpin_from_test,
     mapping_from_rfc5780,
@@ -86,7 +86,7 @@ class Role(IntEnum):
     ALLOCATION = 3
 
 
-class TestName(Enum):
+class ProbeName(Enum):
     BINDING = "binding"
     MAPPING_ALT_ADDRESS = "mapping-II"
     MAPPING_ALT_ADDRESS_PORT = "mapping-III"
@@ -140,7 +140,7 @@ class _Attempt:
 
 @dataclass(eq=False, slots=True)
 class _Probe:
-    test: TestName
+    test: ProbeName
     socket: int
     destination: Endpoint
     change: ChangeFlags = ChangeFlags.NONE
@@ -174,18 +174,18 @@ class _Probe:
                 return answer.mapped_address
         return None
 
-    def result(self) -> TestResult:
+    def result(self) -> CheckResult:
         if self.outcome is ProbeOutcome.ANSWERED:
             first = self.answers[0]
             if first.error_code is not None:
-                return TestResult.REFUSED
+                return CheckResult.REFUSED
             if self.expected_source is not None and first.source != self.expected_source:
-                return TestResult.WRONG_SOURCE
-            return TestResult.ANSWERED
+                return CheckResult.WRONG_SOURCE
+            return CheckResult.ANSWERED
         return {
-            ProbeOutcome.SILENT: TestResult.SILENT,
-            ProbeOutcome.INCONCLUSIVE: TestResult.INCONCLUSIVE,
-        }.get(self.outcome or ProbeOutcome.NOT_RUN, TestResult.NOT_RUN)
+            ProbeOutcome.SILENT: CheckResult.SILENT,
+            ProbeOutcome.INCONCLUSIVE: CheckResult.INCONCLUSIVE,
+        }.get(self.outcome or ProbeOutcome.NOT_RUN, CheckResult.NOT_RUN)
 
 
 @dataclass(slots=True)
@@ -247,12 +247,12 @@ class NatClassifier:
 
         reference = self.servers[0]
         self._bindings = {
-            server: self._add(TestName.BINDING, Role.MAPPING, server) for server in self.servers
+            server: self._add(ProbeName.BINDING, Role.MAPPING, server) for server in self.servers
         }
-        self._filtering_first = self._add(TestName.FILTERING_CONTROL, Role.FILTERING, reference)
-        self._hairpin_control = self._add(TestName.HAIRPIN_CONTROL, Role.HAIRPIN, reference)
+        self._filtering_first = self._add(ProbeName.FILTERING_CONTROL, Role.FILTERING, reference)
+        self._hairpin_control = self._add(ProbeName.HAIRPIN_CONTROL, Role.HAIRPIN, reference)
         self._allocation = [
-            self._add(TestName.ALLOCATION, Role.ALLOCATION + i, reference)
+            self._add(ProbeName.ALLOCATION, Role.ALLOCATION + i, reference)
             for i in range(self.config.allocation_sockets)
         ]
         self._mapping_tests: tuple[_Probe, _Probe] | None = None
@@ -320,7 +320,7 @@ class NatClassifier:
 
     def _add(
         self,
-        test: TestName,
+        test: ProbeName,
         socket: int,
         destination: Endpoint,
         *,
@@ -379,7 +379,7 @@ class NatClassifier:
         )
         self._record_answer(probe, attempt, answer, now)
         self._any_udp_answer = True
-        if probe.test is TestName.BINDING and probe.destination not in self._server_info:
+        if probe.test is ProbeName.BINDING and probe.destination not in self._server_info:
             self._server_info[probe.destination] = (
                 answer.other_address,
                 response.text(AttributeType.SOFTWARE),
@@ -515,16 +515,16 @@ class NatClassifier:
             mapping = Role.MAPPING
             self._mapping_tests = (
                 self._add(
-                    TestName.MAPPING_ALT_ADDRESS, mapping, Endpoint(other.address, server.port)
+                    ProbeName.MAPPING_ALT_ADDRESS, mapping, Endpoint(other.address, server.port)
                 ),
-                self._add(TestName.MAPPING_ALT_ADDRESS_PORT, mapping, other),
+                self._add(ProbeName.MAPPING_ALT_ADDRESS_PORT, mapping, other),
             )
             control = self._filtering_first
             if server != self.servers[0]:
-                control = self._add(TestName.FILTERING_CONTROL, Role.FILTERING, server)
+                control = self._add(ProbeName.FILTERING_CONTROL, Role.FILTERING, server)
             self._filtering_tests = (
                 self._add(
-                    TestName.FILTERING_CHANGE_IP_PORT,
+                    ProbeName.FILTERING_CHANGE_IP_PORT,
                     Role.FILTERING,
                     server,
                     change=ChangeFlags.CHANGE_IP | ChangeFlags.CHANGE_PORT,
@@ -532,7 +532,7 @@ class NatClassifier:
                     control=control,
                 ),
                 self._add(
-                    TestName.FILTERING_CHANGE_PORT,
+                    ProbeName.FILTERING_CHANGE_PORT,
                     Role.FILTERING,
                     server,
                     change=ChangeFlags.CHANGE_PORT,
@@ -553,7 +553,7 @@ class NatClassifier:
         if mapped == self.sockets[Role.MAPPING]:
             return  # not behind a NAT: nothing to hairpin through
         self._hairpin = self._add(
-            TestName.HAIRPIN,
+            ProbeName.HAIRPIN,
             Role.HAIRPIN,
             mapped,
             control=self._hairpin_control,

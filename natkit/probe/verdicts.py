@@ -16,7 +16,7 @@ from natkit.endpoint import Endpoint
 from natkit.probe.report import FilteringBehavior, MappingBehavior, PortAllocation
 
 
-class TestResult(Enum):
+class CheckResult(Enum):
     """A filtering or hairpin test's outcome, as the decision tables see it."""
 
     ANSWERED = "answered from the expected address"
@@ -79,12 +79,12 @@ def mapping_from_servers(mapped: Sequence[Endpoint]) -> tuple[MappingBehavior, s
     )
 
 
-_FILTERING: dict[tuple[TestResult, TestResult], tuple[FilteringBehavior, str]] = {
-    (TestResult.SILENT, TestResult.ANSWERED): (
+_FILTERING: dict[tuple[CheckResult, CheckResult], tuple[FilteringBehavior, str]] = {
+    (CheckResult.SILENT, CheckResult.ANSWERED): (
         FilteringBehavior.ADF,
         "no answer from the alternate address; answers from the primary address's other port",
     ),
-    (TestResult.SILENT, TestResult.SILENT): (
+    (CheckResult.SILENT, CheckResult.SILENT): (
         FilteringBehavior.APDF,
         "no answer from the alternate address nor from the primary address's other port",
     ),
@@ -92,13 +92,13 @@ _FILTERING: dict[tuple[TestResult, TestResult], tuple[FilteringBehavior, str]] =
 
 
 def filtering_from_rfc5780(
-    change_both: TestResult, change_port: TestResult
+    change_both: CheckResult, change_port: CheckResult
 ) -> tuple[FilteringBehavior, str]:
     """RFC 5780 §4.4 test II (change IP and port) and test III (change port)."""
-    if change_both is TestResult.ANSWERED:
+    if change_both is CheckResult.ANSWERED:
         return FilteringBehavior.EIF, "an answer from the alternate address and port got through"
     for result in (change_both, change_port):
-        if result in (TestResult.WRONG_SOURCE, TestResult.REFUSED):
+        if result in (CheckResult.WRONG_SOURCE, CheckResult.REFUSED):
             return (
                 FilteringBehavior.UNKNOWN,
                 f"the server did not honour CHANGE-REQUEST: {result.value}",
@@ -112,11 +112,11 @@ def filtering_from_rfc5780(
     )
 
 
-def hairpin_from_test(result: TestResult) -> tuple[bool | None, str]:
+def hairpin_from_test(result: CheckResult) -> tuple[bool | None, str]:
     """RFC 5780 §4.5 (hairpinning): did our request to our own mapped address come back?"""
-    if result is TestResult.ANSWERED:
+    if result is CheckResult.ANSWERED:
         return True, "a request sent to our own mapped address came back"
-    if result is TestResult.SILENT:
+    if result is CheckResult.SILENT:
         return False, "a request sent to our own mapped address never came back"
     return None, f"hairpin test {result.value}"
 
