@@ -261,8 +261,11 @@ def _encode_address(endpoint: Endpoint) -> bytes:
 def _xor_address(value: bytes, header: bytes) -> bytes:
     # Port is XORed with the cookie's top 16 bits, the address with the cookie
     # (IPv4) or cookie + transaction ID (IPv6): one keystream covers both.
+    # Bytes past the keystream are kept as they are, so the length check in
+    # _decode_address still sees an overlong value.
     key = header[:2] + header
-    return value[:2] + bytes(a ^ b for a, b in zip(value[2:], key, strict=False))
+    body = value[2:]
+    return value[:2] + bytes(a ^ b for a, b in zip(body, key, strict=False)) + body[len(key) :]
 
 
 def _decode_address(value: bytes) -> Endpoint:

@@ -68,7 +68,9 @@ def tlv(attribute_type: int, value: bytes, *, length: int | None = None, pad: by
     (default: zero bytes up to the 4-byte boundary)."""
     if not pad:
         pad = b"\x00" * (-len(value) % 4)
-    return struct.pack("!HH", attribute_type, len(value) if length is None else length) + value + pad
+    return (
+        struct.pack("!HH", attribute_type, len(value) if length is None else length) + value + pad
+    )
 
 
 def wire(
@@ -110,12 +112,8 @@ def with_fingerprint(data: bytes) -> bytes:
 # --- hypothesis strategies -------------------------------------------------------
 
 ports = st.integers(0, 0xFFFF)
-ipv4_endpoints = st.builds(
-    Endpoint, st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address), ports
-)
-ipv6_endpoints = st.builds(
-    Endpoint, st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address), ports
-)
+ipv4_endpoints = st.builds(Endpoint, st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address), ports)
+ipv6_endpoints = st.builds(Endpoint, st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address), ports)
 endpoints = ipv4_endpoints | ipv6_endpoints
 
 PLAIN_ADDRESS_TYPES = (
@@ -202,7 +200,9 @@ ATTRIBUTE_STRATEGIES: dict[int, st.SearchStrategy[Attribute]] = {
     AttributeType.RESERVATION_TOKEN: st.builds(
         RawAttribute, st.just(AttributeType.RESERVATION_TOKEN), st.binary(min_size=8, max_size=8)
     ),
-    AttributeType.DATA: st.builds(RawAttribute, st.just(AttributeType.DATA), st.binary(max_size=40)),
+    AttributeType.DATA: st.builds(
+        RawAttribute, st.just(AttributeType.DATA), st.binary(max_size=40)
+    ),
 }
 
 #: Attribute types natkit keeps as opaque RawAttribute (not decoded, not integrity).
@@ -221,7 +221,9 @@ classic_transaction_ids = st.binary(min_size=16, max_size=16).filter(
 )
 
 
-def messages(transaction_id: st.SearchStrategy[bytes] = transaction_ids) -> st.SearchStrategy[Message]:
+def messages(
+    transaction_id: st.SearchStrategy[bytes] = transaction_ids,
+) -> st.SearchStrategy[Message]:
     return st.builds(
         Message,
         methods,

@@ -8,6 +8,13 @@ import ipaddress
 import struct
 
 import pytest
+from stun_testlib import (
+    ATTRIBUTE_STRATEGIES,
+    RFC5769_TRANSACTION_ID,
+    TXID,
+    tlv,
+    wire,
+)
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
@@ -43,13 +50,6 @@ from natkit.stun.constants import (
     Method,
     PasswordAlgorithmId,
     attribute_name,
-)
-from stun_testlib import (
-    ATTRIBUTE_STRATEGIES,
-    RFC5769_TRANSACTION_ID,
-    TXID,
-    tlv,
-    wire,
 )
 
 BINDING_REQUEST = 0x0001
@@ -232,10 +232,13 @@ def test_xor_mapped_address_ipv6_is_xored_with_cookie_and_transaction_id() -> No
     assert other_id.xor_mapped_address != V6
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (bytes.fromhex("0001 a147 e112a643"), V4),
-    (bytes.fromhex("0002 a147 0113a9faa5d3f179bc25f4b5bed2b9d9"), V6),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (bytes.fromhex("0001 a147 e112a643"), V4),
+        (bytes.fromhex("0002 a147 0113a9faa5d3f179bc25f4b5bed2b9d9"), V6),
+    ],
+)
 def test_legacy_xor_mapped_address_0x8020_is_read(value: bytes, expected: Endpoint) -> None:
     """Pre-RFC 5389 servers send XOR-MAPPED-ADDRESS as 0x8020 (comprehension-
     optional); ``xor_mapped_address`` reads it like 0x0020."""
@@ -363,6 +366,12 @@ MALFORMED: list[tuple[int, bytes, str]] = [
     (0x0020, bytes.fromhex("0000 0001 01020304"), "unknown address family 0x00"),
     (0x8020, bytes.fromhex("0002 0001 01020304"), "IPv6 address value of 8 bytes, want 20"),
     (0x0012, b"", "address value of 0 bytes"),
+    # Overlong XOR-*-ADDRESS values: the XOR keystream is 18 bytes, the check
+    # must still see every byte.
+    (0x0020, bytes.fromhex("0002 0001") + bytes(20), "IPv6 address value of 24 bytes, want 20"),
+    (0x0016, bytes.fromhex("0002 0001") + bytes(52), "IPv6 address value of 56 bytes, want 20"),
+    (0x0020, bytes.fromhex("0001 0001") + bytes(20), "IPv4 address value of 24 bytes, want 8"),
+    (0x8020, bytes.fromhex("0001 0001") + bytes(8), "IPv4 address value of 12 bytes, want 8"),
     # RFC 5780 §7.2, §7.5: four bytes exactly.
     (0x0003, b"\x00\x04", "value of 2 bytes, want 4"),
     (0x0027, bytes(8), "value of 8 bytes, want 4"),
@@ -401,7 +410,11 @@ MALFORMED: list[tuple[int, bytes, str]] = [
     (0x0022, bytes(4), "value of 4 bytes, want 8"),
     # RFC 8489 §14.11, §14.12: algorithm entries.
     (0x001D, b"", "PASSWORD-ALGORITHM must hold exactly one algorithm"),
-    (0x001D, bytes.fromhex("00010000 00020000"), "PASSWORD-ALGORITHM must hold exactly one algorithm"),
+    (
+        0x001D,
+        bytes.fromhex("00010000 00020000"),
+        "PASSWORD-ALGORITHM must hold exactly one algorithm",
+    ),
     (0x001D, b"\x00\x01", "truncated password algorithm"),
     (0x001D, bytes.fromhex("0001 0008 00000000"), "password algorithm parameters overrun"),
     (0x8002, bytes.fromhex("00010000 0002"), "truncated password algorithm"),
