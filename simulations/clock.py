@@ -19,6 +19,7 @@ recurring work (the core driver's timer) ignore events that went stale.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -38,7 +39,7 @@ class EventLoop:
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
-        self._seq = 0
+        self._seq = itertools.count()
         self._heap: list[tuple[float, int, Callable[[Any], object], Any]] = []
         #: How many events have run so far.
         self.processed = 0
@@ -61,12 +62,14 @@ class EventLoop:
         """Run ``callback(arg)`` at virtual time ``when`` (not in the past)."""
         if when < self._now:
             raise SimulationError(f"cannot schedule at {when}, the clock is at {self._now}")
-        self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, callback, arg))
+        heapq.heappush(self._heap, (when, next(self._seq), callback, arg))
 
     def call_later(self, delay: float, callback: Callable[[T], object], arg: T) -> None:
-        """Run ``callback(arg)`` ``delay`` seconds from now."""
-        self.call_at(self._now + delay, callback, arg)
+        """Run ``callback(arg)`` ``delay`` (>= 0) seconds from now."""
+        # The network's per-hop path: one check, one push.
+        if delay < 0:
+            raise SimulationError(f"cannot schedule {delay} s in the past")
+        heapq.heappush(self._heap, (self._now + delay, next(self._seq), callback, arg))
 
     @overload
     def run_until(self, target: float) -> bool: ...

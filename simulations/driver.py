@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from natkit.endpoint import Endpoint
 from natkit.sansio import SansIOCore
@@ -43,18 +43,55 @@ class CoreDriver(Generic[EventT]):
         driver.invoke(lambda now: core.start(now))   # any call into the core
         network.loop.run_until_idle()
         assert driver.events == [...]
+
+    A core that asks its driver for something (an event meaning "do X and
+    call me back") is served by ``on_event``, which may call into the core
+    via :meth:`invoke` or :meth:`invoke_later`.
+
+    ``EventT`` is inferred from the core's ``next_event``; mypy widens a
+    union of event classes to ``object``, so write ``CoreDriver[ClientEvent]
+    (core, sockets)`` to keep the union. Event-less cores give ``CoreDriver[None]``.
     """
 
-    def __init__(self, core: SansIOCore[EventT], sockets: Sequence[SimSocket]) -> None:
+    # A core without events (``next_event() -> None``, e.g. a STUN server)
+    # leaves EventT unsolvable; this overload makes it ``CoreDriver[None]``.
+    @overload
+    def __init__(
+        self: CoreDriver[None],
+        core: SansIOCore[None],
+        sockets: Sequence[SimSocket],
+        *,
+        on_event: Callable[[None], object] | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        core: SansIOCore[EventT],
+        sockets: Sequence[SimSocket],
+        *,
+        on_event: Callable[[EventT], object] | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        core: SansIOCore[Any],
+        sockets: Sequence[SimSocket],
+        *,
+        on_event: Callable[[Any], object] | None = None,
+    ) -> None:
         if not sockets:
             raise SimulationError("a core needs at least one socket")
         network = sockets[0].host.network
         if any(s.host.network is not network for s in sockets):
             raise SimulationError("all of a core's sockets must be in one network")
-        self.core = core
+        self.core: SansIOCore[EventT] = core
         self.sockets = tuple(sockets)
         #: Everything ``next_event()`` returned, oldest first. Tests may clear it.
         self.events: list[EventT] = []
+        #: Called with each event as it is collected, to answer requests a core
+        #: makes of its driver (e.g. the classifier's TCP check) in virtual time.
+        self.on_event: Callable[[EventT], object] | None = on_event
         #: Datagrams handed to the core / sent on its behalf.
         self.received = 0
         self.sent = 0
@@ -106,6 +143,8 @@ class CoreDriver(Generic[EventT]):
         event = core.next_event()
         while event is not None:
             self.events.append(event)
+            if self.on_event is not None:
+                self.on_event(event)
             event = core.next_event()
         self._arm()
 

@@ -36,6 +36,7 @@ contiguity (REQ-3), ALGs, ICMP, fragments, TCP.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -354,21 +355,29 @@ class Nat:
             return self._sequential_port(now)
         return self._random_port(now)
 
-    def _random_port(self, now: float) -> int | None:
+    def _draw(self) -> int:
+        """A uniform port in the range.
+
+        ``lo + int(random() * span)`` rather than ``randint``: four times
+        cheaper, and its bias over a 16-bit span is below 1e-11.
+        """
         lo, hi = self.config.port_range
+        return lo + int(self._rng.random() * (hi - lo + 1))
+
+    def _random_port(self, now: float) -> int | None:
         for _ in range(_RANDOM_TRIES):
-            port = self._rng.randint(lo, hi)
+            port = self._draw()
             if self._port_free(port, now):
                 return port
         # A nearly full range: scan from a random start rather than draw forever.
-        return self._scan(self._rng.randint(lo, hi), 1, now)
+        return self._scan(self._draw(), 1, now)
 
     def _sequential_port(self, now: float) -> int | None:
-        lo, hi = self.config.port_range
+        lo = self.config.port_range[0]
         delta = self.config.sequential_delta
         if self._last_port is None:
             # Real NATs start somewhere arbitrary; tests look at differences.
-            port = self._scan(self._rng.randint(lo, hi), delta, now)
+            port = self._scan(self._draw(), delta, now)
         else:
             port = self._scan(self._last_port + delta, delta, now)
         if port is None:
@@ -384,7 +393,8 @@ class Nat:
         lo, hi = self.config.port_range
         span = hi - lo + 1
         offset = start - lo
-        for i in range(span):
+        # The walk revisits its start after span/gcd steps; stop there.
+        for i in range(span // math.gcd(step, span)):
             port = lo + (offset + i * step) % span
             if self._port_free(port, now):
                 return port

@@ -88,6 +88,9 @@ class Realm:
         holder = self._holders.get(address)
         if holder is not None:
             return holder
+        return self._route_unheld(address, sender)
+
+    def _route_unheld(self, address: IPAddress, sender: Interface) -> Interface | None:
         for prefix, interface in self._routes:
             if address in prefix:
                 return interface
@@ -208,7 +211,7 @@ class Host:
         lo, hi = EPHEMERAL_PORTS
         rng = self.network.rng
         for _ in range(hi - lo + 1):
-            port = rng.randint(lo, hi)
+            port = lo + int(rng.random() * (hi - lo + 1))  # uniform, cheaper than randint
             if Endpoint(address, port) not in self._sockets:
                 return port
         raise SimulationError(f"no free ephemeral port on {address}")
@@ -232,7 +235,7 @@ class Host:
 class _NatNode:
     """Glue between a :class:`Nat`'s pure decisions and its two interfaces."""
 
-    __slots__ = ("inside", "name", "nat", "network", "outside")
+    __slots__ = ("inside", "loop", "name", "nat", "network", "outside")
 
     def __init__(
         self,
@@ -246,6 +249,7 @@ class _NatNode:
         inside_link: Link,
     ) -> None:
         self.network = network
+        self.loop = network.loop
         self.name = name
         self.nat = nat
         self.inside = Interface(name, inside, inside_link, self.from_inside)
@@ -253,7 +257,11 @@ class _NatNode:
 
     def from_inside(self, packet: Packet) -> None:
         nat = self.nat
-        now = self.network.loop.now
+        now = self.loop.now
+        if type(packet.dst.address) is not type(nat.public_ip):
+            # A NAT44 has no way to carry another family (no NAT64 is modelled).
+            self.network.drop(packet, self.name, DropReason.NO_ROUTE)
+            return
         if packet.dst.address == nat.public_ip:
             pair = nat.hairpin(packet.src, packet.dst, now)
             if isinstance(pair, DropReason):
@@ -268,7 +276,7 @@ class _NatNode:
             self.network.forward(Packet(external, packet.dst, packet.data), self.outside)
 
     def from_outside(self, packet: Packet) -> None:
-        internal = self.nat.inbound(packet.src, packet.dst, self.network.loop.now)
+        internal = self.nat.inbound(packet.src, packet.dst, self.loop.now)
         if isinstance(internal, DropReason):
             self.network.drop(packet, self.name, internal)
         else:
@@ -278,7 +286,7 @@ class _NatNode:
 class _FirewallNode:
     """Glue between a :class:`Firewall` and its two interfaces."""
 
-    __slots__ = ("firewall", "inside", "name", "network", "outside")
+    __slots__ = ("firewall", "inside", "loop", "name", "network", "outside")
 
     def __init__(
         self,
@@ -292,20 +300,21 @@ class _FirewallNode:
         inside_link: Link,
     ) -> None:
         self.network = network
+        self.loop = network.loop
         self.name = name
         self.firewall = firewall
         self.inside = Interface(name, inside, inside_link, self.from_inside)
         self.outside = Interface(name, outside, link, self.from_outside)
 
     def from_inside(self, packet: Packet) -> None:
-        reason = self.firewall.outbound(packet.src, packet.dst, self.network.loop.now)
+        reason = self.firewall.outbound(packet.src, packet.dst, self.loop.now)
         if reason is not None:
             self.network.drop(packet, self.name, reason)
         else:
             self.network.forward(packet, self.outside)
 
     def from_outside(self, packet: Packet) -> None:
-        reason = self.firewall.inbound(packet.src, packet.dst, self.network.loop.now)
+        reason = self.firewall.inbound(packet.src, packet.dst, self.loop.now)
         if reason is not None:
             self.network.drop(packet, self.name, reason)
         else:
@@ -418,7 +427,10 @@ class Network:
 
     def transmit(self, packet: Packet, sender: Interface) -> None:
         """Carry ``packet`` across ``sender``'s realm to the next interface."""
-        target = sender.realm.route(packet.dst.address, sender)
+        realm = sender.realm
+        address = packet.dst.address
+        # The common case, an address held in the realm, without a method call.
+        target = realm._holders.get(address) or realm._route_unheld(address, sender)
         if target is None:
             self.drop(packet, sender.name, DropReason.NO_ROUTE)
             return
@@ -434,8 +446,7 @@ class Network:
             delay += rng.random() * up.jitter
         if down.jitter:
             delay += rng.random() * down.jitter
-        loop = self.loop
-        loop.call_at(loop.now + delay, target.receive, packet)
+        self.loop.call_later(delay, target.receive, packet)
 
     def forward(self, packet: Packet, interface: Interface) -> None:
         """A middlebox passes ``packet`` (already translated) out of ``interface``."""

@@ -94,9 +94,9 @@ def test_run_until_idle_reports_a_loop_that_never_idles() -> None:
 
 def test_misuse_raises() -> None:
     loop = EventLoop(start=5.0)
-    with pytest.raises(SimulationError, match="cannot schedule at 4.0, the clock is at 5.0"):
+    with pytest.raises(SimulationError, match=r"cannot schedule at 4\.0, the clock is at 5\.0"):
         loop.call_at(4.0, print, None)
-    with pytest.raises(SimulationError, match="cannot run until 1.0"):
+    with pytest.raises(SimulationError, match=r"cannot run until 1\.0"):
         loop.run_until(1.0)
     with pytest.raises(SimulationError, match="needs a timeout"):
         loop.run_until(lambda: False)  # type: ignore[call-overload]
