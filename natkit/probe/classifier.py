@@ -619,7 +619,7 @@ class NatClassifier:
             behind_nat = None
             reasons["behind_nat"] = "no mapped address"
 
-        mapping, reasons["mapping"] = self._mapping_verdict(behind_nat)
+        mapping, reasons["mapping"] = self._mapping_verdict(mapped, local)
         filtering, reasons["filtering"] = self._filtering_verdict()
         if self._hairpin is not None:
             hairpin, reasons["hairpin"] = hairpin_from_test(self._hairpin.result())
@@ -674,8 +674,12 @@ class NatClassifier:
             tcp_mapped_address=self._tcp.mapped,
         )
 
-    def _mapping_verdict(self, behind_nat: bool | None) -> tuple[MappingBehavior, str]:
-        if behind_nat is False:
+    def _mapping_verdict(
+        self, mapped: Endpoint | None, local: Endpoint
+    ) -> tuple[MappingBehavior, str]:
+        if mapped is None:
+            return MappingBehavior.UNKNOWN, "no UDP mapping was seen"
+        if mapped == local:
             # RFC 5780 §4.3: not NATed, so the effective mapping is endpoint-independent.
             return MappingBehavior.EIM, "not behind a NAT: the mapped address is the local one"
         if self._discovery is not None and self._mapping_tests is not None:

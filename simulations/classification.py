@@ -1,0 +1,139 @@
+"""Run natkit's NAT classifier, unchanged, against a simulated network.
+
+Used by the classifier's unit tests and by soak scripts: one call builds the
+standard topology, a STUN server (RFC 5780, plain RFC 5389, or a broken one
+that ignores CHANGE-REQUEST), runs :class:`NatClassifier` to completion on
+the virtual clock and returns the report with what it cost.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import Enum
+
+from natkit.endpoint import Endpoint
+from natkit.probe.classifier import ClassifierConfig, NatClassifier
+from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
+from natkit.probe.report import ClassificationReport
+from natkit.sansio import Datagram
+from natkit.stun.constants import ChangeFlags
+from natkit.stun.server import ServerConfig, StunServer, Transport
+from simulations.driver import CoreDriver
+from simulations.firewall import FirewallConfig
+from simulations.nat import NatConfig
+from simulations.topology import standard_topology
+
+#: Address of the optional second (plain RFC 5389) server.
+SECOND_SERVER = Endpoint.parse("203.0.113.20:3478")
+
+
+class ServerKind(Enum):
+    RFC5780 = "rfc5780"
+    #: One address, one port: no OTHER-ADDRESS, 420 to CHANGE-REQUEST.
+    BASIC = "basic"
+    #: Advertises OTHER-ADDRESS but answers change requests from where they
+    #: arrived, like servers behind a single-address load balancer.
+    IGNORES_CHANGE_REQUEST = "ignores-change-request"
+
+
+class _ChangeIgnoringServer(StunServer):
+    def _source_socket(self, socket: int, flags: ChangeFlags) -> int:
+        return socket
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedRun:
+    report: ClassificationReport
+    #: Virtual seconds from start to report.
+    seconds: float
+    #: Datagrams the classifier sent.
+    datagrams: int
+
+
+class _CountingCore:
+    """Passes everything through to the classifier, counting what it sends."""
+
+    def __init__(self, core: NatClassifier) -> None:
+        self.core = core
+        self.sent = 0
+
+    def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
+        self.core.receive_datagram(data, remote, socket, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.core.handle_timer(now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out = self.core.datagrams_to_send(now)
+        self.sent += len(out)
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.core.get_timer()
+
+    def next_event(self) -> ClassifierEvent | None:
+        return self.core.next_event()
+
+
+def simulate_classification(
+    nat: NatConfig | FirewallConfig | None,
+    *,
+    carrier: NatConfig | None = None,
+    server: ServerKind = ServerKind.RFC5780,
+    second_server: bool = False,
+    tcp_reachable: bool = True,
+    loss: float = 0.0,
+    delay: float = 0.01,
+    jitter: float = 0.0,
+    seed: int = 1,
+    config: ClassifierConfig | None = None,
+) -> SimulatedRun:
+    """Classify the client of :func:`standard_topology` (see module doc).
+
+    ``loss`` and ``delay`` are per direction on the client's access link.
+    TCP is not simulated: the TCP check is answered by the server core one
+    round trip later when ``tcp_reachable``, and fails otherwise.
+    """
+    topo = standard_topology(nat, carrier=carrier, delay=delay, jitter=jitter, loss=loss, seed=seed)
+    endpoints = topo.server_endpoints
+    if server is ServerKind.BASIC:
+        stun = StunServer(ServerConfig((endpoints[0],)))
+        CoreDriver(stun, topo.bind_server()[:1])
+    else:
+        cls = _ChangeIgnoringServer if server is ServerKind.IGNORES_CHANGE_REQUEST else StunServer
+        stun = cls(ServerConfig(endpoints))
+        CoreDriver(stun, topo.bind_server())
+    servers = [endpoints[0]]
+    if second_server:
+        host = topo.network.add_host("stun2", topo.internet, [SECOND_SERVER.address])
+        extra = StunServer(ServerConfig((SECOND_SERVER,)))
+        CoreDriver(extra, host.bind_all([(SECOND_SERVER.address, SECOND_SERVER.port)]))
+        servers.append(SECOND_SERVER)
+
+    config = config or ClassifierConfig()
+    sockets = topo.bind_client(config.sockets_needed)
+    start = topo.loop.now
+    core = NatClassifier(servers, [s.local for s in sockets], start, config, random.Random(seed))
+    counting = _CountingCore(core)
+
+    def on_event(event: ClassifierEvent) -> None:
+        if isinstance(event, TcpCheckRequested):
+            reply = stun.handle(event.request, sockets[0].local, 0, Transport.TCP)
+            data = reply.data if reply is not None and tcp_reachable else None
+            wait = 2 * delay if tcp_reachable else config.timeout
+            driver.invoke_later(wait, lambda now: core.tcp_check_completed(data, now))
+
+    driver: CoreDriver[ClassifierEvent] = CoreDriver(counting, sockets, on_event=on_event)
+    driver.flush()
+
+    def done() -> bool:
+        return core.report is not None
+
+    topo.loop.run_until(done, timeout=config.timeout + 5)
+    report = core.report
+    if report is None:
+        raise AssertionError("the classifier did not finish before its own timeout")
+    completed = [e for e in driver.events if isinstance(e, ClassificationCompleted)]
+    assert len(completed) == 1
+    return SimulatedRun(report, topo.loop.now - start, counting.sent)
