@@ -450,7 +450,7 @@ class NatClassifier:
         for probe in self._probes:
             if probe.open:
                 self._service(probe, now, evidence, window, interval)
-        if self._udp_blocked(now, window) or now >= self._deadline:
+        if self._udp_blocked(now) or now >= self._deadline:
             self._finish(now, evidence)
             return
         settled = self._discovery_decided and self._hairpin_decided
@@ -567,14 +567,16 @@ class NatClassifier:
                 return mapped
         return None
 
-    def _udp_blocked(self, now: float, window: float) -> bool:
+    def _udp_blocked(self, now: float) -> bool:
+        """TCP answered, UDP never did: enough UDP attempts are old enough
+        (several TCP round trips) to have been answered if UDP worked."""
         if self._any_udp_answer or self._tcp.rtt is None:
             return False
-        attempts = [a for p in self._probes for a in p.attempts]
+        settle = max(4 * self.config.min_window, 3 * self._tcp.rtt)
+        expired = sum(1 for p in self._probes for a in p.attempts if now - a.sent_at >= settle)
         return (
-            len(attempts) >= self.config.udp_blocked_min_attempts
+            expired >= self.config.udp_blocked_min_attempts
             and now - self._started >= self.config.udp_blocked_min_wait
-            and now - max(a.sent_at for a in attempts) >= min(window, self.config.min_window * 4)
         )
 
     # -- the report --------------------------------------------------------------
