@@ -414,7 +414,7 @@ class NatClassifier:
             for attempt in probe.attempts:
                 if attempt.answered_at is not None:
                     answered += 1
-                elif now - attempt.sent_at >= window:
+                elif now >= attempt.sent_at + window:
                     lost += 1
         return LossEvidence(answered, lost)
 
@@ -472,8 +472,11 @@ class NatClassifier:
                     self._send_attempt(control, now)
             probe.wake_at = probe.next_at
             return
-        if now - probe.last_sent < window:
-            probe.wake_at = probe.last_sent + window  # it may still be answered
+        # Compare exactly the deadline we sleep until, or float rounding can
+        # leave a probe waiting for a moment that has already passed.
+        settled_at = probe.last_sent + window
+        if now < settled_at:
+            probe.wake_at = settled_at  # the last attempt may still be answered
             return
         probe.false_negative = p_lost
         if p_lost < self.config.false_negative_target:
@@ -573,7 +576,7 @@ class NatClassifier:
         if self._any_udp_answer or self._tcp.rtt is None:
             return False
         settle = max(4 * self.config.min_window, 3 * self._tcp.rtt)
-        expired = sum(1 for p in self._probes for a in p.attempts if now - a.sent_at >= settle)
+        expired = sum(1 for p in self._probes for a in p.attempts if now >= a.sent_at + settle)
         return (
             expired >= self.config.udp_blocked_min_attempts
             and now - self._started >= self.config.udp_blocked_min_wait

@@ -231,7 +231,7 @@ class BindingLifetimeProber:
         lost = sum(
             1
             for tid, sent in self._evidence_sent
-            if tid not in self._answered and now - sent >= self.config.window
+            if tid not in self._answered and now >= sent + self.config.window
         )
         return LossEvidence(answered, lost)
 
@@ -259,7 +259,7 @@ class BindingLifetimeProber:
                     self._evidence_sent.append((self._send(CONTROL_SOCKET, now), now))
                     tested.next_at = now + self.config.attempt_interval
                 continue
-            if now - tested.attempts[-1][1] < self.config.window:
+            if now < tested.attempts[-1][1] + self.config.window:
                 continue
             tested.outcome = (
                 CheckOutcome.EXPIRED
