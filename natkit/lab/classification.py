@@ -95,13 +95,14 @@ class Classification:
         return problems
 
     @classmethod
-    def udp_blocked_result(cls) -> Classification:
-        """The only honest answer when no UDP gets through at all."""
+    def udp_blocked_result(cls, *, behind_nat: bool | None) -> Classification:
+        """The only honest answer when no UDP gets through at all; whether the
+        host is NATed can still be seen over TCP."""
         return cls(
             mapping=MappingBehavior.UNKNOWN,
             filtering=FilteringBehavior.UNKNOWN,
             hairpin=None,
             port_allocation=PortAllocation.UNKNOWN,
             udp_blocked=True,
-            behind_nat=None,
+            behind_nat=behind_nat,
         )

@@ -20,6 +20,7 @@ interrupted teardown can simply be run again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -31,10 +32,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from natkit.lab import servers, state
-from natkit.lab.errors import LabError
+from natkit.lab import state
+from natkit.lab.errors import LabError, UnknownLabError
 from natkit.lab.loss import render_loss
 from natkit.lab.netns import (
     TOOLS,
@@ -66,11 +67,15 @@ from natkit.lab.plan import (
 from natkit.lab.scenarios import Scenario, get_scenario
 from natkit.lab.servers import (
     DEFAULT_SERVERS,
+    READY_TIMEOUT_S,
     SERVER_HOSTS,
     ServerAddresses,
     ServerKind,
+    log_path,
     natkit_server_available,
     server_addresses,
+    start_server,
+    wait_ready,
 )
 from natkit.lab.state import LabRecord
 
@@ -194,7 +199,7 @@ class Lab:
 
     @property
     def namespaces(self) -> dict[str, str]:
-        """Role -> namespace name (``inet``, ``stun``, ``coturn``, ``peer``, routers, ``client``)."""
+        """Role -> namespace: ``inet``, ``stun``, ``coturn``, ``peer``, routers, ``client``."""
         return self._plan.namespaces
 
     @property
@@ -235,7 +240,7 @@ class Lab:
 
     def server_log(self, kind: str) -> Path:
         """The stdout/stderr log of a server of this lab."""
-        return servers.log_path(ServerKind(kind), self._record.workdir)
+        return log_path(ServerKind(kind), self._record.workdir)
 
     # ------------------------------------------------------ running things
 
@@ -272,14 +277,12 @@ class Lab:
         """:meth:`exec` in the client namespace."""
         return self.exec(CLIENT_ROLE, argv, check=check, timeout=timeout, input=input, env=env)
 
-    def popen(
-        self, role: str, argv: Sequence[str], **kwargs: object
-    ) -> subprocess.Popen[bytes]:
-        """Start ``argv`` in ``role``'s namespace (``subprocess.Popen`` keywords).
+    def popen(self, role: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``argv`` in ``role``'s namespace; ``kwargs`` go to ``subprocess.Popen``.
 
         Anything still running in the lab is killed by :meth:`down`.
         """
-        return subprocess.Popen(exec_argv(self.namespace(role), argv), **kwargs)  # type: ignore[call-overload,no-any-return]
+        return subprocess.Popen(exec_argv(self.namespace(role), argv), **kwargs)
 
     def socket(
         self,
@@ -347,13 +350,13 @@ class Lab:
         workdir.mkdir(parents=True, exist_ok=True)
         for kind in kinds:
             namespace = self.namespace(SERVER_HOSTS[kind])
-            self._processes[kind] = servers.start(kind, namespace, workdir)
+            self._processes[kind] = start_server(kind, namespace, workdir)
             pids = {**self._record.pids, kind.value: self._processes[kind].pid}
             self._save(dataclasses.replace(self._record, pids=pids))
-        deadline = time.monotonic() + servers.READY_TIMEOUT_S
+        deadline = time.monotonic() + READY_TIMEOUT_S
         for kind in kinds:
             namespace = self.namespace(SERVER_HOSTS[kind])
-            servers.wait_ready(kind, self._processes[kind], namespace, workdir, deadline)
+            wait_ready(kind, self._processes[kind], namespace, workdir, deadline)
 
 
 # ---------------------------------------------------------------- helpers
@@ -397,8 +400,10 @@ def teardown(record: LabRecord, children: Iterable[subprocess.Popen[bytes]] = ()
     record (an older plan, a half-written record) are included.
     """
     prefix = f"{PREFIX}{record.run_id}-"
-    namespaces = sorted(set(record.namespaces) | {n for n in list_namespaces() if n.startswith(prefix)})
-    pids = {pid for ns in namespaces for pid in namespace_pids(ns)} - {os.getpid()}
+    namespaces = sorted(
+        set(record.namespaces) | {n for n in list_namespaces() if n.startswith(prefix)}
+    )
+    pids = set(namespace_pids(*namespaces)) - {os.getpid()}
     terminate(pids, children)
     delete_namespaces(namespaces)
     shutil.rmtree(record.workdir, ignore_errors=True)
@@ -406,8 +411,27 @@ def teardown(record: LabRecord, children: Iterable[subprocess.Popen[bytes]] = ()
 
 
 def teardown_id(run_id: str) -> None:
-    """:func:`teardown` by run id; :class:`UnknownLabError` if not recorded."""
-    teardown(state.load(run_id))
+    """:func:`teardown` by run id.
+
+    A lab whose state file is gone but whose namespaces are still there is
+    removed too; :class:`UnknownLabError` when there is neither.
+    """
+    try:
+        record = state.load(run_id)
+    except UnknownLabError:
+        leftovers = tuple(n for n in list_namespaces() if n.startswith(f"{PREFIX}{run_id}-"))
+        if not leftovers:
+            raise
+        record = LabRecord(
+            run_id=run_id,
+            scenario="",
+            namespaces=leftovers,
+            servers=(),
+            owner_pid=0,
+            owner_start=None,
+            created=0.0,
+        )
+    teardown(record)
 
 
 def orphan_namespaces() -> list[str]:
@@ -416,7 +440,8 @@ def orphan_namespaces() -> list[str]:
     return [
         n
         for n in list_namespaces()
-        if (m := NAMESPACE_RE.match(n)) and m.group(1) not in recorded
+        if (m := NAMESPACE_RE.match(n))
+        and m.group(1) not in recorded
         and not state.state_path(m.group(1)).exists()
     ]
 
@@ -424,7 +449,7 @@ def orphan_namespaces() -> list[str]:
 def remove_orphans() -> list[str]:
     """Delete :func:`orphan_namespaces` (and what runs in them); returns their names."""
     orphans = orphan_namespaces()
-    pids = {pid for ns in orphans for pid in namespace_pids(ns)} - {os.getpid()}
+    pids = set(namespace_pids(*orphans)) - {os.getpid()}
     terminate(pids)
     delete_namespaces(orphans)
     return orphans
@@ -448,17 +473,13 @@ def terminate(pids: Iterable[int], children: Iterable[subprocess.Popen[bytes]] =
     for pid in pending:
         _signal(pid, signal.SIGKILL)
     for child in own:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=TERMINATE_GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:

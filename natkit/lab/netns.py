@@ -83,10 +83,13 @@ class Command:
         return exec_argv(self.namespace, self.argv)
 
 
-def ip_batch(lines: Sequence[str], namespace: str | None = None) -> Command:
-    """An ``ip -batch -`` run; ``ip -n NS`` switches namespace without a fork."""
-    ns_opt = ("-n", namespace) if namespace else ()
-    return Command(("ip", *ns_opt, "-batch", "-"), input="\n".join(lines) + "\n")
+def ip_batch(lines: Sequence[str], namespace: str | None = None, *, force: bool = False) -> Command:
+    """An ``ip -batch -`` run; ``ip -n NS`` switches namespace without a fork.
+
+    ``force`` keeps going past failing lines (``ip -force``).
+    """
+    options = (*(("-n", namespace) if namespace else ()), *(("-force",) if force else ()))
+    return Command(("ip", *options, "-batch", "-"), input="\n".join(lines) + "\n")
 
 
 def nft_load(namespace: str, ruleset: str) -> Command:
@@ -208,11 +211,16 @@ def list_namespaces() -> list[str]:
         return []
 
 
-def namespace_pids(namespace: str) -> list[int]:
-    """Processes whose network namespace is ``namespace`` (``ip netns pids``)."""
-    try:
-        target = os.stat(os.path.join(NETNS_DIR, namespace))
-    except FileNotFoundError:
+def namespace_pids(*namespaces: str) -> list[int]:
+    """Processes whose network namespace is one of ``namespaces`` (``ip netns pids``)."""
+    targets: set[tuple[int, int]] = set()
+    for namespace in namespaces:
+        try:
+            st = os.stat(os.path.join(NETNS_DIR, namespace))
+        except FileNotFoundError:
+            continue
+        targets.add((st.st_dev, st.st_ino))
+    if not targets:
         return []
     pids: list[int] = []
     for entry in os.listdir("/proc"):
@@ -222,7 +230,7 @@ def namespace_pids(namespace: str) -> list[int]:
             st = os.stat(f"/proc/{entry}/ns/net")
         except OSError:
             continue
-        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+        if (st.st_dev, st.st_ino) in targets:
             pids.append(int(entry))
     return pids
 
@@ -237,9 +245,8 @@ def delete_namespaces(names: Sequence[str]) -> None:
     present = set(list_namespaces())
     doomed = [n for n in names if n in present]
     if doomed:
-        # -force: keep going past a namespace deleted meanwhile.
-        command = ip_batch([f"netns del {name}" for name in doomed])
-        run(Command(("ip", "-force", *command.argv[1:]), input=command.input), check=False)
+        # force: keep going past a namespace deleted meanwhile.
+        run(ip_batch([f"netns del {name}" for name in doomed], force=True), check=False)
     left = set(list_namespaces()) & set(doomed)
     if left:
         raise CommandError(["ip", "netns", "del", *sorted(left)], 1, "namespaces still present")

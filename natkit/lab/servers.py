@@ -93,6 +93,13 @@ def natkit_server_available() -> bool:
         return False
 
 
+def _project_root() -> str | None:
+    spec = importlib.util.find_spec("cli")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(next(iter(spec.submodule_search_locations))).parent)
+
+
 def server_argv(kind: ServerKind, workdir: Path) -> list[str]:
     """The command line of ``kind`` (run inside its host's namespace)."""
     addresses = server_addresses(kind)
@@ -116,9 +123,16 @@ def log_path(kind: ServerKind, workdir: Path) -> Path:
     return workdir / f"{kind.value}.log"
 
 
-def start(kind: ServerKind, namespace: str, workdir: Path) -> subprocess.Popen[bytes]:
+def start_server(kind: ServerKind, namespace: str, workdir: Path) -> subprocess.Popen[bytes]:
     """Start ``kind`` in ``namespace``, detached into its own session."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if kind is ServerKind.NATKIT:
+        # Find this checkout's ``cli`` package even when it is not installed.
+        root = _project_root()
+        if root is not None:
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (root, os.environ.get("PYTHONPATH", "")) if p
+            )
     with open(log_path(kind, workdir), "wb") as log:
         return subprocess.Popen(
             exec_argv(namespace, server_argv(kind, workdir)),

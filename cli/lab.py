@@ -1,0 +1,311 @@
+"""``natkit lab``: build, list and tear down the network-namespace NAT lab.
+
+    natkit lab up SCENARIO [--loss PCT] [--no-coturn] [--no-natkit-server] [--json]
+    natkit lab down [ID ...] [--all] [--stale]
+    natkit lab list [--json]
+    natkit classify --lab SCENARIO ...   (see :func:`classify_in_lab`)
+
+``up`` leaves the lab running (its state is in /run/natkit/labs) and prints
+its id, namespaces and STUN servers; ``down`` removes labs by id, including
+labs left behind by killed processes. Thin by design: flags go to
+``natkit.lab``, and each output format has one renderer fed from the same
+summary dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from natkit.lab import (
+    SCENARIOS,
+    Lab,
+    LabError,
+    LabRecord,
+    ServerKind,
+    UnknownScenarioError,
+    orphan_namespaces,
+    remove_orphans,
+    teardown_id,
+)
+from natkit.lab import state as lab_state
+from natkit.lab.netns import require_root
+from natkit.lab.plan import CLIENT_ROLE
+from natkit.lab.servers import natkit_server_available
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 64, 130
+
+Summary = dict[str, Any]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``up``/``down``/``list`` actions to the ``lab`` subcommand parser."""
+    actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", parser_class=type(parser))
+    actions.required = True
+
+    up = actions.add_parser("up", help="build a scenario and leave it running")
+    up.add_argument(
+        "scenario", choices=list(SCENARIOS), metavar="SCENARIO", help=", ".join(SCENARIOS)
+    )
+    up.add_argument(
+        "--loss",
+        type=_percent,
+        default=0.0,
+        metavar="PCT",
+        help="random packet loss on the client's link, each way (default 0)",
+    )
+    up.add_argument("--no-coturn", action="store_true", help="do not start coturn")
+    up.add_argument(
+        "--no-natkit-server", action="store_true", help="do not start natkit's own STUN server"
+    )
+    up.add_argument("--json", action="store_true", help="print the lab as JSON")
+
+    down = actions.add_parser("down", help="tear labs down (also ones left by killed runs)")
+    down.add_argument("ids", nargs="*", metavar="ID", help="lab ids to remove")
+    down.add_argument("--all", action="store_true", help="remove every lab on this host")
+    down.add_argument(
+        "--stale",
+        action="store_true",
+        help="remove labs whose owning process is gone, and orphaned namespaces",
+    )
+
+    listing = actions.add_parser("list", help="list scenarios and running labs")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen action; exit status 0, 1 (lab error) or 64 (usage)."""
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "up": _up,
+        "down": _down,
+        "list": _list,
+    }
+    try:
+        return handlers[args.lab_action](args)
+    except LabError as exc:
+        print(f"natkit lab: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("natkit lab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"loss must be within 0-100, got {value}")
+    return value
+
+
+# ------------------------------------------------------------ classify --lab
+
+
+def classify_in_lab(scenario: str, classify_argv: Sequence[str]) -> int:
+    """``natkit classify --lab SCENARIO``: build the lab, classify inside it, tear down.
+
+    ``classify_argv`` are classify's own flags (no ``--server``); the lab's
+    STUN servers are added, natkit's first. The classifier's output goes
+    straight through; the lab's id and expectation go to stderr so that
+    ``--json`` output stays clean. Returns classify's exit status, or 1 when
+    the lab cannot be built (64 for an unknown scenario).
+    """
+    try:
+        require_root()
+        with Lab.up(scenario, servers=_available_servers(natkit=True, coturn=True)) as lab:
+            expected = " ".join(
+                f"{k}={_json_word(v)}" for k, v in lab.scenario.expected.as_json().items()
+            )
+            print(f"natkit lab: {lab.run_id} {scenario}; expected {expected}", file=sys.stderr)
+            servers = [f"--server={s.primary}" for s in lab.stun_servers.values()]
+            argv = [sys.executable, "-m", "cli", "classify", *servers, *classify_argv]
+            return int(lab.popen(CLIENT_ROLE, argv).wait())
+    except UnknownScenarioError as exc:
+        print(f"natkit classify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LabError as exc:
+        print(f"natkit classify: lab: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _available_servers(*, natkit: bool, coturn: bool) -> list[ServerKind]:
+    servers: list[ServerKind] = []
+    if natkit:
+        if natkit_server_available():
+            servers.append(ServerKind.NATKIT)
+        else:
+            print(
+                "natkit lab: note: natkit's stun-server is not available; not starting it",
+                file=sys.stderr,
+            )
+    if coturn:
+        servers.append(ServerKind.COTURN)
+    return servers
+
+
+# ------------------------------------------------------------------- up
+
+
+def _up(args: argparse.Namespace) -> int:
+    require_root()
+    servers = _available_servers(natkit=not args.no_natkit_server, coturn=not args.no_coturn)
+    started = time.monotonic()
+    lab = Lab.up(args.scenario, servers=servers, loss_percent=args.loss)
+    lab.detach()
+    summary = lab_summary(lab, build_seconds=time.monotonic() - started)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render_up(summary))
+    return EXIT_OK
+
+
+def lab_summary(lab: Lab, build_seconds: float | None = None) -> Summary:
+    """Everything ``up`` reports, as JSON-ready data."""
+    summary: Summary = {
+        "id": lab.run_id,
+        "scenario": lab.scenario.name,
+        "description": lab.scenario.description,
+        "expected": lab.scenario.expected.as_json(),
+        "namespaces": lab.namespaces,
+        "client_namespace": lab.client_namespace,
+        "client_addresses": [str(a) for a in lab.client_addresses],
+        "public_address": str(lab.public_address),
+        "stun_servers": {
+            name: {"primary": str(s.primary), "alternate": str(s.alternate)}
+            for name, s in lab.stun_servers.items()
+        },
+        "loss_percent": lab.loss_percent,
+    }
+    if build_seconds is not None:
+        summary["build_seconds"] = round(build_seconds, 3)
+    return summary
+
+
+def render_up(summary: Summary) -> str:
+    expected = " ".join(f"{k}={_json_word(v)}" for k, v in summary["expected"].items())
+    lines = [
+        f"lab {summary['id']} is up: {summary['scenario']} ({summary['description']})",
+        f"expected: {expected}",
+        "namespaces:",
+        *(f"  {role:<8} {name}" for role, name in summary["namespaces"].items()),
+        "stun servers:",
+        *(
+            f"  {name:<8} {s['primary']}  alternate {s['alternate']}"
+            for name, s in summary["stun_servers"].items()
+        ),
+    ]
+    if not summary["stun_servers"]:
+        lines.append("  (none)")
+    clients = ", ".join(summary["client_addresses"])
+    lines.append(
+        f"client: {clients} seen as {summary['public_address']}; loss {summary['loss_percent']:g} %"
+    )
+    if "build_seconds" in summary:
+        lines.append(f"built in {summary['build_seconds']:.2f} s")
+    lines += [
+        f"run in the client:  ip netns exec {summary['client_namespace']} COMMAND",
+        f"tear down:          natkit lab down {summary['id']}",
+    ]
+    return "\n".join(lines)
+
+
+def _json_word(value: object) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+# ----------------------------------------------------------------- down
+
+
+def _down(args: argparse.Namespace) -> int:
+    if not (args.ids or args.all or args.stale):
+        print("natkit lab down: error: give lab ids, --all or --stale", file=sys.stderr)
+        return EXIT_USAGE
+    require_root()
+    records = lab_state.load_all()
+    wanted: list[str] = list(dict.fromkeys(args.ids))
+    if args.all:
+        wanted += [r.run_id for r in records if r.run_id not in wanted]
+    elif args.stale:
+        wanted += [r.run_id for r in records if r.stale and r.run_id not in wanted]
+    status = EXIT_OK
+    for run_id in wanted:
+        try:
+            teardown_id(run_id)
+        except LabError as exc:
+            print(f"natkit lab down: error: {exc}", file=sys.stderr)
+            status = EXIT_FAILURE
+        else:
+            print(f"lab {run_id} is down")
+    if args.all or args.stale:
+        for name in remove_orphans():
+            print(f"removed orphaned namespace {name}")
+    return status
+
+
+# ----------------------------------------------------------------- list
+
+
+def _list(args: argparse.Namespace) -> int:
+    records = lab_state.load_all()
+    data = {
+        "scenarios": [
+            {"name": s.name, "description": s.description, "expected": s.expected.as_json()}
+            for s in SCENARIOS.values()
+        ],
+        "labs": [_record_summary(r) for r in records],
+        "orphaned_namespaces": orphan_namespaces(),
+    }
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_list(data))
+    return EXIT_OK
+
+
+def _record_summary(record: LabRecord) -> Summary:
+    if record.detached:
+        status = "detached"
+    elif record.owner_alive:
+        status = f"owned by pid {record.owner_pid}"
+    else:
+        status = "stale"
+    return {
+        "id": record.run_id,
+        "scenario": record.scenario,
+        "status": status,
+        "age_seconds": round(max(0.0, time.time() - record.created)),
+        "servers": list(record.servers),
+        "namespaces": list(record.namespaces),
+        "loss_percent": record.loss_percent,
+    }
+
+
+def render_list(data: Summary) -> str:
+    width = max(len(s["name"]) for s in data["scenarios"])
+    lines = ["scenarios:"]
+    for s in data["scenarios"]:
+        lines.append(f"  {s['name']:<{width}}  {s['description']}")
+    lines.append("running labs:")
+    if not data["labs"]:
+        lines.append("  (none)")
+    for lab in data["labs"]:
+        servers = ",".join(lab["servers"]) or "no servers"
+        lines.append(
+            f"  {lab['id']}  {lab['scenario']:<{width}}  {lab['status']}, up"
+            f" {lab['age_seconds']} s, {servers}, loss {lab['loss_percent']:g} %"
+        )
+    if data["orphaned_namespaces"]:
+        lines.append("orphaned namespaces (natkit lab down --stale removes them):")
+        lines += [f"  {name}" for name in data["orphaned_namespaces"]]
+    return "\n".join(lines)
