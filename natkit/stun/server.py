@@ -7,9 +7,16 @@ so that bit 1 of the index is the IP address and bit 0 the port:
 
 With four sockets it is RFC 5780-capable: a response is sent from the
 socket whose bits are the receiving socket's bits flipped by CHANGE-REQUEST
-(RFC 5780 §6.1, Table 1), and OTHER-ADDRESS names the socket with both bits
-flipped. With one socket it is a plain RFC 5389/8489 server: no
-OTHER-ADDRESS, and CHANGE-REQUEST is answered with 420.
+(RFC 5780 §6.1, Table 1). OTHER-ADDRESS names the alternate address A2 with
+the port the request did not use. For requests received on A1 that is
+Table 1's Ca:Cp; for requests received on A2 Table 1 would name A1, but
+natkit answers as coturn does, because coturn's client
+(``turnutils_natdiscovery``) sends mapping test III to the OTHER-ADDRESS of
+test II's response: with Table 1's value that lands on A1 and turns an
+address-dependent mapping into a false APDM. Clients that follow RFC 5780
+§4.3 take OTHER-ADDRESS from test I (received on A1:P1) and see A2:P2 either
+way. With one socket it is a plain RFC 5389/8489 server: no OTHER-ADDRESS,
+and CHANGE-REQUEST is answered with 420.
 
 Rules, in the order they are applied:
 
@@ -289,4 +296,5 @@ class StunServer:
     def _other_address(self, socket: int) -> Endpoint | None:
         if not self.config.behaviour_discovery:
             return None
-        return self.config.sockets[socket ^ 0b11]
+        # Always the alternate address (bit 1 set), with the other port (see module doc).
+        return self.config.sockets[0b10 | ((socket & 1) ^ 1)]

@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 
 from natkit.lab import SCENARIOS, Lab, ServerKind
-
 from natkit.lab.servers import natkit_server_available
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

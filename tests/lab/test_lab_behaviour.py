@@ -11,9 +11,8 @@ Two independent witnesses, neither of them natkit's classifier:
 
 from __future__ import annotations
 
-import re
-
 import pytest
+from peer_tools import natdiscovery, parse_verdicts
 
 from natkit.lab import (
     FilteringBehavior,
@@ -23,7 +22,6 @@ from natkit.lab import (
 )
 from natkit.lab.nat import RANDOM_PORT_RANGE, SEQUENTIAL_BASE_PORT, SEQUENTIAL_PORTS
 from natkit.lab.oracle import Observation, observe, observe_tcp
-from natkit.lab.plan import COTURN_ADDRESSES
 from natkit.lab.servers import stun_answers
 
 pytestmark = pytest.mark.lab
@@ -126,29 +124,6 @@ def test_stun_servers_answer_from_client(lab: Lab) -> None:
 
 # ------------------------------------------------ (b) turnutils_natdiscovery
 
-_NATDISCOVERY_WORDS = {
-    "Endpoint Independent": "EI",
-    "Address Dependent": "AD",
-    "Address and Port Dependent": "APD",
-}
-_VERDICT = re.compile(r"NAT with (Endpoint Independent|Address Dependent|Address and Port"
-                      r" Dependent) (Mapping|Filtering)!")  # fmt: skip
-
-
-def natdiscovery(lab: Lab, *flags: str) -> str:
-    server = str(COTURN_ADDRESSES[0])
-    result = lab.client_exec(["turnutils_natdiscovery", *flags, server], timeout=60)
-    return result.stdout
-
-
-def parse_verdicts(output: str) -> dict[str, str]:
-    """``{"Mapping": "EIM", "Filtering": "APDF"}`` from natdiscovery's output."""
-    verdicts: dict[str, str] = {}
-    for match in _VERDICT.finditer(output):
-        words, kind = match.groups()
-        verdicts[kind] = _NATDISCOVERY_WORDS[words] + kind[0]
-    return verdicts
-
 
 def test_parse_verdicts() -> None:
     text = (
@@ -163,7 +138,7 @@ def test_parse_verdicts() -> None:
 def test_natdiscovery_agrees(lab: Lab) -> None:
     if "coturn" not in lab.stun_servers:
         pytest.skip("pooled labs run without coturn (NATKIT_LAB_SERVERS)")
-    output = natdiscovery(lab, "-m", "-f")
+    output = natdiscovery(lab, lab.stun_servers["coturn"].primary, "-m", "-f")
     verdicts = parse_verdicts(output)
     expected = lab.scenario.expected
     if expected.udp_blocked:
@@ -178,5 +153,5 @@ def test_natdiscovery_agrees(lab: Lab) -> None:
 def test_natdiscovery_hairpin(lab: Lab) -> None:
     if "coturn" not in lab.stun_servers:
         pytest.skip("pooled labs run without coturn (NATKIT_LAB_SERVERS)")
-    output = natdiscovery(lab, "-H")
+    output = natdiscovery(lab, lab.stun_servers["coturn"].primary, "-H")
     assert ("successful hairpinning" in output) is lab.scenario.expected.hairpin, output

@@ -1,0 +1,101 @@
+"""``natkit classify`` against real kernel NAT, the issue's acceptance test.
+
+Every lab scenario is classified by the ``natkit`` command run inside the
+client namespace, against natkit's own RFC 5780 server and against coturn's,
+at 0 % and at 20 % loss each way, several times each, with NAT state reset
+between runs. A single wrong or wavering verdict fails the test. coturn's
+own RFC 5780 client must agree when pointed at natkit's server.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+from peer_tools import natdiscovery, parse_verdicts
+
+from natkit.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+#: Runs per (scenario, server) at 0 % and at 20 % loss each way.
+CLEAN_RUNS = 3
+LOSSY_RUNS = 5
+LOSS_PERCENT = 20.0
+
+
+def classify(lab: Lab, server: str, *extra: str) -> dict[str, Any]:
+    """Run ``natkit classify --json`` in the client namespace."""
+    primary = lab.stun_servers[server].primary
+    argv = [sys.executable, "-m", "cli", "classify", "--server", str(primary), "--json", *extra]
+    result = lab.client_exec(argv, timeout=30)
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+@pytest.mark.parametrize("server", ["natkit", "coturn"])
+def test_classify_is_right_every_time_with_and_without_loss(lab: Lab, server: str) -> None:
+    if server not in lab.stun_servers:
+        pytest.skip(f"pooled labs run without {server} (NATKIT_LAB_SERVERS)")
+    expected = lab.scenario.expected
+    failures: list[str] = []
+    try:
+        for loss, runs in ((0.0, CLEAN_RUNS), (LOSS_PERCENT, LOSSY_RUNS)):
+            lab.set_loss(loss)
+            for run in range(runs):
+                lab.reset_state()
+                document = classify(lab, server)
+                failures += [
+                    f"loss {loss:g}% run {run}: {problem} ({document['reasons']})"
+                    for problem in expected.mismatches(document)
+                ]
+    finally:
+        lab.set_loss(0.0)
+    assert not failures, "\n".join(failures)
+
+
+def test_expect_turns_classify_into_a_ci_check(lab: Lab) -> None:
+    """Exit 0 when expectations hold, 1 when they do not (2 is for undetermined)."""
+    server = next(iter(lab.stun_servers))
+    primary = str(lab.stun_servers[server].primary)
+    expected = lab.scenario.expected.as_json()
+    holds = ",".join(f"{k}={json.dumps(v).strip(chr(34))}" for k, v in expected.items())
+    base = [sys.executable, "-m", "cli", "classify", "--server", primary]
+    assert lab.client_exec([*base, "--expect", holds], timeout=30).returncode == 0
+    lab.reset_state()
+    wrong = "udp_blocked=false" if expected["udp_blocked"] else "udp_blocked=true"
+    assert lab.client_exec([*base, "--expect", wrong], timeout=30).returncode == 1
+
+
+def test_coturn_client_agrees_against_natkit_server(lab: Lab) -> None:
+    """turnutils_natdiscovery -m -f, pointed at natkit's server, finds the
+    scenario's mapping and filtering (it has no verdict when UDP is blocked)."""
+    if "natkit" not in lab.stun_servers:
+        pytest.skip("pooled labs run without natkit's server (NATKIT_LAB_SERVERS)")
+    lab.reset_state()
+    output = natdiscovery(lab, lab.stun_servers["natkit"].primary, "-m", "-f")
+    expected = lab.scenario.expected
+    if expected.udp_blocked:
+        assert parse_verdicts(output) == {}, output
+    else:
+        want = {"Mapping": expected.mapping.value, "Filtering": expected.filtering.value}
+        assert parse_verdicts(output) == want, output
+
+
+@pytest.mark.scenarios("eim-apdf-hairpin", "eim-apdf")
+def test_coturn_client_hairpin_against_natkit_server(lab: Lab) -> None:
+    lab.reset_state()
+    output = natdiscovery(lab, lab.stun_servers["natkit"].primary, "-H")
+    assert ("successful hairpinning" in output) is lab.scenario.expected.hairpin, output
+
+
+@pytest.mark.scenarios("eim-apdf")
+def test_classify_human_output_names_the_verdicts(lab: Lab) -> None:
+    primary = str(lab.stun_servers["natkit"].primary)
+    result = lab.client_exec([sys.executable, "-m", "cli", "classify", "-s", primary], timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "port-restricted cone" in result.stdout
+    assert "APDF" in result.stdout
