@@ -114,7 +114,7 @@ class ClassifierConfig:
     min_interval: float = 0.010
     max_interval: float = 0.5
     #: ...or this while no UDP answer has been seen.
-    initial_interval: float = 0.1
+    initial_interval: float = 0.05
     #: An attempt counts as lost once this long passed (or 2x the worst RTT seen)...
     min_window: float = 0.025
     #: ...or this while no RTT is known.
@@ -124,7 +124,7 @@ class ClassifierConfig:
     #: UDP is blocked when TCP answered and at least this many UDP attempts...
     udp_blocked_min_attempts: int = 12
     #: ...spread over at least this long got no answer at all.
-    udp_blocked_min_wait: float = 0.25
+    udp_blocked_min_wait: float = 0.15
 
     @property
     def sockets_needed(self) -> int:
