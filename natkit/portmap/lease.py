@@ -1,0 +1,541 @@
+"""The lease engine PCP and NAT-PMP clients share.
+
+Theory of operation
+-------------------
+A client maintains one mapping with one gateway. It has at most one
+request in flight (an *exchange*: RFC 6886 §3.1 asks clients not to issue
+concurrent requests, and a single mapping never needs two), and moves
+between these states:
+
+* IDLE: built with ``start=False`` (e.g. to delete a lease a crashed run
+  left, from a journal); :meth:`LeaseClient.start` or ``delete`` moves on.
+* REQUESTING: creating the mapping (or re-creating one presumed lost).
+* HELD: a mapping is granted; a renewal is scheduled at ``renew_at``.
+* RENEWING: a renewal is in flight; the mapping stays valid meanwhile.
+* DELETING, then DELETED: the caller asked for deletion (terminal).
+* FAILED: a permanent refusal or a timeout ended the client (terminal).
+
+Rules, in the order they apply:
+
+1. Only datagrams from the gateway's exact address and port are looked at;
+   everything else is counted in :attr:`LeaseClient.dropped`, never raised.
+2. A mapping that reaches ``expires_at`` unrenewed is lost (EXPIRED) and
+   re-created with a fresh exchange.
+3. Re-creation and renewal suggest the external endpoint last granted, so
+   a restarted gateway tends to hand the same one back (RFC 6886 §3.3);
+   the first request suggests the internal port, never 0 (MikroTik rejects
+   external port 0).
+4. A transient error keeps the client trying; a permanent one ends it, and
+   a mapping held at that moment is reported lost (REFUSED).
+5. Deletion reuses the request's identity (PCP nonce, NAT-PMP internal
+   port) with lifetime 0, and gives up no later than the mapping would
+   have expired anyway (RFC 6886 §3.1).
+
+Subclasses supply the protocol: how a request looks, when to retransmit
+and renew, and how a datagram is matched to the exchange.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from abc import ABC, abstractmethod
+from collections import Counter, deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar
+
+from natkit.endpoint import Endpoint
+from natkit.errors import LocalProtocolError
+from natkit.portmap.epoch import EpochTracker
+from natkit.portmap.events import (
+    FailureReason,
+    GatewayRestarted,
+    LossReason,
+    MappingDeleted,
+    MappingFailed,
+    MappingGranted,
+    MappingLost,
+    MappingRenewed,
+    PortmapEvent,
+)
+from natkit.portmap.mapping import (
+    LifetimePolicy,
+    Mapping,
+    MappingDetails,
+    MappingProtocol,
+    TransportProtocol,
+    clamp_lifetime,
+)
+from natkit.sansio import Datagram
+
+
+class ClientState(Enum):
+    """Where a mapping client stands (see the module docstring)."""
+
+    IDLE = "idle"
+    REQUESTING = "requesting"
+    HELD = "held"
+    RENEWING = "renewing"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    FAILED = "failed"
+
+
+class DropReason(Enum):
+    """Why a received datagram was ignored."""
+
+    WRONG_SOURCE = "not from the gateway's address and port"
+    MALFORMED = "not a well-formed message"
+    WRONG_VERSION = "another protocol version"
+    WRONG_OPCODE = "not a response to an opcode we send"
+    WRONG_NONCE = "mapping nonce is not ours"
+    WRONG_MAPPING = "protocol or internal port is not ours"
+    UNEXPECTED = "no request of ours is waiting for it"
+    STALE = "answers an earlier request"
+    BAD_GRANT = "success without a usable external endpoint"
+    CLOSED = "arrived after the client finished"
+
+
+class ExchangeKind(Enum):
+    """What the request in flight is for."""
+
+    #: NAT-PMP's public address request (opcode 0).
+    ADDRESS = "address"
+    CREATE = "create"
+    RENEW = "renew"
+    DELETE = "delete"
+
+
+@dataclass(eq=False, slots=True)
+class Exchange:
+    """One request and its transmissions."""
+
+    kind: ExchangeKind
+    request: bytes
+    #: The lifetime requested (0 for a deletion).
+    lifetime: int
+    started: float
+    #: When the next copy goes out (``None``: no more copies).
+    next_send: float | None
+    #: When the exchange fails if still unanswered.
+    give_up_at: float | None = None
+    transmissions: int = 0
+    last_sent: float | None = None
+    #: The current retransmission timeout (PCP's RT).
+    timeout: float = 0.0
+    #: Re-creating a mapping that was lost or presumed lost.
+    recreate: bool = False
+
+
+class LeaseClient(ABC):
+    """Sans-IO core maintaining one mapping (see the module docstring).
+
+    Socket 0 is the one requests go out on; datagrams from the gateway on
+    any socket (e.g. a second one listening for announcements on port 5350)
+    are accepted.
+    """
+
+    protocol: ClassVar[MappingProtocol]
+
+    def __init__(
+        self,
+        gateway: Endpoint,
+        internal: Endpoint,
+        *,
+        transport: TransportProtocol,
+        lifetime: LifetimePolicy,
+        epoch: EpochTracker,
+        rng: random.Random | None,
+        previous_external: Endpoint | None = None,
+    ) -> None:
+        if not 0 < internal.port <= 0xFFFF:
+            raise LocalProtocolError(f"internal port must be 1-65535, not {internal.port}")
+        if internal.address.version != gateway.address.version:
+            raise LocalProtocolError(f"{internal} and gateway {gateway} differ in family")
+        self.gateway = gateway
+        self.internal = internal
+        self.transport = transport
+        self.lifetime_policy = lifetime
+        #: Datagrams ignored, by reason.
+        self.dropped: Counter[DropReason] = Counter()
+        # A nonce guards mappings against off-path deletion: unpredictable by default.
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._epoch = epoch
+        self._events: deque[PortmapEvent] = deque()
+        self._outbox: list[Datagram] = []
+        self._mapping: Mapping | None = None
+        self._exchange: Exchange | None = None
+        self._renew_at: float | None = None
+        # What to suggest when (re-)creating: a journal may seed it so a new
+        # run gets back the external port the last one had (RFC 6886 §3.3).
+        self._last_external: Endpoint | None = previous_external
+        self._last_renewal_sent: float | None = None
+        self._ever_granted = False
+        self._may_exist = False
+        self._started = False
+        self._finished: ClientState | None = None
+
+    # -- what callers read --------------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        if self._finished is not None:
+            return self._finished
+        exchange = self._exchange
+        if not self._started and exchange is None:
+            return ClientState.IDLE
+        if exchange is None:
+            return ClientState.HELD if self._mapping is not None else ClientState.REQUESTING
+        if exchange.kind is ExchangeKind.DELETE:
+            return ClientState.DELETING
+        if exchange.kind is ExchangeKind.RENEW:
+            return ClientState.RENEWING
+        return ClientState.REQUESTING
+
+    @property
+    def mapping(self) -> Mapping | None:
+        """The mapping held (or presumed lost and being re-created)."""
+        return self._mapping
+
+    @property
+    def finished(self) -> bool:
+        """No more datagrams or timers will come from this client."""
+        return self._finished is not None
+
+    # -- SansIOCore ---------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
+        if self._finished is not None:
+            self._drop(DropReason.CLOSED)
+        elif remote != self.gateway:
+            # RFC 6886 §3.2, RFC 6887 §8.3: only the server we asked, from its
+            # port, may answer; the gateway we asked need not be the default one.
+            self._drop(DropReason.WRONG_SOURCE)
+        else:
+            self._on_datagram(data, now)
+
+    def handle_timer(self, now: float) -> None:
+        if self._finished is not None:
+            return
+        mapping, exchange = self._mapping, self._exchange
+        deleting = exchange is not None and exchange.kind is ExchangeKind.DELETE
+        if mapping is not None and now >= mapping.expires_at and not deleting:
+            self._mapping = None
+            self._renew_at = None
+            self._emit(MappingLost(mapping, LossReason.EXPIRED))
+            if exchange is None or exchange.kind is ExchangeKind.RENEW:
+                self._start(ExchangeKind.CREATE, now, recreate=True)
+                return
+        exchange = self._exchange
+        if exchange is None:
+            if self._renew_at is not None and now >= self._renew_at:
+                self._start(ExchangeKind.RENEW, now)
+        elif exchange.give_up_at is not None and now >= exchange.give_up_at:
+            self._give_up(exchange, now)
+        elif exchange.next_send is not None and now >= exchange.next_send:
+            self._transmit(exchange, now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def get_timer(self) -> float | None:
+        if self._finished is not None:
+            return None
+        times: list[float | None] = []
+        exchange = self._exchange
+        if exchange is not None:
+            times += [exchange.next_send, exchange.give_up_at]
+        else:
+            times.append(self._renew_at)
+        if self._mapping is not None and self.state is not ClientState.DELETING:
+            times.append(self._mapping.expires_at)
+        return min((t for t in times if t is not None), default=None)
+
+    def next_event(self) -> PortmapEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- calls from the user ------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Begin creating the mapping (the constructors do unless ``start=False``)."""
+        if self._started or self._finished is not None:
+            return
+        self._started = True
+        self._begin(now)
+
+    def delete(self, now: float) -> None:
+        """Ask the gateway to drop the mapping; :class:`MappingDeleted` follows."""
+        if self._finished is not None or self.state is ClientState.DELETING:
+            return
+        if self._mapping is None and not self._may_exist:
+            # Nothing that could create a mapping has been sent yet.
+            self._exchange = None
+            self._finish(ClientState.DELETED, MappingDeleted(None, confirmed=True))
+            return
+        self._start(ExchangeKind.DELETE, now)
+
+    def revalidate(self, now: float, delay: float = 0.0) -> None:
+        """Check the mapping with the gateway ``delay`` seconds from now
+        (after a network change, or an announcement), keeping renewals at
+        least the minimum interval apart."""
+        at = now + delay
+        exchange = self._exchange
+        if self._finished is not None:
+            return
+        if exchange is None:
+            if self._mapping is not None:
+                at = max(at, self._renewal_floor())
+                self._renew_at = at if self._renew_at is None else min(self._renew_at, at)
+        elif exchange.kind is ExchangeKind.RENEW:
+            at = max(at, self._renewal_floor())
+            exchange.next_send = at if exchange.next_send is None else min(exchange.next_send, at)
+        elif exchange.kind is not ExchangeKind.DELETE:
+            exchange.next_send = at if exchange.next_send is None else min(exchange.next_send, at)
+
+    def _hold_for_deletion(self) -> None:
+        """For ``start=False``: a lease from an earlier run may exist, so a
+        :meth:`delete` must really be sent."""
+        self._may_exist = True
+
+    # -- protocol hooks -----------------------------------------------------------
+
+    @abstractmethod
+    def _begin(self, now: float) -> None:
+        """Send the first request."""
+
+    @abstractmethod
+    def _request(self, kind: ExchangeKind, lifetime: int, suggested: Endpoint | None) -> bytes:
+        """The request bytes for an exchange."""
+
+    @abstractmethod
+    def _deadline(self, exchange: Exchange) -> float | None:
+        """When a fresh exchange fails at the latest (``None``: only by schedule)."""
+
+    @abstractmethod
+    def _schedule(self, exchange: Exchange, now: float) -> None:
+        """After a transmission: set ``next_send`` (and ``give_up_at`` after the last)."""
+
+    @abstractmethod
+    def _first_renewal(self, granted_at: float, lifetime: int) -> float:
+        """When a fresh grant is first renewed."""
+
+    @abstractmethod
+    def _renewal_retry_at(self, exchange: Exchange, now: float) -> float | None:
+        """When to try again after a renewal failed (``None``: let it expire)."""
+
+    @abstractmethod
+    def _on_datagram(self, data: bytes, now: float) -> None:
+        """A datagram from the gateway's address and port."""
+
+    @property
+    @abstractmethod
+    def _min_renewal_interval(self) -> float:
+        """Renewals never go out closer together than this."""
+
+    # -- helpers for subclasses ---------------------------------------------------
+
+    def _drop(self, reason: DropReason) -> None:
+        self.dropped[reason] += 1
+
+    def _emit(self, event: PortmapEvent) -> None:
+        self._events.append(event)
+
+    def _renewal_floor(self) -> float:
+        if self._last_renewal_sent is None:
+            return -math.inf
+        return self._last_renewal_sent + self._min_renewal_interval
+
+    def _start(
+        self, kind: ExchangeKind, now: float, *, at: float | None = None, recreate: bool = False
+    ) -> None:
+        lifetime = 0 if kind is ExchangeKind.DELETE else self.lifetime_policy.requested
+        suggested = self._mapping.external if self._mapping is not None else self._last_external
+        start = now if at is None else at
+        exchange = Exchange(
+            kind,
+            self._request(kind, lifetime, suggested),
+            lifetime,
+            start,
+            start,
+            recreate=recreate,
+        )
+        exchange.give_up_at = self._deadline(exchange)
+        if kind is ExchangeKind.DELETE and self._mapping is not None:
+            # No point deleting what the gateway drops by itself (RFC 6886 §3.1).
+            give_up = exchange.give_up_at
+            expiry = self._mapping.expires_at
+            exchange.give_up_at = expiry if give_up is None else min(give_up, expiry)
+        self._exchange = exchange
+        self._renew_at = None
+        if start <= now:
+            self._transmit(exchange, now)
+
+    def _transmit(self, exchange: Exchange, now: float) -> None:
+        self._outbox.append(Datagram(exchange.request, self.gateway))
+        exchange.transmissions += 1
+        exchange.last_sent = now
+        if exchange.kind in (ExchangeKind.CREATE, ExchangeKind.RENEW):
+            self._may_exist = True
+        if exchange.kind is ExchangeKind.RENEW:
+            self._last_renewal_sent = now
+        self._schedule(exchange, now)
+
+    def _give_up(self, exchange: Exchange, now: float) -> None:
+        self._exchange = None
+        if exchange.kind is ExchangeKind.DELETE:
+            self._finish(ClientState.DELETED, MappingDeleted(self._mapping, confirmed=False))
+        elif exchange.kind is ExchangeKind.RENEW:
+            # The mapping is still valid: try again later, or let it expire
+            # and re-create it (rule 2).
+            self._renew_at = self._renewal_retry_at(exchange, now)
+        elif self._mapping is not None:
+            # Re-creating a mapping presumed lost: keep at it until it expires.
+            self._start(exchange.kind, now, recreate=True)
+        else:
+            self._fail(FailureReason.TIMED_OUT, None, None)
+
+    def _grant(
+        self,
+        external: Endpoint,
+        granted_lifetime: int,
+        now: float,
+        details: MappingDetails,
+        *,
+        restarted: bool,
+    ) -> None:
+        """A success: record the mapping and say whether it is new or renewed."""
+        exchange = self._exchange
+        requested = exchange.lifetime if exchange is not None else self.lifetime_policy.requested
+        lifetime, notes = clamp_lifetime(granted_lifetime, requested, self.lifetime_policy)
+        renew_at = self._first_renewal(now, lifetime)
+        mapping = Mapping(
+            protocol=self.protocol,
+            transport=self.transport,
+            internal=self.internal,
+            external=external,
+            gateway=self.gateway,
+            lifetime=lifetime,
+            granted_lifetime=granted_lifetime,
+            granted_at=now,
+            renew_at=renew_at,
+            expires_at=now + lifetime,
+            notes=notes,
+            details=details,
+        )
+        previous = self._mapping
+        renewal = exchange is None or exchange.kind is ExchangeKind.RENEW
+        self._mapping = mapping
+        self._last_external = external
+        self._exchange = None
+        self._renew_at = renew_at
+        if previous is not None and renewal and not restarted:
+            self._emit(MappingRenewed(mapping, previous))
+        else:
+            # A restart means the gateway made it afresh, even if asked to renew.
+            self._emit(MappingGranted(mapping, recreated=self._ever_granted))
+        self._ever_granted = True
+
+    def _refuse(
+        self,
+        reason: FailureReason,
+        code: int,
+        now: float,
+        *,
+        transient: bool,
+        retry_after: float,
+        server_version: int | None = None,
+    ) -> None:
+        """An error answer to the exchange in flight (rule 4)."""
+        exchange = self._exchange
+        if exchange is None:
+            self._drop(DropReason.UNEXPECTED)
+            return
+        if exchange.kind is ExchangeKind.DELETE:
+            self._exchange = None
+            self._finish(
+                ClientState.DELETED,
+                MappingDeleted(self._mapping, confirmed=False, result_code=code),
+            )
+            return
+        if not transient:
+            self._exchange = None
+            if self._mapping is not None:
+                self._emit(MappingLost(self._mapping, LossReason.REFUSED, code))
+                self._mapping = None
+            self._fail(reason, code, server_version)
+            return
+        retry_at: float | None
+        if exchange.kind is ExchangeKind.RENEW:
+            self._exchange = None
+            retry_at = self._renew_at = self._renewal_retry_at(exchange, now)
+        else:
+            retry_at = exchange.next_send = now + retry_after
+        self._emit(
+            MappingFailed(
+                reason, self.protocol, terminal=False, result_code=code, retry_at=retry_at
+            )
+        )
+
+    def _note_epoch(self, epoch: int, now: float, *, announced: bool) -> bool:
+        """Track the gateway's epoch; on a restart say so and return True."""
+        verdict = self._epoch.observe(epoch, now)
+        if verdict.valid or verdict.previous is None:
+            return False
+        self._emit(
+            GatewayRestarted(self.gateway, verdict.previous, epoch, self._mapping, announced)
+        )
+        return True
+
+    def _recreate(self, now: float, at: float) -> None:
+        """After a restart: make the mapping again at ``at``."""
+        if not self._may_recreate():
+            return
+        exchange = self._exchange
+        if exchange is not None and exchange.kind is not ExchangeKind.RENEW:
+            # Already creating: just do not wait for the next retransmission.
+            exchange.next_send = at if exchange.next_send is None else min(exchange.next_send, at)
+            return
+        self._start(ExchangeKind.CREATE, now, at=at, recreate=True)
+
+    def _confirm_deleted(self) -> None:
+        """The gateway acknowledged our deletion."""
+        self._finish(ClientState.DELETED, MappingDeleted(self._mapping, confirmed=True))
+
+    def _revoke(self, now: float) -> None:
+        """The gateway dropped the mapping unasked: report it and make it again."""
+        mapping = self._mapping
+        if mapping is None:
+            self._drop(DropReason.UNEXPECTED)
+            return
+        self._mapping = None
+        self._emit(MappingLost(mapping, LossReason.REVOKED))
+        self._start(ExchangeKind.CREATE, now, recreate=True)
+
+    def _may_recreate(self) -> bool:
+        """Re-creation is for a running client: not an idle (delete-only) or
+        finished one, and not while deleting."""
+        exchange = self._exchange
+        deleting = exchange is not None and exchange.kind is ExchangeKind.DELETE
+        return self._started and self._finished is None and not deleting
+
+    def _fail(self, reason: FailureReason, code: int | None, server_version: int | None) -> None:
+        self._finish(
+            ClientState.FAILED,
+            MappingFailed(
+                reason,
+                self.protocol,
+                terminal=True,
+                result_code=code,
+                server_version=server_version,
+            ),
+        )
+
+    def _finish(self, state: ClientState, event: PortmapEvent) -> None:
+        self._finished = state
+        self._exchange = None
+        self._renew_at = None
+        if state is ClientState.DELETED:
+            self._mapping = None
+        self._emit(event)

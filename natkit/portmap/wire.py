@@ -1,0 +1,68 @@
+"""What PCP and NAT-PMP share on the wire, and how their parsers fail.
+
+PCP (RFC 6887) grew out of NAT-PMP (RFC 6886): both use UDP 5351 towards
+the gateway and 5350 for announcements, and both start with a version
+byte, so one gateway can serve both and tell them apart (RFC 6886 §1.1).
+A server that does not speak the version it was sent answers "unsupported
+version" with its own version in the first byte; that answer is the only
+message either parser accepts from the other protocol.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import Enum
+
+from natkit.errors import RemoteProtocolError
+
+#: The gateway listens here for PCP and NAT-PMP requests (RFC 6887 §19.1, RFC 6886 §3.1).
+SERVER_PORT = 5351
+#: Clients listen here for unsolicited announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
+CLIENT_PORT = 5350
+#: Where restarted gateways multicast their announcements.
+ANNOUNCE_GROUP_V4 = ipaddress.IPv4Address("224.0.0.1")
+ANNOUNCE_GROUP_V6 = ipaddress.IPv6Address("ff02::1")
+
+
+class DecodeFailure(Enum):
+    """Why bytes were not accepted as a PCP or NAT-PMP message."""
+
+    TRUNCATED = "shorter than the message it claims to be"
+    TOO_LONG = "longer than the protocol allows"
+    MISALIGNED = "length is not a multiple of 4"
+    WRONG_VERSION = "version is not the one this parser speaks"
+    NOT_A_RESPONSE = "a request where a response was expected"
+    NOT_A_REQUEST = "a response where a request was expected"
+    UNKNOWN_OPCODE = "opcode this parser does not implement"
+    BAD_LENGTH = "length does not fit the opcode"
+    OPTION_OVERRUN = "option runs past the end of the message"
+
+
+class PortmapDecodeError(RemoteProtocolError):
+    """Bytes from a gateway (or client) that are not a valid message."""
+
+    def __init__(self, reason: DecodeFailure, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+
+
+class PcpDecodeError(PortmapDecodeError):
+    """Not a valid PCP message (RFC 6887)."""
+
+
+class PmpDecodeError(PortmapDecodeError):
+    """Not a valid NAT-PMP message (RFC 6886)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnsupportedVersion:
+    """A gateway refused our version and told us the one it speaks.
+
+    A NAT-PMP-only gateway answers a PCP request with version 0 (RFC 6887
+    §9, RFC 6886 §3.5): the caller should retry with NAT-PMP.
+    """
+
+    #: The version byte of the answer: the highest version the server speaks.
+    server_version: int
