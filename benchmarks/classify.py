@@ -58,7 +58,12 @@ def bench_scenario(name: str, runs: int, loss: float) -> dict[str, Timing]:
         commands = {
             "natkit": [NATKIT, "classify", "--server", str(server), "--json"],
             "turnutils": [
-                "turnutils_natdiscovery", "-m", "-f", "-p", str(server.port), str(server.address)
+                "turnutils_natdiscovery",
+                "-m",
+                "-f",
+                "-p",
+                str(server.port),
+                str(server.address),
             ],
             "stun": ["stun", f"{server.address}:{server.port}"],
         }
