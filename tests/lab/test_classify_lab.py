@@ -10,6 +10,7 @@ own RFC 5780 client must agree when pointed at natkit's server.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from typing import Any
 
@@ -99,3 +100,65 @@ def test_classify_human_output_names_the_verdicts(lab: Lab) -> None:
     assert result.returncode == 0, result.stderr
     assert "port-restricted cone" in result.stdout
     assert "APDF" in result.stdout
+
+
+def _plain_servers(lab: Lab, port: int) -> list[subprocess.Popen[str]]:
+    """Two plain RFC 5389 natkit servers (one address each) in the STUN host."""
+    servers = []
+    for address in (lab.stun_servers["natkit"].primary, lab.stun_servers["natkit"].alternate):
+        argv = [sys.executable, "-m", "cli", "stun-server", "--bind", str(address.address)]
+        process = lab.popen(
+            "stun", [*argv, "--port", str(port), "--no-tcp"], stdout=subprocess.PIPE, text=True
+        )
+        servers.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+    return servers
+
+
+@pytest.mark.scenarios("eim-apdf", "apdm-apdf")
+def test_plain_rfc5389_servers_give_mapping_and_say_filtering_is_unknown(lab: Lab) -> None:
+    """Without OTHER-ADDRESS: mapping from two servers' views, filtering unknown."""
+    port = 3490
+    servers = _plain_servers(lab, port)
+    try:
+        lab.reset_state()
+        natkit = lab.stun_servers["natkit"]
+        argv = [sys.executable, "-m", "cli", "classify", "--json"]
+        argv += [
+            "-s",
+            f"{natkit.primary.address}:{port}",
+            "-s",
+            f"{natkit.alternate.address}:{port}",
+        ]
+        result = lab.client_exec(argv, timeout=30)
+        document = json.loads(result.stdout)
+    finally:
+        for process in servers:
+            process.terminate()
+            process.wait(timeout=10)
+    assert document["filtering"] == "unknown"
+    assert document["servers"][0]["rfc5780"] is False
+    if lab.scenario.name == "eim-apdf":
+        assert document["mapping"] == "EIM"
+    else:
+        assert document["mapping"] == "unknown"  # dependent, but ADM or APDM needs RFC 5780
+        assert "ADM from APDM" in document["reasons"]["mapping"]
+    assert document["port_allocation"] == lab.scenario.expected.port_allocation.value
+
+
+CLASSIC_VERDICTS = {
+    "eim-eif": "Independent Mapping, Independent Filter",
+    "eim-apdf": "Independent Mapping, Port Dependent Filter",
+    "apdm-apdf": "Dependent Mapping, random port",
+}
+
+
+@pytest.mark.scenarios(*CLASSIC_VERDICTS)
+def test_debian_rfc3489_client_is_answered_correctly_by_natkit_server(lab: Lab) -> None:
+    """Debian's ``stun`` (RFC 3489, no magic cookie) gets CHANGED-ADDRESS and
+    honoured CHANGE-REQUESTs from natkit's server, so its verdict is right."""
+    lab.reset_state()
+    server = lab.stun_servers["natkit"].primary
+    output = lab.client_exec(["stun", f"{server.address}:{server.port}"], timeout=30).stdout
+    assert CLASSIC_VERDICTS[lab.scenario.name] in output, output
