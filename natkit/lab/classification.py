@@ -1,8 +1,8 @@
 """What a NAT classifier should report for a lab scenario.
 
 The vocabulary is RFC 4787's (mapping §4.1, filtering §5, port assignment
-§4.2, hairpinning §6) and the values are exactly the strings natkit's
-classifier writes in its JSON report, so a test can compare the two with
+§4.2, hairpinning §6), in the classifier's own enums, whose values are the
+strings of its JSON report, so a test can compare the two with
 :meth:`Classification.mismatches` and nothing else.
 
 "Not tested" and "no" are different answers (see STYLE.md): ``hairpin`` is
@@ -14,46 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+
+from natkit.probe.report import FilteringBehavior, MappingBehavior, PortAllocation
+
+# The enums are re-exported: the lab speaks the classifier's vocabulary, defined once.
+__all__ = ["Classification", "FilteringBehavior", "JsonValue", "MappingBehavior", "PortAllocation"]
 
 #: The JSON value type of one classification field.
 JsonValue = str | bool | None
-
-
-class MappingBehavior(StrEnum):
-    """How the NAT picks the external endpoint (RFC 4787 §4.1)."""
-
-    EIM = "EIM"
-    """Endpoint-independent: one external endpoint for every destination."""
-    ADM = "ADM"
-    """Address-dependent: a new external endpoint per destination address."""
-    APDM = "APDM"
-    """Address- and port-dependent: a new one per destination address and port."""
-    UNKNOWN = "unknown"
-
-
-class FilteringBehavior(StrEnum):
-    """Which inbound packets a mapping admits (RFC 4787 §5)."""
-
-    EIF = "EIF"
-    """Endpoint-independent: anyone may send to the external endpoint."""
-    ADF = "ADF"
-    """Address-dependent: only addresses the inside host has sent to."""
-    APDF = "APDF"
-    """Address- and port-dependent: only the exact endpoints sent to."""
-    UNKNOWN = "unknown"
-
-
-class PortAllocation(StrEnum):
-    """How the external port of a new mapping is chosen (RFC 4787 §4.2)."""
-
-    PRESERVING = "preserving"
-    """The external port equals the inside port when it is free."""
-    SEQUENTIAL = "sequential"
-    """Each new mapping gets the previous external port plus one."""
-    RANDOM = "random"
-    """Neither of the above (includes hash-based and fully random choices)."""
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
