@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stun-server": ("cli.stun_server", "run an RFC 5780-capable STUN server"),
     "lab": ("cli.lab", "build, list and tear down the network-namespace lab"),
     "birthday": ("cli.birthday", "birthday-paradox hole punching through hard (APDM) NATs"),
+    "portmap": ("cli.portmap", "map a port on the gateway (PCP, NAT-PMP, UPnP IGD) and hold it"),
 }
 
 

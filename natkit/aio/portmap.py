@@ -105,6 +105,17 @@ class MappingSession:
         self.hears_announcements = False
 
     @property
+    def finished(self) -> bool:
+        """The core is done (deleted, or gave up)."""
+        return self.client.finished
+
+    def revalidate(self) -> None:
+        """Check the mapping with the gateway now (a renewal; the core keeps
+        renewals at least its minimum interval apart)."""
+        self.client.revalidate(self._loop.time())
+        self.runner.transmit()
+
+    @property
     def mapping(self) -> Mapping | None:
         """The mapping currently held, if any."""
         mapping = self.client.mapping
@@ -179,11 +190,15 @@ async def open_mapping(
     listen_announcements: bool = False,
     rng: random.Random | None = None,
     route_table: str | Path = PROC_NET_ROUTE,
+    nonce: bytes | None = None,
+    external_address: ipaddress.IPv4Address | None = None,
 ) -> MappingSession:
     """Start a PCP or NAT-PMP client for ``internal_port`` on this host.
 
     The first request is on its way when this returns; await
-    :meth:`MappingSession.wait_for_mapping` for the grant.
+    :meth:`MappingSession.wait_for_mapping` for the grant. ``nonce`` (PCP)
+    lets a caller journal the mapping's identity before it is requested;
+    ``external_address`` (NAT-PMP) skips the address request when already known.
     """
     loop = asyncio.get_running_loop()
     server = resolve_gateway(gateway, route_table)
@@ -201,11 +216,23 @@ async def open_mapping(
     try:
         if protocol is MappingProtocol.PCP:
             client = PcpClient(
-                server, internal, loop.time(), transport=transport, config=pcp_config, rng=rng
+                server,
+                internal,
+                loop.time(),
+                transport=transport,
+                config=pcp_config,
+                rng=rng,
+                nonce=nonce,
             )
         elif protocol is MappingProtocol.NAT_PMP:
             client = PmpClient(
-                server, internal, loop.time(), transport=transport, config=pmp_config, rng=rng
+                server,
+                internal,
+                loop.time(),
+                transport=transport,
+                config=pmp_config,
+                rng=rng,
+                external_address=external_address,
             )
         else:
             raise LocalProtocolError(f"{protocol.value} is not run by this driver")

@@ -34,7 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from natkit.lab import state
+from natkit.endpoint import Endpoint
+from natkit.lab import miniupnpd, state
 from natkit.lab.errors import LabError, UnknownLabError
 from natkit.lab.loss import render_loss
 from natkit.lab.netns import (
@@ -60,6 +61,7 @@ from natkit.lab.plan import (
     NAMESPACE_RE,
     PREFIX,
     RUN_ID_RE,
+    HostPlan,
     IPv4,
     LabPlan,
     plan_lab,
@@ -126,7 +128,19 @@ class Lab:
         require_root()
         chosen = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
         kinds = tuple(dict.fromkeys(ServerKind(s) for s in servers))
-        require_tools([*TOOLS, *(["turnserver"] if ServerKind.COTURN in kinds else [])])
+        gateways = any(n.port_mapping is not None for n in chosen.nats)
+        require_tools(
+            [
+                *TOOLS,
+                *(["turnserver"] if ServerKind.COTURN in kinds else []),
+                *(["miniupnpd"] if gateways else []),
+            ]
+        )
+        if gateways and not kinds:
+            raise LabError(
+                f"scenario {chosen.name!r} runs miniupnpd, which learns its public"
+                " address by STUN: start the lab with a STUN server"
+            )
         if ServerKind.NATKIT in kinds and not natkit_server_available():
             raise LabError(
                 "natkit's STUN server (cli/stun_server.py) is not available;"
@@ -322,6 +336,111 @@ class Lab:
         routers = self._plan.routers
         run_all([nft_load(r.namespace, r.ruleset or "") for r in routers])
         run_all([Command(("conntrack", "-F"), namespace=r.namespace) for r in routers])
+        for router in self._plan.gateways:
+            if self.port_mapping_rule_count(router.role) or self._has_leases(router.role):
+                # Leftover port mappings: miniupnpd caches its chains, so
+                # they are emptied while it is stopped.
+                self.restart_gateway(router.role, clean=True)
+
+    # ----------------------------------------------------- port mapping
+
+    @property
+    def gateways(self) -> tuple[str, ...]:
+        """Roles of the routers running miniupnpd, from the internet inwards."""
+        return tuple(h.role for h in self._plan.gateways)
+
+    def gateway_address(self, role: str | None = None) -> IPv4:
+        """The LAN address where ``role``'s miniupnpd serves (innermost by default)."""
+        return self._gateway_plan(role).addresses[1]
+
+    def port_mapping_ruleset(self, role: str | None = None) -> str:
+        """``nft list table inet nk_upnp`` in the router running miniupnpd."""
+        host = self._gateway_plan(role)
+        argv = ("nft", "list", "table", "inet", miniupnpd.UPNP_TABLE)
+        return run(Command(argv, namespace=host.namespace)).stdout
+
+    def port_mappings(self, role: str | None = None) -> tuple[miniupnpd.Redirect, ...]:
+        """The port mappings miniupnpd holds now, read from its nftables chains."""
+        return miniupnpd.parse_redirects(self.port_mapping_ruleset(role))
+
+    def port_mapping_rule_count(self, role: str | None = None) -> int:
+        """Rules in miniupnpd's chains (0: no mapping left behind)."""
+        return miniupnpd.chain_rule_count(self.port_mapping_ruleset(role))
+
+    def restart_gateway(self, role: str | None = None, *, clean: bool = False) -> None:
+        """Stop ``role``'s miniupnpd and start it again (its epoch starts over).
+
+        ``clean`` also empties its chains and lease file while it is down;
+        without it, rules and leases persist across the restart as they do
+        on a real router (LAB.md).
+        """
+        host = self._gateway_plan(role)
+        self._stop_gateway(host)
+        if clean:
+            run(nft_load(host.namespace, miniupnpd.render_chains()))
+            self._lease_file(host.role).write_text("", encoding="utf-8")
+        self._start_gateways((host,))
+
+    def _gateway_plan(self, role: str | None) -> HostPlan:
+        gateways = self._plan.gateways
+        if not gateways:
+            raise LabError(f"scenario {self.scenario.name!r} runs no port-mapping gateway")
+        if role is None:
+            return gateways[-1]
+        for host in gateways:
+            if host.role == role:
+                return host
+        raise LabError(f"router {role!r} of lab {self.run_id} runs no port-mapping gateway")
+
+    def _lease_file(self, role: str) -> Path:
+        return miniupnpd.lease_path(self._record.workdir, role)
+
+    def _has_leases(self, role: str) -> bool:
+        try:
+            return bool(self._lease_file(role).read_text(encoding="utf-8").strip())
+        except FileNotFoundError:
+            return False
+
+    def _stop_gateway(self, host: HostPlan) -> None:
+        key = _gateway_key(host.role)
+        proc = self._processes.pop(key, None)
+        pid = self._record.pids.get(key)
+        pids = {pid} if pid is not None else set()
+        terminate(pids, [proc] if proc is not None else [])
+
+    def _start_gateways(self, hosts: Sequence[HostPlan]) -> None:
+        workdir = self._record.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        stun = self._gateway_stun_server()
+        started: list[tuple[HostPlan, subprocess.Popen[bytes]]] = []
+        for host in hosts:
+            plan = host.gateway
+            assert plan is not None
+            config = miniupnpd.render_config(plan.spec, plan.placement, stun, workdir, host.role)
+            proc = miniupnpd.start(host.namespace, workdir, host.role, config)
+            self._processes[_gateway_key(host.role)] = proc
+            pids = {**self._record.pids, _gateway_key(host.role): proc.pid}
+            self._save(dataclasses.replace(self._record, pids=pids))
+            started.append((host, proc))
+        deadline = time.monotonic() + miniupnpd.READY_TIMEOUT_S
+        for host, proc in started:
+            # Ask from the namespace inside this router's LAN.
+            inner = self._namespace_inside(host)
+            log = miniupnpd.log_path(workdir, host.role)
+            miniupnpd.wait_ready(proc, inner, host.addresses[1], log, deadline)
+
+    def _namespace_inside(self, router: HostPlan) -> str:
+        roles = [h.role for h in self._plan.routers]
+        index = roles.index(router.role)
+        inner = roles[index + 1] if index + 1 < len(roles) else CLIENT_ROLE
+        return self.namespace(inner)
+
+    def _gateway_stun_server(self) -> Endpoint:
+        """The lab STUN server miniupnpd learns its address from (natkit's first)."""
+        for kind in (ServerKind.NATKIT, ServerKind.COTURN):
+            if kind.value in self._record.servers:
+                return server_addresses(kind).primary
+        raise LabError("miniupnpd needs a STUN server in the lab; none runs")
 
     # ------------------------------------------------------------ building
 
@@ -338,12 +457,15 @@ class Lab:
         run_all([ip_batch(h.ip_commands, h.namespace) for h in plan.hosts])
         routers = plan.routers
         run_all([nft_load(r.namespace, r.ruleset or "") for r in routers])
+        run_all([nft_load(g.namespace, miniupnpd.render_chains()) for g in plan.gateways])
         for router in routers:
             write_sysctls(router.namespace, router.late_sysctls)
         if loss_percent:
             self.set_loss(loss_percent)
         if kinds:
             self._start_servers(kinds)
+        if plan.gateways:
+            self._start_gateways(plan.gateways)
 
     def _start_servers(self, kinds: tuple[ServerKind, ...]) -> None:
         workdir = self._record.workdir
@@ -385,6 +507,10 @@ def _reserve(
     if run_id is not None:
         raise LabError(f"lab id {run_id!r} is already in use")
     raise LabError("could not find a free lab id")
+
+
+def _gateway_key(role: str) -> str:
+    return f"miniupnpd:{role}"
 
 
 def _random_id() -> str:

@@ -33,6 +33,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from natkit.lab.classification import FilteringBehavior, MappingBehavior, PortAllocation
+from natkit.lab.miniupnpd import PortMappingSpec
 
 #: Interface names the rules refer to; the topology uses the same constants.
 WAN_IF = "nk-wan"
@@ -72,6 +73,8 @@ class NatSpec:
     """Drop all forwarded UDP; TCP still passes, NATed."""
     udp_timeout_s: int | None = None
     """``net.netfilter.nf_conntrack_udp_timeout`` in the router; ``None`` keeps 30 s."""
+    port_mapping: PortMappingSpec | None = None
+    """Run miniupnpd (UPnP IGD, NAT-PMP, PCP) on the LAN (:mod:`natkit.lab.miniupnpd`)."""
 
     def __post_init__(self) -> None:
         allowed = SUPPORTED_ALLOCATIONS.get(self.mapping)

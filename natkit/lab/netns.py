@@ -57,7 +57,12 @@ def require_root() -> None:
 
 def require_tools(tools: Iterable[str] = TOOLS) -> None:
     """Raise :class:`MissingToolError` for the first program not on PATH."""
-    packages = {**TOOLS, "turnserver": "coturn", "turnutils_natdiscovery": "coturn"}
+    packages = {
+        **TOOLS,
+        "turnserver": "coturn",
+        "turnutils_natdiscovery": "coturn",
+        "miniupnpd": "miniupnpd-nftables",
+    }
     for tool in tools:
         if shutil.which(tool) is None:
             raise MissingToolError(tool, packages.get(tool, tool))

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
+from natkit.lab.miniupnpd import GatewayPlan, MiniupnpdPlacement
 from natkit.lab.nat import LAN_IF, WAN_IF, NatPlacement, dynamic_objects, render_ruleset
 from natkit.lab.scenarios import Scenario
 
@@ -144,6 +145,8 @@ class HostPlan:
     """Dynamic nftables maps/sets the ruleset keeps."""
     late_sysctls: tuple[tuple[str, str], ...] = ()
     """Set after the ruleset is loaded (conntrack knobs)."""
+    gateway: GatewayPlan | None = None
+    """A port-mapping daemon (miniupnpd) serving the router's LAN, if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,11 @@ class LabPlan:
     @property
     def routers(self) -> tuple[HostPlan, ...]:
         return tuple(h for h in self.hosts if h.kind is HostKind.ROUTER)
+
+    @property
+    def gateways(self) -> tuple[HostPlan, ...]:
+        """Routers running a port-mapping daemon, from the internet inwards."""
+        return tuple(h for h in self.routers if h.gateway is not None)
 
     def host(self, role: str) -> HostPlan:
         for h in self.hosts:
@@ -298,6 +306,12 @@ def plan_lab(scenario: Scenario, run_id: str) -> LabPlan:
                 ruleset=render_ruleset(spec, placement),
                 dynamic_objects=tuple(dynamic_objects(spec)),
                 late_sysctls=late,
+                gateway=None
+                if spec.port_mapping is None
+                else GatewayPlan(
+                    spec.port_mapping,
+                    MiniupnpdPlacement(WAN_IF, LAN_IF, lan_prefix, lan_address),
+                ),
             )
         )
         previous_lan = LinkEnd(ns(role), LAN_IF)

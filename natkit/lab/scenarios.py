@@ -21,6 +21,7 @@ from natkit.lab.classification import (
     PortAllocation,
 )
 from natkit.lab.errors import UnknownScenarioError
+from natkit.lab.miniupnpd import PortMappingSpec
 from natkit.lab.nat import NatSpec
 
 EIM, ADM, APDM = MappingBehavior.EIM, MappingBehavior.ADM, MappingBehavior.APDM
@@ -126,6 +127,18 @@ _ALL: tuple[Scenario, ...] = (
         (NatSpec(EIM, APDF, PRESERVING, block_udp=True),),
         # TCP still crosses the NAT, and the classifier's TCP check sees it.
         Classification.udp_blocked_result(behind_nat=True),
+    ),
+    Scenario(
+        "upnp",
+        "port-restricted cone whose router runs miniupnpd: UPnP IGD:2, NAT-PMP and PCP",
+        (NatSpec(EIM, APDF, PRESERVING, port_mapping=PortMappingSpec()),),
+        _nat(EIM, APDF, PRESERVING),
+    ),
+    Scenario(
+        "upnp-igd1",
+        "as upnp, but miniupnpd describes itself as IGD:1 (no AddAnyPortMapping)",
+        (NatSpec(EIM, APDF, PRESERVING, port_mapping=PortMappingSpec(igd_v1=True)),),
+        _nat(EIM, APDF, PRESERVING),
     ),
 )
 

@@ -112,6 +112,7 @@ class PmpClient(LeaseClient):
         config: PmpConfig | None = None,
         rng: random.Random | None = None,
         previous_external: Endpoint | None = None,
+        external_address: ipaddress.IPv4Address | None = None,
         start: bool = True,
     ) -> None:
         if gateway.address.version != 4:
@@ -126,8 +127,10 @@ class PmpClient(LeaseClient):
             rng=rng,
             previous_external=previous_external,
         )
-        #: The gateway's external address, once it told us.
-        self.external_address: ipaddress.IPv4Address | None = None
+        #: The gateway's external address, once it told us. A caller that
+        #: already asked (a port mapper's probe) passes it in, and the first
+        #: request is then the map request: one round trip saved.
+        self.external_address: ipaddress.IPv4Address | None = external_address
         if start:
             self.start(now)
         else:
@@ -136,7 +139,8 @@ class PmpClient(LeaseClient):
     # -- lease hooks --------------------------------------------------------------
 
     def _begin(self, now: float) -> None:
-        self._start(ExchangeKind.ADDRESS, now)
+        kind = ExchangeKind.ADDRESS if self.external_address is None else ExchangeKind.CREATE
+        self._start(kind, now)
 
     @property
     def _min_renewal_interval(self) -> float:

@@ -40,6 +40,8 @@ LAB_TOOLS = {
     "conntrack": "conntrack",
     "turnserver": "coturn",
     "turnutils_natdiscovery": "coturn",
+    "miniupnpd": "miniupnpd-nftables",
+    "upnpc": "miniupnpc",
 }
 
 
@@ -113,6 +115,18 @@ class LabPool:
     def close(self) -> None:
         errors: list[BaseException] = []
         for lab in self._labs.values():
+            try:
+                # The whole suite must leave no port mapping on any router.
+                for role in lab.gateways:
+                    if lab.port_mapping_rule_count(role):
+                        errors.append(
+                            AssertionError(
+                                f"port mappings leaked on {lab.scenario.name}/{role}:\n"
+                                + lab.port_mapping_ruleset(role)
+                            )
+                        )
+            except Exception as exc:
+                errors.append(exc)
             try:
                 lab.down()
             except Exception as exc:

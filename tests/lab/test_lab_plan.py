@@ -60,6 +60,8 @@ def test_scenario_names_are_the_public_contract() -> None:
         "apdm-sequential",
         "cgnat",
         "udp-blocked",
+        "upnp",
+        "upnp-igd1",
     ]
     for scenario in SCENARIOS.values():
         assert scenario.description
