@@ -59,22 +59,45 @@ async def resolve_server(text: str, default_port: int = DEFAULT_STUN_PORT) -> En
     return Endpoint.from_sockaddr(infos[0][4])
 
 
+#: The TCP check's connection attempts start this far apart (seconds), so a
+#: lost SYN or SYN-ACK costs a fraction of a second, not the kernel's 1 s RTO.
+TCP_ATTEMPT_DELAYS = (0.0, 0.2, 0.5)
+
+
+async def _tcp_once(server: Endpoint, request: bytes, delay: float) -> bytes | None:
+    await asyncio.sleep(delay)
+    try:
+        reader, writer = await asyncio.open_connection(str(server.address), server.port)
+    except OSError:
+        return None
+    try:
+        writer.write(request)
+        header = await reader.readexactly(HEADER_LENGTH)
+        length = message_length(header) or HEADER_LENGTH
+        return header + await reader.readexactly(length - HEADER_LENGTH)
+    except (OSError, asyncio.IncompleteReadError):
+        return None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
 async def _tcp_exchange(server: Endpoint, request: bytes, timeout: float) -> bytes | None:
+    """One Binding over TCP; staggered parallel attempts, the first reply wins."""
+    attempts = [asyncio.ensure_future(_tcp_once(server, request, d)) for d in TCP_ATTEMPT_DELAYS]
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(str(server.address), server.port)
-            try:
-                writer.write(request)
-                header = await reader.readexactly(HEADER_LENGTH)
-                length = message_length(header) or HEADER_LENGTH
-                body = await reader.readexactly(length - HEADER_LENGTH)
-                return header + body
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
-        return None
+            for finished in asyncio.as_completed(attempts):
+                reply = await finished
+                if reply is not None:
+                    return reply
+    except TimeoutError:
+        pass
+    finally:
+        for attempt in attempts:
+            attempt.cancel()
+    return None
 
 
 async def classify(
