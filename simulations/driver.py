@@ -130,6 +130,11 @@ class CoreDriver(Generic[EventT]):
         The driver calls this after each of its own calls into the core;
         call it yourself after calling the core directly.
         """
+        self._drain()
+        self._arm(self.core.get_timer())
+
+    def _drain(self) -> None:
+        """Send the core's datagrams and collect its events."""
         core = self.core
         now = self._loop.now
         sockets = self.sockets
@@ -146,7 +151,6 @@ class CoreDriver(Generic[EventT]):
             if self.on_event is not None:
                 self.on_event(event)
             event = core.next_event()
-        self._arm()
 
     def close(self) -> None:
         """Detach from the sockets and stop the timer; the core gets nothing more."""
@@ -162,11 +166,9 @@ class CoreDriver(Generic[EventT]):
 
         return receive
 
-    def _arm(self) -> None:
-        if self._closed:
-            return
-        deadline = self.core.get_timer()
-        if deadline is None:
+    def _arm(self, deadline: float | None) -> None:
+        """Make sure a timer event is in flight for ``deadline`` (the core's ``get_timer()``)."""
+        if self._closed or deadline is None:
             return
         armed = self._armed
         if armed is not None and armed <= deadline:
@@ -189,9 +191,12 @@ class CoreDriver(Generic[EventT]):
         now = self._loop.now
         deadline = core.get_timer()
         if deadline is None or deadline > now:
-            self._arm()  # stale event: the deadline moved or went away
+            self._arm(deadline)  # stale event: the deadline moved or went away
             return
         core.handle_timer(now)
+        self._drain()
+        # One get_timer() serves both the stuck check and the re-arming
+        # (this runs once per paced send of a prober, so calls add up).
         after = core.get_timer()
         if after is not None and after <= deadline:
             self._stuck += 1
@@ -201,4 +206,4 @@ class CoreDriver(Generic[EventT]):
                 )
         else:
             self._stuck = 0
-        self.flush()
+        self._arm(after)

@@ -30,6 +30,22 @@ public endpoint is first translated outbound (so its source becomes the
 sender's external endpoint, REQ-9b), then handled as an inbound datagram,
 filter included, and sent back inside.
 
+Two extras, both off unless asked for:
+
+* **Port sharing** (``NatConfig.port_sharing``, APDM + APDF only): mappings
+  toward *different* remote endpoints may share an external port, as on
+  Linux, whose conntrack keeps each 5-tuple unique rather than each port.
+  An inbound datagram is then matched to a mapping by (port, source). Two
+  mappings toward the *same* remote endpoint never share a port: that is
+  the "port overloading" RFC 4787 §4.2.2 forbids (REQ-4), because replies
+  could not be told apart. Without sharing, a NAT runs out of mappings
+  after ``port_range`` of them, which a both-sides-hard birthday search on
+  a small range exceeds.
+* **Static mappings** (:meth:`Nat.add_static_mapping`): what a PCP MAP or
+  UPnP AddPortMapping request leaves behind. The internal endpoint uses one
+  fixed external port toward every remote (EIM), anyone may send to it
+  (EIF), and it never times out, whatever the NAT's own behaviours are.
+
 Not modelled: IP address pooling (one public IP per NAT), port parity and
 contiguity (REQ-3), ALGs, ICMP, fragments, TCP.
 """
@@ -138,6 +154,10 @@ class NatConfig:
     max_mappings: int | None = None
     #: Drop every UDP datagram both ways (the "UDP blocked" of RFC 3489).
     udp_blocked: bool = False
+    #: Let mappings toward different remote endpoints share an external port
+    #: (see the module doc). Needs APDM and APDF: a shared port can only be
+    #: told apart by the full remote endpoint.
+    port_sharing: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.port_range
@@ -149,11 +169,16 @@ class NatConfig:
             raise SimulationError(f"mapping_timeout must be > 0, not {self.mapping_timeout}")
         if self.max_mappings is not None and self.max_mappings < 1:
             raise SimulationError(f"max_mappings must be >= 1, not {self.max_mappings}")
+        if self.port_sharing and (
+            self.mapping is not MappingBehavior.APDM or self.filtering is not FilteringBehavior.APDF
+        ):
+            raise SimulationError("port_sharing needs APDM mapping and APDF filtering")
 
     @property
     def label(self) -> str:
         """A short name such as ``"EIM/APDF/preserving"``, for test ids and logs."""
-        return f"{self.mapping.name}/{self.filtering.name}/{self.allocation.value}"
+        shared = "/shared" if self.port_sharing else ""
+        return f"{self.mapping.name}/{self.filtering.name}/{self.allocation.value}{shared}"
 
     # RFC 3489's four cone names, in RFC 4787 terms (RFC 4787 §3 explains why
     # the old names are not enough; they remain handy shorthands).
@@ -196,13 +221,22 @@ class MappingView:
 class _Binding:
     """Mutable state of one mapping (internal; ``MappingView`` is the public face)."""
 
-    __slots__ = ("expires", "external", "internal", "key", "permits")
+    __slots__ = ("expires", "external", "internal", "key", "permits", "static")
 
-    def __init__(self, internal: Endpoint, external: Endpoint, key: tuple[Endpoint, Scope]) -> None:
+    def __init__(
+        self,
+        internal: Endpoint,
+        external: Endpoint,
+        key: tuple[Endpoint, Scope],
+        *,
+        static: bool = False,
+    ) -> None:
         self.internal = internal
         self.external = external
         self.key = key
-        self.expires = 0.0
+        # A static mapping admits everyone and never expires.
+        self.static = static
+        self.expires = math.inf if static else 0.0
         # Permission scope -> expiry time.
         self.permits: dict[Scope, float] = {}
 
@@ -226,7 +260,14 @@ class Nat:
         self._filter_scope = FILTER_SCOPE[config.filtering]
         self._timeout = config.mapping_timeout
         self._by_key: dict[tuple[Endpoint, Scope], _Binding] = {}
+        # Inbound lookup: by port, except for shared ports (then by port and
+        # remote endpoint, in ``_shared``). Static mappings are always here.
         self._by_port: dict[int, _Binding] = {}
+        self._sharing = config.port_sharing
+        self._shared: dict[tuple[int, Scope], _Binding] = {}
+        # How many shared mappings use each port (a static mapping needs a port to itself).
+        self._shared_users: dict[int, int] = {}
+        self._static: dict[Endpoint, _Binding] = {}
         self._last_port: int | None = None
         #: How many mappings were ever created (a new one after expiry counts again).
         self.created = 0
@@ -237,6 +278,10 @@ class Nat:
         """Translate a datagram leaving ``src`` for ``dst``: its external source."""
         if self.config.udp_blocked:
             return DropReason.UDP_BLOCKED
+        if self._static:
+            fixed = self._static.get(src)
+            if fixed is not None:
+                return fixed.external
         key = (src, self._mapping_scope(dst))
         binding = self._by_key.get(key)
         if binding is None or binding.expires <= now:
@@ -257,7 +302,15 @@ class Nat:
             return DropReason.UDP_BLOCKED
         binding = self._by_port.get(dst.port)
         if binding is None:
-            return DropReason.NO_MAPPING
+            if not self._sharing:
+                return DropReason.NO_MAPPING
+            # A shared port: only the 5-tuple tells its mappings apart, so a
+            # stranger finds no mapping at all (as in Linux's conntrack).
+            binding = self._shared.get((dst.port, src))
+            if binding is None:
+                return DropReason.NO_MAPPING
+        elif binding.static:
+            return binding.internal
         if binding.expires <= now:
             self._forget(binding)
             return DropReason.NO_MAPPING
@@ -294,7 +347,10 @@ class Nat:
     # -- inspection -------------------------------------------------------------
 
     def mappings(self, now: float) -> tuple[MappingView, ...]:
-        """The live mappings, in creation order."""
+        """The live mappings: static ones first, then in creation order.
+
+        A static mapping shows ``expires=inf`` and no permits (it needs none).
+        """
         return tuple(
             MappingView(
                 internal=b.internal,
@@ -303,9 +359,32 @@ class Nat:
                 expires=b.expires,
                 permits=tuple(scope for scope, until in b.permits.items() if until > now),
             )
-            for b in self._by_key.values()
+            for b in (*self._static.values(), *self._by_key.values())
             if b.expires > now
         )
+
+    def add_static_mapping(self, internal: Endpoint, port: int | None, now: float) -> Endpoint:
+        """Map ``internal`` to a fixed external ``port`` (``None``: the NAT picks).
+
+        The effect of a PCP MAP or UPnP AddPortMapping request: from now on
+        ``internal`` leaves by that port toward every remote, and every
+        remote may send to it. Raises :class:`SimulationError` if the port
+        is taken or ``internal`` already has a static mapping.
+        """
+        if internal in self._static:
+            raise SimulationError(f"{internal} already has a static mapping")
+        if self._sharing:
+            self.expire(now)  # so that only live mappings keep a port busy
+        if port is None:
+            port = self._pick_port(internal.port, None, now)
+            if port is None:
+                raise SimulationError("no free port for a static mapping")
+        elif not self._port_free(port, now):
+            raise SimulationError(f"port {port} is in use")
+        binding = _Binding(internal, Endpoint(self.public_ip, port), (internal, None), static=True)
+        self._static[internal] = binding
+        self._by_port[port] = binding
+        return binding.external
 
     def expire(self, now: float) -> int:
         """Purge mappings that have timed out; returns how many."""
@@ -320,23 +399,42 @@ class Nat:
         self, internal: Endpoint, key: tuple[Endpoint, Scope], now: float
     ) -> _Binding | DropReason:
         cap = self.config.max_mappings
-        if cap is not None and len(self._by_port) >= cap and self.expire(now) == 0:
+        if cap is not None and len(self._by_key) >= cap and self.expire(now) == 0:
             return DropReason.TABLE_FULL
-        port = self._pick_port(internal.port, now)
+        remote = key[1] if self._sharing else None
+        port = self._pick_port(internal.port, remote, now)
         if port is None:
             return DropReason.PORTS_EXHAUSTED
         binding = _Binding(internal, Endpoint(self.public_ip, port), key)
         self._by_key[key] = binding
-        self._by_port[port] = binding
+        if self._sharing:
+            self._shared[(port, remote)] = binding
+            self._shared_users[port] = self._shared_users.get(port, 0) + 1
+        else:
+            self._by_port[port] = binding
         self.created += 1
         return binding
 
     def _forget(self, binding: _Binding) -> None:
         del self._by_key[binding.key]
-        del self._by_port[binding.external.port]
+        port = binding.external.port
+        if self._sharing:
+            del self._shared[(port, binding.key[1])]
+            users = self._shared_users[port] - 1
+            if users:
+                self._shared_users[port] = users
+            else:
+                del self._shared_users[port]
+        else:
+            del self._by_port[port]
 
-    def _port_free(self, port: int, now: float) -> bool:
+    def _port_free(self, port: int, now: float, remote: Scope = None) -> bool:
+        """Whether a new mapping (toward ``remote``, when ports are shared) may use ``port``."""
         holder = self._by_port.get(port)
+        if holder is None and self._sharing:
+            if remote is None:  # a static mapping wants the port to itself
+                return port not in self._shared_users
+            holder = self._shared.get((port, remote))
         if holder is None:
             return True
         if holder.expires <= now:
@@ -344,16 +442,16 @@ class Nat:
             return True
         return False
 
-    def _pick_port(self, wanted: int, now: float) -> int | None:
+    def _pick_port(self, wanted: int, remote: Scope, now: float) -> int | None:
         allocation = self.config.allocation
         if allocation is PortAllocation.PRESERVING:
             lo, hi = self.config.port_range
-            if lo <= wanted <= hi and self._port_free(wanted, now):
+            if lo <= wanted <= hi and self._port_free(wanted, now, remote):
                 return wanted
-            return self._random_port(now)
+            return self._random_port(remote, now)
         if allocation is PortAllocation.SEQUENTIAL:
-            return self._sequential_port(now)
-        return self._random_port(now)
+            return self._sequential_port(remote, now)
+        return self._random_port(remote, now)
 
     def _draw(self) -> int:
         """A uniform port in the range.
@@ -364,31 +462,31 @@ class Nat:
         lo, hi = self.config.port_range
         return lo + int(self._rng.random() * (hi - lo + 1))
 
-    def _random_port(self, now: float) -> int | None:
+    def _random_port(self, remote: Scope, now: float) -> int | None:
         for _ in range(_RANDOM_TRIES):
             port = self._draw()
-            if self._port_free(port, now):
+            if self._port_free(port, now, remote):
                 return port
         # A nearly full range: scan from a random start rather than draw forever.
-        return self._scan(self._draw(), 1, now)
+        return self._scan(self._draw(), 1, remote, now)
 
-    def _sequential_port(self, now: float) -> int | None:
+    def _sequential_port(self, remote: Scope, now: float) -> int | None:
         lo = self.config.port_range[0]
         delta = self.config.sequential_delta
         if self._last_port is None:
             # Real NATs start somewhere arbitrary; tests look at differences.
-            port = self._scan(self._draw(), delta, now)
+            port = self._scan(self._draw(), delta, remote, now)
         else:
-            port = self._scan(self._last_port + delta, delta, now)
+            port = self._scan(self._last_port + delta, delta, remote, now)
         if port is None:
             # A delta sharing a factor with the range size cycles through only
             # part of it; take any free port before giving up.
-            port = self._scan(lo, 1, now)
+            port = self._scan(lo, 1, remote, now)
         if port is not None:
             self._last_port = port
         return port
 
-    def _scan(self, start: int, step: int, now: float) -> int | None:
+    def _scan(self, start: int, step: int, remote: Scope, now: float) -> int | None:
         """The first free port of ``start, start+step, ...``, wrapping in the range."""
         lo, hi = self.config.port_range
         span = hi - lo + 1
@@ -396,6 +494,6 @@ class Nat:
         # The walk revisits its start after span/gcd steps; stop there.
         for i in range(span // math.gcd(step, span)):
             port = lo + (offset + i * step) % span
-            if self._port_free(port, now):
+            if self._port_free(port, now, remote):
                 return port
         return None
