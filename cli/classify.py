@@ -14,6 +14,7 @@ import dataclasses
 import json
 import sys
 
+from natkit.aio.candidates import parse_dns_server, probe_nat64
 from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
 from natkit.errors import NatkitError
 from natkit.probe.classifier import ClassifierConfig
@@ -35,6 +36,8 @@ SCALAR_KEYS = (
     "nat_type",
     "alg_detected",
     "binding_lifetime",
+    "cgnat",
+    "double_nat",
 )
 
 
@@ -71,6 +74,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="exit 1 unless the report has these values (e.g. mapping=EIM,filtering=APDF)",
     )
     parser.add_argument("--local-address", metavar="IP", help="source address to test from")
+    parser.add_argument(
+        "--dns",
+        metavar="SERVER",
+        help="DNS server (IP[:PORT]) to discover a NAT64 prefix with (default: the system"
+        " resolver; only asked when this host has IPv6)",
+    )
+    parser.add_argument("--no-nat64", action="store_true", help="skip NAT64 discovery")
     parser.add_argument("--no-hairpin", action="store_true", help="skip the hairpinning test")
     parser.add_argument(
         "--lifetime",
@@ -117,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 64
     try:
+        if args.dns is not None:
+            parse_dns_server(args.dns)
         report = asyncio.run(_classify(args))
     except NatkitError as exc:
         print(f"natkit classify: {exc}", file=sys.stderr)
@@ -151,7 +163,24 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
         test_hairpin=not args.no_hairpin,
         timeout=args.timeout,
     )
-    report = await classify(servers, config=config, local_address=args.local_address)
+    # NAT64 discovery (RFC 7050) runs beside the classification, not after it.
+    nat64_task = None
+    if not args.no_nat64:
+        nat64_task = asyncio.ensure_future(
+            probe_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
+        )
+    try:
+        report = await classify(servers, config=config, local_address=args.local_address)
+    except BaseException:
+        if nat64_task is not None:
+            nat64_task.cancel()
+        raise
+    if nat64_task is not None:
+        # Bounded by its own timeout; discovery never raises for DNS trouble.
+        nat64 = await nat64_task
+        report = dataclasses.replace(
+            report, nat64=nat64, reasons={**report.reasons, "nat64": nat64.reason}
+        )
     if args.lifetime and report.status is RunStatus.OK:
         lifetime = await measure_binding_lifetime(
             servers[0],
@@ -181,7 +210,15 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         argv += ["--lifetime", "--lifetime-max", str(args.lifetime_max)]
     for expect in args.expect:
         argv += ["--expect", expect]
+    if args.dns is not None:
+        argv += ["--dns", args.dns]
+    if args.no_nat64:
+        argv.append("--no-nat64")
     return argv
+
+
+def _verdict(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
 
 
 def _yes_no(value: bool | None) -> str:
@@ -229,6 +266,11 @@ def render_human(report: ClassificationReport) -> str:
             if report.binding_lifetime_expired_after is not None:
                 lifetime += f", < {report.binding_lifetime_expired_after:g} s"
         rows.append(("Binding lifetime", lifetime, reasons["binding_lifetime"]))
+    rows.append(("CGNAT", _verdict(report.cgnat), reasons.get("cgnat", "")))
+    rows.append(("Double NAT", _verdict(report.double_nat), reasons.get("double_nat", "")))
+    if report.nat64 is not None:
+        prefixes = ", ".join(str(p) for p in report.nat64.prefixes)
+        rows.append(("NAT64", prefixes or report.nat64.status.value, report.nat64.reason))
     rows.append(("Took", f"{report.duration * 1000:.0f} ms", ""))
     width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)

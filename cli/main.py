@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("cli.lab", "build, list and tear down the network-namespace lab"),
     "birthday": ("cli.birthday", "birthday-paradox hole punching through hard (APDM) NATs"),
     "portmap": ("cli.portmap", "map a port on the gateway (PCP, NAT-PMP, UPnP IGD) and hold it"),
+    "candidates": ("cli.candidates", "gather every address a peer might reach this host at"),
 }
 
 

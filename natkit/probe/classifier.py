@@ -17,7 +17,7 @@ socket whose NAT state it must not disturb:
 * ALLOCATION: more sockets whose first packets, with the other sockets'
   first packets to the same server, show how the NAT picks ports.
 
-A test is a :class:`_Probe`: it sends attempts, each a fresh one-shot STUN
+A test is a :class:`Probe`: it sends attempts, each a fresh one-shot STUN
 transaction, until answered or until "no answer" is conclusive. Conclusive
 means the loss measured on working paths (:mod:`natkit.probe.evidence`)
 makes it improbable, below ``false_negative_target``, that every attempt was
@@ -26,6 +26,9 @@ hairpin) are paired with a *control* probe on the same socket to a known-good
 destination, so loss is sampled on that very path while they run. Timing
 follows the measured RTT, so a negative answer costs a few RTTs, not a
 fixed multi-second timeout.
+
+Module map: one test's bookkeeping and pacing is :mod:`natkit.probe.probes`;
+turning a finished run into verdicts and reasons is :mod:`natkit.probe.findings`.
 
 UDP blocked is decided with help from TCP: the driver is asked to run one
 Binding over TCP (:class:`TcpCheckRequested`); if TCP answers and UDP stays
@@ -38,30 +41,27 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from dataclasses import dataclass
+from enum import IntEnum
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
 from natkit.probe.evidence import LossEvidence
+from natkit.probe.findings import Findings, ServerInfo, build_report
+from natkit.probe.probes import (
+    Attempt,
+    Pacing,
+    Probe,
+    ProbeName,
+    TcpCheck,
+    first_mapped,
+    loss_evidence,
+)
 from natkit.probe.report import (
     Answer,
     ClassificationReport,
-    FilteringBehavior,
-    MappingBehavior,
-    ProbeObservation,
     ProbeOutcome,
-    RunStatus,
-    ServerReport,
-)
-from natkit.probe.verdicts import (
-    CheckResult,
-    filtering_from_rfc5780,
-    hairpin_from_test,
-    mapping_from_rfc5780,
-    mapping_from_servers,
-    port_allocation,
 )
 from natkit.sansio import Datagram
 from natkit.stun.attributes import ChangeRequest
@@ -84,18 +84,6 @@ class Role(IntEnum):
     FILTERING = 1
     HAIRPIN = 2
     ALLOCATION = 3
-
-
-class ProbeName(Enum):
-    BINDING = "binding"
-    MAPPING_ALT_ADDRESS = "mapping-II"
-    MAPPING_ALT_ADDRESS_PORT = "mapping-III"
-    FILTERING_CONTROL = "filtering-I"
-    FILTERING_CHANGE_IP_PORT = "filtering-II"
-    FILTERING_CHANGE_PORT = "filtering-III"
-    HAIRPIN_CONTROL = "hairpin-control"
-    HAIRPIN = "hairpin"
-    ALLOCATION = "allocation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,73 +117,6 @@ class ClassifierConfig:
     @property
     def sockets_needed(self) -> int:
         return Role.ALLOCATION + self.allocation_sockets
-
-
-@dataclass(slots=True)
-class _Attempt:
-    transaction_id: bytes
-    sent_at: float
-    answered_at: float | None = None
-
-
-@dataclass(eq=False, slots=True)
-class _Probe:
-    test: ProbeName
-    socket: int
-    destination: Endpoint
-    change: ChangeFlags = ChangeFlags.NONE
-    #: Where the answer must come from to count (CHANGE-REQUEST tests).
-    expected_source: Endpoint | None = None
-    #: A probe on the same socket that samples loss while this one runs.
-    control: _Probe | None = None
-    #: The answer is our own request arriving on this socket (hairpinning).
-    hairpin_target: int | None = None
-    attempts: list[_Attempt] = field(default_factory=list)
-    answers: list[Answer] = field(default_factory=list)
-    outcome: ProbeOutcome | None = None
-    false_negative: float | None = None
-    #: When the next attempt may go out.
-    next_at: float = 0.0
-    #: When the probe next needs attention (next attempt, or its last window ending).
-    wake_at: float = 0.0
-
-    @property
-    def open(self) -> bool:
-        return self.outcome is None
-
-    @property
-    def last_sent(self) -> float:
-        return self.attempts[-1].sent_at if self.attempts else 0.0
-
-    @property
-    def mapped(self) -> Endpoint | None:
-        for answer in self.answers:
-            if answer.mapped_address is not None:
-                return answer.mapped_address
-        return None
-
-    def result(self) -> CheckResult:
-        if self.outcome is ProbeOutcome.ANSWERED:
-            first = self.answers[0]
-            if first.error_code is not None:
-                return CheckResult.REFUSED
-            if self.expected_source is not None and first.source != self.expected_source:
-                return CheckResult.WRONG_SOURCE
-            return CheckResult.ANSWERED
-        return {
-            ProbeOutcome.SILENT: CheckResult.SILENT,
-            ProbeOutcome.INCONCLUSIVE: CheckResult.INCONCLUSIVE,
-        }.get(self.outcome or ProbeOutcome.NOT_RUN, CheckResult.NOT_RUN)
-
-
-@dataclass(slots=True)
-class _TcpCheck:
-    server: Endpoint
-    transaction_id: bytes
-    sent_at: float
-    rtt: float | None = None
-    mapped: Endpoint | None = None
-    done: bool = False
 
 
 class NatClassifier:
@@ -233,11 +154,11 @@ class NatClassifier:
             require_matching_source=False,
             rng=rng,
         )
-        self._probes: list[_Probe] = []
-        self._by_transaction: dict[bytes, tuple[_Probe, _Attempt]] = {}
+        self._probes: list[Probe] = []
+        self._by_transaction: dict[bytes, tuple[Probe, Attempt]] = {}
         self._events: deque[ClassifierEvent] = deque()
         self._outbox: list[Datagram] = []
-        self._server_info: dict[Endpoint, tuple[Endpoint | None, str | None]] = {}
+        self._server_info: dict[Endpoint, ServerInfo] = {}
         self._max_rtt = 0.0
         self._any_udp_answer = False
         self._discovery: Endpoint | None = None
@@ -255,12 +176,12 @@ class NatClassifier:
             self._add(ProbeName.ALLOCATION, Role.ALLOCATION + i, reference)
             for i in range(self.config.allocation_sockets)
         ]
-        self._mapping_tests: tuple[_Probe, _Probe] | None = None
-        self._filtering_tests: tuple[_Probe, _Probe] | None = None
-        self._hairpin: _Probe | None = None
+        self._mapping_tests: tuple[Probe, Probe] | None = None
+        self._filtering_tests: tuple[Probe, Probe] | None = None
+        self._hairpin: Probe | None = None
 
         tid = self._client.new_transaction_id()
-        self._tcp = _TcpCheck(reference, tid, now)
+        self._tcp = TcpCheck(reference, tid, now)
         self._events.append(TcpCheckRequested(reference, encode_message(binding_request(tid))))
         self._advance(now)
 
@@ -326,10 +247,10 @@ class NatClassifier:
         *,
         change: ChangeFlags = ChangeFlags.NONE,
         expected_source: Endpoint | None = None,
-        control: _Probe | None = None,
+        control: Probe | None = None,
         hairpin_target: int | None = None,
-    ) -> _Probe:
-        probe = _Probe(
+    ) -> Probe:
+        probe = Probe(
             test,
             socket,
             destination,
@@ -343,11 +264,11 @@ class NatClassifier:
         self._probes.append(probe)
         return probe
 
-    def _send_attempt(self, probe: _Probe, now: float) -> None:
+    def _send_attempt(self, probe: Probe, now: float) -> None:
         attributes = (ChangeRequest(probe.change),) if probe.change else ()
         request = binding_request(self._client.new_transaction_id(), *attributes)
         tid = self._client.send_request(request, probe.destination, now, socket=probe.socket)
-        attempt = _Attempt(tid, now)
+        attempt = Attempt(tid, now)
         probe.attempts.append(attempt)
         self._by_transaction[tid] = (probe, attempt)
         self._outbox.extend(self._client.datagrams_to_send(now))
@@ -380,9 +301,8 @@ class NatClassifier:
         self._record_answer(probe, attempt, answer, now)
         self._any_udp_answer = True
         if probe.test is ProbeName.BINDING and probe.destination not in self._server_info:
-            self._server_info[probe.destination] = (
-                answer.other_address,
-                response.text(AttributeType.SOFTWARE),
+            self._server_info[probe.destination] = ServerInfo(
+                answer.other_address, response.text(AttributeType.SOFTWARE)
             )
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
@@ -395,28 +315,12 @@ class NatClassifier:
         self._client.cancel(attempt.transaction_id)
         self._record_answer(probe, attempt, Answer(event.source, now - attempt.sent_at), now)
 
-    def _record_answer(self, probe: _Probe, attempt: _Attempt, answer: Answer, now: float) -> None:
+    def _record_answer(self, probe: Probe, attempt: Attempt, answer: Answer, now: float) -> None:
         if attempt.answered_at is None:
-            attempt.answered_at = now
             self._max_rtt = max(self._max_rtt, now - attempt.sent_at)
-        probe.answers.append(answer)
-        # A late answer overrides a "silent" conclusion: the report says what happened.
-        probe.outcome = ProbeOutcome.ANSWERED
-        probe.false_negative = None
+        probe.record(attempt, answer, now)
 
     # -- the schedule ------------------------------------------------------------
-
-    def _evidence(self, now: float, window: float) -> LossEvidence:
-        answered = lost = 0
-        for probe in self._probes:
-            if not probe.answers:
-                continue  # loss is only measured on paths shown to work
-            for attempt in probe.attempts:
-                if attempt.answered_at is not None:
-                    answered += 1
-                elif now >= attempt.sent_at + window:
-                    lost += 1
-        return LossEvidence(answered, lost)
 
     def _srtt(self) -> float | None:
         estimator = self._client.rto_estimator
@@ -444,45 +348,26 @@ class NatClassifier:
         self._now = now
         self._drain_client(now)
         self._start_dependent_tests()
-        window = self._window()
-        evidence = self._evidence(now, window)
-        interval = self._interval()
+        pacing = Pacing(
+            interval=self._interval(),
+            window=self._window(),
+            target=self.config.false_negative_target,
+            max_attempts=self.config.max_attempts,
+        )
+        evidence = loss_evidence(self._probes, now, pacing.window)
         for probe in self._probes:
-            if probe.open:
-                self._service(probe, now, evidence, window, interval)
+            if probe.open and probe.due(now, evidence, pacing):
+                self._send_attempt(probe, now)
+                # The control samples loss on the same socket, at most once a round.
+                control = probe.control
+                if control is not None and now - control.last_sent >= pacing.interval / 2:
+                    self._send_attempt(control, now)
         if self._udp_blocked(now) or now >= self._deadline:
             self._finish(now, evidence)
             return
         settled = self._discovery_decided and self._hairpin_decided
         if settled and not any(probe.open for probe in self._probes):
             self._finish(now, evidence)
-
-    def _service(
-        self, probe: _Probe, now: float, evidence: LossEvidence, window: float, interval: float
-    ) -> None:
-        sent = len(probe.attempts)
-        p_lost = evidence.false_negative_probability(sent)
-        need_more = sent == 0 or p_lost >= self.config.false_negative_target
-        if need_more and sent < self.config.max_attempts:
-            if now >= probe.next_at:
-                self._send_attempt(probe, now)
-                probe.next_at = now + interval
-                control = probe.control
-                if control is not None and now - control.last_sent >= interval / 2:
-                    self._send_attempt(control, now)
-            probe.wake_at = probe.next_at
-            return
-        # Compare exactly the deadline we sleep until, or float rounding can
-        # leave a probe waiting for a moment that has already passed.
-        settled_at = probe.last_sent + window
-        if now < settled_at:
-            probe.wake_at = settled_at  # the last attempt may still be answered
-            return
-        probe.false_negative = p_lost
-        if p_lost < self.config.false_negative_target:
-            probe.outcome = ProbeOutcome.SILENT
-        else:
-            probe.outcome = ProbeOutcome.INCONCLUSIVE
 
     def _wakeups(self) -> Iterable[float]:
         """Future moments something is due; anything due already was handled
@@ -510,7 +395,8 @@ class NatClassifier:
             probe = self._bindings[server]
             if probe.open:
                 return
-            other = self._server_info.get(server, (None, None))[0]
+            info = self._server_info.get(server)
+            other = None if info is None else info.other_address
             if other is None or other.address == server.address:
                 continue
             self._discovery = server
@@ -547,7 +433,7 @@ class NatClassifier:
         self._discovery_decided = True  # nobody offers RFC 5780
 
     def _decide_hairpin(self) -> None:
-        mapped = self._mapping_socket_address()
+        mapped = first_mapped(self.servers, self._bindings)
         if mapped is None:
             if not any(self._bindings[s].open for s in self.servers):
                 self._hairpin_decided = True  # no mapped address to aim at
@@ -562,13 +448,6 @@ class NatClassifier:
             control=self._hairpin_control,
             hairpin_target=Role.MAPPING,
         )
-
-    def _mapping_socket_address(self) -> Endpoint | None:
-        for server in self.servers:
-            mapped = self._bindings[server].mapped
-            if mapped is not None:
-                return mapped
-        return None
 
     def _udp_blocked(self, now: float) -> bool:
         """TCP answered, UDP never did: enough UDP attempts are old enough
@@ -592,128 +471,30 @@ class NatClassifier:
             for attempt in probe.attempts:
                 self._client.cancel(attempt.transaction_id)
         self._outbox.clear()
-        self._report = self._build_report(now, evidence)
-        self._events.append(ClassificationCompleted(self._report))
-
-    def _build_report(self, now: float, evidence: LossEvidence) -> ClassificationReport:
-        reasons: dict[str, str] = {}
-        local = self.sockets[Role.MAPPING]
         reference = self._bindings[self.servers[0]]
-        mapped = reference.mapped or self._mapping_socket_address()
-
-        if self._any_udp_answer:
-            status = RunStatus.OK
-        elif self._tcp.rtt is not None:
-            status = RunStatus.UDP_BLOCKED
-        else:
-            status = RunStatus.UNREACHABLE
-        reasons["udp_blocked"] = {
-            RunStatus.OK: "UDP answers received",
-            RunStatus.UDP_BLOCKED: "the server answered over TCP but never over UDP",
-            RunStatus.UNREACHABLE: "no answer over UDP or TCP from any server",
-        }[status]
-
-        behind_nat: bool | None
-        if mapped is not None:
-            behind_nat = mapped != local
-            reasons["behind_nat"] = f"local {local}, mapped {mapped}"
-        elif self._tcp.mapped is not None:
-            behind_nat = self._tcp.mapped.address != local.address
-            reasons["behind_nat"] = f"local {local.address}, TCP mapped {self._tcp.mapped}"
-        else:
-            behind_nat = None
-            reasons["behind_nat"] = "no mapped address"
-
-        mapping, reasons["mapping"] = self._mapping_verdict(mapped, local)
-        filtering, reasons["filtering"] = self._filtering_verdict()
-        if self._hairpin is not None:
-            hairpin, reasons["hairpin"] = hairpin_from_test(self._hairpin.result())
-        else:
-            hairpin = None
-            reasons["hairpin"] = (
-                "not behind a NAT" if behind_nat is False else "not tested: no mapped address"
-            )
-            if not self.config.test_hairpin:
-                reasons["hairpin"] = "not tested"
-        samples = [
-            (self.sockets[p.socket].port, p.mapped.port)
-            for p in (reference, self._filtering_first, self._hairpin_control, *self._allocation)
-            if p.mapped is not None
-        ]
-        allocation, delta, reasons["port_allocation"] = port_allocation(samples)
-
-        both = [
-            a
-            for p in self._probes
-            for a in p.answers
-            if a.mapped_address is not None and a.plain_mapped_address is not None
-        ]
-        alg = any(a.mapped_address != a.plain_mapped_address for a in both) if both else None
-        srtt = self._srtt()
-        return ClassificationReport(
-            status=status,
-            udp_blocked=not self._any_udp_answer,
-            behind_nat=behind_nat,
-            mapping=mapping,
-            filtering=filtering,
-            hairpin=hairpin,
-            port_allocation=allocation,
-            port_allocation_delta=delta,
-            mapped_address=mapped,
-            local_address=local,
-            alg_detected=alg,
-            servers=tuple(
-                ServerReport(
-                    address=server,
-                    answered=bool(self._bindings[server].answers),
-                    other_address=self._server_info.get(server, (None, None))[0],
-                    software=self._server_info.get(server, (None, None))[1],
-                )
-                for server in self.servers
+        findings = Findings(
+            servers=self.servers,
+            sockets=self.sockets,
+            local=self.sockets[Role.MAPPING],
+            bindings=self._bindings,
+            server_info=self._server_info,
+            discovery=self._discovery,
+            mapping_tests=self._mapping_tests,
+            filtering_tests=self._filtering_tests,
+            hairpin=self._hairpin,
+            hairpin_wanted=self.config.test_hairpin,
+            allocation_probes=(
+                reference,
+                self._filtering_first,
+                self._hairpin_control,
+                *self._allocation,
             ),
-            rtt=srtt if srtt is not None else self._tcp.rtt,
-            loss_estimate=evidence.observed_loss,
+            probes=tuple(self._probes),
+            tcp=self._tcp,
+            any_udp_answer=self._any_udp_answer,
+            srtt=self._srtt(),
+            evidence=evidence,
             duration=now - self._started,
-            reasons=reasons,
-            observations=tuple(self._observe(p) for p in self._probes),
-            tcp_mapped_address=self._tcp.mapped,
         )
-
-    def _mapping_verdict(
-        self, mapped: Endpoint | None, local: Endpoint
-    ) -> tuple[MappingBehavior, str]:
-        if mapped is None:
-            return MappingBehavior.UNKNOWN, "no UDP mapping was seen"
-        if mapped == local:
-            # RFC 5780 §4.3: not NATed, so the effective mapping is endpoint-independent.
-            return MappingBehavior.EIM, "not behind a NAT: the mapped address is the local one"
-        if self._discovery is not None and self._mapping_tests is not None:
-            test_ii, test_iii = self._mapping_tests
-            return mapping_from_rfc5780(
-                self._bindings[self._discovery].mapped, test_ii.mapped, test_iii.mapped
-            )
-        mapped_by_server: dict[object, Endpoint] = {}
-        for server in self.servers:
-            found = self._bindings[server].mapped
-            if found is not None:
-                mapped_by_server.setdefault(server.address, found)
-        return mapping_from_servers(list(mapped_by_server.values()))
-
-    def _filtering_verdict(self) -> tuple[FilteringBehavior, str]:
-        if self._filtering_tests is None:
-            return FilteringBehavior.UNKNOWN, "no server offered RFC 5780 (OTHER-ADDRESS)"
-        change_both, change_port = self._filtering_tests
-        return filtering_from_rfc5780(change_both.result(), change_port.result())
-
-    def _observe(self, probe: _Probe) -> ProbeObservation:
-        return ProbeObservation(
-            test=probe.test.value,
-            local=self.sockets[probe.socket],
-            destination=probe.destination,
-            change_ip=bool(probe.change & ChangeFlags.CHANGE_IP),
-            change_port=bool(probe.change & ChangeFlags.CHANGE_PORT),
-            attempts=len(probe.attempts),
-            outcome=probe.outcome or ProbeOutcome.NOT_RUN,
-            answers=tuple(probe.answers),
-            false_negative_probability=probe.false_negative,
-        )
+        self._report = build_report(findings)
+        self._events.append(ClassificationCompleted(self._report))

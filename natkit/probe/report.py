@@ -13,6 +13,8 @@ from enum import Enum
 from typing import Any
 
 from natkit.endpoint import Endpoint
+from natkit.probe.candidates import nat64_to_dict
+from natkit.probe.nat64 import Nat64Discovery, Nat64Status
 
 #: Version of the JSON document ``natkit classify --json`` prints. Keys are
 #: only ever added; a change in meaning bumps this number.
@@ -140,6 +142,13 @@ class ClassificationReport:
     binding_lifetime: float | None = None
     #: ...and the shortest after which it was gone.
     binding_lifetime_expired_after: float | None = None
+    #: A carrier-grade NAT (RFC 6598) is on the path; ``None``: no evidence
+    #: either way (``natkit.probe.candidates_cgnat``; reason in ``reasons``).
+    cgnat: bool | None = None
+    #: More than one NAT is on the path; ``None``: no evidence either way.
+    double_nat: bool | None = None
+    #: NAT64 discovery (RFC 7050), when the driver ran it.
+    nat64: Nat64Discovery | None = None
 
     @property
     def determined(self) -> bool:
@@ -201,6 +210,11 @@ def report_to_dict(report: ClassificationReport) -> dict[str, Any]:
         "alg_detected": report.alg_detected,
         "binding_lifetime": report.binding_lifetime,
         "binding_lifetime_expired_after": report.binding_lifetime_expired_after,
+        "cgnat": report.cgnat,
+        "double_nat": report.double_nat,
+        "nat64": nat64_to_dict(
+            report.nat64 or Nat64Discovery(Nat64Status.NOT_TESTED, reason="not tested")
+        ),
         "rtt_ms": _ms(report.rtt),
         "loss_estimate": None if report.loss_estimate is None else round(report.loss_estimate, 4),
         "duration_ms": _ms(report.duration),

@@ -1,0 +1,172 @@
+"""One RFC 5780 test as the classifier runs it: attempts until answered or
+until silence is conclusive (see :mod:`natkit.probe.evidence`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from natkit.endpoint import Endpoint
+from natkit.probe.evidence import LossEvidence
+from natkit.probe.report import Answer, ProbeOutcome
+from natkit.probe.verdicts import CheckResult
+from natkit.stun.constants import ChangeFlags
+
+
+class ProbeName(Enum):
+    """Which test a probe is; the value is its name in the report's observations."""
+
+    BINDING = "binding"
+    MAPPING_ALT_ADDRESS = "mapping-II"
+    MAPPING_ALT_ADDRESS_PORT = "mapping-III"
+    FILTERING_CONTROL = "filtering-I"
+    FILTERING_CHANGE_IP_PORT = "filtering-II"
+    FILTERING_CHANGE_PORT = "filtering-III"
+    HAIRPIN_CONTROL = "hairpin-control"
+    HAIRPIN = "hairpin"
+    ALLOCATION = "allocation"
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """The timing every probe follows at one moment of a run."""
+
+    #: Spacing of a probe's attempts.
+    interval: float
+    #: An unanswered attempt counts as lost after this long.
+    window: float
+    #: Silence is conclusive once P(every attempt lost) is below this.
+    target: float
+    #: Attempts before a probe is called inconclusive.
+    max_attempts: int
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One one-shot STUN transaction of a probe."""
+
+    transaction_id: bytes
+    sent_at: float
+    answered_at: float | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Probe:
+    """A test: where it is sent from and to, and everything that came back."""
+
+    test: ProbeName
+    socket: int
+    destination: Endpoint
+    change: ChangeFlags = ChangeFlags.NONE
+    #: Where the answer must come from to count (CHANGE-REQUEST tests).
+    expected_source: Endpoint | None = None
+    #: A probe on the same socket that samples loss while this one runs.
+    control: Probe | None = None
+    #: The answer is our own request arriving on this socket (hairpinning).
+    hairpin_target: int | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    outcome: ProbeOutcome | None = None
+    false_negative: float | None = None
+    #: When the next attempt may go out.
+    next_at: float = 0.0
+    #: When the probe next needs attention (next attempt, or its last window ending).
+    wake_at: float = 0.0
+
+    @property
+    def open(self) -> bool:
+        return self.outcome is None
+
+    @property
+    def last_sent(self) -> float:
+        return self.attempts[-1].sent_at if self.attempts else 0.0
+
+    @property
+    def mapped(self) -> Endpoint | None:
+        for answer in self.answers:
+            if answer.mapped_address is not None:
+                return answer.mapped_address
+        return None
+
+    def due(self, now: float, evidence: LossEvidence, pacing: Pacing) -> bool:
+        """Whether an attempt must go out now; otherwise note when to look
+        again (``wake_at``), or conclude SILENT / INCONCLUSIVE once the last
+        attempt's window has passed."""
+        sent = len(self.attempts)
+        p_lost = evidence.false_negative_probability(sent)
+        if (sent == 0 or p_lost >= pacing.target) and sent < pacing.max_attempts:
+            if now >= self.next_at:
+                self.next_at = now + pacing.interval
+                self.wake_at = self.next_at
+                return True
+            self.wake_at = self.next_at
+            return False
+        # Compare exactly the deadline we sleep until, or float rounding can
+        # leave a probe waiting for a moment that has already passed.
+        settled_at = self.last_sent + pacing.window
+        if now < settled_at:
+            self.wake_at = settled_at  # the last attempt may still be answered
+            return False
+        self.false_negative = p_lost
+        silent = p_lost < pacing.target
+        self.outcome = ProbeOutcome.SILENT if silent else ProbeOutcome.INCONCLUSIVE
+        return False
+
+    def record(self, attempt: Attempt, answer: Answer, now: float) -> None:
+        """An answer arrived; a late one overrides a "silent" conclusion."""
+        if attempt.answered_at is None:
+            attempt.answered_at = now
+        self.answers.append(answer)
+        self.outcome = ProbeOutcome.ANSWERED
+        self.false_negative = None
+
+    def result(self) -> CheckResult:
+        if self.outcome is ProbeOutcome.ANSWERED:
+            first = self.answers[0]
+            if first.error_code is not None:
+                return CheckResult.REFUSED
+            if self.expected_source is not None and first.source != self.expected_source:
+                return CheckResult.WRONG_SOURCE
+            return CheckResult.ANSWERED
+        return {
+            ProbeOutcome.SILENT: CheckResult.SILENT,
+            ProbeOutcome.INCONCLUSIVE: CheckResult.INCONCLUSIVE,
+        }.get(self.outcome or ProbeOutcome.NOT_RUN, CheckResult.NOT_RUN)
+
+
+@dataclass(slots=True)
+class TcpCheck:
+    """The one Binding over TCP that tells "UDP blocked" from "nothing there"."""
+
+    server: Endpoint
+    transaction_id: bytes
+    sent_at: float
+    rtt: float | None = None
+    mapped: Endpoint | None = None
+    done: bool = False
+
+
+def loss_evidence(probes: Iterable[Probe], now: float, window: float) -> LossEvidence:
+    """Answered and lost attempts, counted only on paths shown to work."""
+    answered = lost = 0
+    for probe in probes:
+        if not probe.answers:
+            continue
+        for attempt in probe.attempts:
+            if attempt.answered_at is not None:
+                answered += 1
+            elif now >= attempt.sent_at + window:
+                lost += 1
+    return LossEvidence(answered, lost)
+
+
+def first_mapped(
+    servers: Sequence[Endpoint], bindings: Mapping[Endpoint, Probe]
+) -> Endpoint | None:
+    """A socket's mapped address: as seen by the first server that answered."""
+    for server in servers:
+        found = bindings[server].mapped
+        if found is not None:
+            return found
+    return None
