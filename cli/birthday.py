@@ -3,11 +3,14 @@
 ``natkit birthday plan`` evaluates the model (no network). ``natkit
 birthday probe`` runs one side against a peer running the other; both need
 the same ``--key``, ``--session``, ``--ports``, ``--rate``, ``--budget``
-and mode, agreed out of band.
+and mode, agreed out of band. Through a real NAT the hard side aims at the
+easy side's *mapped* endpoint: ``--stun SERVER`` on the easy side learns it
+on the socket it then sprays from and prints it to stderr
+(``mapped endpoint IP:PORT``) before it starts, for the hard side's ``--peer``.
 
 Exit status: ``plan`` 0; ``probe`` 0 on a hit, 1 when the budget or
-schedule ran out, 2 when the sockets could not be used; 64 for a bad
-command line.
+schedule ran out, 2 when the sockets could not be used or the ``--stun``
+server did not answer; 64 for a bad command line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import random
 import sys
 from typing import Any
 
-from natkit.aio.birthday import probe_both_hard, probe_easy, probe_hard, spray_seconds
+from natkit.aio.birthday import (
+    StunUnansweredError,
+    learn_mapped_endpoint,
+    probe_both_hard,
+    probe_easy,
+    probe_hard,
+    spray_seconds,
+)
 from natkit.birthday.events import BirthdayEvent, PairFound
 from natkit.birthday.planner import Estimate, Mode, Sampling, Scenario, estimate
 from natkit.birthday.ports import PortRange
@@ -89,11 +99,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--local-port", type=int, default=0, help="easy role: the port to bind (default any)"
     )
     probe.add_argument(
+        "--stun",
+        metavar="IP:PORT",
+        help="easy role: first learn this socket's mapped endpoint from a STUN server and "
+        "print it to stderr (the hard side's --peer)",
+    )
+    probe.add_argument(
         "--start-delay",
         type=float,
         metavar="SECONDS",
-        help="easy role: wait this long before spraying (default ports/rate, the time the "
-        "hard side takes to open its mappings)",
+        help="easy role: wait this long (after --stun) before spraying (default ports/rate, "
+        "the time the hard side takes to open its mappings)",
     )
     probe.add_argument(
         "--duration",
@@ -224,8 +240,11 @@ def run_probe(args: argparse.Namespace) -> int:
         return _fail("probe", "--key and --session must be hexadecimal")
     if args.ports < 1 or args.budget < 0 or args.keepalive <= 0:
         return _fail("probe", "--ports, --budget and --keepalive must be positive")
+    if args.stun is not None and (args.role != "easy" or args.both_hard):
+        return _fail("probe", "--stun is for the easy role of one-hard mode")
     try:
         port_range = PortRange.parse(args.port_range)
+        stun = None if args.stun is None else Endpoint.parse(args.stun, default_port=3478)
         peer = Endpoint.parse(args.peer, default_port=None if _needs_peer_port(args) else 0)
         config = ProberConfig(
             key=key,
@@ -236,13 +255,18 @@ def run_probe(args: argparse.Namespace) -> int:
             answer_timeout=args.answer_timeout,
             peer_address=peer.address,
         )
-        started, event = asyncio.run(_probe(args, config, peer, port_range))
+        started, event, mapped = asyncio.run(_probe(args, config, peer, port_range, stun))
+    except StunUnansweredError as exc:
+        print(f"natkit birthday probe: {exc}", file=sys.stderr)
+        return 2
     except (NatkitError, ValueError) as exc:
         return _fail("probe", exc)
     except OSError as exc:
         print(f"natkit birthday probe: {exc}", file=sys.stderr)
         return 2
     document = event_to_dict(event, started)
+    if mapped is not None:
+        document["mapped"] = str(mapped)
     if args.json:
         print(json.dumps(document, indent=2))
     else:
@@ -256,11 +280,16 @@ def _needs_peer_port(args: argparse.Namespace) -> bool:
 
 
 async def _probe(
-    args: argparse.Namespace, config: ProberConfig, peer: Endpoint, port_range: PortRange
-) -> tuple[float, BirthdayEvent]:
+    args: argparse.Namespace,
+    config: ProberConfig,
+    peer: Endpoint,
+    port_range: PortRange,
+    stun: Endpoint | None,
+) -> tuple[float, BirthdayEvent, Endpoint | None]:
     started = asyncio.get_running_loop().time()
     local = args.local_address or ("0.0.0.0" if peer.address.version == 4 else "::")
     rng = random.Random(args.seed)
+    mapped: Endpoint | None = None
     if args.both_hard:
         event = await probe_both_hard(
             config,
@@ -285,15 +314,20 @@ async def _probe(
         )
     else:
         start_delay = args.start_delay if args.start_delay is not None else args.ports / args.rate
+        bound = Endpoint.of(local, args.local_port)
+        if stun is not None:
+            bound, mapped = await learn_mapped_endpoint(stun, bound)
+            # The hard side needs this before it can start: say it now.
+            print(f"natkit birthday probe: mapped endpoint {mapped}", file=sys.stderr, flush=True)
         event = await probe_easy(
             config,
             peer.address,
             rng,
             port_range=port_range,
-            local=Endpoint.of(local, args.local_port),
+            local=bound,
             start_delay=start_delay,
         )
-    return started, event
+    return started, event, mapped
 
 
 def render_event(document: dict[str, Any]) -> str:

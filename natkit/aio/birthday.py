@@ -5,32 +5,88 @@ clock (``loop.time()``) once they are bound, and returns the terminal event:
 :class:`~natkit.birthday.events.PairFound` or
 :class:`~natkit.birthday.events.SearchExhausted`. All sockets are closed on
 return; the ACKs that end a run are sent before that.
+
+``on_send`` sees every datagram the core sends, stamped with the ``now``
+the core sent it at (the time its pacing rule is stated in), so a caller
+can count budget and rate from the core's own send times.
+
+Through a real NAT the hard side needs the easy side's *mapped* endpoint:
+:func:`learn_mapped_endpoint` asks a STUN server from the very local
+endpoint the easy side will then spray from (an EIM NAT keeps that mapping
+for every destination).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
 
-from natkit.aio.driver import run_to_completion
+from natkit.aio.driver import local_endpoint, open_udp_sockets, run_to_completion
 from natkit.birthday.events import BirthdayEvent
 from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import SendPlan, opener_plan, pacing_gap, spray_plan
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.sansio import SansIOCore
+from natkit.errors import RemoteProtocolError
+from natkit.sansio import Datagram, SansIOCore
+from natkit.stun.client import StunClient
+from natkit.stun.codec import binding_request
+from natkit.stun.events import ClientEvent, ResponseReceived, TransactionTimedOut
+from natkit.stun.transaction import RetransmissionPolicy
+
+#: ``on_send(now, datagram)``: called for every datagram the core sends.
+SendObserver = Callable[[float, Datagram], None]
+
+
+class _ObservedProber:
+    """A prober whose outgoing datagrams are reported with the core's send time.
+
+    The core decides to send inside ``handle_timer``/``receive_datagram`` (or
+    its constructor) and the driver collects right after, so the ``now`` of
+    the last such call is the time the core sent at.
+    """
+
+    def __init__(self, core: BirthdayProber, now: float, on_send: SendObserver) -> None:
+        self._core = core
+        self._now = now
+        self._on_send = on_send
+
+    def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
+        self._now = now
+        self._core.receive_datagram(data, remote, socket, now)
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        self._core.handle_timer(now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out = self._core.datagrams_to_send(now)
+        for datagram in out:
+            self._on_send(self._now, datagram)
+        return out
+
+    def get_timer(self) -> float | None:
+        return self._core.get_timer()
+
+    def next_event(self) -> BirthdayEvent | None:
+        return self._core.next_event()
 
 
 async def run_prober(
     config: ProberConfig,
     endpoints: Sequence[Endpoint],
     make_plan: Callable[[list[Endpoint], float], SendPlan],
+    *,
+    on_send: SendObserver | None = None,
 ) -> BirthdayEvent:
     """Bind ``endpoints`` (port 0: any), plan with ``make_plan(bound, now)``, run."""
 
     def make_core(sockets: list[Endpoint], now: float) -> SansIOCore[BirthdayEvent]:
-        return BirthdayProber(config, sockets, make_plan(sockets, now), now)
+        core = BirthdayProber(config, sockets, make_plan(sockets, now), now)
+        return core if on_send is None else _ObservedProber(core, now, on_send)
 
     def result_of(event: BirthdayEvent) -> BirthdayEvent:
         return event  # every event a prober emits ends its run
@@ -56,16 +112,28 @@ async def probe_hard(
     duration: float = 30.0,
     keepalive: float = 15.0,
     local_address: str = "0.0.0.0",
+    on_send: SendObserver | None = None,
 ) -> BirthdayEvent:
     """The hard side of one-hard mode: ``ports`` sockets send OPENs to the
     easy side's mapped endpoint ``peer``, refreshed every ``keepalive``
-    seconds for ``duration``, and answer the first probe that gets in."""
+    seconds, and answer the first probe that gets in within ``duration``."""
     rounds = opener_rounds(duration, keepalive)
+    # The core ends ``answer_timeout`` after its last paced send. The last
+    # OPEN goes out long before the easy side's last probe (one round when
+    # duration < keepalive), so the hard side waits out the rest of
+    # ``duration`` that way, or it would close its sockets mid-search.
+    opens = opener_plan(peer, ports, config.rate, keepalive=keepalive, rounds=rounds).sends
+    last_open = opens[-1].at  # seconds after the start
+    listen = dataclasses.replace(
+        config, answer_timeout=max(config.answer_timeout, duration - last_open)
+    )
 
     def make_plan(_: list[Endpoint], now: float) -> SendPlan:
         return opener_plan(peer, ports, config.rate, start=now, keepalive=keepalive, rounds=rounds)
 
-    return await run_prober(config, [Endpoint.of(local_address, 0)] * ports, make_plan)
+    return await run_prober(
+        listen, [Endpoint.of(local_address, 0)] * ports, make_plan, on_send=on_send
+    )
 
 
 async def probe_easy(
@@ -76,6 +144,7 @@ async def probe_easy(
     port_range: PortRange = FULL_RANGE,
     local: Endpoint | None = None,
     start_delay: float = 0.0,
+    on_send: SendObserver | None = None,
 ) -> BirthdayEvent:
     """The easy side of one-hard mode: one socket (``local``, whose mapped
     endpoint the hard side targets) sprays ``config.budget`` probes at
@@ -87,7 +156,9 @@ async def probe_easy(
             peer_address, port_range, config.budget, config.rate, rng, start=now + start_delay
         )
 
-    return await run_prober(config, [local or Endpoint.of("0.0.0.0", 0)], make_plan)
+    return await run_prober(
+        config, [local or Endpoint.of("0.0.0.0", 0)], make_plan, on_send=on_send
+    )
 
 
 async def probe_both_hard(
@@ -98,6 +169,7 @@ async def probe_both_hard(
     ports: int = 256,
     port_range: PortRange = FULL_RANGE,
     local_address: str = "0.0.0.0",
+    on_send: SendObserver | None = None,
 ) -> BirthdayEvent:
     """Both-hard mode, either side: ``ports`` sockets spray
     ``config.budget`` probes at random (socket, port) pairs of the peer's IP."""
@@ -107,4 +179,53 @@ async def probe_both_hard(
             peer_address, port_range, config.budget, config.rate, rng, sockets=ports, start=now
         )
 
-    return await run_prober(config, [Endpoint.of(local_address, 0)] * ports, make_plan)
+    return await run_prober(
+        config, [Endpoint.of(local_address, 0)] * ports, make_plan, on_send=on_send
+    )
+
+
+class StunUnansweredError(RemoteProtocolError):
+    """The STUN server did not answer, so the mapped endpoint is unknown."""
+
+    def __init__(self, server: Endpoint) -> None:
+        super().__init__(f"no STUN answer from {server}")
+        self.server = server
+
+
+async def learn_mapped_endpoint(
+    server: Endpoint, local: Endpoint, *, timeout: float = 3.0
+) -> tuple[Endpoint, Endpoint]:
+    """Bind ``local`` (port 0: pick one), ask ``server`` for its mapped
+    endpoint, and release the port again; returns ``(bound, mapped)``.
+
+    The easy side then binds ``bound`` for its spray: the NAT made the
+    mapping for that inside endpoint, and an EIM NAT gives it to every
+    destination while it lives (tens of seconds at least, RFC 4787 REQ-5).
+    Raises :class:`StunUnansweredError` without an answer.
+    """
+    # Settle the port first, so the STUN exchange and the spray share it.
+    [sock] = open_udp_sockets([local])
+    bound = local_endpoint(sock)
+    sock.close()
+    policy = RetransmissionPolicy(rto=0.25, rc=4, rm=4)
+
+    def make(_: list[Endpoint], now: float) -> SansIOCore[ClientEvent]:
+        client = StunClient(policy=policy)
+        client.send_request(binding_request(client.new_transaction_id()), server, now)
+        return client
+
+    def result_of(event: ClientEvent) -> tuple[Endpoint | None] | None:
+        if isinstance(event, ResponseReceived):
+            return (event.response.reflexive_address,)
+        if isinstance(event, TransactionTimedOut):
+            return (None,)
+        return None
+
+    try:
+        async with asyncio.timeout(timeout):
+            (mapped,) = await run_to_completion(make, [bound], result_of)
+    except TimeoutError:
+        mapped = None
+    if mapped is None:
+        raise StunUnansweredError(server)
+    return bound, mapped

@@ -15,6 +15,18 @@ scenario's expected classification::
         report = json.loads(lab.client_exec(argv, check=True).stdout)
         assert lab.scenario.expected.mismatches(report) == []
 
+A scenario may add further sites on the same internet (``birthday-one-hard``,
+``birthday-both-hard``): ``lab.site("b")`` names the roles (``client-b``,
+``nat-b``) and public address of site ``b``, so two NATed hosts can be
+connected to each other.
+
+IPv6 scenarios (``dual-stack``, ``nat64``, ``nat64-56``) add 2001:db8::/32
+to the internet and the client (:mod:`natkit.lab.ipv6`): a dual-stack
+client, or an IPv6-only one whose router runs tayga (NAT64) and unbound
+(DNS64); ``lab.dns_server``, ``lab.nat64_prefix`` and
+``lab.client_addresses_v6`` describe them, and coturn serves IPv6 there and
+STUN over TLS in every lab (``lab.tls_certificate``).
+
 ``lab.socket(role)`` gives a socket living in a lab namespace for use in this
 process (asyncio included); ``natkit.lab.oracle`` reads the ground truth of
 a scenario with such sockets on both sides of the NAT. From the shell:
@@ -39,9 +51,11 @@ from natkit.lab.errors import (
     UnknownLabError,
     UnknownScenarioError,
 )
+from natkit.lab.ipv6 import Ipv6Spec
 from natkit.lab.lab import Lab, orphan_namespaces, remove_orphans, teardown_id
 from natkit.lab.nat import NatSpec
-from natkit.lab.scenarios import SCENARIOS, Scenario, get_scenario
+from natkit.lab.plan import SitePlan
+from natkit.lab.scenarios import SCENARIOS, Scenario, Site, get_scenario
 from natkit.lab.servers import DEFAULT_SERVERS, ServerAddresses, ServerKind
 from natkit.lab.state import LabRecord
 
@@ -51,6 +65,7 @@ __all__ = [
     "Classification",
     "CommandError",
     "FilteringBehavior",
+    "Ipv6Spec",
     "Lab",
     "LabError",
     "LabPermissionError",
@@ -63,6 +78,8 @@ __all__ = [
     "ServerAddresses",
     "ServerKind",
     "ServerStartError",
+    "Site",
+    "SitePlan",
     "UnknownLabError",
     "UnknownScenarioError",
     "get_scenario",

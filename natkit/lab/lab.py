@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import os
 import secrets
 import shutil
@@ -35,7 +36,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from natkit.endpoint import Endpoint
-from natkit.lab import miniupnpd, state
+from natkit.lab import ipv6, miniupnpd, state
 from natkit.lab.errors import LabError, UnknownLabError
 from natkit.lab.loss import render_loss
 from natkit.lab.netns import (
@@ -58,12 +59,14 @@ from natkit.lab.netns import (
 )
 from natkit.lab.plan import (
     CLIENT_ROLE,
+    MAIN_SITE,
     NAMESPACE_RE,
     PREFIX,
     RUN_ID_RE,
     HostPlan,
     IPv4,
     LabPlan,
+    SitePlan,
     plan_lab,
 )
 from natkit.lab.scenarios import Scenario, get_scenario
@@ -73,6 +76,7 @@ from natkit.lab.servers import (
     SERVER_HOSTS,
     ServerAddresses,
     ServerKind,
+    certificate_path,
     log_path,
     natkit_server_available,
     server_addresses,
@@ -128,12 +132,15 @@ class Lab:
         require_root()
         chosen = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
         kinds = tuple(dict.fromkeys(ServerKind(s) for s in servers))
-        gateways = any(n.port_mapping is not None for n in chosen.nats)
+        gateways = any(n.port_mapping is not None for n in chosen.all_nats)
+        nat64 = chosen.ipv6 is not None and chosen.ipv6.ipv6_only
         require_tools(
             [
                 *TOOLS,
-                *(["turnserver"] if ServerKind.COTURN in kinds else []),
+                *(["turnserver", "openssl"] if ServerKind.COTURN in kinds else []),
                 *(["miniupnpd"] if gateways else []),
+                *(["unbound"] if chosen.ipv6 is not None else []),
+                *(["tayga"] if nat64 else []),
             ]
         )
         if gateways and not kinds:
@@ -232,13 +239,49 @@ class Lab:
 
     @property
     def routers(self) -> tuple[str, ...]:
-        """Roles of the NAT routers, from the internet inwards."""
+        """Roles of the NAT routers of every site, each site's from the internet inwards."""
         return tuple(h.role for h in self._plan.routers)
+
+    @property
+    def sites(self) -> tuple[SitePlan, ...]:
+        """Every site, the main one (the client's, name ``""``) first."""
+        return self._plan.sites
+
+    def site(self, name: str = MAIN_SITE) -> SitePlan:
+        """One site by name (``"b"``: roles ``client-b``, ``nat-b``); ``KeyError`` if unknown.
+
+        Its ``client_role`` is what :meth:`exec`, :meth:`socket` and
+        :meth:`call_in` take; its ``public_address`` is where the lab's
+        internet sees its client's traffic come from.
+        """
+        return self._plan.site(name)
 
     @property
     def stun_servers(self) -> dict[str, ServerAddresses]:
         """Server name -> addresses, for the servers this lab runs."""
-        return {kind: server_addresses(ServerKind(kind)) for kind in self._record.servers}
+        v6 = self.scenario.ipv6 is not None
+        return {kind: server_addresses(ServerKind(kind), ipv6=v6) for kind in self._record.servers}
+
+    @property
+    def tls_certificate(self) -> Path:
+        """coturn's per-lab self-signed certificate (the CA file for its TLS port)."""
+        return certificate_path(self._record.workdir)
+
+    @property
+    def client_addresses_v6(self) -> tuple[ipaddress.IPv6Address, ...]:
+        """The client's IPv6 addresses (IPv6 scenarios; empty otherwise)."""
+        return self._plan.host(CLIENT_ROLE).addresses_v6
+
+    @property
+    def dns_server(self) -> Endpoint | None:
+        """The client's resolver in IPv6 scenarios (unbound on its router), else ``None``."""
+        gateways = self._plan.ipv6_gateways
+        return None if not gateways or gateways[0].ipv6 is None else gateways[0].ipv6.dns_server
+
+    @property
+    def nat64_prefix(self) -> ipaddress.IPv6Network | None:
+        """The prefix the client's NAT64 and DNS64 use (``None``: no NAT64)."""
+        return None if self.scenario.ipv6 is None else self.scenario.ipv6.nat64_prefix
 
     @property
     def loss_percent(self) -> float:
@@ -327,7 +370,7 @@ class Lab:
         self._save(dataclasses.replace(self._record, loss_percent=float(percent)))
 
     def reset_state(self) -> None:
-        """Forget every NAT mapping: reload rulesets, then flush conntrack.
+        """Forget every NAT mapping of every site: reload rulesets, then flush conntrack.
 
         Reloading empties the dynamic maps/sets and restarts ``numgen``
         counters (sequential allocation starts over at its base port). The
@@ -386,7 +429,12 @@ class Lab:
         if not gateways:
             raise LabError(f"scenario {self.scenario.name!r} runs no port-mapping gateway")
         if role is None:
-            return gateways[-1]
+            # The innermost one of the client's own site.
+            main = self._plan.site(MAIN_SITE).router_roles
+            own = [h for h in gateways if h.role in main]
+            if not own:
+                raise LabError("no router of the client's site runs a port-mapping gateway")
+            return own[-1]
         for host in gateways:
             if host.role == role:
                 return host
@@ -430,10 +478,7 @@ class Lab:
             miniupnpd.wait_ready(proc, inner, host.addresses[1], log, deadline)
 
     def _namespace_inside(self, router: HostPlan) -> str:
-        roles = [h.role for h in self._plan.routers]
-        index = roles.index(router.role)
-        inner = roles[index + 1] if index + 1 < len(roles) else CLIENT_ROLE
-        return self.namespace(inner)
+        return self.namespace(router.inside_role or CLIENT_ROLE)
 
     def _gateway_stun_server(self) -> Endpoint:
         """The lab STUN server miniupnpd learns its address from (natkit's first)."""
@@ -462,23 +507,88 @@ class Lab:
             write_sysctls(router.namespace, router.late_sysctls)
         if loss_percent:
             self.set_loss(loss_percent)
+        if plan.ipv6_gateways:
+            self._start_ipv6_gateways(plan.ipv6_gateways)
         if kinds:
             self._start_servers(kinds)
+            self._check_nat64_paths(plan.ipv6_gateways, kinds)
         if plan.gateways:
             self._start_gateways(plan.gateways)
 
     def _start_servers(self, kinds: tuple[ServerKind, ...]) -> None:
         workdir = self._record.workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        ipv6 = self.scenario.ipv6 is not None
         for kind in kinds:
             namespace = self.namespace(SERVER_HOSTS[kind])
-            self._processes[kind] = start_server(kind, namespace, workdir)
+            self._processes[kind] = start_server(kind, namespace, workdir, ipv6=ipv6)
             pids = {**self._record.pids, kind.value: self._processes[kind].pid}
             self._save(dataclasses.replace(self._record, pids=pids))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for kind in kinds:
             namespace = self.namespace(SERVER_HOSTS[kind])
             wait_ready(kind, self._processes[kind], namespace, workdir, deadline)
+
+    def _start_process(self, key: str, proc: subprocess.Popen[bytes]) -> None:
+        self._processes[key] = proc
+        self._save(dataclasses.replace(self._record, pids={**self._record.pids, key: proc.pid}))
+
+    def _start_ipv6_gateways(self, hosts: Sequence[HostPlan]) -> None:
+        """unbound (and tayga) on each IPv6 router; wait for DNS answers."""
+        workdir = self._record.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        started: list[tuple[HostPlan, subprocess.Popen[bytes]]] = []
+        for host in hosts:
+            plan = host.ipv6
+            assert plan is not None
+            prefix = plan.spec.nat64_prefix
+            if prefix is not None:
+                # A persistent TUN device first, so its routes are set before
+                # the daemon attaches (natkit.lab.ipv6, rule 4).
+                ipv6.write_tayga_config(prefix, workdir, host.role)
+                run(Command(tuple(ipv6.make_tun_argv(workdir, host.role)), host.namespace))
+                run(ip_batch(ipv6.tayga_lines(prefix), host.namespace))
+                tayga = ipv6.start_tayga(host.namespace, workdir, host.role)
+                self._start_process(f"tayga:{host.role}", tayga)
+            unbound = ipv6.start_unbound(plan, host.namespace, workdir, host.role, self._names())
+            self._start_process(f"unbound:{host.role}", unbound)
+            started.append((host, unbound))
+        deadline = time.monotonic() + ipv6.READY_TIMEOUT_S
+        for host, proc in started:
+            assert host.ipv6 is not None
+            log = ipv6.log_path(workdir, "unbound", host.role)
+            inside = self.namespace(host.inside_role or CLIENT_ROLE)
+            ipv6.wait_dns_ready(proc, host.ipv6, inside, log, deadline)
+
+    def _names(self) -> dict[str, tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]]:
+        """The lab resolver's names: each server's host, IPv4 and (coturn) IPv6."""
+        names: dict[str, tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]] = {}
+        for kind in ServerKind:
+            where = server_addresses(kind, ipv6=True)
+            names[SERVER_HOSTS[kind]] = (
+                where.primary.address,
+                *(() if where.ipv6 is None else (where.ipv6.address,)),
+            )
+        return names
+
+    def server_name(self, kind: str) -> str:
+        """The name the lab's resolver (IPv6 scenarios) gives server ``kind``."""
+        return f"{SERVER_HOSTS[ServerKind(kind)]}.{ipv6.LAB_ZONE}"
+
+    def _check_nat64_paths(self, hosts: Sequence[HostPlan], kinds: tuple[ServerKind, ...]) -> None:
+        """A STUN answer through each NAT64 from the client: the whole data path."""
+        deadline = time.monotonic() + ipv6.READY_TIMEOUT_S
+        for host in hosts:
+            plan = host.ipv6
+            if plan is None or plan.spec.nat64_prefix is None:
+                continue
+            server = server_addresses(kinds[0]).primary
+            assert isinstance(server.address, ipaddress.IPv4Address)
+            target = Endpoint(ipv6.synthesize(plan.spec.nat64_prefix, server.address), server.port)
+            proc = self._processes[f"tayga:{host.role}"]
+            log = ipv6.log_path(self._record.workdir, "tayga", host.role)
+            inside = self.namespace(host.inside_role or CLIENT_ROLE)
+            ipv6.wait_nat64_ready(proc, inside, [target], log, deadline)
 
 
 # ---------------------------------------------------------------- helpers

@@ -19,7 +19,15 @@ nftables (no userspace relay):
    EIF, plus ``peers`` (external port . remote address) for ADF.
 3. *Hairpinning* DNATs LAN packets addressed to the public address through
    ``ext2int`` and SNATs them to the public address on their way back in.
-4. Dynamic elements time out (``DYNAMIC_TIMEOUT``); ``Lab.reset_state``
+4. *Unsolicited inbound* (``drop_unsolicited``): a packet from the internet
+   that matches no mapping is addressed to the router itself. Linux confirms
+   a conntrack entry for it at the end of the input hook even though no
+   socket takes it, and while that entry lives (30 s) the NAT will not hand
+   out that external port toward that sender (``nf_nat_used_tuple``: the
+   reply tuple is taken). A birthday probe that arrives a moment too early
+   thus spoils its own cell for good. Home routers drop such packets in an
+   input firewall, before conntrack confirms them, and so can a lab router.
+5. Dynamic elements time out (``DYNAMIC_TIMEOUT``); ``Lab.reset_state``
    reloads the ruleset (which also restarts ``numgen`` counters) and flushes
    conntrack, because stale state makes a NAT look easier than it is.
 
@@ -32,6 +40,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from natkit.birthday.ports import PortRange
 from natkit.lab.classification import FilteringBehavior, MappingBehavior, PortAllocation
 from natkit.lab.miniupnpd import PortMappingSpec
 
@@ -47,6 +56,9 @@ DYNAMIC_TIMEOUT_S = 120
 
 #: ``masquerade to :LO-HI`` range for EIM with non-preserved ports.
 RANDOM_PORT_RANGE = (20000, 29999)
+#: Where the kernel picks a random source port when no range is given
+#: (``nf_nat_l4proto_unique_tuple``, for inside ports >= 1024).
+KERNEL_RANDOM_PORTS = PortRange(1024, 65535)
 
 #: First port and length of the ``numgen inc`` cycle for sequential allocation.
 SEQUENTIAL_BASE_PORT = 40000
@@ -75,6 +87,12 @@ class NatSpec:
     """``net.netfilter.nf_conntrack_udp_timeout`` in the router; ``None`` keeps 30 s."""
     port_mapping: PortMappingSpec | None = None
     """Run miniupnpd (UPnP IGD, NAT-PMP, PCP) on the LAN (:mod:`natkit.lab.miniupnpd`)."""
+    ports: PortRange | None = None
+    """UDP external ports for random allocation (``masquerade to :LO-HI``);
+    ``None``: 20000-29999 for EIM, the kernel's 1024-65535 for APDM."""
+    drop_unsolicited: bool = False
+    """Drop inbound packets for the router itself that match no mapping
+    (an input firewall), so they leave no conntrack entry (rule 4 above)."""
 
     def __post_init__(self) -> None:
         allowed = SUPPORTED_ALLOCATIONS.get(self.mapping)
@@ -92,6 +110,22 @@ class NatSpec:
             raise ValueError("hairpinning is only emulated for EIM mappings")
         if self.udp_timeout_s is not None and self.udp_timeout_s <= 0:
             raise ValueError(f"udp_timeout_s must be positive, got {self.udp_timeout_s}")
+        if self.ports is not None and (
+            self.allocation is not PortAllocation.RANDOM or self.mapping is MappingBehavior.ADM
+        ):
+            raise ValueError("a port range is only built for random EIM or APDM allocation")
+
+    @property
+    def udp_ports(self) -> PortRange | None:
+        """The range UDP mappings get their external port from, when the
+        allocation is random; ``None`` for preserving or sequential NATs."""
+        if self.allocation is not PortAllocation.RANDOM or self.mapping is MappingBehavior.ADM:
+            return None
+        if self.ports is not None:
+            return self.ports
+        if self.mapping is MappingBehavior.EIM:
+            return PortRange(*RANDOM_PORT_RANGE)
+        return KERNEL_RANDOM_PORTS
 
     @property
     def needs_ext2int(self) -> bool:
@@ -124,6 +158,7 @@ def render_ruleset(spec: NatSpec, placement: NatPlacement) -> str:
     dnat: list[str] = []
     record: list[str] = []
     forward: list[str] = []
+    inbound: list[str] = []
 
     if spec.needs_ext2int:
         objects.append(f"map ext2int {{ type inet_service : ipv4_addr . inet_service; {timeout} }}")
@@ -161,12 +196,16 @@ def render_ruleset(spec: NatSpec, placement: NatPlacement) -> str:
         )
     if spec.block_udp:
         forward.append("meta l4proto udp drop")
+    if spec.drop_unsolicited:
+        # Dropped here, the packet's conntrack entry is never confirmed (rule 4).
+        inbound.append(f"{wan_in} ct state new drop")
 
     chains = [
         ("prerouting", "type nat hook prerouting priority dstnat", dnat),
         ("postrouting", "type nat hook postrouting priority srcnat", snat),
         ("record", "type filter hook postrouting priority srcnat + 10", record),
         ("forward", "type filter hook forward priority filter", forward),
+        ("input", "type filter hook input priority filter", inbound),
     ]
     lines = [f"table ip {NAT_TABLE}", f"delete table ip {NAT_TABLE}", f"table ip {NAT_TABLE} {{"]
     lines.extend(f"\t{obj}" for obj in objects)
@@ -183,9 +222,10 @@ def render_ruleset(spec: NatSpec, placement: NatPlacement) -> str:
 
 def _mapping_rules(spec: NatSpec, public: ipaddress.IPv4Address, wan: str) -> list[str]:
     """The SNAT rules that give the mapping and port allocation of ``spec``."""
+    span = spec.ports
     if spec.mapping is MappingBehavior.EIM:
         if spec.allocation is PortAllocation.RANDOM:
-            low, high = RANDOM_PORT_RANGE
+            low, high = RANDOM_PORT_RANGE if span is None else (span.low, span.high)
             # nft rejects a port range without a transport match first.
             return [f"{wan} meta l4proto udp masquerade to :{low}-{high}", f"{wan} masquerade"]
         return [f"{wan} masquerade"]
@@ -198,6 +238,11 @@ def _mapping_rules(spec: NatSpec, public: ipaddress.IPv4Address, wan: str) -> li
                 f"{wan} meta l4proto udp snat ip to {public} :"
                 f" numgen inc mod {SEQUENTIAL_PORTS} map {{ {ports} }}",
                 f"{wan} masquerade",
+            ]
+        if span is not None:
+            return [
+                f"{wan} meta l4proto udp masquerade to :{span} fully-random",
+                f"{wan} masquerade fully-random",
             ]
         return [f"{wan} masquerade fully-random"]
     # ADM: reuse the external endpoint learnt for (inside endpoint, destination

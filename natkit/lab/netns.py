@@ -62,6 +62,9 @@ def require_tools(tools: Iterable[str] = TOOLS) -> None:
         "turnserver": "coturn",
         "turnutils_natdiscovery": "coturn",
         "miniupnpd": "miniupnpd-nftables",
+        "tayga": "tayga",
+        "unbound": "unbound",
+        "openssl": "openssl",
     }
     for tool in tools:
         if shutil.which(tool) is None:

@@ -21,17 +21,40 @@ With one NAT the ``nat`` router sits on the bridge itself; with none, the
 client does, as 198.51.100.50. Internet hosts get on-link routes for all
 three documentation /24s, so the bridge is one flat "internet" and nothing
 has a default route out of the lab.
+
+Extra sites (``Scenario.sites``) are built by the same code as the main
+one, side by side on the bridge: site ``b``, the first, has its outermost
+router at 198.51.100.2 and its client on 10.0.2.0/24, with roles suffixed
+``-b``::
+
+    inet (bridge nk-br) ─┬─ nk-wan 198.51.100.1 [nat]   nk-lan 192.168.1.1 ─ client 192.168.1.2
+                         └─ nk-wan 198.51.100.2 [nat-b] nk-lan 10.0.2.1    ─ client-b 10.0.2.2
+
+A scenario with IPv6 (one router, one site) gets the layer of
+:mod:`natkit.lab.ipv6` on top, by :func:`_with_ipv6`: 2001:db8:1::/64 on the
+bridge, 2001:db8:2::/64 on the client's LAN, routed by ``nat``; an IPv6-only
+client loses its IPv4 addresses and routes.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from natkit.lab import ipv6
+from natkit.lab.ipv6 import Ipv6GatewayPlan, Ipv6Spec
 from natkit.lab.miniupnpd import GatewayPlan, MiniupnpdPlacement
-from natkit.lab.nat import LAN_IF, WAN_IF, NatPlacement, dynamic_objects, render_ruleset
+from natkit.lab.nat import (
+    LAN_IF,
+    WAN_IF,
+    NatPlacement,
+    NatSpec,
+    dynamic_objects,
+    render_ruleset,
+)
 from natkit.lab.scenarios import Scenario
 
 IPv4 = ipaddress.IPv4Address
@@ -41,8 +64,9 @@ Net4 = ipaddress.IPv4Network
 PREFIX = "nk-"
 #: ``nk-<5 hex>``: a run id is 5 lowercase hex digits.
 RUN_ID_RE = re.compile(r"^[0-9a-f]{5}$")
-#: Matches a namespace of any lab: group 1 is the run id, group 2 the role.
-NAMESPACE_RE = re.compile(r"^nk-([0-9a-f]{5})-([a-z0-9]+)$")
+#: Matches a namespace of any lab: group 1 is the run id, group 2 the role
+#: (roles of extra sites carry a suffix: ``client-b``).
+NAMESPACE_RE = re.compile(r"^nk-([0-9a-f]{5})-([a-z0-9]+(?:-[a-z0-9]+)?)$")
 
 BRIDGE_IF = "nk-br"
 HOST_IF = "nk-eth0"
@@ -62,6 +86,10 @@ NO_NAT_CLIENT_ADDRESS = IPv4("198.51.100.50")
 CARRIER_SUPERNET = Net4("100.64.0.0/10")
 LAN_PREFIX = Net4("192.168.1.0/24")
 CLIENT_ADDRESSES = (IPv4("192.168.1.2"), IPv4("192.168.1.3"))
+#: Extra site ``i`` (1 for ``b``) has its client LAN at 10.0.(1 + i).0/24.
+SITE_LAN_SUPERNET = Net4("10.0.0.0/16")
+#: The main site's name: its roles (``nat``, ``client``) carry no suffix.
+MAIN_SITE = ""
 
 #: Roles that always exist.
 INET_ROLE, CLIENT_ROLE = "inet", "client"
@@ -147,6 +175,12 @@ class HostPlan:
     """Set after the ruleset is loaded (conntrack knobs)."""
     gateway: GatewayPlan | None = None
     """A port-mapping daemon (miniupnpd) serving the router's LAN, if any."""
+    inside_role: str | None = None
+    """For a router: the role of the host on its LAN (next router or the client)."""
+    addresses_v6: tuple[ipaddress.IPv6Address, ...] = ()
+    """IPv6 addresses (IPv6 scenarios; for a router its WAN then LAN address)."""
+    ipv6: Ipv6GatewayPlan | None = None
+    """The resolver (unbound) and NAT64 (tayga) a router of an IPv6 scenario runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +189,22 @@ class LinkEnd:
 
     namespace: str
     interface: str
+
+
+@dataclass(frozen=True, slots=True)
+class SitePlan:
+    """One site: a client and the NAT routers in front of it."""
+
+    name: str
+    """``""`` for the main site, else the :class:`~natkit.lab.scenarios.Site` name."""
+    client_role: str
+    router_roles: tuple[str, ...]
+    """From the internet inwards."""
+    client_addresses: tuple[IPv4, ...]
+    """Primary first."""
+    public_address: IPv4
+    """The address the internet sees the site's client as (outermost NAT's WAN)."""
+    client_link: tuple[LinkEnd, LinkEnd] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +219,8 @@ class LabPlan:
     """Both ends of the client's access link (where the loss knob acts)."""
     public_address: IPv4 = field(repr=False)
     """The address the internet sees the client as (outermost NAT's WAN)."""
+    sites: tuple[SitePlan, ...] = field(default=(), repr=False)
+    """Every site, the main one (name ``""``) first."""
 
     @property
     def namespaces(self) -> dict[str, str]:
@@ -190,19 +242,37 @@ class LabPlan:
                 return h
         raise KeyError(f"lab {self.run_id} has no role {role!r}")
 
+    @property
+    def ipv6_gateways(self) -> tuple[HostPlan, ...]:
+        """Routers running unbound (and tayga) for an IPv6 scenario."""
+        return tuple(h for h in self.routers if h.ipv6 is not None)
+
+    def site(self, name: str = MAIN_SITE) -> SitePlan:
+        """The site called ``name`` (``""``: the main one)."""
+        for site in self.sites:
+            if site.name == name:
+                return site
+        known = ", ".join(repr(s.name) for s in self.sites)
+        raise KeyError(f"lab {self.run_id} has no site {name!r} (sites: {known})")
+
 
 def namespace_name(run_id: str, role: str) -> str:
     """``nk-<run id>-<role>``."""
     return f"{PREFIX}{run_id}-{role}"
 
 
-def router_roles(count: int) -> list[str]:
+def site_role(role: str, site: str = MAIN_SITE) -> str:
+    """``role`` in ``site``: unchanged in the main site, ``client-b`` in site ``b``."""
+    return f"{role}-{site}" if site else role
+
+
+def router_roles(count: int, site: str = MAIN_SITE) -> list[str]:
     """Router roles from the internet inwards: ``nat`` innermost, ``cgn`` outside it."""
     if count == 0:
         return []
     carriers = count - 1
     outer = ["cgn"] if carriers == 1 else [f"cgn{i + 1}" for i in range(carriers)]
-    return [*outer, "nat"]
+    return [site_role(role, site) for role in (*outer, "nat")]
 
 
 def _on_link_routes(own: Net4 | None, ifname: str) -> list[str]:
@@ -256,29 +326,116 @@ def plan_lab(scenario: Scenario, run_id: str) -> LabPlan:
             )
         )
 
-    roles = router_roles(len(scenario.nats))
-    client_ns = ns(CLIENT_ROLE)
+    sites: list[SitePlan] = []
+    for index, (site, nats) in enumerate(
+        [(MAIN_SITE, scenario.nats)] + [(extra.name, extra.nats) for extra in scenario.sites]
+    ):
+        site_hosts, site_veths, site_ports, site_plan = _plan_site(
+            site, nats, _site_addressing(index), ns, inet_ns
+        )
+        hosts += site_hosts
+        veths += site_veths
+        bridge_ports += site_ports
+        sites.append(site_plan)
+
+    bridge = HostPlan(
+        role=INET_ROLE,
+        namespace=inet_ns,
+        kind=HostKind.BRIDGE,
+        ip_commands=(
+            up,
+            f"link add {BRIDGE_IF} type bridge",
+            f"link set {BRIDGE_IF} up",
+            *(f"link set {p} master {BRIDGE_IF}" for p in bridge_ports),
+            *(f"link set {p} up" for p in bridge_ports),
+        ),
+        sysctls=COMMON_SYSCTLS + BRIDGE_SYSCTLS,
+    )
+    if scenario.ipv6 is not None:
+        hosts, sites[0] = _with_ipv6(hosts, sites[0], scenario.ipv6)
+    main = sites[0]
+    return LabPlan(
+        run_id=run_id,
+        scenario=scenario,
+        hosts=(bridge, *hosts),
+        veths=tuple(veths),
+        client_link=main.client_link,
+        public_address=main.public_address,
+        sites=tuple(sites),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _SiteAddressing:
+    """The addresses one site is built with (see :func:`_site_addressing`)."""
+
+    wan: IPv4
+    """The outermost router's address on the bridge."""
+    lan: Net4
+    """The innermost LAN, where the client lives."""
+    clients: tuple[IPv4, ...]
+    no_nat_client: IPv4
+    """The client's address on the bridge when the site has no NAT."""
+
+
+def _site_addressing(index: int) -> _SiteAddressing:
+    """Site 0 is the main site; extra site ``i`` gets 198.51.100.(1 + i) and
+    10.0.(1 + i).0/24, so site ``b`` (the first extra one) is .2 and 10.0.2.0/24."""
+    if index == 0:
+        return _SiteAddressing(
+            ROUTER_WAN_ADDRESS, LAN_PREFIX, CLIENT_ADDRESSES, NO_NAT_CLIENT_ADDRESS
+        )
+    lan = Net4(f"{SITE_LAN_SUPERNET.network_address + 256 * (index + 1)}/24")
+    return _SiteAddressing(
+        wan=ROUTER_WAN_ADDRESS + index,
+        lan=lan,
+        clients=(lan.network_address + 2, lan.network_address + 3),
+        no_nat_client=NO_NAT_CLIENT_ADDRESS + index,
+    )
+
+
+def _plan_site(
+    site: str,
+    nats: tuple[NatSpec, ...],
+    addressing: _SiteAddressing,
+    ns: Callable[[str], str],
+    inet_ns: str,
+) -> tuple[list[HostPlan], list[VethPair], list[str], SitePlan]:
+    """The routers and client of one site: hosts, veths, bridge ports, summary.
+
+    Every site is built the same way, from the internet inwards: the
+    outermost router (or, without NATs, the client) on the bridge; each
+    inner router's WAN on the LAN of the one outside it; the client on the
+    innermost LAN.
+    """
+    hosts: list[HostPlan] = []
+    veths: list[VethPair] = []
+    bridge_ports: list[str] = []
+    up = "link set lo up"
+    roles = router_roles(len(nats), site)
+    client_role = site_role(CLIENT_ROLE, site)
+    client_ns = ns(client_role)
     # The next hop towards the internet: (namespace, ifname) to pair with,
     # and the link prefix/gateway the next host inwards uses on its WAN.
     uplink_prefix: Net4 = INTERNET_PREFIXES[1]
     uplink_gateway: IPv4 | None = None
     previous_lan: LinkEnd | None = None
-    public_address = ROUTER_WAN_ADDRESS if roles else NO_NAT_CLIENT_ADDRESS
+    public_address = addressing.wan if roles else addressing.no_nat_client
 
-    for tier, (role, spec) in enumerate(zip(roles, scenario.nats, strict=True)):
+    for tier, (role, spec) in enumerate(zip(roles, nats, strict=True)):
         innermost = tier == len(roles) - 1
         if previous_lan is None:
             port = f"{PREFIX}{role}"
             veths.append(VethPair(ns(role), WAN_IF, inet_ns, port))
             bridge_ports.append(port)
-            wan_address = ROUTER_WAN_ADDRESS
+            wan_address = addressing.wan
             wan_routes = _on_link_routes(uplink_prefix, WAN_IF)
         else:
             veths.append(VethPair(ns(role), WAN_IF, previous_lan.namespace, LAN_IF))
             wan_address = IPv4(int(uplink_prefix.network_address) + 2)
             wan_routes = [f"route add default via {uplink_gateway} dev {WAN_IF}"]
         if innermost:
-            lan_prefix = LAN_PREFIX
+            lan_prefix = addressing.lan
         else:
             lan_prefix = Net4(f"{CARRIER_SUPERNET.network_address + 256 * tier}/24")
         lan_address = IPv4(int(lan_prefix.network_address) + 1)
@@ -312,26 +469,27 @@ def plan_lab(scenario: Scenario, run_id: str) -> LabPlan:
                     spec.port_mapping,
                     MiniupnpdPlacement(WAN_IF, LAN_IF, lan_prefix, lan_address),
                 ),
+                inside_role=client_role if innermost else roles[tier + 1],
             )
         )
         previous_lan = LinkEnd(ns(role), LAN_IF)
         uplink_prefix, uplink_gateway = lan_prefix, lan_address
 
     if previous_lan is None:
-        port = f"{PREFIX}{CLIENT_ROLE}"
+        port = f"{PREFIX}{client_role}"
         veths.append(VethPair(client_ns, HOST_IF, inet_ns, port))
         bridge_ports.append(port)
-        client_addresses: tuple[IPv4, ...] = (NO_NAT_CLIENT_ADDRESS,)
+        client_addresses: tuple[IPv4, ...] = (addressing.no_nat_client,)
         client_routes = _on_link_routes(INTERNET_PREFIXES[1], HOST_IF)
         access_far_end = LinkEnd(inet_ns, port)
     else:
         veths.append(VethPair(client_ns, HOST_IF, previous_lan.namespace, LAN_IF))
-        client_addresses = CLIENT_ADDRESSES
+        client_addresses = addressing.clients
         client_routes = [f"route add default via {uplink_gateway} dev {HOST_IF}"]
         access_far_end = previous_lan
     hosts.append(
         HostPlan(
-            role=CLIENT_ROLE,
+            role=client_role,
             namespace=client_ns,
             kind=HostKind.CLIENT,
             ip_commands=(
@@ -344,25 +502,53 @@ def plan_lab(scenario: Scenario, run_id: str) -> LabPlan:
             addresses=client_addresses,
         )
     )
-
-    bridge = HostPlan(
-        role=INET_ROLE,
-        namespace=inet_ns,
-        kind=HostKind.BRIDGE,
-        ip_commands=(
-            up,
-            f"link add {BRIDGE_IF} type bridge",
-            f"link set {BRIDGE_IF} up",
-            *(f"link set {p} master {BRIDGE_IF}" for p in bridge_ports),
-            *(f"link set {p} up" for p in bridge_ports),
-        ),
-        sysctls=COMMON_SYSCTLS + BRIDGE_SYSCTLS,
-    )
-    return LabPlan(
-        run_id=run_id,
-        scenario=scenario,
-        hosts=(bridge, *hosts),
-        veths=tuple(veths),
-        client_link=(LinkEnd(client_ns, HOST_IF), access_far_end),
+    summary = SitePlan(
+        name=site,
+        client_role=client_role,
+        router_roles=tuple(roles),
+        client_addresses=client_addresses,
         public_address=public_address,
+        client_link=(LinkEnd(client_ns, HOST_IF), access_far_end),
     )
+    return hosts, veths, bridge_ports, summary
+
+
+def _with_ipv6(
+    hosts: list[HostPlan], site: SitePlan, spec: Ipv6Spec
+) -> tuple[list[HostPlan], SitePlan]:
+    """Add the IPv6 layer of :mod:`natkit.lab.ipv6` to a one-router plan.
+
+    Internet hosts get their IPv6 addresses and a route to the client's LAN;
+    the router its two addresses, forwarding and the resolver/NAT64 plan;
+    the client its address and default route, and, when IPv6-only, nothing
+    of IPv4 but its loopback.
+    """
+    (router_role,) = site.router_roles
+    out = [_host_with_ipv6(host, router_role, site.client_role, spec) for host in hosts]
+    if spec.ipv6_only:
+        site = replace(site, client_addresses=())
+    return out, site
+
+
+def _host_with_ipv6(host: HostPlan, router_role: str, client_role: str, spec: Ipv6Spec) -> HostPlan:
+    if host.kind is HostKind.INTERNET_HOST:
+        return replace(
+            host,
+            ip_commands=(*host.ip_commands, *ipv6.internet_host_lines(host.role, HOST_IF)),
+            addresses_v6=ipv6.INTERNET_HOSTS_V6[host.role],
+        )
+    if host.role == router_role:
+        return replace(
+            host,
+            ip_commands=(*host.ip_commands, *ipv6.router_lines(WAN_IF, LAN_IF)),
+            sysctls=host.sysctls + ipv6.ROUTER_SYSCTLS,
+            addresses_v6=(ipv6.ROUTER_WAN_V6, ipv6.ROUTER_LAN_V6),
+            ipv6=Ipv6GatewayPlan(spec, ipv6.ROUTER_LAN_V6),
+        )
+    if host.role != client_role:
+        return host
+    lines = ipv6.client_lines(HOST_IF)
+    if spec.ipv6_only:
+        commands = ("link set lo up", f"link set {HOST_IF} up", *lines)
+        return replace(host, ip_commands=commands, addresses=(), addresses_v6=(ipv6.CLIENT_V6,))
+    return replace(host, ip_commands=(*host.ip_commands, *lines), addresses_v6=(ipv6.CLIENT_V6,))

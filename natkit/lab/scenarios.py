@@ -6,14 +6,22 @@ description, and the classification a correct classifier must report for
 it. The expectation is written out by hand rather than derived from the
 specs, so that it reads as the contract it is; ``tests/lab`` proves each one
 on the real kernel, independently of natkit's classifier.
+
+A scenario may also hold further sites (:class:`Site`): other networks
+on the same internet, each with its own NAT chain and client, for tests that
+connect two NATed hosts (birthday hole punching). The client and its NATs
+are the main site; a site named ``b`` adds roles ``nat-b`` and ``client-b``.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from natkit.birthday.ports import PortRange
 from natkit.lab.classification import (
     Classification,
     FilteringBehavior,
@@ -21,6 +29,7 @@ from natkit.lab.classification import (
     PortAllocation,
 )
 from natkit.lab.errors import UnknownScenarioError
+from natkit.lab.ipv6 import Ipv6Spec
 from natkit.lab.miniupnpd import PortMappingSpec
 from natkit.lab.nat import NatSpec
 
@@ -29,6 +38,26 @@ EIF, ADF, APDF = FilteringBehavior.EIF, FilteringBehavior.ADF, FilteringBehavior
 PRESERVING = PortAllocation.PRESERVING
 SEQUENTIAL = PortAllocation.SEQUENTIAL
 RANDOM = PortAllocation.RANDOM
+
+
+#: A site name: short, lowercase, and usable as a role suffix (``client-b``).
+SITE_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
+#: Extra sites a scenario may have (each takes a WAN address and a 10.0.x.0/24).
+MAX_SITES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Another network on the lab's internet, with its own NATs and client."""
+
+    name: str
+    """Suffix of the site's roles: ``client-<name>``, ``nat-<name>``, ``cgn-<name>``."""
+    nats: tuple[NatSpec, ...]
+    """Its NAT routers from the internet inwards; ``()`` puts its client on the internet."""
+
+    def __post_init__(self) -> None:
+        if not SITE_NAME_RE.match(self.name):
+            raise ValueError(f"site name must match {SITE_NAME_RE.pattern}, got {self.name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +70,32 @@ class Scenario:
     """The NAT routers from the internet inwards; ``()`` puts the client on the internet."""
     expected: Classification
     """What natkit's classifier must report from the client namespace."""
+    sites: tuple[Site, ...] = ()
+    """Further sites on the same internet (the client's own is not listed)."""
+    ipv6: Ipv6Spec | None = None
+    """IPv6 for the client: dual-stack, or IPv6-only behind NAT64/DNS64
+    (:mod:`natkit.lab.ipv6`); ``None``: the lab is IPv4 only."""
+
+    def __post_init__(self) -> None:
+        names = [site.name for site in self.sites]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scenario {self.name!r} names a site twice: {names}")
+        if len(names) > MAX_SITES:
+            raise ValueError(f"scenario {self.name!r} has more than {MAX_SITES} extra sites")
+        if self.ipv6 is not None and (len(self.nats) != 1 or self.sites):
+            raise ValueError(f"scenario {self.name!r}: IPv6 is built for one NAT and one site")
+
+    @property
+    def generic(self) -> bool:
+        """Whether the generic lab tests (every test taking ``lab`` without
+        naming scenarios) apply: one site and an IPv4-only client whose NAT
+        the classifier can reach. IPv6 and multi-site scenarios have their own."""
+        return not self.sites and self.ipv6 is None
+
+    @property
+    def all_nats(self) -> tuple[NatSpec, ...]:
+        """Every NAT of the scenario, the main site's first."""
+        return self.nats + tuple(nat for site in self.sites for nat in site.nats)
 
 
 def _nat(
@@ -59,6 +114,19 @@ def _nat(
         behind_nat=True,
     )
 
+
+#: The hard site's NAT for birthday hole punching: symmetric, random ports,
+#: and an input firewall, without which each early probe would spoil its own
+#: port (see :mod:`natkit.lab.nat`, rule 4).
+_HARD = NatSpec(APDM, APDF, RANDOM, drop_unsolicited=True)
+#: The easy site's: Linux masquerade as is (port-preserving EIM, APDF), firewalled.
+_EASY = NatSpec(EIM, APDF, PRESERVING, drop_unsolicited=True)
+#: Both-hard NATs allocate from 1,000 ports only, so a both-hard search fits
+#: in CI time: with N = 1000 there are 10^6 port pairs, and each side needs
+#: about 1,520 probes for 90 % (``natkit birthday plan --both-hard -k 8
+#: --range 40000-40999 --probes 1520``), ~1.5 s per side at 1,000/s.
+BOTH_HARD_PORTS = PortRange(40000, 40999)
+_SMALL_HARD = NatSpec(APDM, APDF, RANDOM, ports=BOTH_HARD_PORTS, drop_unsolicited=True)
 
 _ALL: tuple[Scenario, ...] = (
     Scenario(
@@ -139,6 +207,45 @@ _ALL: tuple[Scenario, ...] = (
         "as upnp, but miniupnpd describes itself as IGD:1 (no AddAnyPortMapping)",
         (NatSpec(EIM, APDF, PRESERVING, port_mapping=PortMappingSpec(igd_v1=True)),),
         _nat(EIM, APDF, PRESERVING),
+    ),
+    Scenario(
+        "birthday-one-hard",
+        "two sites: the client behind a symmetric NAT (fully random ports), client-b"
+        " behind a port-preserving masquerade (nat-b, 198.51.100.2)",
+        (_HARD,),
+        _nat(APDM, APDF, RANDOM),
+        sites=(Site("b", (_EASY,)),),
+    ),
+    Scenario(
+        "birthday-both-hard",
+        "two sites, both behind symmetric NATs handing out random ports in 40000-40999",
+        (_SMALL_HARD,),
+        _nat(APDM, APDF, RANDOM),
+        sites=(Site("b", (_SMALL_HARD,)),),
+    ),
+    Scenario(
+        "dual-stack",
+        "port-restricted cone for IPv4 and a routed IPv6 address (2001:db8:2::2) beside it;"
+        " the router's resolver does no DNS64",
+        (NatSpec(EIM, APDF, PRESERVING),),
+        _nat(EIM, APDF, PRESERVING),
+        ipv6=Ipv6Spec(),
+    ),
+    Scenario(
+        "nat64",
+        "IPv6-only client; its router translates 2001:db8:64::/96 to IPv4 (tayga, then"
+        " masquerade) and synthesises AAAA records with it (unbound DNS64)",
+        (NatSpec(EIM, APDF, PRESERVING),),
+        # The IPv4 NAT behind the translator is Linux masquerade as is.
+        _nat(EIM, APDF, PRESERVING),
+        ipv6=Ipv6Spec(ipaddress.IPv6Network("2001:db8:64::/96")),
+    ),
+    Scenario(
+        "nat64-56",
+        "as nat64 with a /56 network-specific prefix, 2001:db8:6400::/56 (RFC 6052 §2.2)",
+        (NatSpec(EIM, APDF, PRESERVING),),
+        _nat(EIM, APDF, PRESERVING),
+        ipv6=Ipv6Spec(ipaddress.IPv6Network("2001:db8:6400::/56")),
     ),
 )
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from natkit.endpoint import Endpoint
 from natkit.lab.errors import ServerStartError
+from natkit.lab.ipv6 import INTERNET_HOSTS_V6
 from natkit.lab.netns import exec_argv, socket_in
 from natkit.lab.plan import COTURN_ADDRESSES, COTURN_ROLE, STUN_ADDRESSES, STUN_ROLE, IPv4
 
@@ -36,6 +37,10 @@ from natkit.lab.plan import COTURN_ADDRESSES, COTURN_ROLE, STUN_ADDRESSES, STUN_
 READY_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.02
 PRIMARY_PORT, ALTERNATE_PORT = 3478, 3479
+#: coturn's STUN-over-TLS port (RFC 8489 §6.2.3 / RFC 7064 default).
+TLS_PORT = 5349
+#: coturn's IPv6 address in labs with IPv6 (:mod:`natkit.lab.ipv6`).
+COTURN_V6 = INTERNET_HOSTS_V6["coturn"][0]
 
 _MAGIC_COOKIE = 0x2112A442
 _BINDING_REQUEST, _BINDING_SUCCESS = 0x0001, 0x0101
@@ -68,6 +73,10 @@ class ServerAddresses:
 
     primary: Endpoint
     alternate: Endpoint
+    #: Its IPv6 address (plain RFC 5389 there), in labs with IPv6.
+    ipv6: Endpoint | None = None
+    #: STUN over TLS (RFC 8489 §6.2.3), with :func:`certificate_path` as its certificate.
+    tls: Endpoint | None = None
 
     def all(self) -> tuple[Endpoint, ...]:
         """All four address/port combinations the server answers on."""
@@ -80,9 +89,19 @@ class ServerAddresses:
         )
 
 
-def server_addresses(kind: ServerKind) -> ServerAddresses:
+def server_addresses(kind: ServerKind, *, ipv6: bool = False) -> ServerAddresses:
+    """Where ``kind`` listens; ``ipv6``: in a lab whose internet has IPv6.
+
+    coturn also serves IPv6 there, and TLS always (on its primary address);
+    natkit's server is IPv4 and UDP/TCP only.
+    """
     first, second = _SERVER_ADDRESSES[kind]
-    return ServerAddresses(Endpoint(first, PRIMARY_PORT), Endpoint(second, ALTERNATE_PORT))
+    v6 = tls = None
+    if kind is ServerKind.COTURN:
+        tls = Endpoint(first, TLS_PORT)
+        if ipv6:
+            v6 = Endpoint(COTURN_V6, PRIMARY_PORT)
+    return ServerAddresses(Endpoint(first, PRIMARY_PORT), Endpoint(second, ALTERNATE_PORT), v6, tls)
 
 
 def natkit_server_available() -> bool:
@@ -100,9 +119,9 @@ def _project_root() -> str | None:
     return str(Path(next(iter(spec.submodule_search_locations))).parent)
 
 
-def server_argv(kind: ServerKind, workdir: Path) -> list[str]:
+def server_argv(kind: ServerKind, workdir: Path, *, ipv6: bool = False) -> list[str]:
     """The command line of ``kind`` (run inside its host's namespace)."""
-    addresses = server_addresses(kind)
+    addresses = server_addresses(kind, ipv6=ipv6)
     first, second = str(addresses.primary.address), str(addresses.alternate.address)
     if kind is ServerKind.NATKIT:
         return [
@@ -110,22 +129,53 @@ def server_argv(kind: ServerKind, workdir: Path) -> list[str]:
             "--bind", first, "--bind", second,
             "--port", str(PRIMARY_PORT), "--alt-port", str(ALTERNATE_PORT),
         ]  # fmt: skip
+    extra = ["-L", str(addresses.ipv6.address)] if addresses.ipv6 is not None else []
     return [
-        "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls", "--stun-only", "--no-auth",
-        "-L", first, "-L", second,
+        "turnserver", "-n", "--no-cli", "--no-dtls", "--stun-only", "--no-auth",
+        "-L", first, "-L", second, *extra,
         "--listening-port", str(PRIMARY_PORT), "--alt-listening-port", str(ALTERNATE_PORT),
+        "--tls-listening-port", str(TLS_PORT),
+        "--cert", str(certificate_path(workdir)), "--pkey", str(key_path(workdir)),
         "--pidfile", str(workdir / "coturn.pid"), "--userdb", str(workdir / "coturn.db"),
         "--log-file", "stdout",
     ]  # fmt: skip
+
+
+def certificate_path(workdir: Path) -> Path:
+    """coturn's self-signed certificate: also the CA file TLS clients trust."""
+    return workdir / "coturn-cert.pem"
+
+
+def key_path(workdir: Path) -> Path:
+    return workdir / "coturn-key.pem"
+
+
+def make_certificate(workdir: Path) -> None:
+    """A self-signed P-256 certificate for coturn's addresses, made per lab
+    in its work directory (removed with the lab; never committed)."""
+    names = [*(_SERVER_ADDRESSES[ServerKind.COTURN]), COTURN_V6]
+    san = ",".join(f"IP:{a}" for a in names)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "7", "-subj", "/CN=natkit lab coturn", "-addext",
+         f"subjectAltName={san}", "-keyout", str(key_path(workdir)),
+         "-out", str(certificate_path(workdir))],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    key_path(workdir).chmod(0o600)
 
 
 def log_path(kind: ServerKind, workdir: Path) -> Path:
     return workdir / f"{kind.value}.log"
 
 
-def start_server(kind: ServerKind, namespace: str, workdir: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    kind: ServerKind, namespace: str, workdir: Path, *, ipv6: bool = False
+) -> subprocess.Popen[bytes]:
     """Start ``kind`` in ``namespace``, detached into its own session."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if kind is ServerKind.COTURN:
+        make_certificate(workdir)
     if kind is ServerKind.NATKIT:
         # Find this checkout's ``cli`` package even when it is not installed.
         root = _project_root()
@@ -135,7 +185,7 @@ def start_server(kind: ServerKind, namespace: str, workdir: Path) -> subprocess.
             )
     with open(log_path(kind, workdir), "wb") as log:
         return subprocess.Popen(
-            exec_argv(namespace, server_argv(kind, workdir)),
+            exec_argv(namespace, server_argv(kind, workdir, ipv6=ipv6)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from natkit.lab.errors import UnknownLabError
+from natkit.statefile import process_alive, process_start_time, replace_file
 
 #: Where lab state lives; ``NATKIT_LAB_STATE_DIR`` overrides it (tests, non-/run systems).
 STATE_DIR = Path(os.environ.get("NATKIT_LAB_STATE_DIR", "/run/natkit/labs"))
@@ -53,9 +54,7 @@ class LabRecord:
 
     @property
     def owner_alive(self) -> bool:
-        return self.owner_start is not None and process_start_time(self.owner_pid) == (
-            self.owner_start
-        )
+        return process_alive(self.owner_pid, self.owner_start)
 
     @property
     def stale(self) -> bool:
@@ -82,18 +81,6 @@ class LabRecord:
             pids={str(k): int(v) for k, v in data.get("pids", {}).items()},
             loss_percent=float(data.get("loss_percent", 0.0)),
         )
-
-
-def process_start_time(pid: int) -> int | None:
-    """Clock ticks after boot at which ``pid`` started, or ``None`` if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; skip past it.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return int(fields[19])
 
 
 def state_path(run_id: str) -> Path:
@@ -129,9 +116,7 @@ def reserve(record: LabRecord) -> bool:
 
 def save(record: LabRecord) -> None:
     """Replace the state file atomically (write a sibling, then rename)."""
-    tmp = record.path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(record.to_json(), encoding="utf-8")
-    os.replace(tmp, record.path)
+    replace_file(record.path, record.to_json())
 
 
 def load(run_id: str) -> LabRecord:

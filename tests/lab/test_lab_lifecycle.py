@@ -121,7 +121,7 @@ def test_teardown_when_body_raises() -> None:
 @pytest.mark.usefixtures("lab_host")
 def test_failed_build_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A server that dies at start makes ``up`` raise, after removing everything."""
-    monkeypatch.setattr(servers, "server_argv", lambda kind, workdir: ["false"])
+    monkeypatch.setattr(servers, "server_argv", lambda kind, workdir, **_: ["false"])
     run_id = unused_run_id()
     with pytest.raises(ServerStartError, match="exited with status 1"):
         Lab.up("cgnat", servers=("coturn",), run_id=run_id)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from cli.main import build_parser
 from cli.main import main as cli_main
+from natkit.birthday.ports import PortRange
 from natkit.lab import (
     SCENARIOS,
     Classification,
@@ -23,15 +25,19 @@ from natkit.lab import (
     PortAllocation,
     UnknownScenarioError,
     get_scenario,
+    ipv6,
 )
+from natkit.lab.ipv6 import Ipv6GatewayPlan, Ipv6Spec
 from natkit.lab.loss import loss_threshold, render_loss
-from natkit.lab.nat import NatPlacement, dynamic_objects, render_ruleset
-from natkit.lab.plan import HostKind, plan_lab
+from natkit.lab.nat import KERNEL_RANDOM_PORTS, NatPlacement, dynamic_objects, render_ruleset
+from natkit.lab.plan import NAMESPACE_RE, HostKind, plan_lab
+from natkit.lab.scenarios import BOTH_HARD_PORTS, Scenario, Site
 from natkit.lab.servers import (
     ServerKind,
     binding_request,
     is_binding_success,
     server_addresses,
+    server_argv,
 )
 
 EIM, ADM, APDM = MappingBehavior.EIM, MappingBehavior.ADM, MappingBehavior.APDM
@@ -45,6 +51,8 @@ ALLOWED = [
     ipaddress.IPv4Network(n)
     for n in ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24", "100.64.0.0/10")
 ] + [ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+#: IPv6 the lab may use: documentation space only (RFC 3849).
+LAB_V6 = ipaddress.IPv6Network("2001:db8::/32")
 
 
 def test_scenario_names_are_the_public_contract() -> None:
@@ -62,6 +70,11 @@ def test_scenario_names_are_the_public_contract() -> None:
         "udp-blocked",
         "upnp",
         "upnp-igd1",
+        "birthday-one-hard",
+        "birthday-both-hard",
+        "dual-stack",
+        "nat64",
+        "nat64-56",
     ]
     for scenario in SCENARIOS.values():
         assert scenario.description
@@ -138,6 +151,11 @@ def test_classification_json_and_mismatches() -> None:
             "only emulated for EIM",
         ),
         ({"udp_timeout_s": 0}, "must be positive"),
+        ({"ports": PortRange(40000, 40999)}, "only built for random"),
+        (
+            {"mapping": ADM, "allocation": PortAllocation.RANDOM, "ports": PortRange(1, 9)},
+            "only built for random",
+        ),
     ],
 )
 def test_impossible_specs_are_refused(kwargs: dict[str, object], message: str) -> None:
@@ -206,6 +224,34 @@ def test_random_ports_and_block_udp() -> None:
     assert "meta l4proto udp drop" in blocked
 
 
+def test_port_range_and_input_firewall_rulesets() -> None:
+    spec = NatSpec(APDM, APDF, PortAllocation.RANDOM, ports=BOTH_HARD_PORTS, drop_unsolicited=True)
+    assert render_ruleset(spec, PLACEMENT) == (
+        "table ip nk_nat\n"
+        "delete table ip nk_nat\n"
+        "table ip nk_nat {\n"
+        "\tchain postrouting {\n"
+        "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+        '\t\toifname "nk-wan" meta l4proto udp masquerade to :40000-40999 fully-random\n'
+        '\t\toifname "nk-wan" masquerade fully-random\n'
+        "\t}\n"
+        "\tchain input {\n"
+        "\t\ttype filter hook input priority filter; policy accept;\n"
+        '\t\tiifname "nk-wan" ct state new drop\n'
+        "\t}\n"
+        "}\n"
+    )
+    assert spec.udp_ports == BOTH_HARD_PORTS
+    eim = NatSpec(allocation=PortAllocation.RANDOM, ports=PortRange(30000, 30099))
+    assert 'oifname "nk-wan" meta l4proto udp masquerade to :30000-30099' in render_ruleset(
+        eim, PLACEMENT
+    )
+    assert NatSpec(APDM, APDF, PortAllocation.RANDOM).udp_ports == KERNEL_RANDOM_PORTS
+    assert NatSpec(allocation=PortAllocation.RANDOM).udp_ports == PortRange(20000, 29999)
+    assert NatSpec().udp_ports is None
+    assert NatSpec(APDM, APDF, PortAllocation.SEQUENTIAL).udp_ports is None
+
+
 # -------------------------------------------------------------------- loss
 
 
@@ -240,13 +286,19 @@ def test_plan_names_and_addresses(name: str) -> None:
         for line in host.ip_commands:
             for word in line.replace("/", " ").split():
                 try:
-                    address = ipaddress.IPv4Address(word)
+                    address = ipaddress.ip_address(word)
                 except ValueError:
+                    continue
+                if address.version == 6:
+                    assert address in LAB_V6 or address.is_unspecified, (host.role, line)
                     continue
                 assert any(address in net for net in ALLOWED), (host.role, line)
     assert plan.client_link[0].namespace == plan.namespaces["client"]
-    assert len(plan.routers) == len(SCENARIOS[name].nats)
+    assert len(plan.routers) == len(SCENARIOS[name].all_nats)
     assert all(r.ruleset for r in plan.routers)
+    assert [s.name for s in plan.sites] == ["", *(s.name for s in SCENARIOS[name].sites)]
+    assert len({s.public_address for s in plan.sites}) == len(plan.sites)
+    assert all(NAMESPACE_RE.match(n) for n in names)
 
 
 def test_cgnat_plan() -> None:
@@ -277,6 +329,199 @@ def test_no_nat_plan_puts_client_on_the_bridge() -> None:
     assert "link set nk-client master nk-br" in plan.host("inet").ip_commands
     assert plan.client_link[1].namespace == "nk-abcde-inet"
     assert plan.routers == ()
+
+
+def test_two_site_plan() -> None:
+    plan = plan_lab(get_scenario("birthday-one-hard"), "abcde")
+    assert [h.role for h in plan.hosts] == [
+        "inet", "stun", "coturn", "peer", "nat", "client", "nat-b", "client-b",
+    ]  # fmt: skip
+    nat, nat_b, client_b = plan.host("nat"), plan.host("nat-b"), plan.host("client-b")
+    assert [str(a) for a in nat_b.addresses] == ["198.51.100.2", "10.0.2.1"]
+    assert [str(a) for a in client_b.addresses] == ["10.0.2.2", "10.0.2.3"]
+    assert "route add default via 10.0.2.1 dev nk-eth0" in client_b.ip_commands
+    assert (nat.inside_role, nat_b.inside_role) == ("client", "client-b")
+    assert "link set nk-nat-b master nk-br" in plan.host("inet").ip_commands
+    assert 'oifname "nk-wan" masquerade fully-random' in (nat.ruleset or "")
+    assert 'oifname "nk-wan" masquerade\n' in (nat_b.ruleset or "")
+    assert 'iifname "nk-wan" ct state new drop' in (nat_b.ruleset or "")
+    main, b = plan.site(), plan.site("b")
+    assert (main.client_role, main.router_roles, str(main.public_address)) == (
+        "client", ("nat",), "198.51.100.1",
+    )  # fmt: skip
+    assert (b.client_role, b.router_roles, str(b.public_address)) == (
+        "client-b", ("nat-b",), "198.51.100.2",
+    )  # fmt: skip
+    assert b.client_link[1].namespace == "nk-abcde-nat-b"
+    assert plan.public_address == main.public_address
+    with pytest.raises(KeyError, match="no site 'c'"):
+        plan.site("c")
+
+
+def test_extra_sites_reuse_the_site_builder() -> None:
+    """A second extra site and chains in extra sites come from the same code."""
+    masq = NatSpec()
+    scenario = Scenario(
+        "three-sites",
+        "test only",
+        (masq,),
+        get_scenario("eim-apdf").expected,
+        sites=(Site("b", (masq, masq)), Site("c", ())),
+    )
+    plan = plan_lab(scenario, "abcde")
+    assert [h.role for h in plan.hosts][4:] == [
+        "nat", "client", "cgn-b", "nat-b", "client-b", "client-c",
+    ]  # fmt: skip
+    assert [str(a) for a in plan.host("cgn-b").addresses] == ["198.51.100.2", "100.64.0.1"]
+    assert [str(a) for a in plan.host("nat-b").addresses] == ["100.64.0.2", "10.0.2.1"]
+    assert plan.host("cgn-b").inside_role == "nat-b"
+    assert [str(a) for a in plan.host("client-c").addresses] == ["198.51.100.52"]
+    assert str(plan.site("c").public_address) == "198.51.100.52"
+    assert "link set nk-client-c master nk-br" in plan.host("inet").ip_commands
+
+
+@pytest.mark.parametrize(
+    ("sites", "message"),
+    [
+        ((Site("b", ()), Site("b", ())), "names a site twice"),
+        (tuple(Site(f"s{i}", ()) for i in range(9)), "more than 8"),
+    ],
+)
+def test_bad_sites_are_refused(sites: tuple[Site, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Scenario("x", "x", (), get_scenario("no-nat").expected, sites=sites)
+    with pytest.raises(ValueError, match="site name"):
+        Site("B-2", ())
+
+
+def test_nat64_plan_has_no_ipv4_on_the_client() -> None:
+    plan = plan_lab(get_scenario("nat64"), "abcde")
+    client, nat = plan.host("client"), plan.host("nat")
+    assert client.ip_commands == (
+        "link set lo up",
+        "link set nk-eth0 up",
+        "address add 2001:db8:2::2/64 dev nk-eth0",
+        "route add ::/0 via 2001:db8:2::1 dev nk-eth0",
+    )
+    assert client.addresses == ()
+    assert plan.site().client_addresses == ()
+    assert [str(a) for a in nat.addresses_v6] == ["2001:db8:1::1", "2001:db8:2::1"]
+    assert ("net.ipv6.conf.all.forwarding", "1") in nat.sysctls
+    assert nat.ipv6 is not None
+    assert str(nat.ipv6.spec.nat64_prefix) == "2001:db8:64::/96"
+    assert str(nat.ipv6.dns_server) == "[2001:db8:2::1]:53"
+    assert plan.ipv6_gateways == (nat,)
+    stun = plan.host("stun")
+    assert "route add 2001:db8:2::/64 via 2001:db8:1::1 dev nk-eth0" in stun.ip_commands
+    assert [str(a) for a in stun.addresses_v6] == ["2001:db8:1::10", "2001:db8:1::11"]
+
+
+def test_dual_stack_plan_keeps_ipv4() -> None:
+    plan = plan_lab(get_scenario("dual-stack"), "abcde")
+    client = plan.host("client")
+    assert "route add default via 192.168.1.1 dev nk-eth0" in client.ip_commands
+    assert "route add ::/0 via 2001:db8:2::1 dev nk-eth0" in client.ip_commands
+    assert [str(a) for a in client.addresses] == ["192.168.1.2", "192.168.1.3"]
+    nat = plan.host("nat")
+    assert nat.ipv6 is not None
+    assert nat.ipv6.spec.nat64_prefix is None
+    assert not get_scenario("dual-stack").generic
+    assert get_scenario("eim-apdf").generic
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        ("2001:db8:6000::/36", "RFC 6052"),
+        ("64:ff9b::/96", "tayga drops"),
+        ("2001:db8:0:0:100::/96", "bits 64-71"),
+        ("2001:db8:2::/96", "overlaps"),
+    ],
+)
+def test_bad_nat64_prefixes_are_refused(prefix: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Ipv6Spec(ipaddress.IPv6Network(prefix))
+
+
+def test_ipv6_needs_one_nat_and_one_site() -> None:
+    expected = get_scenario("cgnat").expected
+    with pytest.raises(ValueError, match="one NAT and one site"):
+        Scenario("x", "x", get_scenario("cgnat").nats, expected, ipv6=Ipv6Spec())
+
+
+def test_unbound_and_tayga_configs(tmp_path: Path) -> None:
+    prefix = ipaddress.IPv6Network("2001:db8:6400::/56")
+    gateway = Ipv6GatewayPlan(Ipv6Spec(prefix), ipaddress.IPv6Address("2001:db8:2::1"))
+    text = ipv6.render_unbound_config(gateway, tmp_path, "nat")
+    assert 'module-config: "dns64 iterator"' in text
+    assert "dns64-prefix: 2001:db8:6400::/56" in text
+    assert 'name: "ipv4only.arpa"' in text
+    assert 'name: "natkit.test"' in text
+    assert 'local-zone: "test." nodefault' in text
+    assert "for-upstream: yes" in text
+    assert "interface: 2001:db8:2::1" in text
+    plain = ipv6.render_unbound_config(
+        Ipv6GatewayPlan(Ipv6Spec(), gateway.resolver), tmp_path, "nat"
+    )
+    assert 'module-config: "iterator"' in plain
+    assert "dns64-prefix" not in plain
+    zone = ipv6.render_ipv4only_zone()
+    assert "@ 3600 IN A 192.0.0.170" in zone
+    assert "@ 3600 IN A 192.0.0.171" in zone
+    tayga = ipv6.render_tayga_config(prefix, tmp_path, "nat")
+    assert "prefix 2001:db8:6400::/56" in tayga
+    assert "dynamic-pool 192.168.255.0/24" in tayga
+    assert f"data-dir {tmp_path}/tayga-nat" in tayga
+    assert ipv6.tayga_lines(prefix)[-1] == "route add 2001:db8:6400::/56 dev nk-nat64"
+    names = ipv6.render_names_zone(
+        {"stun": (ipaddress.ip_address("203.0.113.10"), ipaddress.ip_address("2001:db8:1::10"))}
+    )
+    assert "stun 3600 IN A 203.0.113.10" in names
+    assert "stun 3600 IN AAAA 2001:db8:1::10" in names
+
+
+def test_lab_synthesis_matches_rfc6052_examples() -> None:
+    # RFC 6052 §2.4: 192.0.2.33 under each length (by hand, as the lab does it).
+    v4 = ipaddress.IPv4Address("192.0.2.33")
+    for prefix, expected in [
+        ("2001:db8::/32", "2001:db8:c000:221::"),
+        ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
+        ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
+        ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
+        ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
+        ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
+    ]:
+        assert ipv6.synthesize(ipaddress.IPv6Network(prefix), v4) == ipaddress.IPv6Address(expected)
+
+
+def test_dns_bytes_by_hand() -> None:
+    query = ipv6.aaaa_query("ipv4only.arpa", 0x1234)
+    assert query[:2] == b"\x12\x34"
+    assert query.endswith(b"\x08ipv4only\x04arpa\x00\x00\x1c\x00\x01")
+    # The same question back, with one AAAA answer (compressed name).
+    answer = (
+        b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"
+        + query[12:]
+        + b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10"
+        + ipaddress.IPv6Address("2001:db8:64::c000:aa").packed
+    )
+    assert ipv6.aaaa_answers(answer, 0x1234) == [ipaddress.IPv6Address("2001:db8:64::c000:aa")]
+    assert ipv6.aaaa_answers(answer, 0x4321) is None
+    assert ipv6.aaaa_answers(answer[:20], 0x1234) is None
+    nxdomain = b"\x12\x34\x81\x83" + answer[4:]
+    assert ipv6.aaaa_answers(nxdomain, 0x1234) is None
+
+
+def test_coturn_serves_tls_and_ipv6(tmp_path: Path) -> None:
+    argv = server_argv(ServerKind.COTURN, tmp_path, ipv6=True)
+    assert "--no-tls" not in argv
+    assert argv[argv.index("--cert") + 1] == str(tmp_path / "coturn-cert.pem")
+    assert "2001:db8:1::20" in argv
+    assert "2001:db8:1::20" not in server_argv(ServerKind.COTURN, tmp_path)
+    where = server_addresses(ServerKind.COTURN, ipv6=True)
+    assert str(where.ipv6) == "[2001:db8:1::20]:3478"
+    assert str(where.tls) == "203.0.113.20:5349"
+    assert server_addresses(ServerKind.NATKIT, ipv6=True).ipv6 is None
 
 
 def test_plan_refuses_bad_run_id() -> None:
