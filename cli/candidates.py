@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 
-from natkit.aio.candidates import (
-    GatherOptions,
-    PortMapperProvider,
-    gather_candidates,
-    parse_dns_server,
-    parse_server,
-)
+from cli.output import add_format_flags, print_report
+from natkit.aio.candidates import GatherOptions, PortMapperProvider, gather_candidates
+from natkit.aio.dns import parse_dns_server
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.probe.candidates import (
@@ -38,6 +33,7 @@ from natkit.probe.candidates import (
 )
 from natkit.probe.candidates_host import HostPolicy
 from natkit.probe.candidates_stun import GathererConfig
+from natkit.stun.uri import parse_server
 
 EXIT_OK, EXIT_UNDETERMINED, EXIT_USAGE = 0, 2, 64
 
@@ -57,9 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="DNS server (IP[:PORT]) for NAT64 discovery and server names"
         " (default: the system resolver)",
     )
-    output = parser.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print the versioned JSON report")
-    output.add_argument("--json-line", action="store_true", help="print it on one line")
+    add_format_flags(parser)
     parser.add_argument(
         "--port", type=int, default=0, metavar="N", help="local UDP port (default: any free one)"
     )
@@ -134,13 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"natkit candidates: {exc}", file=sys.stderr)
         return EXIT_UNDETERMINED
-    document = report_to_dict(report)
-    if args.json:
-        print(json.dumps(document, indent=2))
-    elif args.json_line:
-        print(json.dumps(document, separators=(",", ":")))
-    else:
-        print(render_human(report))
+    print_report(args, report_to_dict(report), lambda: render_human(report))
     if args.server and not any(s.answered for s in report.servers):
         return EXIT_UNDETERMINED
     return EXIT_OK
@@ -218,17 +206,10 @@ def render_human(report: CandidateReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cli.candidates``: the same command without ``cli.main``."""
-    from cli.main import ArgumentParser  # noqa: PLC0415 (exit 64 on a bad command line)
+    """``python -m cli.candidates``: ``natkit candidates`` by another name."""
+    from cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
 
-    parser = ArgumentParser(prog="natkit candidates", description=(__doc__ or "").split("\n\n")[0])
-    register(parser)
-    args = parser.parse_args(argv)
-    try:
-        result: int = args.run(args)
-    except KeyboardInterrupt:
-        return 130
-    return result
+    return natkit(["candidates", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import sys
 
-from natkit.aio.candidates import parse_dns_server, probe_nat64
+from cli.output import add_format_flags, print_report
 from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
+from natkit.aio.dns import parse_dns_server, probe_nat64
 from natkit.errors import NatkitError
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import check_expectations, parse_expectations
@@ -47,7 +47,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--server",
         action="append",
         default=[],
-        metavar="HOST[:PORT]",
+        metavar="[stun:]HOST[:PORT]",
         help="STUN server (repeatable; the first RFC 5780 one runs the behaviour tests)",
     )
     parser.add_argument(
@@ -58,11 +58,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="build the built-in namespace lab (default scenario eim-apdf; needs root), "
         "classify inside it, tear it down",
     )
-    output = parser.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print the versioned JSON report")
-    output.add_argument(
-        "--json-line", action="store_true", help="print the JSON report on one line"
-    )
+    add_format_flags(parser)
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="give up after this many seconds (default 5)"
     )
@@ -137,12 +133,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"natkit classify: {exc}", file=sys.stderr)
         return 2
     document = report_to_dict(report)
-    if args.json:
-        print(json.dumps(document, indent=2))
-    elif args.json_line:
-        print(json.dumps(document, separators=(",", ":")))
-    else:
-        print(render_human(report))
+    print_report(args, document, lambda: render_human(report))
     outcome, results = check_expectations(document, expectations)
     for result in results:
         if result.outcome:

@@ -275,15 +275,10 @@ def _print_event(event: PortmapEvent, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cli.portmap``: the same command without ``cli.main``."""
-    parser = argparse.ArgumentParser(prog="natkit portmap", description=__doc__.split("\n\n")[0])
-    register(parser)
-    args = parser.parse_args(argv)
-    try:
-        result: int = args.run(args)
-    except KeyboardInterrupt:
-        return 130
-    return result
+    """``python -m cli.portmap``: ``natkit portmap`` by another name."""
+    from cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
+
+    return natkit(["portmap", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 The driver picks the local address the kernel would use towards the first
 server (a connected UDP socket sends nothing), binds the classifier's
-sockets there, answers its TCP check, and returns the report.
+sockets there, answers its TCP check (:mod:`natkit.aio.stun_stream`, several
+staggered connections), and returns the report.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 from collections.abc import Sequence
 
+from natkit.aio.dns import resolve_server as resolve_spec
+from natkit.aio.dns import system_lookup
 from natkit.aio.driver import CoreRunner, run_to_completion
+from natkit.aio.interfaces import route_source
+from natkit.aio.stun_stream import stun_over_stream
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.probe.classifier import ClassifierConfig, NatClassifier
@@ -24,68 +27,36 @@ from natkit.probe.lifetime import (
     LifetimeResult,
 )
 from natkit.probe.report import ClassificationReport
-from natkit.stun.codec import message_length
-from natkit.stun.constants import HEADER_LENGTH
-
-DEFAULT_STUN_PORT = 3478
-
-
-def route_source(destination: Endpoint) -> str:
-    """The source address the kernel picks towards ``destination``."""
-    family = socket.AF_INET if destination.address.version == 4 else socket.AF_INET6
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        probe.connect(destination.sockaddr())
-        return str(probe.getsockname()[0])
-
-
-async def resolve_server(text: str, default_port: int = DEFAULT_STUN_PORT) -> Endpoint:
-    """``HOST[:PORT]`` or ``[V6]:PORT`` to an endpoint (names via getaddrinfo)."""
-    try:
-        return Endpoint.parse(text, default_port)
-    except ValueError:
-        pass
-    host, _, port_text = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
-    if not host:
-        host, port_text = text, ""
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise LocalProtocolError(f"bad server {text!r}") from None
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise LocalProtocolError(f"cannot resolve {host!r}: {exc.strerror}") from None
-    return Endpoint.from_sockaddr(infos[0][4])
-
+from natkit.stun.uri import parse_server
 
 #: The TCP check's connection attempts start this far apart (seconds), so a
 #: lost SYN or SYN-ACK costs a fraction of a second, not the kernel's 1 s RTO.
 TCP_ATTEMPT_DELAYS = (0.0, 0.2, 0.5)
 
 
-async def _tcp_once(server: Endpoint, request: bytes, delay: float) -> bytes | None:
-    await asyncio.sleep(delay)
-    try:
-        reader, writer = await asyncio.open_connection(str(server.address), server.port)
-    except OSError:
-        return None
-    try:
-        writer.write(request)
-        header = await reader.readexactly(HEADER_LENGTH)
-        length = message_length(header) or HEADER_LENGTH
-        return header + await reader.readexactly(length - HEADER_LENGTH)
-    except (OSError, asyncio.IncompleteReadError):
-        return None
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+async def resolve_server(text: str) -> Endpoint:
+    """``[stun:]HOST[:PORT]`` or ``[V6]:PORT`` (:func:`natkit.stun.uri.parse_server`)
+    to the endpoint to classify against: a name's first address from the
+    system resolver (:func:`natkit.aio.dns.system_lookup`)."""
+    server = parse_server(text)
+    if server.tls:
+        raise LocalProtocolError(f"{text!r}: the classifier speaks STUN over UDP and TCP, not TLS")
+    specs, problem = await resolve_spec(server, system_lookup)
+    if problem is not None:
+        raise LocalProtocolError(problem)
+    return specs[0].address
 
 
-async def _tcp_exchange(server: Endpoint, request: bytes, timeout: float) -> bytes | None:
-    """One Binding over TCP; staggered parallel attempts, the first reply wins."""
-    attempts = [asyncio.ensure_future(_tcp_once(server, request, d)) for d in TCP_ATTEMPT_DELAYS]
+async def tcp_check(server: Endpoint, request: bytes, timeout: float) -> bytes | None:
+    """The classifier's TCP check: ``request`` over TCP to ``server``, the
+    reply (``None``: none within ``timeout``). Connections start
+    :data:`TCP_ATTEMPT_DELAYS` apart, in parallel; the first reply wins."""
+
+    async def attempt(delay: float) -> bytes | None:
+        await asyncio.sleep(delay)
+        return (await stun_over_stream(server, request, timeout)).reply
+
+    attempts = [asyncio.ensure_future(attempt(delay)) for delay in TCP_ATTEMPT_DELAYS]
     try:
         async with asyncio.timeout(timeout):
             for finished in asyncio.as_completed(attempts):
@@ -95,8 +66,8 @@ async def _tcp_exchange(server: Endpoint, request: bytes, timeout: float) -> byt
     except TimeoutError:
         pass
     finally:
-        for attempt in attempts:
-            attempt.cancel()
+        for pending in attempts:
+            pending.cancel()
     return None
 
 
@@ -119,14 +90,16 @@ async def classify(
         cores.append(NatClassifier(servers, sockets, now, config))
         return cores[0]
 
-    async def tcp_check(event: TcpCheckRequested, runner: CoreRunner[ClassifierEvent]) -> None:
-        reply = await _tcp_exchange(event.server, event.request, config.timeout)
+    async def answer_tcp_check(
+        event: TcpCheckRequested, runner: CoreRunner[ClassifierEvent]
+    ) -> None:
+        reply = await tcp_check(event.server, event.request, config.timeout)
         cores[0].tcp_check_completed(reply, loop.time())
         runner.transmit()
 
     def on_event(event: ClassifierEvent, runner: CoreRunner[ClassifierEvent]) -> None:
         if isinstance(event, TcpCheckRequested):
-            task = loop.create_task(tcp_check(event, runner))
+            task = loop.create_task(answer_tcp_check(event, runner))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 

@@ -22,8 +22,8 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
-from natkit.aio.classify import route_source
 from natkit.aio.driver import CoreRunner, open_udp_sockets
+from natkit.aio.interfaces import route_source
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError, NatkitError
 from natkit.portmap.events import (

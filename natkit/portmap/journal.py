@@ -34,6 +34,7 @@ from typing import Any
 
 from natkit.endpoint import Endpoint
 from natkit.portmap.mapping import MappingProtocol, TransportProtocol
+from natkit.statefile import process_alive, process_start_time, replace_file
 
 JOURNAL_ENV = "NATKIT_PORTMAP_JOURNAL"
 FORMAT_VERSION = 1
@@ -48,16 +49,6 @@ def default_journal_path() -> Path:
         return Path("/var/lib/natkit/portmap.json")
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "natkit" / "portmap.json"
-
-
-def process_start_time(pid: int) -> int | None:
-    """Clock ticks after boot at which ``pid`` started (``None``: gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(")") + 2 :].split()[19])
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +75,7 @@ class JournalEntry:
 
     @property
     def owner_alive(self) -> bool:
-        return self.owner_start is not None and process_start_time(self.owner_pid) == (
-            self.owner_start
-        )
+        return process_alive(self.owner_pid, self.owner_start)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -178,9 +167,7 @@ class LeaseJournal:
             self.path.unlink(missing_ok=True)
             return
         document = {"version": FORMAT_VERSION, "leases": [e.to_dict() for e in entries]}
-        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_file(self.path, json.dumps(document, indent=2) + "\n")
 
     def entries(self) -> list[JournalEntry]:
         """Every entry, oldest first."""

@@ -41,9 +41,10 @@ import math
 import random
 from abc import ABC, abstractmethod
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
@@ -67,7 +68,11 @@ from natkit.portmap.mapping import (
     TransportProtocol,
     clamp_lifetime,
 )
+from natkit.portmap.wire import DecodeFailure, PortmapDecodeError, UnsupportedVersion
 from natkit.sansio import Datagram
+
+#: A protocol's parsed response.
+Message = TypeVar("Message")
 
 
 class ClientState(Enum):
@@ -95,6 +100,13 @@ class DropReason(Enum):
     STALE = "answers an earlier request"
     BAD_GRANT = "success without a usable external endpoint"
     CLOSED = "arrived after the client finished"
+
+
+_DROP_FOR_DECODE = {
+    DecodeFailure.WRONG_VERSION: DropReason.WRONG_VERSION,
+    DecodeFailure.NOT_A_RESPONSE: DropReason.WRONG_OPCODE,
+    DecodeFailure.UNKNOWN_OPCODE: DropReason.WRONG_OPCODE,
+}
 
 
 class ExchangeKind(Enum):
@@ -147,6 +159,7 @@ class LeaseClient(ABC):
         lifetime: LifetimePolicy,
         epoch: EpochTracker,
         rng: random.Random | None,
+        min_renewal_interval: float,
         previous_external: Endpoint | None = None,
     ) -> None:
         if not 0 < internal.port <= 0xFFFF:
@@ -157,6 +170,8 @@ class LeaseClient(ABC):
         self.internal = internal
         self.transport = transport
         self.lifetime_policy = lifetime
+        #: Renewals never go out closer together than this.
+        self.min_renewal_interval = min_renewal_interval
         #: Datagrams ignored, by reason.
         self.dropped: Counter[DropReason] = Counter()
         # A nonce guards mappings against off-path deletion: unpredictable by default.
@@ -294,10 +309,14 @@ class LeaseClient(ABC):
         elif exchange.kind is not ExchangeKind.DELETE:
             exchange.next_send = at if exchange.next_send is None else min(exchange.next_send, at)
 
-    def _hold_for_deletion(self) -> None:
-        """For ``start=False``: a lease from an earlier run may exist, so a
-        :meth:`delete` must really be sent."""
-        self._may_exist = True
+    def _start_or_hold(self, now: float, start: bool) -> None:
+        """The constructors' last step: :meth:`start`, or (``start=False``)
+        stay idle, holding a lease an earlier run may have left, so that a
+        :meth:`delete` is really sent."""
+        if start:
+            self.start(now)
+        else:
+            self._may_exist = True
 
     # -- protocol hooks -----------------------------------------------------------
 
@@ -329,11 +348,6 @@ class LeaseClient(ABC):
     def _on_datagram(self, data: bytes, now: float) -> None:
         """A datagram from the gateway's address and port."""
 
-    @property
-    @abstractmethod
-    def _min_renewal_interval(self) -> float:
-        """Renewals never go out closer together than this."""
-
     # -- helpers for subclasses ---------------------------------------------------
 
     def _drop(self, reason: DropReason) -> None:
@@ -345,7 +359,41 @@ class LeaseClient(ABC):
     def _renewal_floor(self) -> float:
         if self._last_renewal_sent is None:
             return -math.inf
-        return self._last_renewal_sent + self._min_renewal_interval
+        return self._last_renewal_sent + self.min_renewal_interval
+
+    def _decode(
+        self,
+        data: bytes,
+        parse: Callable[[bytes], Message | UnsupportedVersion],
+        unsupported_version: int,
+        now: float,
+    ) -> Message | None:
+        """``parse(data)``, or ``None`` when there is nothing more to do: bytes
+        that do not parse are dropped; an "unsupported version" answer (from
+        a server of the other protocol: NAT-PMP's is version 0) ends the
+        client with the server's version and ``unsupported_version`` as the
+        result code."""
+        try:
+            message = parse(data)
+        except PortmapDecodeError as exc:
+            self._drop(_DROP_FOR_DECODE.get(exc.reason, DropReason.MALFORMED))
+            return None
+        if isinstance(message, UnsupportedVersion):
+            self._refuse(
+                FailureReason.UNSUPPORTED_VERSION,
+                unsupported_version,
+                now,
+                transient=False,
+                retry_after=0.0,
+                server_version=message.server_version,
+            )
+            return None
+        return message
+
+    def _suggested_port(self, suggested: Endpoint | None) -> int:
+        """The external port to suggest: the one granted before, else the
+        internal port, never 0 (rule 3)."""
+        return suggested.port if suggested is not None and suggested.port else self.internal.port
 
     def _start(
         self, kind: ExchangeKind, now: float, *, at: float | None = None, recreate: bool = False
@@ -499,9 +547,13 @@ class LeaseClient(ABC):
             return
         self._start(ExchangeKind.CREATE, now, at=at, recreate=True)
 
-    def _confirm_deleted(self) -> None:
-        """The gateway acknowledged our deletion."""
-        self._finish(ClientState.DELETED, MappingDeleted(self._mapping, confirmed=True))
+    def _on_delete_answer(self, lifetime: int) -> None:
+        """A success while deleting: lifetime 0 acknowledges the deletion;
+        any other answers an earlier renewal, late."""
+        if lifetime == 0:
+            self._finish(ClientState.DELETED, MappingDeleted(self._mapping, confirmed=True))
+        else:
+            self._drop(DropReason.STALE)
 
     def _revoke(self, now: float) -> None:
         """The gateway dropped the mapping unasked: report it and make it again."""

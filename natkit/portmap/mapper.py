@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from natkit.aio.classify import route_source
+from natkit.aio.interfaces import route_source
 from natkit.aio.portmap import PortMappingError, open_mapping, resolve_gateway
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError, NatkitError

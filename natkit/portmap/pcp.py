@@ -27,7 +27,15 @@ from enum import IntEnum
 
 from natkit.endpoint import IPAddress
 from natkit.errors import LocalProtocolError
-from natkit.portmap.wire import DecodeFailure, PcpDecodeError, UnsupportedVersion
+from natkit.portmap.wire import (
+    RESPONSE_BIT,
+    DecodeFailure,
+    PcpDecodeError,
+    UnsupportedVersion,
+    check_field,
+    check_response_version,
+    result_code,
+)
 
 VERSION = 2
 #: Largest PCP message on either direction (RFC 6887 §7).
@@ -35,8 +43,6 @@ MAX_MESSAGE_LENGTH = 1100
 HEADER_LENGTH = 24
 MAP_FIELDS_LENGTH = 36
 NONCE_LENGTH = 12
-#: The R bit: set in responses (RFC 6887 §7.1).
-RESPONSE_BIT = 0x80
 
 _REQUEST_HEADER = struct.Struct("!BBHI16s")
 _RESPONSE_HEADER = struct.Struct("!BBBBII12s")
@@ -182,17 +188,12 @@ def unspecified_like(address: IPAddress) -> IPAddress:
 # --- building ---------------------------------------------------------------------
 
 
-def _check_field(name: str, value: int, bits: int) -> None:
-    if not 0 <= value < 1 << bits:
-        raise LocalProtocolError(f"{name} out of range: {value}")
-
-
 def _encode_map(fields: MapFields) -> bytes:
     if len(fields.nonce) != NONCE_LENGTH:
         raise LocalProtocolError(f"mapping nonce of {len(fields.nonce)} bytes, not 12")
-    _check_field("protocol", fields.protocol, 8)
-    _check_field("internal port", fields.internal_port, 16)
-    _check_field("external port", fields.external_port, 16)
+    check_field("protocol", fields.protocol, 8)
+    check_field("internal port", fields.internal_port, 16)
+    check_field("external port", fields.external_port, 16)
     return _MAP_FIELDS.pack(
         fields.nonce,
         fields.protocol,
@@ -206,8 +207,8 @@ def _encode_map(fields: MapFields) -> bytes:
 def _encode_options(options: tuple[PcpOption, ...]) -> bytes:
     parts = []
     for option in options:
-        _check_field("option code", option.code, 8)
-        _check_field("option length", len(option.data), 16)
+        check_field("option code", option.code, 8)
+        check_field("option length", len(option.data), 16)
         padding = b"\x00" * (-len(option.data) % 4)
         parts.append(_OPTION_HEADER.pack(option.code, 0, len(option.data)) + option.data + padding)
     return b"".join(parts)
@@ -228,8 +229,8 @@ def _body(opcode: Opcode, fields: MapFields | None, options: tuple[PcpOption, ..
 
 def build_request(request: PcpRequest) -> bytes:
     """Serialise a request (RFC 6887 §7.1)."""
-    _check_field("version", request.version, 8)
-    _check_field("lifetime", request.lifetime, 32)
+    check_field("version", request.version, 8)
+    check_field("lifetime", request.lifetime, 32)
     body = _body(request.opcode, request.map, request.options)
     header = _REQUEST_HEADER.pack(
         request.version,
@@ -270,10 +271,10 @@ def build_announce_request(client_address: IPAddress) -> bytes:
 
 def build_response(response: PcpResponse) -> bytes:
     """Serialise a response (RFC 6887 §7.2); for servers and tests."""
-    _check_field("version", response.version, 8)
-    _check_field("result code", response.result, 8)
-    _check_field("lifetime", response.lifetime, 32)
-    _check_field("epoch", response.epoch, 32)
+    check_field("version", response.version, 8)
+    check_field("result code", response.result, 8)
+    check_field("lifetime", response.lifetime, 32)
+    check_field("epoch", response.epoch, 32)
     if response.opcode is Opcode.MAP and response.map is None:
         # A header-only error response is legal (the request was unparsable).
         body = _encode_options(response.options)
@@ -336,22 +337,17 @@ def _parse_map(data: bytes) -> MapFields:
 
 def parse_response(data: bytes) -> PcpResponse | UnsupportedVersion:
     """Parse and validate what a PCP server sent (see the module docstring)."""
-    if len(data) < 4:
-        raise PcpDecodeError(DecodeFailure.TRUNCATED, f"{len(data)} bytes")
-    if data[0] != VERSION:
-        # RFC 6887 §9: a server of another version answers UNSUPP_VERSION with
-        # its own version. A NAT-PMP server's answer is 8 bytes with a 16-bit
-        # result code (RFC 6886 §3.5), which lands on the same two bytes.
-        if data[2] == 0 and data[3] == ResultCode.UNSUPP_VERSION:
-            return UnsupportedVersion(data[0])
-        raise PcpDecodeError(DecodeFailure.WRONG_VERSION, f"version {data[0]}")
+    # RFC 6887 §9: a server of another version answers UNSUPP_VERSION with
+    # its own version (a NAT-PMP server's 16-bit code lands on the same bytes).
+    other = check_response_version(data, VERSION, PcpDecodeError)
+    if other is not None:
+        return other
     _check_frame(data)
     if not data[1] & RESPONSE_BIT:
         raise PcpDecodeError(DecodeFailure.NOT_A_RESPONSE)
     opcode = _opcode(data[1])
     _version, _op, _reserved, result, lifetime, epoch, _ = _RESPONSE_HEADER.unpack_from(data)
-    known = result in ResultCode.__members__.values()
-    code: int = ResultCode(result) if known else result
+    code = result_code(ResultCode, result)
     fields: MapFields | None = None
     offset = HEADER_LENGTH
     if opcode is Opcode.MAP:

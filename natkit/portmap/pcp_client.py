@@ -47,7 +47,6 @@ from natkit.portmap.pcp import (
     parse_response,
 )
 from natkit.portmap.timing import PcpRetransmission, pcp_first_renewal, pcp_next_renewal
-from natkit.portmap.wire import DecodeFailure, PcpDecodeError, UnsupportedVersion
 
 #: RFC 6887 result codes onto the protocol-independent failure reasons.
 FAILURE_FOR_RESULT: dict[int, FailureReason] = {
@@ -64,12 +63,6 @@ FAILURE_FOR_RESULT: dict[int, FailureReason] = {
     ResultCode.CANNOT_PROVIDE_EXTERNAL: FailureReason.CANNOT_PROVIDE_EXTERNAL,
     ResultCode.ADDRESS_MISMATCH: FailureReason.ADDRESS_MISMATCH,
     ResultCode.EXCESSIVE_REMOTE_PEERS: FailureReason.EXCESSIVE_REMOTE_PEERS,
-}
-
-_DROP_FOR_DECODE = {
-    DecodeFailure.WRONG_VERSION: DropReason.WRONG_VERSION,
-    DecodeFailure.NOT_A_RESPONSE: DropReason.WRONG_OPCODE,
-    DecodeFailure.UNKNOWN_OPCODE: DropReason.WRONG_OPCODE,
 }
 
 
@@ -125,6 +118,7 @@ class PcpClient(LeaseClient):
             lifetime=self.config.lifetime,
             epoch=EpochTracker(EpochRule.PCP),
             rng=rng,
+            min_renewal_interval=self.config.min_renewal_interval,
             previous_external=previous_external,
         )
         if nonce is not None and len(nonce) != NONCE_LENGTH:
@@ -132,30 +126,22 @@ class PcpClient(LeaseClient):
         #: The mapping nonce (RFC 6887 §11.1), fixed for the client's life.
         #: Journal it: only this nonce can delete the mapping later.
         self.nonce = nonce if nonce is not None else self._rng.randbytes(NONCE_LENGTH)
-        if start:
-            self.start(now)
-        else:
-            self._hold_for_deletion()
+        self._start_or_hold(now, start)
 
     # -- lease hooks --------------------------------------------------------------
 
     def _begin(self, now: float) -> None:
         self._start(ExchangeKind.CREATE, now)
 
-    @property
-    def _min_renewal_interval(self) -> float:
-        return self.config.min_renewal_interval
-
     def _request(self, kind: ExchangeKind, lifetime: int, suggested: Endpoint | None) -> bytes:
         # RFC 6887 §11.2: suggest what was assigned before; at first, the
-        # internal port (never 0) and no particular address.
-        port = suggested.port if suggested is not None and suggested.port else self.internal.port
+        # internal port and no particular address.
         return build_map_request(
             client_address=self.internal.address,
             nonce=self.nonce,
             protocol=self.transport,
             internal_port=self.internal.port,
-            suggested_external_port=port,
+            suggested_external_port=self._suggested_port(suggested),
             suggested_external_address=None if suggested is None else suggested.address,
             lifetime=lifetime,
         )
@@ -212,22 +198,10 @@ class PcpClient(LeaseClient):
     # -- datagrams ----------------------------------------------------------------
 
     def _on_datagram(self, data: bytes, now: float) -> None:
-        try:
-            message = parse_response(data)
-        except PcpDecodeError as exc:
-            self._drop(_DROP_FOR_DECODE.get(exc.reason, DropReason.MALFORMED))
+        message = self._decode(data, parse_response, ResultCode.UNSUPP_VERSION, now)
+        if message is None:
             return
-        if isinstance(message, UnsupportedVersion):
-            # A server of another version (a NAT-PMP-only one says 0).
-            self._refuse(
-                FailureReason.UNSUPPORTED_VERSION,
-                ResultCode.UNSUPP_VERSION,
-                now,
-                transient=False,
-                retry_after=0.0,
-                server_version=message.server_version,
-            )
-        elif message.opcode is Opcode.ANNOUNCE:
+        if message.opcode is Opcode.ANNOUNCE:
             self._on_announce(message, now)
         else:
             self._on_map(message, now)
@@ -265,10 +239,7 @@ class PcpClient(LeaseClient):
             return
         assert fields is not None  # a header-only success fails to parse
         if exchange is not None and exchange.kind is ExchangeKind.DELETE:
-            if message.lifetime == 0:
-                self._confirm_deleted()
-            else:
-                self._drop(DropReason.STALE)  # a late answer to a renewal
+            self._on_delete_answer(message.lifetime)
             return
         external = Endpoint(fields.external_address, fields.external_port)
         if external.port == 0 or external.address.is_unspecified:

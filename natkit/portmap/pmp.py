@@ -21,10 +21,17 @@ from enum import IntEnum
 
 from natkit.errors import LocalProtocolError
 from natkit.portmap.mapping import TransportProtocol
-from natkit.portmap.wire import DecodeFailure, PmpDecodeError, UnsupportedVersion
+from natkit.portmap.wire import (
+    RESPONSE_BIT,
+    DecodeFailure,
+    PmpDecodeError,
+    UnsupportedVersion,
+    check_field,
+    check_response_version,
+    result_code,
+)
 
 VERSION = 0
-RESPONSE_BIT = 0x80
 ADDRESS_RESPONSE_LENGTH = 12
 MAP_REQUEST_LENGTH = 12
 MAP_RESPONSE_LENGTH = 16
@@ -101,15 +108,6 @@ class PmpMapResponse:
 PmpResponse = PmpAddressResponse | PmpMapResponse
 
 
-def _check_field(name: str, value: int, bits: int) -> None:
-    if not 0 <= value < 1 << bits:
-        raise LocalProtocolError(f"{name} out of range: {value}")
-
-
-def _result(value: int) -> int:
-    return PmpResultCode(value) if value in PmpResultCode.__members__.values() else value
-
-
 # --- building ---------------------------------------------------------------------
 
 
@@ -127,9 +125,9 @@ def build_map_request(
 ) -> bytes:
     """A map request (RFC 6886 §3.3). Keyword-only so the two ports cannot
     be swapped by position."""
-    _check_field("internal port", internal_port, 16)
-    _check_field("suggested external port", suggested_external_port, 16)
-    _check_field("lifetime", lifetime, 32)
+    check_field("internal port", internal_port, 16)
+    check_field("suggested external port", suggested_external_port, 16)
+    check_field("lifetime", lifetime, 32)
     return _MAP_REQUEST.pack(
         VERSION, map_opcode(transport), 0, internal_port, suggested_external_port, lifetime
     )
@@ -137,8 +135,8 @@ def build_map_request(
 
 def build_address_response(response: PmpAddressResponse) -> bytes:
     """For servers and tests."""
-    _check_field("result code", response.result, 16)
-    _check_field("epoch", response.epoch, 32)
+    check_field("result code", response.result, 16)
+    check_field("epoch", response.epoch, 32)
     return _ADDRESS_RESPONSE.pack(
         VERSION,
         RESPONSE_BIT | PmpOpcode.PUBLIC_ADDRESS,
@@ -152,11 +150,11 @@ def build_map_response(response: PmpMapResponse) -> bytes:
     """For servers and tests."""
     if response.opcode is PmpOpcode.PUBLIC_ADDRESS:
         raise LocalProtocolError("a map response needs a map opcode")
-    _check_field("result code", response.result, 16)
-    _check_field("epoch", response.epoch, 32)
-    _check_field("internal port", response.internal_port, 16)
-    _check_field("external port", response.external_port, 16)
-    _check_field("lifetime", response.lifetime, 32)
+    check_field("result code", response.result, 16)
+    check_field("epoch", response.epoch, 32)
+    check_field("internal port", response.internal_port, 16)
+    check_field("external port", response.external_port, 16)
+    check_field("lifetime", response.lifetime, 32)
     return _MAP_RESPONSE.pack(
         VERSION,
         RESPONSE_BIT | response.opcode,
@@ -173,14 +171,11 @@ def build_map_response(response: PmpMapResponse) -> bytes:
 
 def parse_response(data: bytes) -> PmpResponse | UnsupportedVersion:
     """Parse and validate what a NAT-PMP gateway sent."""
-    if len(data) < 4:
-        raise PmpDecodeError(DecodeFailure.TRUNCATED, f"{len(data)} bytes")
-    if data[0] != VERSION:
-        # A PCP-only server answers version 0 with UNSUPP_VERSION (1), its
-        # 8-bit code in the low byte of NAT-PMP's 16-bit field.
-        if data[2] == 0 and data[3] == PmpResultCode.UNSUPPORTED_VERSION:
-            return UnsupportedVersion(data[0])
-        raise PmpDecodeError(DecodeFailure.WRONG_VERSION, f"version {data[0]}")
+    # A PCP-only server answers version 0 with UNSUPP_VERSION (1), its
+    # 8-bit code in the low byte of NAT-PMP's 16-bit field.
+    other = check_response_version(data, VERSION, PmpDecodeError)
+    if other is not None:
+        return other
     if not data[1] & RESPONSE_BIT:
         raise PmpDecodeError(DecodeFailure.NOT_A_RESPONSE, f"opcode {data[1]}")
     opcode = data[1] & ~RESPONSE_BIT
@@ -188,14 +183,14 @@ def parse_response(data: bytes) -> PmpResponse | UnsupportedVersion:
         if len(data) != ADDRESS_RESPONSE_LENGTH:
             raise PmpDecodeError(DecodeFailure.BAD_LENGTH, f"address response of {len(data)}")
         _v, _op, result, epoch, address = _ADDRESS_RESPONSE.unpack(data)
-        return PmpAddressResponse(_result(result), epoch, ipaddress.IPv4Address(address))
+        code = result_code(PmpResultCode, result)
+        return PmpAddressResponse(code, epoch, ipaddress.IPv4Address(address))
     if opcode in (PmpOpcode.MAP_UDP, PmpOpcode.MAP_TCP):
         if len(data) != MAP_RESPONSE_LENGTH:
             raise PmpDecodeError(DecodeFailure.BAD_LENGTH, f"map response of {len(data)}")
         _v, _op, result, epoch, internal, external, lifetime = _MAP_RESPONSE.unpack(data)
-        return PmpMapResponse(
-            PmpOpcode(opcode), _result(result), epoch, internal, external, lifetime
-        )
+        code = result_code(PmpResultCode, result)
+        return PmpMapResponse(PmpOpcode(opcode), code, epoch, internal, external, lifetime)
     raise PmpDecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode {opcode}")
 
 

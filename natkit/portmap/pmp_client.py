@@ -51,7 +51,6 @@ from natkit.portmap.pmp import (
     parse_response,
 )
 from natkit.portmap.timing import PmpRetransmission, pmp_next_renewal
-from natkit.portmap.wire import DecodeFailure, PmpDecodeError, UnsupportedVersion
 
 #: RFC 6886 result codes onto the protocol-independent failure reasons.
 FAILURE_FOR_RESULT: dict[int, FailureReason] = {
@@ -60,12 +59,6 @@ FAILURE_FOR_RESULT: dict[int, FailureReason] = {
     PmpResultCode.NETWORK_FAILURE: FailureReason.NETWORK_FAILURE,
     PmpResultCode.OUT_OF_RESOURCES: FailureReason.NO_RESOURCES,
     PmpResultCode.UNSUPPORTED_OPCODE: FailureReason.UNSUPPORTED_OPCODE,
-}
-
-_DROP_FOR_DECODE = {
-    DecodeFailure.WRONG_VERSION: DropReason.WRONG_VERSION,
-    DecodeFailure.NOT_A_RESPONSE: DropReason.WRONG_OPCODE,
-    DecodeFailure.UNKNOWN_OPCODE: DropReason.WRONG_OPCODE,
 }
 
 
@@ -125,16 +118,14 @@ class PmpClient(LeaseClient):
             lifetime=self.config.lifetime,
             epoch=EpochTracker(EpochRule.NAT_PMP),
             rng=rng,
+            min_renewal_interval=self.config.min_renewal_interval,
             previous_external=previous_external,
         )
         #: The gateway's external address, once it told us. A caller that
         #: already asked (a port mapper's probe) passes it in, and the first
         #: request is then the map request: one round trip saved.
         self.external_address: ipaddress.IPv4Address | None = external_address
-        if start:
-            self.start(now)
-        else:
-            self._hold_for_deletion()
+        self._start_or_hold(now, start)
 
     # -- lease hooks --------------------------------------------------------------
 
@@ -142,20 +133,14 @@ class PmpClient(LeaseClient):
         kind = ExchangeKind.ADDRESS if self.external_address is None else ExchangeKind.CREATE
         self._start(kind, now)
 
-    @property
-    def _min_renewal_interval(self) -> float:
-        return self.config.min_renewal_interval
-
     def _request(self, kind: ExchangeKind, lifetime: int, suggested: Endpoint | None) -> bytes:
         if kind is ExchangeKind.ADDRESS:
             return build_public_address_request()
-        # RFC 6886 §3.3: suggest the port granted before, else the internal
-        # port; never 0 (rule 3 of the lease engine).
-        port = suggested.port if suggested is not None and suggested.port else self.internal.port
+        # RFC 6886 §3.3: suggest the port granted before, else the internal port.
         return build_map_request(
             transport=self.transport,
             internal_port=self.internal.port,
-            suggested_external_port=port,
+            suggested_external_port=self._suggested_port(suggested),
             lifetime=lifetime,
         )
 
@@ -195,24 +180,10 @@ class PmpClient(LeaseClient):
     # -- datagrams ----------------------------------------------------------------
 
     def _on_datagram(self, data: bytes, now: float) -> None:
-        try:
-            message = parse_response(data)
-        except PmpDecodeError as exc:
-            self._drop(_DROP_FOR_DECODE.get(exc.reason, DropReason.MALFORMED))
-            return
-        if isinstance(message, UnsupportedVersion):
-            self._refuse(
-                FailureReason.UNSUPPORTED_VERSION,
-                PmpResultCode.UNSUPPORTED_VERSION,
-                now,
-                transient=False,
-                retry_after=0.0,
-                server_version=message.server_version,
-            )
-            return
+        message = self._decode(data, parse_response, PmpResultCode.UNSUPPORTED_VERSION, now)
         if isinstance(message, PmpAddressResponse):
             self._on_address(message, now)
-        else:
+        elif isinstance(message, PmpMapResponse):
             self._on_map(message, now)
 
     def _on_address(self, message: PmpAddressResponse, now: float) -> None:
@@ -259,10 +230,7 @@ class PmpClient(LeaseClient):
                 self._recreate(now, now)
             return
         if exchange.kind is ExchangeKind.DELETE:
-            if message.lifetime == 0:
-                self._confirm_deleted()
-            else:
-                self._drop(DropReason.STALE)  # a late answer to a renewal
+            self._on_delete_answer(message.lifetime)
             return
         address = self.external_address
         if message.external_port == 0 or address is None:

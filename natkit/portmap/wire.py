@@ -5,16 +5,20 @@ the gateway and 5350 for announcements, and both start with a version
 byte, so one gateway can serve both and tell them apart (RFC 6886 §1.1).
 A server that does not speak the version it was sent answers "unsupported
 version" with its own version in the first byte; that answer is the only
-message either parser accepts from the other protocol.
+message either parser accepts from the other protocol
+(:func:`check_response_version`).
+
+Both codecs also build with the same range checks (:func:`check_field`) and
+keep result codes they do not know as bare ints (:func:`result_code`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntEnum
 
-from natkit.errors import RemoteProtocolError
+from natkit.errors import LocalProtocolError, RemoteProtocolError
 
 #: The gateway listens here for PCP and NAT-PMP requests (RFC 6887 §19.1, RFC 6886 §3.1).
 SERVER_PORT = 5351
@@ -23,6 +27,11 @@ CLIENT_PORT = 5350
 #: Where restarted gateways multicast their announcements.
 ANNOUNCE_GROUP_V4 = ipaddress.IPv4Address("224.0.0.1")
 ANNOUNCE_GROUP_V6 = ipaddress.IPv6Address("ff02::1")
+#: The top bit of the opcode byte marks a response in both protocols
+#: (PCP's R bit, RFC 6887 §7.1; NAT-PMP's 128 + opcode, RFC 6886 §3.2).
+RESPONSE_BIT = 0x80
+#: "Unsupported version" is result code 1 in both (RFC 6887 §7.4, RFC 6886 §3.5).
+UNSUPPORTED_VERSION_RESULT = 1
 
 
 class DecodeFailure(Enum):
@@ -66,3 +75,34 @@ class UnsupportedVersion:
 
     #: The version byte of the answer: the highest version the server speaks.
     server_version: int
+
+
+def check_response_version(
+    data: bytes, version: int, error: type[PortmapDecodeError]
+) -> UnsupportedVersion | None:
+    """The first check of both response parsers: ``None`` when ``data`` is
+    of ``version``; the other protocol's "unsupported version" answer as an
+    :class:`UnsupportedVersion`; ``error`` for anything else.
+
+    The answer is recognised in bytes 2-3, where both protocols put the
+    result: PCP an 8-bit code after a reserved byte (RFC 6887 §7.2),
+    NAT-PMP a 16-bit one (RFC 6886 §3.5).
+    """
+    if len(data) < 4:
+        raise error(DecodeFailure.TRUNCATED, f"{len(data)} bytes")
+    if data[0] == version:
+        return None
+    if data[2] == 0 and data[3] == UNSUPPORTED_VERSION_RESULT:
+        return UnsupportedVersion(data[0])
+    raise error(DecodeFailure.WRONG_VERSION, f"version {data[0]}")
+
+
+def result_code(codes: type[IntEnum], value: int) -> int:
+    """``value`` as a member of ``codes``, or the bare int of an unknown code."""
+    return codes(value) if value in codes.__members__.values() else value
+
+
+def check_field(name: str, value: int, bits: int) -> None:
+    """Refuse to build a field that does not fit in ``bits`` (caller's error)."""
+    if not 0 <= value < 1 << bits:
+        raise LocalProtocolError(f"{name} out of range: {value}")

@@ -1,6 +1,6 @@
 """Host candidates: which interface addresses a peer could use, and a local CLAT.
 
-Pure: the interface list is an input (``natkit.aio.candidates`` reads it
+Pure: the interface list is an input (``natkit.aio.interfaces`` reads it
 with ``ifaddr``). A socket bound to the wildcard address receives on every
 address of its family, so each usable address, with that socket's port, is
 a host candidate (RFC 8445 §5.1.1.1).

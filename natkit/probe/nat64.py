@@ -41,7 +41,7 @@ rather than a wrong prefix:
 
 Several prefixes are allowed (RFC 7050 §3: a network may run several
 NAT64s); they are kept in the order the resolver gave them. Nothing here
-does I/O: ``natkit.aio.candidates`` asks the resolver (dnspython) and hands
+does I/O: ``natkit.aio.dns`` asks the resolver (dnspython) and hands
 the addresses over. The optional DNSSEC validation of RFC 7050 §3.1 is not
 done; the checks above are heuristics, as RFC 7050 §3 says discovery is.
 """

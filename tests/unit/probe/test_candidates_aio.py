@@ -22,13 +22,9 @@ from typing import Any
 
 import pytest
 
-from natkit.aio.candidates import (
-    GatherOptions,
-    gather_candidates,
-    open_gathering_sockets,
-    parse_server,
-    stun_over_stream,
-)
+from natkit.aio.candidates import GatherOptions, gather_candidates
+from natkit.aio.interfaces import open_gathering_sockets
+from natkit.aio.stun_stream import stun_over_stream
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.probe.candidates import (
@@ -39,11 +35,12 @@ from natkit.probe.candidates import (
     ServerOutcome,
 )
 from natkit.probe.candidates_host import HostPolicy, InterfaceAddress
-from natkit.probe.candidates_stun import GathererConfig, StreamTarget
+from natkit.probe.candidates_stun import GathererConfig
 from natkit.probe.nat64 import Nat64Status
 from natkit.stun.attributes import XorAddressAttribute
 from natkit.stun.codec import Message, binding_request, encode_message, parse_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
+from natkit.stun.uri import parse_server
 
 LOOPBACK = [InterfaceAddress("lo", ipaddress.ip_address("127.0.0.1"), 8)]
 OPTIONS = GatherOptions(host=HostPolicy(include_loopback=True), nat64=False)
@@ -283,9 +280,8 @@ async def test_stream_exchange_survives_refusals() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = Endpoint.from_sockaddr(probe.getsockname())
-    target = StreamTarget("x", closed, closed, CandidateTransport.TCP)
     request = encode_message(binding_request(b"\x01" * 12))
-    answer = await stun_over_stream(target, request, 1.0)
+    answer = await stun_over_stream(closed, request, 1.0)
     assert answer.reply is None
     assert answer.detail.startswith("cannot connect")
 
