@@ -18,13 +18,13 @@ for every destination).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
 
 from natkit.aio.driver import local_endpoint, open_udp_sockets, run_to_completion
+from natkit.aio.stun_query import stun_binding
 from natkit.birthday.events import BirthdayEvent
 from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
@@ -32,10 +32,6 @@ from natkit.birthday.schedule import SendPlan, opener_plan, pacing_gap, spray_pl
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import RemoteProtocolError
 from natkit.sansio import Datagram, SansIOCore
-from natkit.stun.client import StunClient
-from natkit.stun.codec import binding_request
-from natkit.stun.events import ClientEvent, ResponseReceived, TransactionTimedOut
-from natkit.stun.transaction import RetransmissionPolicy
 
 #: ``on_send(now, datagram)``: called for every datagram the core sends.
 SendObserver = Callable[[float, Datagram], None]
@@ -207,25 +203,7 @@ async def learn_mapped_endpoint(
     [sock] = open_udp_sockets([local])
     bound = local_endpoint(sock)
     sock.close()
-    policy = RetransmissionPolicy(rto=0.25, rc=4, rm=4)
-
-    def make(_: list[Endpoint], now: float) -> SansIOCore[ClientEvent]:
-        client = StunClient(policy=policy)
-        client.send_request(binding_request(client.new_transaction_id()), server, now)
-        return client
-
-    def result_of(event: ClientEvent) -> tuple[Endpoint | None] | None:
-        if isinstance(event, ResponseReceived):
-            return (event.response.reflexive_address,)
-        if isinstance(event, TransactionTimedOut):
-            return (None,)
-        return None
-
-    try:
-        async with asyncio.timeout(timeout):
-            (mapped,) = await run_to_completion(make, [bound], result_of)
-    except TimeoutError:
-        mapped = None
+    mapped = await stun_binding(server, bound, timeout=timeout)
     if mapped is None:
         raise StunUnansweredError(server)
     return bound, mapped

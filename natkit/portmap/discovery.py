@@ -17,7 +17,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from natkit.aio.driver import open_udp_sockets, run_to_completion
+from natkit.aio.driver import open_udp_sockets
+from natkit.aio.stun_query import stun_binding
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.portmap.pmp import (
     PmpAddressResponse,
@@ -26,11 +27,6 @@ from natkit.portmap.pmp import (
     parse_response,
 )
 from natkit.portmap.wire import PmpDecodeError, UnsupportedVersion
-from natkit.sansio import SansIOCore
-from natkit.stun.client import StunClient
-from natkit.stun.codec import binding_request
-from natkit.stun.events import ClientEvent, ResponseReceived, TransactionTimedOut
-from natkit.stun.transaction import RetransmissionPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,25 +115,4 @@ async def stun_mapped_address(
     server: Endpoint, local: IPAddress, timeout: float = 2.0
 ) -> Endpoint | None:
     """The reflexive address ``server`` reports (``None`` without an answer)."""
-    policy = RetransmissionPolicy(rto=0.25, rc=4, rm=4)
-
-    def make(_endpoints: list[Endpoint], now: float) -> SansIOCore[ClientEvent]:
-        client = StunClient(policy=policy)
-        client.send_request(binding_request(client.new_transaction_id()), server, now)
-        return client
-
-    def result_of(event: ClientEvent) -> tuple[Endpoint | None] | None:
-        if isinstance(event, ResponseReceived):
-            return (event.response.reflexive_address,)
-        if isinstance(event, TransactionTimedOut):
-            return (None,)
-        return None
-
-    try:
-        async with asyncio.timeout(timeout):
-            found: tuple[Endpoint | None] = await run_to_completion(
-                make, [Endpoint(local, 0)], result_of
-            )
-    except TimeoutError:
-        return None
-    return found[0]
+    return await stun_binding(server, Endpoint(local, 0), timeout=timeout)
