@@ -78,7 +78,9 @@ def bench_scenario(name: str, runs: int, loss: float) -> dict[str, Timing]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument(
+        "scenarios", nargs="*", default=[s.name for s in SCENARIOS.values() if s.generic]
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--loss", type=float, default=0.0, help="percent, each way")
     parser.add_argument("--json", action="store_true")

@@ -25,7 +25,9 @@ NATKIT = str(Path(sys.executable).with_name("natkit"))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument(
+        "scenarios", nargs="*", default=[s.name for s in SCENARIOS.values() if s.generic]
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--loss", type=float, nargs="+", default=[0.0, 20.0])
     parser.add_argument("--servers", nargs="+", default=["natkit", "coturn"])

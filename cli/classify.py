@@ -15,11 +15,12 @@ import sys
 
 from cli.output import add_format_flags, print_report
 from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
-from natkit.aio.dns import parse_dns_server, probe_nat64
+from natkit.aio.interfaces import has_routable_ipv6_here
 from natkit.errors import NatkitError
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import check_expectations, parse_expectations
 from natkit.probe.lifetime import LifetimeConfig
+from natkit.probe.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
 from natkit.probe.report import ClassificationReport, RunStatus, report_to_dict
 
 SCALAR_KEYS = (
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         return 64
     try:
         if args.dns is not None:
-            parse_dns_server(args.dns)
+            _check_dns_server(args.dns)
         report = asyncio.run(_classify(args))
     except NatkitError as exc:
         print(f"natkit classify: {exc}", file=sys.stderr)
@@ -154,21 +155,24 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
         test_hairpin=not args.no_hairpin,
         timeout=args.timeout,
     )
-    # NAT64 discovery (RFC 7050) runs beside the classification, not after it.
+    # NAT64 discovery (RFC 7050) runs beside the classification, not after
+    # it, and only where a NAT64 could be used at all (an IPv6 address).
     nat64_task = None
-    if not args.no_nat64:
-        nat64_task = asyncio.ensure_future(
-            probe_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
-        )
+    if not args.no_nat64 and has_routable_ipv6_here():
+        nat64_task = asyncio.ensure_future(_discover_nat64(args))
     try:
         report = await classify(servers, config=config, local_address=args.local_address)
     except BaseException:
         if nat64_task is not None:
             nat64_task.cancel()
         raise
+    nat64: Nat64Discovery | None = None
     if nat64_task is not None:
         # Bounded by its own timeout; discovery never raises for DNS trouble.
         nat64 = await nat64_task
+    elif not args.no_nat64:
+        nat64 = NAT64_NOT_APPLICABLE
+    if nat64 is not None:
         report = dataclasses.replace(
             report, nat64=nat64, reasons={**report.reasons, "nat64": nat64.reason}
         )
@@ -185,6 +189,19 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
             reasons={**report.reasons, "binding_lifetime": lifetime.reason},
         )
     return report
+
+
+def _check_dns_server(text: str) -> None:
+    # dnspython is slow to import (~0.1 s): only runs that need DNS load it.
+    from natkit.aio.dns import parse_dns_server  # noqa: PLC0415
+
+    parse_dns_server(text)
+
+
+async def _discover_nat64(args: argparse.Namespace) -> Nat64Discovery:
+    from natkit.aio.dns import discover_nat64  # noqa: PLC0415 (see _check_dns_server)
+
+    return await discover_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from natkit.aio.dns import resolve_server as resolve_spec
-from natkit.aio.dns import system_lookup
 from natkit.aio.driver import CoreRunner, run_to_completion
 from natkit.aio.interfaces import route_source
 from natkit.aio.stun_stream import stun_over_stream
@@ -41,6 +39,12 @@ async def resolve_server(text: str) -> Endpoint:
     server = parse_server(text)
     if server.tls:
         raise LocalProtocolError(f"{text!r}: the classifier speaks STUN over UDP and TCP, not TLS")
+    if server.literal is not None:
+        return Endpoint(server.literal, server.port)
+    # Only names need the resolver module (it pulls in dnspython, ~0.1 s to import).
+    from natkit.aio.dns import resolve_server as resolve_spec  # noqa: PLC0415
+    from natkit.aio.dns import system_lookup  # noqa: PLC0415
+
     specs, problem = await resolve_spec(server, system_lookup)
     if problem is not None:
         raise LocalProtocolError(problem)

@@ -32,13 +32,14 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 
-from natkit.aio.interfaces import list_interface_addresses
+from natkit.aio.interfaces import has_routable_ipv6_here
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.probe.candidates_host import InterfaceAddress, has_routable_ipv6
 from natkit.probe.candidates_plan import ServerSpec
 from natkit.probe.nat64 import (
     IPV4ONLY_ARPA,
+    NAT64_NOT_APPLICABLE,
     Nat64Discovery,
     Nat64Status,
     prefixes_from_answers,
@@ -47,11 +48,6 @@ from natkit.stun.uri import ParsedServer
 
 #: A host name's addresses, best first; when there are none, why.
 NameLookup = Callable[[str], Awaitable[tuple[list[IPAddress], str]]]
-
-NAT64_NOT_APPLICABLE = Nat64Discovery(
-    Nat64Status.NOT_APPLICABLE,
-    reason="no IPv6 address beyond loopback and link-local: a NAT64 is of no use here",
-)
 
 
 # -- resolvers ------------------------------------------------------------------------
@@ -147,8 +143,8 @@ async def probe_nat64(
 ) -> Nat64Discovery:
     """:func:`discover_nat64` when this host has an IPv6 address to use a
     NAT64 with; otherwise ``NOT_APPLICABLE`` without asking anyone."""
-    addresses = list_interface_addresses() if interfaces is None else interfaces
-    if not has_routable_ipv6(addresses):
+    usable = has_routable_ipv6_here() if interfaces is None else has_routable_ipv6(interfaces)
+    if not usable:
         return NAT64_NOT_APPLICABLE
     return await discover_nat64(resolver, dns_server=dns_server, timeout=timeout)
 

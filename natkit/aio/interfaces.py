@@ -13,10 +13,8 @@ import errno
 import ipaddress
 import socket
 
-import ifaddr
-
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.probe.candidates_host import InterfaceAddress
+from natkit.probe.candidates_host import InterfaceAddress, has_routable_ipv6
 
 #: Any port does for asking the kernel for a route (nothing is sent).
 _ROUTE_PROBE_PORT = 3478
@@ -25,6 +23,9 @@ _ROUTE_PROBE_PORT = 3478
 def list_interface_addresses() -> tuple[InterfaceAddress, ...]:
     """Every address of every interface (``ifaddr``); link-local IPv6
     addresses carry their interface as scope."""
+    # ifaddr (ctypes) costs ~50 ms to import: only gathering needs it.
+    import ifaddr  # noqa: PLC0415
+
     found: list[InterfaceAddress] = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -38,6 +39,40 @@ def list_interface_addresses() -> tuple[InterfaceAddress, ...]:
                 address = ipaddress.IPv4Address(ip.ip)
             found.append(InterfaceAddress(adapter.name, address, ip.network_prefix))
     return tuple(found)
+
+
+#: Linux lists every IPv6 address here: hex address, ifindex, prefix length,
+#: scope, flags, interface name.
+_PROC_IF_INET6 = "/proc/net/if_inet6"
+
+
+def ipv6_addresses_from_proc(path: str = _PROC_IF_INET6) -> tuple[InterfaceAddress, ...] | None:
+    """IPv6 addresses from ``/proc/net/if_inet6``, or ``None`` where there is no such file."""
+    try:
+        with open(path, encoding="ascii") as listing:
+            lines = listing.read().splitlines()
+    except OSError:
+        return None
+    found: list[InterfaceAddress] = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) != 6:
+            continue
+        try:
+            address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+            found.append(InterfaceAddress(fields[5], address, int(fields[2], 16)))
+        except ValueError:
+            continue
+    return tuple(found)
+
+
+def has_routable_ipv6_here() -> bool:
+    """Whether this host has an IPv6 address beyond loopback and link-local
+    (:func:`has_routable_ipv6`), cheaply from ``/proc`` where it exists."""
+    addresses = ipv6_addresses_from_proc()
+    if addresses is None:
+        addresses = list_interface_addresses()
+    return has_routable_ipv6(addresses)
 
 
 def route_source(destination: Endpoint) -> str:

@@ -340,3 +340,10 @@ def prefixes_from_answers(answers: Sequence[IPv6Address]) -> Nat64Discovery:
     return Nat64Discovery(
         Nat64Status.FOUND, prefixes=tuple(valid), answers=received, reason="; ".join(notes)
     )
+
+
+#: The discovery result for a host that could not use a NAT64 anyway.
+NAT64_NOT_APPLICABLE = Nat64Discovery(
+    Nat64Status.NOT_APPLICABLE,
+    reason="no IPv6 address beyond loopback and link-local: a NAT64 is of no use here",
+)
