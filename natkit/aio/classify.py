@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from natkit.aio.driver import CoreRunner, run_to_completion
 from natkit.aio.interfaces import route_source
-from natkit.aio.stun_stream import stun_over_stream
+from natkit.aio.stun_stream import StreamReply, stun_over_stream
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.probe.classifier import ClassifierConfig, NatClassifier
@@ -29,7 +29,7 @@ from natkit.stun.uri import parse_server
 
 #: The TCP check's connection attempts start this far apart (seconds), so a
 #: lost SYN or SYN-ACK costs a fraction of a second, not the kernel's 1 s RTO.
-TCP_ATTEMPT_DELAYS = (0.0, 0.2, 0.5)
+TCP_ATTEMPT_DELAYS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.9)
 
 
 async def resolve_server(text: str) -> Endpoint:
@@ -51,14 +51,15 @@ async def resolve_server(text: str) -> Endpoint:
     return specs[0].address
 
 
-async def tcp_check(server: Endpoint, request: bytes, timeout: float) -> bytes | None:
+async def tcp_check(server: Endpoint, request: bytes, timeout: float) -> StreamReply | None:
     """The classifier's TCP check: ``request`` over TCP to ``server``, the
     reply (``None``: none within ``timeout``). Connections start
     :data:`TCP_ATTEMPT_DELAYS` apart, in parallel; the first reply wins."""
 
-    async def attempt(delay: float) -> bytes | None:
+    async def attempt(delay: float) -> StreamReply | None:
         await asyncio.sleep(delay)
-        return (await stun_over_stream(server, request, timeout)).reply
+        answer = await stun_over_stream(server, request, timeout)
+        return answer if answer.reply is not None else None
 
     attempts = [asyncio.ensure_future(attempt(delay)) for delay in TCP_ATTEMPT_DELAYS]
     try:
@@ -97,8 +98,11 @@ async def classify(
     async def answer_tcp_check(
         event: TcpCheckRequested, runner: CoreRunner[ClassifierEvent]
     ) -> None:
-        reply = await tcp_check(event.server, event.request, config.timeout)
-        cores[0].tcp_check_completed(reply, loop.time())
+        answer = await tcp_check(event.server, event.request, config.timeout)
+        if answer is None:
+            cores[0].tcp_check_completed(None, loop.time())
+        else:
+            cores[0].tcp_check_completed(answer.reply, loop.time(), answer.rtt)
         runner.transmit()
 
     def on_event(event: ClassifierEvent, runner: CoreRunner[ClassifierEvent]) -> None:

@@ -99,12 +99,12 @@ class ClassifierConfig:
     #: Attempts per test before it is called inconclusive.
     max_attempts: int = 40
     #: Spacing of attempts: the smoothed RTT, clamped to [min, max]...
-    min_interval: float = 0.010
+    min_interval: float = 0.005
     max_interval: float = 0.5
     #: ...or this while no UDP answer has been seen.
     initial_interval: float = 0.05
     #: An attempt counts as lost once this long passed (or 2x the worst RTT seen)...
-    min_window: float = 0.025
+    min_window: float = 0.015
     #: ...or this while no RTT is known.
     initial_window: float = 0.5
     #: Give up on everything still open after this long.
@@ -213,8 +213,13 @@ class NatClassifier:
 
     # -- inputs from the driver ---------------------------------------------------
 
-    def tcp_check_completed(self, reply: bytes | None, now: float) -> None:
-        """The reply to :class:`TcpCheckRequested` (``None``: connect or read failed)."""
+    def tcp_check_completed(
+        self, reply: bytes | None, now: float, rtt: float | None = None
+    ) -> None:
+        """The reply to :class:`TcpCheckRequested` (``None``: connect or read failed).
+
+        ``rtt`` is the driver's measure of the exchange itself; without it the
+        time since the request is used, which a lost SYN inflates by seconds."""
         check = self._tcp
         if check.done:
             return
@@ -229,7 +234,7 @@ class NatClassifier:
                 and message.transaction_id == check.transaction_id
                 and message.message_class is MessageClass.SUCCESS_RESPONSE
             ):
-                check.rtt = now - check.sent_at
+                check.rtt = now - check.sent_at if rtt is None else rtt
                 check.mapped = message.reflexive_address
         self._advance(now)
 

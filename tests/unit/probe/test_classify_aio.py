@@ -63,17 +63,19 @@ async def tcp_stun() -> AsyncIterator[Serve]:
 
 async def test_tcp_check_gets_the_reply(tcp_stun: Serve) -> None:
     server = await tcp_stun(0)
-    reply = await tcp_check(server, REQUEST, 2.0)
-    assert reply is not None
-    assert parse_message(reply).transaction_id == TID
+    answer = await tcp_check(server, REQUEST, 2.0)
+    assert answer is not None
+    assert answer.reply is not None
+    assert parse_message(answer.reply).transaction_id == TID
+    assert answer.rtt is not None
 
 
 async def test_a_later_attempt_wins_when_the_first_hangs(tcp_stun: Serve) -> None:
     server = await tcp_stun(1)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    reply = await tcp_check(server, REQUEST, 2.0)
-    assert reply is not None
+    answer = await tcp_check(server, REQUEST, 2.0)
+    assert answer is not None
     assert TCP_ATTEMPT_DELAYS[1] <= loop.time() - started < 1.0
 
 
