@@ -19,6 +19,7 @@ from natkit.aio.interfaces import has_routable_ipv6_here
 from natkit.errors import NatkitError
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import check_expectations, parse_expectations
+from natkit.probe.hops import Hop, HopReply
 from natkit.probe.lifetime import LifetimeConfig
 from natkit.probe.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
 from natkit.probe.report import ClassificationReport, RunStatus, report_to_dict
@@ -79,6 +80,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-nat64", action="store_true", help="skip NAT64 discovery")
     parser.add_argument("--no-hairpin", action="store_true", help="skip the hairpinning test")
+    parser.add_argument(
+        "--no-path",
+        action="store_true",
+        help="skip the hop-limited probe that finds the routers (and a carrier-grade NAT)"
+        " on the way to the first server",
+    )
     parser.add_argument(
         "--lifetime",
         action="store_true",
@@ -155,6 +162,8 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
         test_hairpin=not args.no_hairpin,
         timeout=args.timeout,
     )
+    if args.no_path:
+        config = dataclasses.replace(config, hop_limit=0)
     # NAT64 discovery (RFC 7050) runs beside the classification, not after
     # it, and only where a NAT64 could be used at all (an IPv6 address).
     nat64_task = None
@@ -214,6 +223,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     argv += ["--timeout", str(args.timeout), "--allocation-sockets", str(args.allocation_sockets)]
     if args.no_hairpin:
         argv.append("--no-hairpin")
+    if args.no_path:
+        argv.append("--no-path")
     if args.lifetime:
         argv += ["--lifetime", "--lifetime-max", str(args.lifetime_max)]
     for expect in args.expect:
@@ -231,6 +242,23 @@ def _verdict(value: bool | None) -> str:
 
 def _yes_no(value: bool | None) -> str:
     return {True: "yes", False: "no", None: "not tested"}[value]
+
+
+def _path(hops: tuple[Hop, ...] | None) -> str:
+    """``192.168.1.1 > 100.64.0.1 > server``: the routers by TTL (``*``: no answer)."""
+    if hops is None:
+        return "not probed"
+    return " > ".join(_hop(hop) for hop in hops) or "none"
+
+
+def _hop(hop: Hop) -> str:
+    if hop.reply is HopReply.DESTINATION:
+        return "server"
+    if hop.reply is HopReply.NONE:
+        return "*"
+    if hop.reply is HopReply.UNREACHABLE:
+        return f"{hop.address} (unreachable)"
+    return str(hop.address)
 
 
 def render_human(report: ClassificationReport) -> str:
@@ -276,6 +304,7 @@ def render_human(report: ClassificationReport) -> str:
         rows.append(("Binding lifetime", lifetime, reasons["binding_lifetime"]))
     rows.append(("CGNAT", _verdict(report.cgnat), reasons.get("cgnat", "")))
     rows.append(("Double NAT", _verdict(report.double_nat), reasons.get("double_nat", "")))
+    rows.append(("Path", _path(report.path), ""))
     if report.nat64 is not None:
         prefixes = ", ".join(str(p) for p in report.nat64.prefixes)
         rows.append(("NAT64", prefixes or report.nat64.status.value, report.nat64.reason))

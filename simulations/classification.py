@@ -8,6 +8,7 @@ the virtual clock and returns the report with what it cost.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from dataclasses import dataclass
 from enum import Enum
@@ -16,13 +17,17 @@ from natkit.endpoint import Endpoint
 from natkit.probe.classifier import ClassifierConfig, NatClassifier
 from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
 from natkit.probe.report import ClassificationReport
-from natkit.sansio import Datagram
+from natkit.sansio import Datagram, IcmpError
 from natkit.stun.constants import ChangeFlags
 from natkit.stun.server import ServerConfig, StunServer, Transport
 from simulations.driver import CoreDriver
 from simulations.firewall import FirewallConfig
 from simulations.nat import NatConfig
-from simulations.topology import standard_topology
+from simulations.topology import CARRIER_PREFIX, standard_topology
+
+#: The classifier's defaults without the hop probe: what a run without a
+#: ``config`` uses (see :func:`simulate_classification`).
+NO_HOP_PROBE = ClassifierConfig(hop_limit=0)
 
 #: Address of the optional second (plain RFC 5389) server.
 SECOND_SERVER = Endpoint.parse("203.0.113.20:3478")
@@ -64,6 +69,9 @@ class _CountingCore:
     def handle_timer(self, now: float) -> None:
         self.core.handle_timer(now)
 
+    def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
+        self.core.receive_icmp_error(error, socket, now)
+
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out = self.core.datagrams_to_send(now)
         self.sent += len(out)
@@ -80,6 +88,7 @@ def simulate_classification(
     nat: NatConfig | FirewallConfig | None,
     *,
     carrier: NatConfig | None = None,
+    carrier_prefix: ipaddress.IPv4Network = CARRIER_PREFIX,
     server: ServerKind = ServerKind.RFC5780,
     second_server: bool = False,
     tcp_reachable: bool = True,
@@ -93,9 +102,19 @@ def simulate_classification(
 
     ``loss`` and ``delay`` are per direction on the client's access link.
     TCP is not simulated: the TCP check is answered by the server core one
-    round trip later when ``tcp_reachable``, and fails otherwise.
+    round trip later when ``tcp_reachable``, and fails otherwise. Without a
+    ``config`` the hop probe is off (:data:`NO_HOP_PROBE`); pass
+    ``ClassifierConfig()`` for the classifier's real defaults.
     """
-    topo = standard_topology(nat, carrier=carrier, delay=delay, jitter=jitter, loss=loss, seed=seed)
+    topo = standard_topology(
+        nat,
+        carrier=carrier,
+        carrier_prefix=carrier_prefix,
+        delay=delay,
+        jitter=jitter,
+        loss=loss,
+        seed=seed,
+    )
     endpoints = topo.server_endpoints
     if server is ServerKind.BASIC:
         stun = StunServer(ServerConfig((endpoints[0],)))
@@ -111,7 +130,10 @@ def simulate_classification(
         CoreDriver(extra, host.bind_all([(SECOND_SERVER.address, SECOND_SERVER.port)]))
         servers.append(SECOND_SERVER)
 
-    config = config or ClassifierConfig()
+    # Seeded runs keep the packet traces they had before the hop probe
+    # existed (its datagrams would take draws from the network's RNG);
+    # ask for it with a config that has ``hop_limit``.
+    config = config or NO_HOP_PROBE
     sockets = topo.bind_client(config.sockets_needed)
     start = topo.loop.now
     core = NatClassifier(servers, [s.local for s in sockets], start, config, random.Random(seed))

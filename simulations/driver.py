@@ -3,7 +3,9 @@
 This is the simulator's counterpart of the asyncio driver, and as thin:
 
 * a datagram arriving on socket ``i`` becomes
-  ``core.receive_datagram(data, source, i, now)``;
+  ``core.receive_datagram(data, source, i, now)``, and an ICMP error about
+  one it sent from there ``core.receive_icmp_error(error, i, now)`` when the
+  core has that method (``icmp_ignored`` counts the rest);
 * after every call into the core, ``flush()`` sends what
   ``datagrams_to_send(now)`` returns (each from the socket it names), moves
   ``next_event()`` results into ``events``, and arms ``get_timer()``;
@@ -21,10 +23,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from natkit.endpoint import Endpoint
-from natkit.sansio import SansIOCore
+from natkit.sansio import IcmpError, SansIOCore
 from simulations.errors import SimulationError
 from simulations.network import SimSocket
-from simulations.packet import Packet
+from simulations.packet import IcmpInfo, Packet
 
 EventT = TypeVar("EventT")
 
@@ -95,6 +97,12 @@ class CoreDriver(Generic[EventT]):
         #: Datagrams handed to the core / sent on its behalf.
         self.received = 0
         self.sent = 0
+        #: ICMP errors handed to the core, and those it has no method for.
+        self.icmp_received = 0
+        self.icmp_ignored = 0
+        self._icmp_handler: Callable[[IcmpError, int, float], None] | None = getattr(
+            core, "receive_icmp_error", None
+        )
         self._loop = network.loop
         # Time of the earliest timer event in flight, if any.
         self._armed: float | None = None
@@ -143,7 +151,7 @@ class CoreDriver(Generic[EventT]):
                 raise SimulationError(
                     f"core sent from socket {datagram.socket}, it has {len(sockets)}"
                 )
-            sockets[datagram.socket].send(datagram.data, datagram.remote)
+            sockets[datagram.socket].send(datagram.data, datagram.remote, datagram.ttl)
             self.sent += 1
         event = core.next_event()
         while event is not None:
@@ -160,11 +168,32 @@ class CoreDriver(Generic[EventT]):
 
     def _receiver(self, index: int) -> Callable[[Packet], None]:
         def receive(packet: Packet) -> None:
+            icmp = packet.icmp
+            if icmp is not None:
+                self._receive_icmp(packet, icmp, index)
+                return
             self.received += 1
             self.core.receive_datagram(packet.data, packet.src, index, self._loop.now)
             self.flush()
 
         return receive
+
+    def _receive_icmp(self, packet: Packet, icmp: IcmpInfo, index: int) -> None:
+        handler = self._icmp_handler
+        if handler is None:
+            self.icmp_ignored += 1
+            return
+        self.icmp_received += 1
+        error = IcmpError(
+            kind=icmp.kind,
+            offender=packet.src.address,
+            destination=icmp.destination,
+            icmp_type=icmp.icmp_type,
+            icmp_code=icmp.icmp_code,
+            quoted=packet.data,
+        )
+        handler(error, index, self._loop.now)
+        self.flush()
 
     def _arm(self, deadline: float | None) -> None:
         """Make sure a timer event is in flight for ``deadline`` (the core's ``get_timer()``)."""

@@ -46,8 +46,12 @@ Two extras, both off unless asked for:
   fixed external port toward every remote (EIM), anyone may send to it
   (EIF), and it never times out, whatever the NAT's own behaviours are.
 
+ICMP errors from outside about a datagram the NAT translated are mapped
+back with :meth:`Nat.icmp_inbound` (RFC 5508 §7 REQ-4): found through the
+mapping, never filtered by who sent them, and not refreshing it.
+
 Not modelled: IP address pooling (one public IP per NAT), port parity and
-contiguity (REQ-3), ALGs, ICMP, fragments, TCP.
+contiguity (REQ-3), ALGs, ICMP other than those errors, fragments, TCP.
 """
 
 from __future__ import annotations
@@ -158,6 +162,10 @@ class NatConfig:
     #: (see the module doc). Needs APDM and APDF: a shared port can only be
     #: told apart by the full remote endpoint.
     port_sharing: bool = False
+    #: Answer a datagram whose TTL runs out here with ICMP Time Exceeded, from
+    #: the address facing its sender (the network glue does it, and needs the
+    #: NAT's inside address for it; see ``Network.add_nat``).
+    sends_time_exceeded: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = self.port_range
@@ -322,6 +330,23 @@ class Nat:
             expires = now + self._timeout
             binding.expires = expires
             binding.permits[scope] = expires
+        return binding.internal
+
+    def icmp_inbound(self, source: Endpoint, destination: Endpoint, now: float) -> Endpoint | None:
+        """The internal endpoint that sent the datagram an inbound ICMP error
+        quotes (as it left: from our external ``source`` to ``destination``),
+        or ``None`` when no live mapping made it (RFC 5508 §7 REQ-4: drop)."""
+        if self.config.udp_blocked or source.address != self.public_ip:
+            return None
+        binding = self._by_port.get(source.port)
+        if binding is None and self._sharing:
+            binding = self._shared.get((source.port, destination))
+        if binding is None:
+            return None
+        if binding.static:
+            return binding.internal
+        if binding.expires <= now or binding.key[1] != self._mapping_scope(destination):
+            return None
         return binding.internal
 
     def hairpin(

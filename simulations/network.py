@@ -18,7 +18,17 @@ Theory of operation.
   one event on the virtual clock. NATs translate in zero time.
 * A **host** holds addresses in one realm and sockets bound to (address,
   port). A datagram for a held address with no socket on its port is
-  dropped (no ICMP is modelled).
+  dropped (no port unreachable is modelled).
+* **TTL and ICMP Time Exceeded.** Every NAT or firewall forwarding a
+  datagram takes one from its TTL (RFC 1812 §5.3.1); one that would leave
+  with TTL 0 is dropped instead, and a NAT with an inside address (and
+  ``NatConfig.sends_time_exceeded``) answers with ICMP Time Exceeded from
+  the address facing the sender, as Linux does (RFC 1812 §4.3.2.4): its
+  inside address toward the inside. An ICMP error crossing a NAT from
+  outside is mapped back to the inside sender through the mapping that
+  translated the datagram (RFC 5508 §7); the host hands it to the socket the
+  datagram left from. Hosts deliver whatever TTL is left; crossing a realm
+  costs none (a realm is one link).
 
 Every discarded datagram is counted in ``Network.dropped`` by
 :class:`DropReason`; with ``trace=True`` every send, forward, delivery and
@@ -33,12 +43,25 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from natkit.endpoint import Endpoint, IPAddress
+from natkit.sansio import (
+    ICMP6_TIME_EXCEEDED,
+    ICMP_TIME_EXCEEDED,
+    IcmpKind,
+)
 from simulations.clock import EventLoop
 from simulations.errors import SimulationError
 from simulations.firewall import Firewall, FirewallConfig
 from simulations.link import PERFECT, Link
 from simulations.nat import Nat, NatConfig
-from simulations.packet import DropReason, Packet, TraceEvent, TraceKind
+from simulations.packet import (
+    DEFAULT_TTL,
+    ICMP_QUOTE,
+    DropReason,
+    IcmpInfo,
+    Packet,
+    TraceEvent,
+    TraceKind,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -134,10 +157,10 @@ class SimSocket:
     def host(self) -> Host:
         return self._host
 
-    def send(self, data: bytes, remote: Endpoint) -> None:
-        """Send one datagram from this socket's endpoint."""
+    def send(self, data: bytes, remote: Endpoint, ttl: int | None = None) -> None:
+        """Send one datagram from this socket's endpoint (``ttl``: its hop limit)."""
         host = self._host
-        packet = Packet(self.local, remote, data)
+        packet = Packet(self.local, remote, data, DEFAULT_TTL if ttl is None else ttl)
         network = host.network
         network.sent += 1
         if network.trace is not None:
@@ -218,7 +241,9 @@ class Host:
 
     def _receive(self, packet: Packet) -> None:
         network = self.network
-        sock = self._sockets.get(packet.dst)
+        # An ICMP error goes to the socket the datagram it quotes left from.
+        icmp = packet.icmp
+        sock = self._sockets.get(packet.dst if icmp is None else icmp.source)
         if sock is None:
             network.drop(packet, self.name, DropReason.NO_SOCKET)
             return
@@ -235,7 +260,7 @@ class Host:
 class _NatNode:
     """Glue between a :class:`Nat`'s pure decisions and its two interfaces."""
 
-    __slots__ = ("inside", "loop", "name", "nat", "network", "outside")
+    __slots__ = ("inside", "inside_ip", "loop", "name", "nat", "network", "outside")
 
     def __init__(
         self,
@@ -247,40 +272,82 @@ class _NatNode:
         outside: Realm,
         link: Link,
         inside_link: Link,
+        inside_ip: IPAddress | None,
     ) -> None:
         self.network = network
         self.loop = network.loop
         self.name = name
         self.nat = nat
+        self.inside_ip = inside_ip
         self.inside = Interface(name, inside, inside_link, self.from_inside)
         self.outside = Interface(name, outside, link, self.from_outside)
 
     def from_inside(self, packet: Packet) -> None:
         nat = self.nat
         now = self.loop.now
+        if packet.icmp is not None:
+            # Only errors from outside are mapped back (RFC 5508 §7 REQ-4).
+            self.network.drop(packet, self.name, DropReason.ICMP_UNTRANSLATED)
+            return
         if type(packet.dst.address) is not type(nat.public_ip):
             # A NAT44 has no way to carry another family (no NAT64 is modelled).
             self.network.drop(packet, self.name, DropReason.NO_ROUTE)
+            return
+        if packet.dst.address == self.inside_ip:
+            self.network.drop(packet, self.name, DropReason.NO_SOCKET)  # the router itself
+            return
+        if packet.ttl <= 1:
+            self._expired(packet, self.inside_ip, self.inside)
             return
         if packet.dst.address == nat.public_ip:
             pair = nat.hairpin(packet.src, packet.dst, now)
             if isinstance(pair, DropReason):
                 self.network.drop(packet, self.name, pair)
             else:
-                self.network.forward(Packet(pair[0], pair[1], packet.data), self.inside)
+                hairpinned = Packet(pair[0], pair[1], packet.data, packet.ttl - 1)
+                self.network.forward(hairpinned, self.inside)
             return
         external = nat.outbound(packet.src, packet.dst, now)
         if isinstance(external, DropReason):
             self.network.drop(packet, self.name, external)
         else:
-            self.network.forward(Packet(external, packet.dst, packet.data), self.outside)
+            outbound = Packet(external, packet.dst, packet.data, packet.ttl - 1)
+            self.network.forward(outbound, self.outside)
 
     def from_outside(self, packet: Packet) -> None:
+        icmp = packet.icmp
+        if icmp is not None:
+            self._icmp_from_outside(packet, icmp)
+            return
         internal = self.nat.inbound(packet.src, packet.dst, self.loop.now)
         if isinstance(internal, DropReason):
             self.network.drop(packet, self.name, internal)
+        elif packet.ttl <= 1:
+            self._expired(packet, self.nat.public_ip, self.outside)
         else:
-            self.network.forward(Packet(packet.src, internal, packet.data), self.inside)
+            inbound = Packet(packet.src, internal, packet.data, packet.ttl - 1)
+            self.network.forward(inbound, self.inside)
+
+    def _icmp_from_outside(self, packet: Packet, icmp: IcmpInfo) -> None:
+        """RFC 5508 §7 REQ-4: revert the quoted datagram's translation, send
+        the error to its inside sender, leave the offender's address alone."""
+        internal = self.nat.icmp_inbound(icmp.source, icmp.destination, self.loop.now)
+        if internal is None:
+            self.network.drop(packet, self.name, DropReason.NO_MAPPING)
+            return
+        if packet.ttl <= 1:
+            self.network.drop(packet, self.name, DropReason.TTL_EXPIRED)
+            return
+        reverted = IcmpInfo(icmp.kind, icmp.icmp_type, icmp.icmp_code, internal, icmp.destination)
+        error = Packet(
+            packet.src, Endpoint(internal.address, 0), packet.data, packet.ttl - 1, reverted
+        )
+        self.network.forward(error, self.inside)
+
+    def _expired(self, packet: Packet, address: IPAddress | None, interface: Interface) -> None:
+        self.network.drop(packet, self.name, DropReason.TTL_EXPIRED)
+        if address is not None and self.nat.config.sends_time_exceeded:
+            self.network.send_time_exceeded(packet, address, interface)
 
 
 class _FirewallNode:
@@ -306,19 +373,36 @@ class _FirewallNode:
         self.inside = Interface(name, inside, inside_link, self.from_inside)
         self.outside = Interface(name, outside, link, self.from_outside)
 
+    # A firewall routes, so it takes a TTL, but it has no address of its own
+    # to answer Time Exceeded from: an expired datagram just disappears.
+
     def from_inside(self, packet: Packet) -> None:
+        if packet.icmp is not None:
+            self._pass(packet, self.outside)
+            return
         reason = self.firewall.outbound(packet.src, packet.dst, self.loop.now)
         if reason is not None:
             self.network.drop(packet, self.name, reason)
         else:
-            self.network.forward(packet, self.outside)
+            self._pass(packet, self.outside)
 
     def from_outside(self, packet: Packet) -> None:
-        reason = self.firewall.inbound(packet.src, packet.dst, self.loop.now)
+        icmp = packet.icmp
+        if icmp is not None:
+            # Related to a datagram the inside sent, like Linux's conntrack.
+            reason = self.firewall.inbound(icmp.destination, icmp.source, self.loop.now)
+        else:
+            reason = self.firewall.inbound(packet.src, packet.dst, self.loop.now)
         if reason is not None:
             self.network.drop(packet, self.name, reason)
         else:
-            self.network.forward(packet, self.inside)
+            self._pass(packet, self.inside)
+
+    def _pass(self, packet: Packet, interface: Interface) -> None:
+        if packet.ttl <= 1:
+            self.network.drop(packet, self.name, DropReason.TTL_EXPIRED)
+        else:
+            self.network.forward(packet._replace(ttl=packet.ttl - 1), interface)
 
 
 class Network:
@@ -334,6 +418,8 @@ class Network:
         self.sent = 0
         #: Datagrams delivered to sockets.
         self.delivered = 0
+        #: ICMP errors routers originated.
+        self.icmp_sent = 0
         #: Datagrams discarded, by reason.
         self.dropped: Counter[DropReason] = Counter()
         #: Every send, forward, delivery and drop, when tracing is on.
@@ -376,20 +462,33 @@ class Network:
         public_ip: str | IPAddress,
         link: Link = PERFECT,
         inside_link: Link = PERFECT,
+        inside_ip: str | IPAddress | None = None,
     ) -> Nat:
         """A NAT that is ``inside``'s gateway and holds ``public_ip`` in ``outside``.
 
         ``link`` is the NAT's attachment to the outside realm, ``inside_link``
-        its attachment to the inside one.
+        its attachment to the inside one. ``inside_ip``, its address on the
+        inside (e.g. 192.168.1.1), is what it answers Time Exceeded from;
+        without one it cannot answer.
         """
         if inside is outside:
             raise SimulationError(f"NAT {name} needs two different realms")
         self._claim_name(name)
         nat = Nat(config, _ip(public_ip), self.rng)
+        inside_address = None if inside_ip is None else _ip(inside_ip)
         node = _NatNode(
-            self, name, nat, inside=inside, outside=outside, link=link, inside_link=inside_link
+            self,
+            name,
+            nat,
+            inside=inside,
+            outside=outside,
+            link=link,
+            inside_link=inside_link,
+            inside_ip=inside_address,
         )
         outside._claim(nat.public_ip, node.outside)
+        if inside_address is not None:
+            inside._claim(inside_address, node.inside)
         inside._set_gateway(node.inside)
         return nat
 
@@ -453,6 +552,28 @@ class Network:
         if self.trace is not None:
             self.record(TraceKind.FORWARDED, interface.name, packet)
         self.transmit(packet, interface)
+
+    def send_time_exceeded(self, packet: Packet, offender: IPAddress, interface: Interface) -> None:
+        """Answer an expired datagram with ICMP Time Exceeded from ``offender``
+        out of ``interface``; never for an ICMP error (RFC 1122 §3.2.2)."""
+        if packet.icmp is not None:
+            return
+        v4 = offender.version == 4
+        error = Packet(
+            Endpoint(offender, 0),
+            Endpoint(packet.src.address, 0),
+            packet.data[:ICMP_QUOTE],
+            DEFAULT_TTL,
+            IcmpInfo(
+                IcmpKind.TIME_EXCEEDED,
+                ICMP_TIME_EXCEEDED if v4 else ICMP6_TIME_EXCEEDED,
+                0,
+                packet.src,
+                packet.dst,
+            ),
+        )
+        self.icmp_sent += 1
+        self.forward(error, interface)
 
     def drop(self, packet: Packet, node: str, reason: DropReason) -> None:
         """Discard ``packet`` at ``node``, counting why."""

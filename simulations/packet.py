@@ -7,6 +7,30 @@ from enum import Enum
 from typing import NamedTuple
 
 from natkit.endpoint import Endpoint
+from natkit.sansio import IcmpKind
+
+#: The IP TTL hosts send with (Linux's ``net.ipv4.ip_default_ttl``).
+DEFAULT_TTL = 64
+#: How much of an expired datagram an ICMP error quotes (RFC 1812 §4.3.2.3:
+#: as much as fits in 576 bytes; Linux quotes this much of the UDP payload).
+ICMP_QUOTE = 548
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpInfo:
+    """What makes a :class:`Packet` an ICMP error: the type and code, and the
+    addresses of the datagram it is about, as they were where it died.
+
+    The packet's ``src`` is the offender, its ``dst`` the datagram's sender
+    (port 0: ICMP has none), its ``data`` the quoted UDP payload.
+    """
+
+    kind: IcmpKind
+    icmp_type: int
+    icmp_code: int
+    #: The quoted datagram's source and destination.
+    source: Endpoint
+    destination: Endpoint
 
 
 class Packet(NamedTuple):
@@ -21,6 +45,10 @@ class Packet(NamedTuple):
     src: Endpoint
     dst: Endpoint
     data: bytes
+    #: Hops left: every NAT or firewall forwarding it takes one (RFC 1812 §5.3.1).
+    ttl: int = DEFAULT_TTL
+    #: Set when the packet is an ICMP error rather than a UDP datagram.
+    icmp: IcmpInfo | None = None
 
 
 class DropReason(Enum):
@@ -44,6 +72,10 @@ class DropReason(Enum):
     HAIRPIN_DISABLED = "hairpin-disabled"
     #: The middlebox blocks UDP altogether.
     UDP_BLOCKED = "udp-blocked"
+    #: A router would have forwarded it with TTL 0 (RFC 1812 §5.3.1).
+    TTL_EXPIRED = "ttl-expired"
+    #: An ICMP error from inside a NAT toward outside (not translated here).
+    ICMP_UNTRANSLATED = "icmp-untranslated"
 
 
 class TraceKind(Enum):

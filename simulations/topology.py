@@ -6,10 +6,14 @@
        │
        └─ 198.51.100.1  NAT (or the carrier NAT when two tiers)
             │
-            ├─ [two tiers] carrier realm 100.64.0.0/10
+            ├─ [two tiers] carrier realm 100.64.0.0/10, carrier NAT inside 100.64.0.1
             │      └─ 100.64.0.2  home NAT
             │
-            └─ home realm 192.168.1.0/24 ── client 192.168.1.2
+            └─ home realm 192.168.1.0/24, home NAT inside 192.168.1.1 ── client 192.168.1.2
+
+Each NAT answers expired datagrams with ICMP Time Exceeded from its inside
+address, as the lab's Linux routers do, unless its ``NatConfig`` says
+``sends_time_exceeded=False``.
 
 With a :class:`FirewallConfig` instead of a NAT, the client holds the public
 address 198.51.100.2 behind a firewall; with ``None`` it sits on the
@@ -41,8 +45,11 @@ SERVER_PORTS = (3478, 3479)
 NAT_PUBLIC_IP = ipaddress.IPv4Address("198.51.100.1")
 CLIENT_PUBLIC_IP = ipaddress.IPv4Address("198.51.100.2")
 CARRIER_PREFIX = ipaddress.IPv4Network("100.64.0.0/10")
-HOME_NAT_CARRIER_IP = ipaddress.IPv4Address("100.64.0.2")
+#: The carrier NAT's inside and the home NAT's outside address, in CARRIER_PREFIX.
+CARRIER_NAT_INSIDE_IP = CARRIER_PREFIX[1]
+HOME_NAT_CARRIER_IP = CARRIER_PREFIX[2]
 HOME_PREFIX = ipaddress.IPv4Network("192.168.1.0/24")
+HOME_NAT_INSIDE_IP = ipaddress.IPv4Address("192.168.1.1")
 CLIENT_IP = ipaddress.IPv4Address("192.168.1.2")
 
 #: The client's NAT unless told otherwise: a typical home router.
@@ -97,6 +104,7 @@ def standard_topology(
     seed: int = 0,
     trace: bool = False,
     client_link: Link | None = None,
+    carrier_prefix: ipaddress.IPv4Network = CARRIER_PREFIX,
 ) -> StandardTopology:
     """Build the module-doc topology.
 
@@ -104,6 +112,9 @@ def standard_topology(
     for none); pass
     ``carrier`` to put a carrier-grade NAT between it and the internet.
     ``client_link`` overrides the link built from ``delay``/``jitter``/``loss``.
+    ``carrier_prefix`` numbers the realm between the two NATs (its first two
+    addresses: the carrier NAT's inside, the home NAT's outside); a private
+    prefix such as 10.0.0.0/8 makes a double NAT that is not a carrier's.
     """
     network = Network(random.Random(seed), trace=trace)
     internet = network.add_realm("internet")
@@ -128,18 +139,35 @@ def standard_topology(
     home = network.add_realm("home", [HOME_PREFIX])
     if carrier is None:
         nats.append(
-            network.add_nat("nat", nat, inside=home, outside=internet, public_ip=NAT_PUBLIC_IP)
+            network.add_nat(
+                "nat",
+                nat,
+                inside=home,
+                outside=internet,
+                public_ip=NAT_PUBLIC_IP,
+                inside_ip=HOME_NAT_INSIDE_IP,
+            )
         )
     else:
-        cgn = network.add_realm("carrier", [CARRIER_PREFIX])
+        cgn = network.add_realm("carrier", [carrier_prefix])
         nats.append(
             network.add_nat(
-                "home-nat", nat, inside=home, outside=cgn, public_ip=HOME_NAT_CARRIER_IP
+                "home-nat",
+                nat,
+                inside=home,
+                outside=cgn,
+                public_ip=carrier_prefix[2],
+                inside_ip=HOME_NAT_INSIDE_IP,
             )
         )
         nats.append(
             network.add_nat(
-                "carrier-nat", carrier, inside=cgn, outside=internet, public_ip=NAT_PUBLIC_IP
+                "carrier-nat",
+                carrier,
+                inside=cgn,
+                outside=internet,
+                public_ip=NAT_PUBLIC_IP,
+                inside_ip=carrier_prefix[1],
             )
         )
     client = network.add_host("client", home, [CLIENT_IP], link=access)

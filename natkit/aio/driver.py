@@ -2,9 +2,23 @@
 
 One ``call_at`` handle is re-armed after every input, as in aioquic's
 ``QuicConnectionProtocol``; ``loop.time()`` (monotonic) is the core's
-``now``. Send errors (an unreachable network, ICMP errors reported by the
-kernel) are counted and otherwise ignored: to a core a lost datagram and a
-refused one look the same, which is what UDP promises anyway.
+``now``. Send errors (an unreachable network) are counted and otherwise
+ignored: to a core a lost datagram and a refused one look the same, which
+is what UDP promises anyway.
+
+ICMP errors (:mod:`natkit.aio.errqueue`): every socket gets ``IP_RECVERR``
+(``IPV6_RECVERR``) where the platform has it, and its error queue is read
+whenever asyncio reports the socket in error. The errors go to the core's
+``receive_icmp_error`` when it has one (``runner.icmp_errors`` counts them
+either way). Because a queued error also fails the socket's next ``sendto``
+(the kernel hands the pending error to whichever call comes first), the
+runner sends itself, not through the transport, and after such a failure
+reads the queue and sends once more.
+
+A datagram with a ``ttl`` carries its hop limit as ancillary data on that
+one ``sendmsg``, so the socket's default never changes and nothing queued
+behind it can pick the limit up; if the socket cannot take it at once it is
+dropped (counted) rather than queued without its hop limit.
 """
 
 from __future__ import annotations
@@ -12,13 +26,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket as socket_module
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from natkit.aio.errqueue import enable_errors, errors_enabled, read_errors, send_with_ttl
 from natkit.endpoint import Endpoint
-from natkit.sansio import SansIOCore
+from natkit.sansio import Datagram, IcmpError, SansIOCore
 
 EventT = TypeVar("EventT")
+
+IcmpHandler = Callable[[IcmpError, int, float], None]
 
 
 def open_udp_sockets(endpoints: Sequence[Endpoint]) -> list[socket_module.socket]:
@@ -53,7 +71,10 @@ class _SocketProtocol(asyncio.DatagramProtocol):
         self._runner.datagram_received(self._index, data, addr)
 
     def error_received(self, exc: Exception) -> None:
-        self._runner.socket_errors += 1
+        # The transport's recvfrom (or a buffered sendto) met the socket's
+        # pending error: with IP_RECVERR, an ICMP error waits in the queue.
+        if not self._runner.read_icmp_errors(self._index):
+            self._runner.socket_errors += 1
 
 
 class CoreRunner(Generic[EventT]):
@@ -69,8 +90,17 @@ class CoreRunner(Generic[EventT]):
         self.on_event = on_event
         self.loop = loop or asyncio.get_running_loop()
         self.transports: list[asyncio.DatagramTransport] = []
+        self.sockets: list[socket_module.socket] = []
         self.local_endpoints: list[Endpoint] = []
+        #: Sends that failed, and socket errors that were not ICMP errors.
         self.socket_errors = 0
+        #: ICMP errors read from the error queues, delivered to the core or not.
+        self.icmp_errors = 0
+        self._icmp_handler: IcmpHandler | None = getattr(core, "receive_icmp_error", None)
+        self._icmp_pending: deque[tuple[int, IcmpError]] = deque()
+        self._icmp_scheduled = False
+        # Per socket: whether this runner turned IP_RECVERR on (and turns it off).
+        self._recverr_set: list[bool] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
@@ -87,6 +117,8 @@ class CoreRunner(Generic[EventT]):
                 functools.partial(_SocketProtocol, self, index), sock=sock
             )
             self.transports.append(transport)
+            self.sockets.append(sock)
+            self._recverr_set.append(not errors_enabled(sock) and enable_errors(sock))
             self.local_endpoints.append(
                 Endpoint.from_sockaddr(transport.get_extra_info("sockname"))
             )
@@ -103,10 +135,7 @@ class CoreRunner(Generic[EventT]):
             return
         now = self.loop.time()
         for datagram in self.core.datagrams_to_send(now):
-            try:
-                self.transports[datagram.socket].sendto(datagram.data, datagram.remote.sockaddr())
-            except OSError:
-                self.socket_errors += 1
+            self._send(datagram)
         while (event := self.core.next_event()) is not None:
             self.on_event(event)
             if self._closed:
@@ -117,6 +146,65 @@ class CoreRunner(Generic[EventT]):
                 self._timer.cancel()
             self._timer = None if deadline is None else self.loop.call_at(deadline, self._fire)
             self._timer_at = deadline
+
+    def _send(self, datagram: Datagram) -> None:
+        index, ttl = datagram.socket, datagram.ttl
+        transport, sock = self.transports[index], self.sockets[index]
+        address = datagram.remote.sockaddr()
+        for retry in (False, True):
+            try:
+                if ttl is None:
+                    sock.sendto(datagram.data, address)
+                else:
+                    send_with_ttl(sock, datagram.data, datagram.remote, ttl)
+                return
+            except (BlockingIOError, InterruptedError):
+                if ttl is None:
+                    transport.sendto(datagram.data, address)  # asyncio holds it until writable
+                else:
+                    self.socket_errors += 1
+                return
+            except OSError:
+                # A queued ICMP error's pending errno fails this send (and is
+                # consumed by it): read the queue and try once more.
+                if retry or not self.read_icmp_errors(index):
+                    self.socket_errors += 1
+                    return
+
+    def read_icmp_errors(self, index: int) -> bool:
+        """Drain socket ``index``'s error queue; whether it held anything.
+
+        Errors reach the core on the next loop iteration, never in the
+        middle of a :meth:`transmit` that is sending the core's datagrams.
+        """
+        if index >= len(self.sockets) or self._closed:
+            return False
+        sock = self.sockets[index]
+        drained = read_errors(sock)
+        if not drained.empty and drained.entries == 0:
+            # The queue cannot be read, so POLLERR would stay up and spin the
+            # loop: stop asking for errors on this socket (which purges it).
+            enable_errors(sock, False)
+            self._recverr_set[index] = False
+        self.icmp_errors += len(drained.errors)
+        if self._icmp_handler is not None and drained.errors:
+            self._icmp_pending.extend((index, error) for error in drained.errors)
+            if not self._icmp_scheduled:
+                self._icmp_scheduled = True
+                self.loop.call_soon(self._deliver_icmp)
+        return drained.entries > 0
+
+    def _deliver_icmp(self) -> None:
+        self._icmp_scheduled = False
+        handler = self._icmp_handler
+        if self._closed or handler is None:
+            self._icmp_pending.clear()
+            return
+        now = self.loop.time()
+        while self._icmp_pending:
+            index, error = self._icmp_pending.popleft()
+            handler(error, index, now)
+        self.transmit()
 
     def _fire(self) -> None:
         self._timer = None
@@ -132,9 +220,16 @@ class CoreRunner(Generic[EventT]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._icmp_pending.clear()
+        for sock, was_set in zip(self.sockets, self._recverr_set, strict=True):
+            if was_set and sock.fileno() >= 0:
+                # A socket the caller keeps (a dup, say) goes back as it came.
+                enable_errors(sock, False)
         for transport in self.transports:
             transport.close()
         self.transports.clear()
+        self.sockets.clear()
+        self._recverr_set.clear()
 
 
 ResultT = TypeVar("ResultT")

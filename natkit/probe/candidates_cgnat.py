@@ -13,7 +13,11 @@ Evidence, each observable from this host (RFC 6598, RFC 4787, RFC 6888):
   draws external addresses from a pool per destination ("arbitrary" pooling,
   which RFC 4787 §4.1 REQ-2 recommends against and large carrier NATs use),
   or the network has several exits. Servers that differ only in the port
-  show destination-dependent mapping, not layering, and are not evidence.
+  show destination-dependent mapping, not layering, and are not evidence;
+* the routers on the way to a server, found with hop-limited probes
+  (:mod:`natkit.probe.hops`): one in shared space means a carrier-grade
+  NAT, two private/shared address tiers mean two NATs, and a whole path with
+  a single router on it means that router is the only NAT.
 
 Each verdict is ``True``, ``False`` or ``None`` (no evidence either way),
 with a sentence naming the observations. Nothing here does I/O.
@@ -26,15 +30,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint, IPAddress
+from natkit.probe.hops import (
+    DOCUMENTATION_BLOCKS,
+    SHARED_BLOCK,
+    Hop,
+    PathEvidence,
+    describe_path,
+    path_evidence,
+)
 
 #: RFC 6598 shared address space (carrier-grade NAT).
-SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
-#: RFC 5737 documentation networks: the lab's internet, counted as public.
-_DOCUMENTATION = (
-    ipaddress.IPv4Network("192.0.2.0/24"),
-    ipaddress.IPv4Network("198.51.100.0/24"),
-    ipaddress.IPv4Network("203.0.113.0/24"),
-)
+SHARED_ADDRESS_SPACE = SHARED_BLOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +60,9 @@ def is_shared(address: IPAddress) -> bool:
 
 def is_public(address: IPAddress) -> bool:
     """Routable on the internet, counting the RFC 5737 networks the lab uses."""
-    if isinstance(address, ipaddress.IPv4Address) and any(address in n for n in _DOCUMENTATION):
+    if isinstance(address, ipaddress.IPv4Address) and any(
+        address in n for n in DOCUMENTATION_BLOCKS
+    ):
         return True
     return address.is_global
 
@@ -65,18 +73,31 @@ def nat_layering(
     mapped: Sequence[tuple[str, Endpoint]],
     gateway_external: IPAddress | None = None,
     gateway_source: str = "the port-mapping gateway",
+    hops: Sequence[Hop] | None = None,
 ) -> NatLayering:
     """The verdicts for one host's IPv4 path (see the module docstring).
 
     ``local``: the local IPv4 addresses the servers were asked from;
     ``mapped``: (server, mapped endpoint) per IPv4 server that answered on a
     direct path; ``gateway_external``: what the gateway said its external
-    address is (``None``: no gateway answered, or none was asked).
+    address is (``None``: no gateway answered, or none was asked);
+    ``hops``: what the hop probe toward an IPv4 server found (``None``: not
+    run; :mod:`natkit.probe.hops`).
     """
     mapped_ips = list(dict.fromkeys(m.address for _, m in mapped))
     no_nat = bool(mapped_ips) and all(ip in local for ip in mapped_ips)
     shared_local = next((a for a in local if is_shared(a)), None)
     public = mapped_ips[0] if len(mapped_ips) == 1 else None
+    # Routers with private addresses on the way say nothing about NATs when
+    # the servers saw our own address (an ISP numbering its links privately).
+    path = None
+    if hops is not None and not no_nat:
+        path = path_evidence(hops, origin=local[0] if len(local) == 1 else None)
+    shared_hop = None if path is None else path.shared_router
+    tiers = () if path is None else path.tiers
+    # Behind a NAT, a whole path with one router on it: that router is the NAT.
+    whole = None if path is None or public is None else path.whole_path
+    sole_router = whole[0] if whole is not None and len(whole) == 1 else None
 
     # -- carrier-grade NAT ------------------------------------------------------
     cgnat: bool | None
@@ -91,6 +112,13 @@ def nat_layering(
         cgnat_reason = (
             f"{gateway_source} reports external address {gateway_external}, in RFC 6598"
             " shared space: a carrier-grade NAT is outside it"
+        )
+    elif shared_hop is not None:
+        cgnat = True
+        cgnat_reason = (
+            f"router {shared_hop.address} (hop {shared_hop.ttl} on the way to the server) is in"
+            " RFC 6598 shared space (100.64.0.0/10), before any public hop: a carrier-grade NAT"
+            " is on the path"
         )
     elif len(mapped_ips) > 1:
         cgnat = True
@@ -109,6 +137,9 @@ def nat_layering(
             f"{gateway_source}'s external address {gateway_external} is the one servers saw:"
             " no NAT outside it"
         )
+    elif sole_router is not None:
+        cgnat = False
+        cgnat_reason = _sole_router_reason(sole_router)
     elif not mapped_ips:
         cgnat = None
         cgnat_reason = "no IPv4 server answered: no mapped address to judge by"
@@ -122,6 +153,7 @@ def nat_layering(
                 if gateway_external is None
                 else f"gateway external {gateway_external}"
             )
+            + _path_note(hops, path)
         )
 
     # -- double NAT -------------------------------------------------------------
@@ -138,6 +170,13 @@ def nat_layering(
             f"{gateway_source}'s external address {gateway_external} is not public:"
             " another NAT is outside the gateway"
         )
+    elif len(tiers) >= 2:
+        double = True
+        double_reason = (
+            "two private address realms before any public hop on the way to the server: "
+            + ", then ".join(tier.describe() for tier in tiers)
+            + "; a second NAT is outside the first"
+        )
     elif no_nat:
         double = False
         double_reason = f"no NAT: servers saw this host's own address {mapped_ips[0]}"
@@ -147,13 +186,37 @@ def nat_layering(
             f"one NAT: {gateway_source}'s external address {gateway_external} is the one"
             " servers saw"
         )
+    elif sole_router is not None:
+        double = False
+        double_reason = _sole_router_reason(sole_router)
     elif gateway_external is None:
         double = None
         double_reason = (
             "no port-mapping gateway told its external address, so a NAT outside it"
-            " cannot be seen from here"
+            " cannot be seen from here" + _path_note(hops, path)
         )
     else:
         double = None
         double_reason = "servers disagree about the public address"
     return NatLayering(cgnat, cgnat_reason, double, double_reason)
+
+
+def _sole_router_reason(router: Hop) -> str:
+    return (
+        f"one NAT: the server answered at TTL {router.ttl + 1} and the one router before it,"
+        f" {router.address}, answered too, so it is the only NAT on the path"
+    )
+
+
+def _path_note(hops: Sequence[Hop] | None, path: PathEvidence | None) -> str:
+    """What the hop probe saw, for a reason that stays undecided."""
+    if hops is None or path is None:
+        return ""
+    note = f"; path {describe_path(hops)}"
+    if path.same_tier:
+        routers = ", ".join(str(hop.address) for hop in path.same_tier)
+        note += (
+            f" ({routers}: in the same private block as the router before, a second NAT"
+            " or a router inside one network)"
+        )
+    return note

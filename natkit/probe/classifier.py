@@ -16,6 +16,17 @@ socket whose NAT state it must not disturb:
   socket's own mapped address.
 * ALLOCATION: more sockets whose first packets, with the other sockets'
   first packets to the same server, show how the NAT picks ports.
+* HOPS (:mod:`natkit.probe.hop_trace`): the allocation sockets also send
+  the same Binding to the same server with IP TTL 1, 2, ... (one TTL per
+  socket), and the ICMP Time Exceeded answers name the routers on the way
+  (:mod:`natkit.probe.hops`), which is how a carrier-grade NAT shows itself.
+  These sockets talk to that one server alone, so a TTL-limited packet that
+  gets past a NAT makes or refreshes the very mapping the socket's own first
+  packet makes: the probe creates no other NAT state. They go out in the
+  first burst, after every socket's first packet (so the order in which a
+  NAT hands out ports is unchanged), and before the hairpinning test can
+  draw ICMP errors from the NAT: routers send few ICMP errors per second to
+  one host, and the hop probe should get them.
 
 A test is a :class:`Probe`: it sends attempts, each a fresh one-shot STUN
 transaction, until answered or until "no answer" is conclusive. Conclusive
@@ -34,6 +45,9 @@ UDP blocked is decided with help from TCP: the driver is asked to run one
 Binding over TCP (:class:`TcpCheckRequested`); if TCP answers and UDP stays
 silent for ``udp_blocked_min_attempts`` attempts and ``udp_blocked_min_wait``,
 UDP is blocked. With neither, the run ends at ``timeout`` as "unreachable".
+
+The hop probe never holds the report up by more than one attempt window:
+once everything else is settled, TTLs still unanswered get that long.
 """
 
 from __future__ import annotations
@@ -49,6 +63,8 @@ from natkit.errors import LocalProtocolError
 from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
 from natkit.probe.evidence import LossEvidence
 from natkit.probe.findings import Findings, ServerInfo, build_report
+from natkit.probe.hop_trace import HopPacing, HopProbe, HopTrace
+from natkit.probe.hops import Hop, HopReply
 from natkit.probe.probes import (
     Attempt,
     Pacing,
@@ -63,7 +79,7 @@ from natkit.probe.report import (
     ClassificationReport,
     ProbeOutcome,
 )
-from natkit.sansio import Datagram
+from natkit.sansio import Datagram, IcmpError, IcmpKind
 from natkit.stun.attributes import ChangeRequest
 from natkit.stun.client import StunClient
 from natkit.stun.codec import (
@@ -72,7 +88,13 @@ from natkit.stun.codec import (
     encode_message,
     parse_message,
 )
-from natkit.stun.constants import AttributeType, ChangeFlags, MessageClass
+from natkit.stun.constants import (
+    HEADER_LENGTH,
+    MAGIC_COOKIE_BYTES,
+    AttributeType,
+    ChangeFlags,
+    MessageClass,
+)
 from natkit.stun.events import RequestReceived, ResponseReceived, TransactionTimedOut
 from natkit.stun.transaction import RetransmissionPolicy
 
@@ -113,6 +135,11 @@ class ClassifierConfig:
     udp_blocked_min_attempts: int = 12
     #: ...spread over at least this long got no answer at all.
     udp_blocked_min_wait: float = 0.15
+    #: Probe the routers on the way with TTL 1..hop_limit, one TTL per
+    #: allocation socket (so at most ``allocation_sockets``); 0: no hop probe.
+    hop_limit: int = 4
+    #: Attempts per TTL (ICMP is rate-limited: few, and a gap is tolerated).
+    hop_attempts: int = 2
 
     @property
     def sockets_needed(self) -> int:
@@ -176,6 +203,14 @@ class NatClassifier:
             self._add(ProbeName.ALLOCATION, Role.ALLOCATION + i, reference)
             for i in range(self.config.allocation_sockets)
         ]
+        hop_sockets = [
+            Role.ALLOCATION + i
+            for i in range(min(self.config.hop_limit, self.config.allocation_sockets))
+        ]
+        self._trace = HopTrace(reference, hop_sockets, self.config.hop_attempts)
+        self._hop_by_transaction: dict[bytes, HopProbe] = {}
+        # When every test but the hop probe was settled (its grace starts).
+        self._settled_at: float | None = None
         self._mapping_tests: tuple[Probe, Probe] | None = None
         self._filtering_tests: tuple[Probe, Probe] | None = None
         self._hairpin: Probe | None = None
@@ -190,7 +225,11 @@ class NatClassifier:
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
         if self._report is not None:
             return
-        self._client.receive_datagram(data, remote, socket, now)
+        hop_probe = self._hop_by_transaction.get(data[8:HEADER_LENGTH])
+        if hop_probe is not None:
+            self._hop_answered(hop_probe, data, remote)
+        else:
+            self._client.receive_datagram(data, remote, socket, now)
         self._advance(now)
 
     def handle_timer(self, now: float) -> None:
@@ -210,6 +249,25 @@ class NatClassifier:
 
     def next_event(self) -> ClassifierEvent | None:
         return self._events.popleft() if self._events else None
+
+    def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
+        """An ICMP error about one of our datagrams (:mod:`natkit.sansio`);
+        only the hop probe's are used."""
+        if self._report is not None:
+            return
+        probe = self._trace.on_socket(socket)
+        if probe is None or not probe.attempts or error.destination != self._trace.destination:
+            return
+        if not self._quotes_hop_attempt(error.quoted):
+            return
+        if error.kind is IcmpKind.TIME_EXCEEDED:
+            reply = HopReply.TIME_EXCEEDED
+        elif error.kind is IcmpKind.OTHER:
+            return
+        else:
+            reply = HopReply.UNREACHABLE
+        self._trace.record(probe, Hop(probe.ttl, reply, error.offender))
+        self._advance(now)
 
     # -- inputs from the driver ---------------------------------------------------
 
@@ -277,6 +335,34 @@ class NatClassifier:
         probe.attempts.append(attempt)
         self._by_transaction[tid] = (probe, attempt)
         self._outbox.extend(self._client.datagrams_to_send(now))
+
+    # The hop probe keeps out of the STUN client: its answers must not feed
+    # the RTT estimator that paces the RFC 5780 tests, nor its transactions
+    # count as theirs.
+
+    def _send_hop_attempt(self, probe: HopProbe, now: float) -> None:
+        tid = self._client.new_transaction_id()
+        self._hop_by_transaction[tid] = probe
+        self._trace.sent(probe, now)
+        data = encode_message(binding_request(tid))
+        self._outbox.append(Datagram(data, self._trace.destination, probe.socket, ttl=probe.ttl))
+
+    def _hop_answered(self, probe: HopProbe, data: bytes, remote: Endpoint) -> None:
+        """The server answered a hop-limited request: it is this far away."""
+        try:
+            message = parse_message(data)
+        except StunDecodeError:
+            return
+        if message.message_class in (MessageClass.SUCCESS_RESPONSE, MessageClass.ERROR_RESPONSE):
+            self._trace.record(probe, Hop(probe.ttl, HopReply.DESTINATION, remote.address))
+
+    def _quotes_hop_attempt(self, quoted: bytes) -> bool:
+        """Whether an ICMP error's quote may be of a hop attempt: a quote
+        long enough to hold a STUN header must carry one of their IDs (the
+        socket's own test used other ones); a shorter one cannot tell."""
+        if len(quoted) < HEADER_LENGTH or quoted[4:8] != MAGIC_COOKIE_BYTES:
+            return True
+        return quoted[8:HEADER_LENGTH] in self._hop_by_transaction
 
     def _drain_client(self, now: float) -> None:
         while (event := self._client.next_event()) is not None:
@@ -367,12 +453,25 @@ class NatClassifier:
                 control = probe.control
                 if control is not None and now - control.last_sent >= pacing.interval / 2:
                     self._send_attempt(control, now)
+        # A TTL is retried only once its attempt counts as lost (a window):
+        # routers rate-limit ICMP, and a needless retry spends their budget.
+        hop_pacing = HopPacing(interval=pacing.window, window=pacing.window)
+        for hop_probe in self._trace.due(now, hop_pacing, self._hop_ready):
+            self._send_hop_attempt(hop_probe, now)
         if self._udp_blocked(now) or now >= self._deadline:
             self._finish(now, evidence)
             return
         settled = self._discovery_decided and self._hairpin_decided
         if settled and not any(probe.open for probe in self._probes):
-            self._finish(now, evidence)
+            if self._settled_at is None:
+                self._settled_at = now
+            # Unanswered TTLs get one more window, never more.
+            if self._trace.done or now >= self._settled_at + pacing.window:
+                self._finish(now, evidence)
+
+    def _hop_ready(self, probe: HopProbe) -> bool:
+        """A TTL goes out on an allocation socket after that socket's own first packet."""
+        return bool(self._allocation[probe.socket - Role.ALLOCATION].attempts)
 
     def _wakeups(self) -> Iterable[float]:
         """Future moments something is due; anything due already was handled
@@ -383,6 +482,9 @@ class NatClassifier:
         if client_timer is not None:
             candidates.append(client_timer)
         candidates.extend(p.wake_at for p in self._probes if p.open)
+        candidates.extend(self._trace.wakeups())
+        if self._settled_at is not None:
+            candidates.append(self._settled_at + self._window())
         if not self._any_udp_answer and self._tcp.rtt is not None:
             candidates.append(self._started + self.config.udp_blocked_min_wait)
         return (t for t in candidates if t > now)
@@ -500,6 +602,7 @@ class NatClassifier:
             srtt=self._srtt(),
             evidence=evidence,
             duration=now - self._started,
+            hops=self._trace.hops(),
         )
         self._report = build_report(findings)
         self._events.append(ClassificationCompleted(self._report))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from natkit.endpoint import Endpoint
 from natkit.probe.candidates_cgnat import NatLayering, nat_layering
 from natkit.probe.evidence import LossEvidence
+from natkit.probe.hops import Hop, describe_path
 from natkit.probe.probes import Probe, TcpCheck, first_mapped
 from natkit.probe.report import (
     ClassificationReport,
@@ -67,6 +68,8 @@ class Findings:
     srtt: float | None
     evidence: LossEvidence
     duration: float
+    #: What the hop probe found toward the reference server (``None``: not run).
+    hops: tuple[Hop, ...] | None = None
 
     def mapped(self) -> Endpoint | None:
         """The MAPPING socket's mapped address: towards the first server, else any."""
@@ -129,6 +132,9 @@ def build_report(f: Findings) -> ClassificationReport:
     layering = _layering(f)
     reasons["cgnat"] = layering.cgnat_reason
     reasons["double_nat"] = layering.double_nat_reason
+    reasons["path"] = (
+        "not probed" if f.hops is None else f"toward {f.servers[0]}: {describe_path(f.hops)}"
+    )
     return ClassificationReport(
         status=status,
         udp_blocked=not f.any_udp_answer,
@@ -158,6 +164,7 @@ def build_report(f: Findings) -> ClassificationReport:
         tcp_mapped_address=f.tcp.mapped,
         cgnat=layering.cgnat,
         double_nat=layering.double_nat,
+        path=f.hops,
     )
 
 
@@ -199,7 +206,10 @@ def _layering(f: Findings) -> NatLayering:
     if not mapped and f.tcp.mapped is not None and f.tcp.mapped.address.version == 4:
         mapped = [(f"{f.tcp.server} (TCP)", f.tcp.mapped)]
     ipv4_local = [f.local.address] if f.local.address.version == 4 else []
-    return nat_layering(local=ipv4_local, mapped=mapped)
+    # The hops are toward the reference server: evidence about the IPv4 path
+    # only when that server is an IPv4 one.
+    hops = f.hops if f.servers[0].address.version == 4 else None
+    return nat_layering(local=ipv4_local, mapped=mapped, hops=hops)
 
 
 def _observe(f: Findings, probe: Probe) -> ProbeObservation:

@@ -14,6 +14,7 @@ from typing import Any
 
 from natkit.endpoint import Endpoint
 from natkit.probe.candidates import nat64_to_dict
+from natkit.probe.hops import Hop
 from natkit.probe.nat64 import Nat64Discovery, Nat64Status
 
 #: Version of the JSON document ``natkit classify --json`` prints. Keys are
@@ -149,6 +150,9 @@ class ClassificationReport:
     double_nat: bool | None = None
     #: NAT64 discovery (RFC 7050), when the driver ran it.
     nat64: Nat64Discovery | None = None
+    #: The routers toward the first server, by TTL, up to the first public
+    #: one or the server (:mod:`natkit.probe.hops`); ``None``: not probed.
+    path: tuple[Hop, ...] | None = None
 
     @property
     def determined(self) -> bool:
@@ -190,6 +194,18 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 3)
 
 
+def hop_to_dict(hop: Hop) -> dict[str, Any]:
+    """One entry of the JSON ``path``: ``address`` and ``kind`` are ``null``
+    for a TTL nothing answered."""
+    kind = hop.kind
+    return {
+        "ttl": hop.ttl,
+        "address": None if hop.address is None else str(hop.address),
+        "kind": None if kind is None else kind.value,
+        "reply": hop.reply.value,
+    }
+
+
 def report_to_dict(report: ClassificationReport) -> dict[str, Any]:
     """The versioned JSON document (schema ``natkit.classify`` v1)."""
     return {
@@ -212,6 +228,7 @@ def report_to_dict(report: ClassificationReport) -> dict[str, Any]:
         "binding_lifetime_expired_after": report.binding_lifetime_expired_after,
         "cgnat": report.cgnat,
         "double_nat": report.double_nat,
+        "path": None if report.path is None else [hop_to_dict(hop) for hop in report.path],
         "nat64": nat64_to_dict(
             report.nat64 or Nat64Discovery(Nat64Status.NOT_TESTED, reason="not tested")
         ),
