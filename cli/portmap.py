@@ -265,7 +265,9 @@ def _print_event(event: PortmapEvent, as_json: bool) -> None:
     elif isinstance(event, MappingLost):
         text, kind = f"lost ({event.reason.value})", "lost"
     elif isinstance(event, GatewayRestarted):
-        text, kind = f"gateway restarted (epoch {event.previous_epoch} -> {event.epoch})", "restart"
+        how = "announced" if event.announced else "seen in an answer"
+        epochs = f"epoch {event.previous_epoch} -> {event.epoch}"
+        text, kind = f"gateway restarted ({how}, {epochs})", "restart"
     else:
         text, kind = type(event).__name__, type(event).__name__
     if as_json:

@@ -5,8 +5,11 @@ table (``/proc/net/route``, parsed by :mod:`natkit.portmap.route`; no
 ``netstat``). The local address, which PCP writes into its requests, is
 the one the kernel would send from towards the gateway. Requests leave
 from an ephemeral port; optionally a second socket listens for the
-gateway's announcements on 224.0.0.1:5350 (RFC 6886 §3.2.1 asks clients to
-bind the group address itself, with SO_REUSEPORT so other clients can too).
+gateway's announcements on 224.0.0.1:5350 (:func:`open_announcement_socket`).
+A restarted gateway multicasts them to every host on its LAN (RFC 6887
+§14.1.3, RFC 6886 §3.2.1), so the cores re-create their mappings at once
+instead of at the next renewal, which may be an hour away. IPv4 only: the
+IPv6 group (ff02::1) is not listened on.
 
 A :class:`MappingSession` owns one core and its sockets and queues the
 core's events; :func:`open_mapping` builds one. The cores do all protocol
@@ -77,7 +80,20 @@ def resolve_gateway(
 
 
 def open_announcement_socket(local_address: ipaddress.IPv4Address) -> socket.socket:
-    """A socket receiving gateway announcements on 224.0.0.1:5350."""
+    """A socket receiving gateway announcements on 224.0.0.1:5350.
+
+    Bound to the group address itself, as RFC 6886 §3.2.1 asks, so unicast
+    to port 5350 is not taken; SO_REUSEADDR and SO_REUSEPORT let every
+    client on the host bind it too, and the kernel hands each of them a copy
+    of a multicast datagram (two natkit listeners in one namespace both got
+    miniupnpd's ANNOUNCE in the lab). The explicit join on the interface of
+    ``local_address`` is belt and braces: the kernel joins 224.0.0.1 on every
+    interface by itself, which suffices by default, but a socket with
+    IP_MULTICAST_ALL off receives only the groups it joined.
+
+    Raises ``OSError``, e.g. EADDRINUSE when another program holds port 5350
+    without SO_REUSEADDR.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -103,6 +119,8 @@ class MappingSession:
         self.runner: CoreRunner[PortmapEvent] = CoreRunner(client, self._events.put_nowait, loop)
         #: Whether the announcement socket is open (socket index 1).
         self.hears_announcements = False
+        #: Why it could not be opened, when asked for and not open.
+        self.announcement_error: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -205,12 +223,17 @@ async def open_mapping(
     local = ipaddress.ip_address(local_address or route_source(server))
     sockets = open_udp_sockets([Endpoint(local, 0)])
     hears = False
+    announcement_error: str | None = None
     if listen_announcements and isinstance(local, ipaddress.IPv4Address):
         try:
             sockets.append(open_announcement_socket(local))
             hears = True
-        except OSError:
-            pass  # announcements only speed recovery up; renewals still find a restart
+        except OSError as exc:
+            # Announcements only speed recovery up (renewals still find a
+            # restart), but say why: a listener that silently failed looks
+            # just like a gateway that never announces.
+            reason = exc.strerror or str(exc)
+            announcement_error = f"cannot listen on {ANNOUNCE_GROUP_V4}:{CLIENT_PORT}: {reason}"
     internal = Endpoint(local, internal_port)
     client: LeaseClient
     try:
@@ -238,6 +261,7 @@ async def open_mapping(
             raise LocalProtocolError(f"{protocol.value} is not run by this driver")
         session = MappingSession(client, loop)
         session.hears_announcements = hears
+        session.announcement_error = announcement_error
         await session.runner.attach(sockets)
     except BaseException:
         for sock in sockets:

@@ -139,7 +139,9 @@ class GatewayRestarted:
     epoch: int
     #: The mapping presumed lost and being re-created, if one was held.
     mapping: Mapping | None
-    #: Learned from an unsolicited announcement rather than a response.
+    #: Learned from an unsolicited announcement rather than at a scheduled
+    #: renewal: from the announcement's own epoch, or (NAT-PMP) from the
+    #: answer to the renewal a PCP ANNOUNCE of the same gateway prompted.
     announced: bool
 
 

@@ -360,6 +360,27 @@ def parse_response(data: bytes) -> PcpResponse | UnsupportedVersion:
     return PcpResponse(opcode, code, lifetime, epoch, fields, options)
 
 
+def is_announcement(data: bytes) -> bool:
+    """Whether ``data`` is a successful PCP ANNOUNCE response (RFC 6887 §14.1.3),
+    what a restarted server multicasts to 224.0.0.1:5350. Never raises.
+
+    A NAT-PMP client needs it: a combined server may announce its restart in
+    PCP only (miniupnpd 2.3.1 does, see docs/dependencies.md), and its NAT-PMP
+    parser would just see another version.
+    """
+    if data[:1] != bytes([VERSION]):
+        return False
+    try:
+        message = parse_response(data)
+    except PcpDecodeError:
+        return False
+    return (
+        isinstance(message, PcpResponse)
+        and message.opcode is Opcode.ANNOUNCE
+        and message.result == ResultCode.SUCCESS
+    )
+
+
 def parse_request(data: bytes) -> PcpRequest:
     """Parse and validate what a PCP client sent (for servers and tests)."""
     if len(data) < 4:

@@ -14,6 +14,14 @@ What it adds to the shared lease engine (:mod:`natkit.portmap.lease`):
   asked again and the mapping re-created (§3.7). Unsolicited address
   announcements (§3.2.1) either reveal a restart or a new external address
   (then the mapping is renewed to confirm it).
+* A PCP ANNOUNCE from the gateway (RFC 6887 §14.1.3) prompts a renewal
+  after a random wait: miniupnpd announces its restarts in PCP only, never
+  with the NAT-PMP announcement §3.2.1 asks for at boot (captured in the
+  lab, docs/dependencies.md). Its epoch is PCP's, which need not be
+  NAT-PMP's (miniupnpd resets only the PCP one when its address changes),
+  so the renewal answer's own epoch decides (§3.6), and the renewal itself
+  re-creates a lost mapping (§3.7); a restart found that way counts as
+  announced.
 * Deletion: lifetime 0, the same internal port, and the external port
   granted as the suggestion. §3.4 asks for 0 there, but gateways must
   ignore the field, and some (MikroTik) refuse any request with external
@@ -40,6 +48,7 @@ from natkit.portmap.mapping import (
     PmpDetails,
     TransportProtocol,
 )
+from natkit.portmap.pcp import is_announcement
 from natkit.portmap.pmp import (
     TRANSIENT_ERRORS,
     PmpAddressResponse,
@@ -74,9 +83,13 @@ class PmpConfig:
     error_retry: float = 30.0
     #: Renewals never go out closer together than this.
     min_renewal_interval: float = 4.0
+    #: Renew after a PCP ANNOUNCE from the gateway after a uniform random wait
+    #: up to this long: every client behind it hears the same multicast
+    #: (RFC 6887 §14.1.3 spreads PCP clients over 0-5 s the same way).
+    announce_delay: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.delete_attempts < 1 or self.error_retry <= 0:
+        if self.delete_attempts < 1 or self.error_retry <= 0 or self.announce_delay < 0:
             raise LocalProtocolError(f"impossible NAT-PMP config {self!r}")
 
 
@@ -86,7 +99,7 @@ class PmpClient(LeaseClient):
     NAT-PMP is IPv4 only; ``internal.address`` is recorded in the mapping
     (the gateway takes it from the packet's source, §3.3). ``gateway`` is
     the server endpoint (port 5351), which need not be the default gateway.
-    ``rng`` is unused by NAT-PMP's timers but kept for symmetry.
+    ``rng`` draws the wait before acting on a PCP ANNOUNCE.
 
     To clean up after an earlier run, pass ``previous_external`` with
     ``start=False`` and call :meth:`delete` (NAT-PMP identifies the mapping
@@ -125,6 +138,8 @@ class PmpClient(LeaseClient):
         #: already asked (a port mapper's probe) passes it in, and the first
         #: request is then the map request: one round trip saved.
         self.external_address: ipaddress.IPv4Address | None = external_address
+        # A PCP ANNOUNCE asked for a check; the next epoch seen answers it.
+        self._check_announced = False
         self._start_or_hold(now, start)
 
     # -- lease hooks --------------------------------------------------------------
@@ -179,12 +194,31 @@ class PmpClient(LeaseClient):
 
     # -- datagrams ----------------------------------------------------------------
 
+    def _note_epoch(self, epoch: int, now: float, *, announced: bool) -> bool:
+        # The first epoch after a PCP ANNOUNCE is the answer to the check it
+        # prompted: a restart seen there was announced, if only in PCP.
+        prompted, self._check_announced = self._check_announced, False
+        return super()._note_epoch(epoch, now, announced=announced or prompted)
+
     def _on_datagram(self, data: bytes, now: float) -> None:
+        if is_announcement(data):
+            self._on_pcp_announcement(now)
+            return
         message = self._decode(data, parse_response, PmpResultCode.UNSUPPORTED_VERSION, now)
         if isinstance(message, PmpAddressResponse):
             self._on_address(message, now)
         elif isinstance(message, PmpMapResponse):
             self._on_map(message, now)
+
+    def _on_pcp_announcement(self, now: float) -> None:
+        """The gateway's PCP half says it restarted (or its address changed):
+        renew soon, and let the NAT-PMP epoch of the answer tell (module
+        docstring). A request already in flight will tell just as well."""
+        if self._mapping is None or not self._may_recreate():
+            self._drop(DropReason.UNEXPECTED)
+            return
+        self._check_announced = True
+        self.revalidate(now, self._rng.uniform(0, self.config.announce_delay))
 
     def _on_address(self, message: PmpAddressResponse, now: float) -> None:
         exchange = self._exchange

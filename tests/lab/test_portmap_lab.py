@@ -7,16 +7,26 @@ chains are the ground truth: a mapping exists when miniupnpd wrote its
 DNAT rule, and is gone when the rule is. After every test no rule may be
 left (``no_leftover_mappings``); ``conftest.LabPool.close`` checks again
 before the labs go down.
+
+Gateway restarts: miniupnpd 2.3.1 multicasts one PCP ANNOUNCE when it starts
+(from its LAN address, port 5351, to 224.0.0.1:5350, TTL 1; tcpdump in the
+router's and the client's namespaces) and no NAT-PMP announcement: that one
+it sends only when its external address may have changed (SIGUSR1), to
+224.0.0.1 ports 5351 and 5350, together with a PCP ANNOUNCE whose epoch it
+resets. The restart tests rely on that ANNOUNCE; one keeps the renewal-time
+epoch check honest without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -27,11 +37,17 @@ import pytest
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
 from natkit.portmap.discovery import probe_nat_pmp
-from natkit.portmap.events import GatewayRestarted, MappingGranted, MappingRenewed
+from natkit.portmap.events import (
+    GatewayRestarted,
+    MappingGranted,
+    MappingRenewed,
+    PortmapEvent,
+)
 from natkit.portmap.journal import LeaseJournal
 from natkit.portmap.mapper import PortMapper, PortMapperConfig, ProbeStatus
 from natkit.portmap.mapping import MappingProtocol
 from natkit.portmap.pcp_client import PcpConfig
+from natkit.portmap.pmp_client import PmpConfig
 
 T = TypeVar("T")
 
@@ -60,11 +76,43 @@ def journal(tmp_path: Path) -> LeaseJournal:
     return LeaseJournal(tmp_path / "portmap.json")
 
 
-def mapper_for(lab: Lab, port: int, protocol: MappingProtocol, journal: LeaseJournal) -> PortMapper:
+def mapper_for(
+    lab: Lab,
+    port: int,
+    protocol: MappingProtocol,
+    journal: LeaseJournal,
+    *,
+    listen_announcements: bool = True,
+) -> PortMapper:
+    # Act on an announcement at once: there is one client here, not a LAN full.
     config = PortMapperConfig(
-        protocols=(protocol,), pcp=PcpConfig(announce_delay=0.05), probe_timeout=3.0
+        protocols=(protocol,),
+        pcp=PcpConfig(announce_delay=0.05),
+        pmp=PmpConfig(announce_delay=0.05),
+        probe_timeout=3.0,
+        listen_announcements=listen_announcements,
     )
     return PortMapper(port, gateway=str(lab.gateway_address()), config=config, journal=journal)
+
+
+async def let_gateway_age(lab: Lab) -> None:
+    """Wait until the gateway has run 4 s. RFC 6887 §8.5 and RFC 6886 §3.6
+    tolerate a second or two of epoch jitter, so a daemon restarted a moment
+    after it started cannot be told apart: let it run a while first, as a
+    real router has (every restart test restarts it again)."""
+    probe = await probe_nat_pmp(Endpoint(lab.gateway_address(), 5351), lab.client_addresses[0])
+    assert probe.epoch is not None
+    await asyncio.sleep(max(0.0, 4.0 - probe.epoch))
+
+
+async def until_recreated(mapper: PortMapper, timeout: float) -> list[PortmapEvent]:
+    """The mapper's events up to the re-creation of its mapping."""
+    events: list[PortmapEvent] = []
+    while True:
+        event = await mapper.next_event(timeout)
+        events.append(event)
+        if isinstance(event, MappingGranted) and event.recreated:
+            return events
 
 
 def send_from_internet(lab: Lab, target: tuple[str, int], payload: bytes) -> None:
@@ -140,37 +188,92 @@ def test_igd_v1_maps_with_add_port_mapping(lab: Lab, journal: LeaseJournal) -> N
 
 @pytest.mark.scenarios("upnp")
 @pytest.mark.parametrize("name", ["pcp", "pmp"])
+@pytest.mark.parametrize("state", ["kept", "lost"])
 @pytest.mark.usefixtures("no_leftover_mappings")
-def test_gateway_restart_is_detected_and_mapping_recreated(
+def test_restart_announcement_recreates_the_mapping(
+    lab: Lab, journal: LeaseJournal, name: str, state: str
+) -> None:
+    """The restarted miniupnpd's PCP ANNOUNCE (RFC 6887 §14.1.3) reaches the
+    client's 224.0.0.1:5350 listener, and the mapping is re-created with the
+    same external port within 3 s of the restart (the daemon's own start
+    included): no renewal was due, none was asked for.
+
+    NAT-PMP: miniupnpd announces the restart in PCP only; the NAT-PMP client
+    renews on hearing it, and the answer's NAT-PMP epoch shows the restart
+    (so the event still counts as announced). ``kept``: rules and lease file
+    survive the restart, as miniupnpd keeps them (LAB.md). ``lost``: they were
+    emptied while it was down, as on a router that loses its state; then
+    only the re-created mapping forwards the port, and a packet from the
+    internet sent afterwards reaches the client through it.
+    """
+    protocol = PROTOCOLS[name]
+    port = 41020 + 2 * (name == "pmp") + (state == "lost")
+
+    async def scenario() -> tuple[list[PortmapEvent], int, float, tuple[Any, ...], bytes]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", port))
+        try:
+            await let_gateway_age(lab)
+            loop = asyncio.get_running_loop()
+            async with mapper_for(lab, port, protocol, journal) as mapper:
+                mapping = mapper.mapping
+                assert mapping is not None
+                restarted = loop.time()
+                await asyncio.to_thread(lab.restart_gateway, clean=state == "lost")
+                events = await until_recreated(mapper, 5.0)
+                took = loop.time() - restarted
+                rules = lab.port_mappings()
+                external = (str(mapping.external.address), mapping.external.port)
+                # A new peer socket: a new conntrack entry, so only a rule lets it in.
+                await asyncio.to_thread(send_from_internet, lab, external, b"after restart")
+                data = await asyncio.to_thread(receive, sock)
+                return events, mapping.external.port, took, rules, data
+        finally:
+            sock.close()
+
+    events, port_before, took, rules, data = in_client(lab, scenario)
+    restarts = [e for e in events if isinstance(e, GatewayRestarted)]
+    assert len(restarts) == 1, events
+    assert restarts[0].announced, events
+    assert restarts[0].epoch <= 2
+    recreated = events[-1]
+    assert isinstance(recreated, MappingGranted)
+    assert recreated.mapping.external.port == port_before
+    assert took < 3.0
+    assert [(r.external_port, r.internal.port) for r in rules] == [(port_before, port)]
+    assert data == b"after restart"
+
+
+@pytest.mark.scenarios("upnp")
+@pytest.mark.parametrize("name", ["pcp", "pmp"])
+@pytest.mark.usefixtures("no_leftover_mappings")
+def test_restart_unheard_is_found_by_the_next_renewal(
     lab: Lab, journal: LeaseJournal, name: str
 ) -> None:
+    """Without the announcement (no listener: a host where another program
+    holds port 5350; or the one ANNOUNCE miniupnpd sends was lost), the
+    epoch of the next renewal shows the restart (RFC 6887 §8.5, RFC 6886
+    §3.6), and the renewal itself re-creates the mapping. The renewal is
+    brought forward here with ``revalidate()``."""
     protocol = PROTOCOLS[name]
-    port = 41020 + (name == "pmp")
+    port = 41024 + (name == "pmp")
 
-    async def scenario() -> tuple[list[object], int, int]:
-        # RFC 6887 §8.5 / RFC 6886 §3.6 tolerate a second or two of epoch
-        # jitter, so a daemon restarted a moment after it started cannot be
-        # told apart: let it run a few seconds first, as a real router has.
-        probe = await probe_nat_pmp(Endpoint(lab.gateway_address(), 5351), lab.client_addresses[0])
-        assert probe.epoch is not None
-        await asyncio.sleep(max(0.0, 4.0 - probe.epoch))
-        async with mapper_for(lab, port, protocol, journal) as mapper:
+    async def scenario() -> tuple[list[PortmapEvent], int, int]:
+        await let_gateway_age(lab)
+        async with mapper_for(lab, port, protocol, journal, listen_announcements=False) as mapper:
             mapping = mapper.mapping
             assert mapping is not None
             await asyncio.to_thread(lab.restart_gateway)
-            # The next renewal carries the new epoch (what a client sees
-            # at its next scheduled renewal, brought forward).
+            with pytest.raises(TimeoutError):
+                await mapper.next_event(0.5)  # nothing heard: no event without a renewal
             mapper.revalidate()
-            events: list[object] = []
-            while True:
-                event = await mapper.next_event(8.0)
-                events.append(event)
-                if isinstance(event, MappingGranted) and event.recreated:
-                    break
+            events = await until_recreated(mapper, 8.0)
             return events, mapping.external.port, len(lab.port_mappings())
 
     events, port_before, rules = in_client(lab, scenario)
-    assert any(isinstance(e, GatewayRestarted) for e in events), events
+    restarts = [e for e in events if isinstance(e, GatewayRestarted)]
+    assert len(restarts) == 1, events
+    assert not restarts[0].announced
     recreated = events[-1]
     assert isinstance(recreated, MappingGranted)
     assert recreated.mapping.external.port == port_before
@@ -243,6 +346,43 @@ def test_next_mapper_start_releases_what_a_killed_run_left(lab: Lab, tmp_path: P
     count, clean = in_client(lab, scenario)
     assert count == 1
     assert clean
+
+
+@pytest.mark.scenarios("upnp")
+@pytest.mark.usefixtures("no_leftover_mappings")
+def test_cli_holder_hears_the_restart_announcement(lab: Lab, tmp_path: Path) -> None:
+    """``natkit portmap`` as a user runs it (its own process, default
+    settings: a random wait of up to 5 s after the ANNOUNCE) re-creates its
+    mapping after a gateway restart, well before any renewal is due."""
+    in_client(lab, lambda: let_gateway_age(lab))
+    proc = _start_holder(lab, "pcp", 41026, tmp_path / "journal.json")
+    lines: queue.Queue[str] = queue.Queue()
+    try:
+        document = _read_document(proc)
+        stdout = proc.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+        lab.restart_gateway()
+        events: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while not events or events[-1]["event"] != "recreated":
+            events.append(json.loads(lines.get(timeout=max(0.0, deadline - time.monotonic()))))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert [e["event"] for e in events] == ["restart", "recreated"]
+    assert events[0]["detail"].startswith("gateway restarted (announced, epoch ")
+    assert events[1]["detail"] == (
+        f"re-created {document['external_address']}:{document['external_port']}"
+    )
 
 
 @pytest.mark.scenarios("upnp")

@@ -9,16 +9,20 @@ points at the fake.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
+import os
 import random
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import cast
 
 import pytest
 from portmap_testlib import FakeGateway
 
+from natkit.aio import portmap as aio_portmap
 from natkit.aio.portmap import (
     MappingSession,
     PortMappingError,
@@ -145,9 +149,26 @@ async def test_gateway_found_in_the_routing_table(
         await session.aclose()
 
 
-async def test_announcement_listener_is_socket_one(fake_gateway: FakeGateway) -> None:
-    """The 224.0.0.1:5350 listener opens next to the request socket (joining
-    the all-hosts group sends nothing); nothing is multicast here."""
+def loopback_listener(opened: list[ipaddress.IPv4Address]) -> Callable[..., socket.socket]:
+    """Stands in for ``open_announcement_socket``: the real one joins
+    224.0.0.1, and unit tests join no multicast group in the root namespace
+    (the lab tests use the real one inside the client's namespace)."""
+
+    def listener(local: ipaddress.IPv4Address) -> socket.socket:
+        opened.append(local)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        return sock
+
+    return listener
+
+
+async def test_announcement_listener_is_socket_one(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[ipaddress.IPv4Address] = []
+    monkeypatch.setattr(aio_portmap, "open_announcement_socket", loopback_listener(opened))
     session = await open_mapping(
         MappingProtocol.PCP,
         51820,
@@ -157,8 +178,39 @@ async def test_announcement_listener_is_socket_one(fake_gateway: FakeGateway) ->
     )
     try:
         await session.wait_for_mapping(timeout=5)
-        if session.hears_announcements:
-            assert session.runner.local_endpoints[1] == Endpoint.parse("224.0.0.1:5350")
+        assert session.hears_announcements
+        assert session.announcement_error is None
+        assert opened == [ipaddress.IPv4Address("127.0.0.1")]  # joined where requests leave
+        assert len(session.runner.transports) == 2
+    finally:
+        await session.aclose()
+
+
+async def test_announcement_listener_failure_is_reported_not_fatal(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program holding port 5350 without SO_REUSEADDR: the mapping
+    still works (renewals find restarts), and the session says why it hears
+    no announcements."""
+
+    def taken(local: ipaddress.IPv4Address) -> socket.socket:
+        raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+
+    monkeypatch.setattr(aio_portmap, "open_announcement_socket", taken)
+    session = await open_mapping(
+        MappingProtocol.NAT_PMP,
+        51820,
+        gateway=fake_gateway.endpoint,
+        local_address="127.0.0.1",
+        listen_announcements=True,
+    )
+    try:
+        await session.wait_for_mapping(timeout=5)
+        assert not session.hears_announcements
+        assert session.announcement_error == (
+            "cannot listen on 224.0.0.1:5350: Address already in use"
+        )
+        assert len(session.runner.transports) == 1
     finally:
         await session.aclose()
 

@@ -24,6 +24,7 @@ from natkit.portmap.pcp import (
     build_response,
     decode_address,
     encode_address,
+    is_announcement,
     parse_request,
     parse_response,
 )
@@ -232,6 +233,31 @@ def test_result_codes_parse_to_members_and_unknown_ones_stay_ints() -> None:
 def test_announce_response_parses() -> None:
     parsed = parse_response(pcp_announce_response(epoch=5))
     assert parsed == PcpResponse(Opcode.ANNOUNCE, ResultCode.SUCCESS, 0, 5)
+
+
+#: The ANNOUNCE miniupnpd 2.3.1 multicast from 192.168.1.1:5351 to
+#: 224.0.0.1:5350 right after its restart (tcpdump in the lab): epoch 0.
+MINIUPNPD_ANNOUNCE = bytes.fromhex("028000000000000000000000000000000000000000000000")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (MINIUPNPD_ANNOUNCE, True),
+        (pcp_announce_response(epoch=5), True),
+        (pcp_announce_response(epoch=5) + bytes([1, 0, 0, 0]), True),  # an empty option
+        (pcp_announce_response(epoch=5, result=ResultCode.NOT_AUTHORIZED), False),
+        # A PCP-only server refusing a NAT-PMP address request: opcode 0, result 1.
+        (bytes.fromhex("028000010000070800000009") + bytes(12), False),
+        (pcp_map_response(), False),
+        (struct.pack("!BBHI4s", 0, 128, 0, 5, bytes(4)), False),  # NAT-PMP's announcement
+        (MINIUPNPD_ANNOUNCE[:20], False),
+        (b"", False),
+        (b"\x02", False),
+    ],
+)
+def test_is_announcement(data: bytes, expected: bool) -> None:
+    assert is_announcement(data) is expected
 
 
 def test_header_only_error_response_parses_without_map_fields() -> None:

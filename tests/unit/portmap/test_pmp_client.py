@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 
 import pytest
 from portmap_testlib import (
@@ -11,6 +12,7 @@ from portmap_testlib import (
     FakeGateway,
     Harness,
     Lease,
+    pcp_announce_response,
     pmp_address_response,
     pmp_map_response,
 )
@@ -165,6 +167,69 @@ def test_new_external_address_announced_is_confirmed_by_a_renewal() -> None:
     assert not harness.of_type(GatewayRestarted)
 
 
+# --- a PCP ANNOUNCE heard by a NAT-PMP client -------------------------------------------
+#
+# miniupnpd 2.3.1 announces a restart only as a PCP ANNOUNCE (captured in the
+# lab); RFC 6886's own announcement comes only when its address changes.
+
+
+def test_pcp_announce_after_restart_prompts_a_renewal_that_finds_it() -> None:
+    gateway = FakeGateway()
+    harness = start(gateway, config=PmpConfig(announce_delay=5.0), rng=random.Random(7))
+    first = granted(harness).mapping
+    harness.run_until(1000)
+    gateway.restart(harness.now)  # the gateway forgot the lease
+    sent_before = len(harness.sent)
+    harness.deliver(gateway.pcp_announcement(harness.now), socket=1)
+    assert len(harness.sent) == sent_before  # the random wait first
+    events = harness.run_until(harness.now + 6)
+    restart, regrant = events
+    assert isinstance(restart, GatewayRestarted)
+    assert restart.announced
+    # The renewal's own NAT-PMP epoch gave it away (§3.6), not the PCP one.
+    assert restart.previous_epoch == 100
+    assert restart.epoch <= 5
+    assert isinstance(regrant, MappingGranted)
+    assert regrant.recreated
+    assert regrant.mapping.external == first.external  # the suggestion healed it
+    [at] = [t for t, _ in harness.sent[sent_before:]]
+    assert 1000 <= at <= 1005
+    assert gateway.pmp_seen[-1].suggested_port == first.external.port
+    assert not harness.client.dropped
+
+
+def test_pcp_announce_without_restart_just_renews_and_is_not_remembered() -> None:
+    gateway = FakeGateway()
+    harness = start(gateway, config=PmpConfig(announce_delay=0.0))
+    granted(harness)
+    harness.run_until(1000)
+    harness.deliver(pcp_announce_response(epoch=0))  # PCP epoch reset, NAT-PMP's not
+    assert [type(e) for e in harness.run_until(1001)] == [MappingRenewed]
+    assert gateway.counters["pmp_map"] == 2
+    # A restart found later, at a scheduled renewal, was not announced.
+    gateway.restart(harness.now)
+    events = harness.run_until(10_000, stop=lambda e: isinstance(e, MappingGranted))
+    [restart] = [e for e in events if isinstance(e, GatewayRestarted)]
+    assert not restart.announced
+
+
+def test_pcp_announce_with_nothing_held_is_dropped() -> None:
+    gateway = FakeGateway()
+    harness = Harness(PmpClient(GATEWAY, INTERNAL, 0.0, start=False), gateway)
+    harness.deliver(pcp_announce_response(epoch=0))
+    assert harness.client.dropped == {DropReason.UNEXPECTED: 1}
+    assert harness.sent == []
+
+
+def test_pcp_announce_from_another_host_is_ignored() -> None:
+    gateway = FakeGateway()
+    harness = start(gateway, config=PmpConfig(announce_delay=0.0))
+    granted(harness)
+    harness.deliver(pcp_announce_response(epoch=0), Endpoint.parse("192.168.1.254:5351"))
+    assert harness.client.dropped == {DropReason.WRONG_SOURCE: 1}
+    assert harness.run_until(100) == []
+
+
 @pytest.mark.parametrize(
     ("code", "reason", "terminal"),
     [
@@ -312,3 +377,5 @@ def test_misconfiguration_is_refused() -> None:
         PmpClient(Endpoint.parse("[fe80::1]:5351"), Endpoint.parse("[fe80::2]:1"), 0.0)
     with pytest.raises(LocalProtocolError):
         PmpConfig(delete_attempts=0)
+    with pytest.raises(LocalProtocolError):
+        PmpConfig(announce_delay=-1.0)
