@@ -6,8 +6,12 @@
     natkit classify --lab SCENARIO ...   (see :func:`classify_in_lab`)
 
 ``up`` leaves the lab running (its state is in /run/natkit/labs) and prints
-its id, namespaces and STUN servers; ``down`` removes labs by id, including
-labs left behind by killed processes. Thin by design: flags go to
+what a user needs to work in it (:func:`lab_summary`): its id and
+namespaces, the STUN servers (with coturn's TLS port and certificate), the
+client's addresses, the other sites of two-site scenarios, the resolver and
+NAT64 prefix of IPv6 scenarios, the port-mapping gateway, and a command to
+try in the client's namespace. ``down`` removes labs by id, including labs
+left behind by killed processes. Thin by design: flags go to
 ``natkit.lab``, and each output format has one renderer fed from the same
 summary dict.
 """
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from natkit.endpoint import Endpoint
 from natkit.lab import (
     SCENARIOS,
     Lab,
@@ -33,13 +39,18 @@ from natkit.lab import (
     teardown_id,
 )
 from natkit.lab import state as lab_state
+from natkit.lab.ipv6 import DNS_PORT
+from natkit.lab.miniupnpd import HTTP_PORT, PMP_PORT
 from natkit.lab.netns import require_root
-from natkit.lab.plan import CLIENT_ROLE
+from natkit.lab.plan import CLIENT_ROLE, MAIN_SITE
 from natkit.lab.servers import natkit_server_available
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 64, 130
 
 Summary = dict[str, Any]
+
+#: Where miniupnpd serves its UPnP root device description.
+UPNP_DESCRIPTION_PATH = "/rootDesc.xml"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -171,25 +182,93 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def lab_summary(lab: Lab, build_seconds: float | None = None) -> Summary:
-    """Everything ``up`` reports, as JSON-ready data."""
+    """Everything ``up`` reports, as JSON-ready data.
+
+    Keys are only ever added. Those a scenario lacks are still there, empty
+    or ``null`` (``dns_server`` in an IPv4 lab, ``gateways`` without
+    miniupnpd), so scripts need not test for them.
+    """
+    client_ns = lab.client_namespace
     summary: Summary = {
         "id": lab.run_id,
         "scenario": lab.scenario.name,
         "description": lab.scenario.description,
         "expected": lab.scenario.expected.as_json(),
         "namespaces": lab.namespaces,
-        "client_namespace": lab.client_namespace,
+        "client_namespace": client_ns,
         "client_addresses": [str(a) for a in lab.client_addresses],
         "public_address": str(lab.public_address),
         "stun_servers": {
-            name: {"primary": str(s.primary), "alternate": str(s.alternate)}
+            name: {
+                "primary": str(s.primary),
+                "alternate": str(s.alternate),
+                "tls": None if s.tls is None else str(s.tls),
+                "ipv6": None if s.ipv6 is None else str(s.ipv6),
+            }
             for name, s in lab.stun_servers.items()
         },
         "loss_percent": lab.loss_percent,
+        "client_addresses_v6": [str(a) for a in lab.client_addresses_v6],
+        "dns_server": None if lab.dns_server is None else str(lab.dns_server),
+        "nat64_prefix": None if lab.nat64_prefix is None else str(lab.nat64_prefix),
+        "tls_certificate": str(lab.tls_certificate) if _has_tls(lab) else None,
+        "sites": [_site_summary(lab, site.name) for site in lab.sites],
+        "gateways": [_gateway_summary(lab, role) for role in lab.gateways],
+        "client_exec": shlex.join(["ip", "netns", "exec", client_ns]),
     }
+    summary["example_command"] = shlex.join(
+        ["ip", "netns", "exec", client_ns, *example_argv(summary)]
+    )
     if build_seconds is not None:
         summary["build_seconds"] = round(build_seconds, 3)
     return summary
+
+
+def _has_tls(lab: Lab) -> bool:
+    return any(s.tls is not None for s in lab.stun_servers.values())
+
+
+def _site_summary(lab: Lab, name: str) -> Summary:
+    site = lab.site(name)
+    return {
+        "name": site.name,
+        "client_role": site.client_role,
+        "client_namespace": lab.namespace(site.client_role),
+        "router_roles": list(site.router_roles),
+        "router_namespaces": [lab.namespace(role) for role in site.router_roles],
+        "client_addresses": [str(a) for a in site.client_addresses],
+        "public_address": str(site.public_address),
+    }
+
+
+def _gateway_summary(lab: Lab, role: str) -> Summary:
+    address = lab.gateway_address(role)
+    plan = lab.plan.host(role).gateway
+    igd_version = 1 if plan is not None and plan.spec.igd_v1 else 2
+    return {
+        "role": role,
+        "namespace": lab.namespace(role),
+        "address": str(address),
+        "pcp_nat_pmp": f"{address}:{PMP_PORT}",
+        "upnp_description": f"http://{address}:{HTTP_PORT}{UPNP_DESCRIPTION_PATH}",
+        "upnp_igd_version": igd_version,
+    }
+
+
+def example_argv(summary: Summary) -> list[str]:
+    """A natkit command worth trying first in the client's namespace: what
+    the scenario is for (port mapping, NAT64 paths), else a classification."""
+    servers = [s["primary"] for s in summary["stun_servers"].values()]
+    if summary["dns_server"] is not None and servers:
+        dns = Endpoint.parse(summary["dns_server"], DNS_PORT)
+        # The bare address when the port is the default: no brackets to quote.
+        where = str(dns.address) if dns.port == DNS_PORT else str(dns)
+        return ["natkit", "candidates", "-s", servers[0], "--dns", where]
+    if summary["gateways"]:
+        return ["natkit", "portmap", "--once"]
+    if servers:
+        return ["natkit", "classify", "-s", servers[0]]
+    return ["ip", "-brief", "address"]
 
 
 def render_up(summary: Summary) -> str:
@@ -200,24 +279,60 @@ def render_up(summary: Summary) -> str:
         "namespaces:",
         *(f"  {role:<8} {name}" for role, name in summary["namespaces"].items()),
         "stun servers:",
-        *(
-            f"  {name:<8} {s['primary']}  alternate {s['alternate']}"
-            for name, s in summary["stun_servers"].items()
-        ),
+        *(_server_line(name, s) for name, s in summary["stun_servers"].items()),
     ]
     if not summary["stun_servers"]:
         lines.append("  (none)")
+    if summary["tls_certificate"] is not None:
+        lines.append(f"  tls certificate (CA file): {summary['tls_certificate']}")
     clients = ", ".join(summary["client_addresses"])
-    lines.append(
-        f"client: {clients} seen as {summary['public_address']}; loss {summary['loss_percent']:g} %"
-    )
+    public = summary["public_address"]
+    seen = f"seen as {public}"
+    if not clients:
+        clients, seen = "IPv6-only", f"reaches IPv4 through the NAT64 as {public}"
+    lines.append(f"client: {clients} {seen}; loss {summary['loss_percent']:g} %")
+    if summary["client_addresses_v6"]:
+        lines.append(f"client IPv6: {', '.join(summary['client_addresses_v6'])}")
+    if summary["dns_server"] is not None:
+        dns64 = "DNS64" if summary["nat64_prefix"] is not None else "no DNS64"
+        lines.append(f"resolver: {summary['dns_server']} ({dns64})")
+    if summary["nat64_prefix"] is not None:
+        lines.append(f"nat64 prefix: {summary['nat64_prefix']}")
+    for site in summary["sites"]:
+        if site["name"] != MAIN_SITE:
+            lines.append(_site_line(site))
+    for gateway in summary["gateways"]:
+        lines.append(
+            f"port mapping: {gateway['role']} {gateway['address']}:"
+            f" PCP and NAT-PMP {gateway['pcp_nat_pmp']},"
+            f" UPnP IGD:{gateway['upnp_igd_version']} {gateway['upnp_description']}"
+        )
     if "build_seconds" in summary:
         lines.append(f"built in {summary['build_seconds']:.2f} s")
     lines += [
-        f"run in the client:  ip netns exec {summary['client_namespace']} COMMAND",
+        f"run in the client:  {summary['client_exec']} COMMAND",
+        f"  for example:      {summary['example_command']}",
         f"tear down:          natkit lab down {summary['id']}",
     ]
     return "\n".join(lines)
+
+
+def _server_line(name: str, server: Summary) -> str:
+    line = f"  {name:<8} {server['primary']}  alternate {server['alternate']}"
+    if server["tls"] is not None:
+        line += f"  tls {server['tls']}"
+    if server["ipv6"] is not None:
+        line += f"  ipv6 {server['ipv6']}"
+    return line
+
+
+def _site_line(site: Summary) -> str:
+    clients = ", ".join(site["client_addresses"])
+    routers = ", ".join(site["router_roles"]) or "none"
+    return (
+        f"site {site['name']}: {site['client_role']} {clients} seen as {site['public_address']};"
+        f" routers {routers}; run there: ip netns exec {site['client_namespace']} COMMAND"
+    )
 
 
 def _json_word(value: object) -> str:

@@ -299,6 +299,12 @@ def test_cli_up_list_down() -> None:
         assert summary["loss_percent"] == 1.0
         assert summary["stun_servers"] == {}
         assert sorted(summary["namespaces"].values()) == lab_namespaces(run_id)
+        # No server to try a natkit command against: the example still runs.
+        assert summary["tls_certificate"] is None
+        assert summary["gateways"] == []
+        assert summary["example_command"] == (
+            f"ip netns exec {summary['client_namespace']} ip -brief address"
+        )
         record: LabRecord = lab_state.load(run_id)
         assert record.detached
         assert not record.stale
