@@ -4,6 +4,12 @@ Exit status: 0 when the run worked (and every ``--expect`` held), 1 when an
 expectation did not hold, 2 when the network could not be determined (no
 server answered over UDP or TCP, or an expected value came out unknown),
 64 for a bad command line.
+
+``--every S`` repeats the run on a fixed cadence (``--count N`` runs, or
+until Ctrl-C), prints every report, and says on stderr when a verdict
+changed from one run to the next: a NAT whose behaviour wavers (a router
+under load, a carrier NAT changing pools) shows itself that way. The exit
+status is the worst of the runs (2 over 1 over 0).
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+import time
+from typing import Any
 
 from cli.output import add_format_flags, print_report
 from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
 from natkit.aio.interfaces import has_routable_ipv6_here
 from natkit.errors import NatkitError
 from natkit.probe.classifier import ClassifierConfig
-from natkit.probe.expect import check_expectations, parse_expectations
+from natkit.probe.expect import Expectation, check_expectations, parse_expectations
 from natkit.probe.hops import Hop, HopReply
 from natkit.probe.lifetime import LifetimeConfig
 from natkit.probe.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
@@ -41,6 +49,24 @@ SCALAR_KEYS = (
     "cgnat",
     "double_nat",
 )
+
+#: The verdicts ``--every`` compares between runs (addresses and ports are
+#: new on every run by design, so they are left out).
+VERDICT_KEYS = (
+    "status",
+    "udp_blocked",
+    "behind_nat",
+    "mapping",
+    "filtering",
+    "hairpin",
+    "port_allocation",
+    "nat_type",
+    "alg_detected",
+    "cgnat",
+    "double_nat",
+)
+
+EXIT_OK, EXIT_EXPECTATION, EXIT_UNDETERMINED, EXIT_USAGE = 0, 1, 2, 64
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +126,18 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="longest binding lifetime to wait for (default 180)",
     )
     parser.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="repeat the classification every SECONDS (until Ctrl-C, or --count runs)",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        metavar="N",
+        help="with --every: stop after N runs",
+    )
+    parser.add_argument(
         "--allocation-sockets",
         type=int,
         default=4,
@@ -114,12 +152,11 @@ def run(args: argparse.Namespace) -> int:
         expectations = parse_expectations(args.expect, SCALAR_KEYS)
     except NatkitError as exc:
         print(f"natkit classify: {exc}", file=sys.stderr)
-        return 64
-    if args.timeout <= 0 or args.allocation_sockets < 0 or args.lifetime_max <= 0:
-        print(
-            "natkit classify: --timeout and --allocation-sockets must be positive", file=sys.stderr
-        )
-        return 64
+        return EXIT_USAGE
+    problem = _bad_numbers(args)
+    if problem is not None:
+        print(f"natkit classify: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.lab is not None:
         from cli.lab import classify_in_lab  # noqa: PLC0415 (the lab is root-only, load it lazily)
 
@@ -129,17 +166,40 @@ def run(args: argparse.Namespace) -> int:
             "natkit classify: give --server HOST[:PORT] (or --lab to use the built-in lab)",
             file=sys.stderr,
         )
-        return 64
-    try:
-        if args.dns is not None:
+        return EXIT_USAGE
+    if args.dns is not None:
+        try:
             _check_dns_server(args.dns)
+        except NatkitError as exc:
+            print(f"natkit classify: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.every is None:
+        return _run_once(args, expectations)[0]
+    return _repeat(args, expectations)
+
+
+def _bad_numbers(args: argparse.Namespace) -> str | None:
+    if args.timeout <= 0 or args.allocation_sockets < 0 or args.lifetime_max <= 0:
+        return "--timeout and --allocation-sockets must be positive"
+    if args.every is not None and args.every < 0:
+        return "--every must not be negative"
+    if args.count is not None and (args.count < 1 or args.every is None):
+        return "--count takes a positive number and goes with --every"
+    return None
+
+
+def _run_once(
+    args: argparse.Namespace, expectations: list[Expectation]
+) -> tuple[int, dict[str, Any] | None]:
+    """One classification, printed; its exit status and JSON document."""
+    try:
         report = asyncio.run(_classify(args))
     except NatkitError as exc:
         print(f"natkit classify: {exc}", file=sys.stderr)
-        return 64
+        return EXIT_USAGE, None
     except OSError as exc:
         print(f"natkit classify: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_UNDETERMINED, None
     document = report_to_dict(report)
     print_report(args, document, lambda: render_human(report))
     outcome, results = check_expectations(document, expectations)
@@ -151,8 +211,59 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if not report.determined:
-        return 2
-    return int(outcome)
+        return EXIT_UNDETERMINED, document
+    return int(outcome), document
+
+
+def _repeat(args: argparse.Namespace, expectations: list[Expectation]) -> int:
+    """``--every``: runs on a fixed cadence; the worst exit status of them.
+
+    A run that takes longer than the period is followed at once by the next.
+    Ctrl-C ends the series (130 when no run finished).
+    """
+    worst: int | None = None
+    previous: dict[str, Any] | None = None
+    start = time.monotonic()
+    run_number = 0
+    try:
+        while args.count is None or run_number < args.count:
+            if run_number:
+                time.sleep(max(0.0, start + run_number * args.every - time.monotonic()))
+            run_number += 1
+            if not (args.json or args.json_line):
+                if run_number > 1:
+                    print()
+                print(f"run {run_number} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            status, document = _run_once(args, expectations)
+            sys.stdout.flush()
+            if status == EXIT_USAGE:
+                return status
+            worst = status if worst is None else max(worst, status)
+            if document is not None:
+                if previous is not None:
+                    changes = verdict_changes(previous, document)
+                    if changes:
+                        print(f"run {run_number}: changed: {changes}", file=sys.stderr)
+                previous = document
+    except KeyboardInterrupt:
+        return 130 if worst is None else worst
+    return EXIT_OK if worst is None else worst
+
+
+def verdict_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """``mapping EIM -> APDM, hairpin false -> true``; empty when nothing changed."""
+    return ", ".join(
+        f"{key} {_word(before.get(key))} -> {_word(after.get(key))}"
+        for key in VERDICT_KEYS
+        if before.get(key) != after.get(key)
+    )
+
+
+def _word(value: object) -> str:
+    """A value as ``--expect`` spells it (``true``, ``null``, ``EIM``)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
 
 
 async def _classify(args: argparse.Namespace) -> ClassificationReport:
@@ -233,6 +344,10 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         argv += ["--dns", args.dns]
     if args.no_nat64:
         argv.append("--no-nat64")
+    if args.every is not None:
+        argv += ["--every", str(args.every)]
+    if args.count is not None:
+        argv += ["--count", str(args.count)]
     return argv
 
 

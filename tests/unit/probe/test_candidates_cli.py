@@ -7,42 +7,17 @@ and no gateway of this machine is ever asked.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from cli_testlib import run, stun_server
 
-from natkit.aio.stun_server import AsyncStunServer
 from natkit.endpoint import Endpoint
-from natkit.stun.server import ServerConfig
+
+__all__ = ["stun_server"]  # a fixture, used by name
 
 QUIET = ["--no-nat64", "--no-portmap"]
-
-
-async def run(*argv: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-@pytest.fixture
-async def stun_server() -> AsyncIterator[Endpoint]:
-    server = AsyncStunServer(ServerConfig.basic("127.0.0.1", 0))
-    await server.start()
-    assert server._runner is not None
-    try:
-        yield server._runner.local_endpoints[0]
-    finally:
-        await server.close()
 
 
 async def test_json_contract(stun_server: Endpoint) -> None:
