@@ -7,6 +7,11 @@ namespace and in the same run, measures:
 * natkit's PortMapper per protocol, in-process: time from start to grant
   (``mapped_after``); targets: PCP and NAT-PMP within 2 RTT + 50 ms, UPnP
   within its discovery window (``UpnpConfig.discovery_timeout``, 2 s);
+* a bare MAP exchange for PCP and for NAT-PMP (one blocking socket, one
+  request, the answer, then the delete; no retransmission, no journal, no
+  event loop): the floor any client pays, which is mostly the gateway's own
+  work of writing its nftables rule, so natkit's overhead is the gap
+  between the two rows;
 * ``upnpc``: its SSDP discovery (``upnpc -s``; miniupnpc waits its whole
   2 s delay) and its mapping given the description URL
   (``upnpc -u URL -a``); the sum is what a user of upnpc waits. (Without
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import os
 import socket
 import statistics
 import sys
@@ -31,9 +38,10 @@ import time
 from pathlib import Path
 
 from natkit.lab import Lab
+from natkit.portmap import pcp, pmp
 from natkit.portmap.journal import LeaseJournal
 from natkit.portmap.mapper import PortMapper, PortMapperConfig
-from natkit.portmap.mapping import MappingProtocol
+from natkit.portmap.mapping import MappingProtocol, TransportProtocol
 
 PORT = 42000
 
@@ -52,6 +60,41 @@ def gateway_rtt(gateway: str, samples: int = 20) -> float:
     finally:
         sock.close()
     return statistics.median(times)
+
+
+def bare_map(gateway: str, client: str, protocol: MappingProtocol, port: int) -> float:
+    """One MAP request and its answer on a blocking socket (then the delete,
+    untimed): the time the gateway itself takes to grant a mapping."""
+    udp = int(TransportProtocol.UDP)
+    if protocol is MappingProtocol.PCP:
+        nonce, address = os.urandom(pcp.NONCE_LENGTH), ipaddress.ip_address(client)
+
+        def request(lifetime: int) -> bytes:
+            return pcp.build_map_request(
+                client_address=address, nonce=nonce, protocol=udp, internal_port=port,
+                suggested_external_port=port, lifetime=lifetime,
+            )  # fmt: skip
+    else:
+
+        def request(lifetime: int) -> bytes:
+            return pmp.build_map_request(
+                transport=TransportProtocol.UDP, internal_port=port,
+                suggested_external_port=port, lifetime=lifetime,
+            )  # fmt: skip
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1.0)
+    try:
+        sock.bind((client, 0))
+        start = time.perf_counter()
+        sock.sendto(request(600), (gateway, 5351))
+        sock.recvfrom(1100)
+        elapsed = time.perf_counter() - start
+        sock.sendto(request(0), (gateway, 5351))
+        sock.recvfrom(1100)
+    finally:
+        sock.close()
+    return elapsed
 
 
 async def natkit_once(gateway: str, protocol: MappingProtocol, journal: Path) -> float:
@@ -92,6 +135,12 @@ def main() -> int:
                     lambda p=protocol, j=journal: asyncio.run(natkit_once(gateway, p, j)),  # type: ignore[misc]
                 )
                 rows.setdefault(f"natkit {protocol.value}", []).append(seconds)
+            for protocol in (MappingProtocol.PCP, MappingProtocol.NAT_PMP):
+                seconds = lab.call_in(
+                    "client",
+                    lambda p=protocol: bare_map(gateway, client, p, PORT + 1),  # type: ignore[misc]
+                )
+                rows.setdefault(f"bare {protocol.value} MAP", []).append(seconds)
             discovery = timed(lab, ["upnpc", "-s"])
             mapping = timed(lab, ["upnpc", "-u", location, "-a", client, str(PORT), str(PORT),
                                   "UDP", "600"])  # fmt: skip
@@ -109,7 +158,10 @@ def main() -> int:
     upnpc_total = statistics.median(rows["upnpc total"])
     print(f"gateway RTT (median of 20 NAT-PMP requests): {rtt * 1000:.3f} ms;"
           f" 2 RTT + 50 ms = {budget * 1000:.1f} ms; runs: {args.runs}")  # fmt: skip
-    header = f"{'what':<18} {'median':>10} {'max':>10} {'target':>10}  met  upnpc total / this"
+    header = (
+        f"{'what':<18} {'median':>10} {'max':>10} {'target':>10}  met  upnpc total / this"
+        "  natkit - bare (median)"
+    )
     print(header)
     print("-" * len(header))
     summary = []
@@ -119,8 +171,10 @@ def main() -> int:
         met = "" if target is None else ("yes" if worst <= target else "NO")
         ratio = upnpc_total / median if median else float("inf")
         target_text = "" if target is None else f"{target * 1000:.1f}ms"
+        bare = rows.get(name.replace("natkit ", "bare ") + " MAP")
+        gap = "" if bare is None else f"{(median - statistics.median(bare)) * 1000:+.1f}ms"
         print(f"{name:<18} {median * 1000:>8.1f}ms {worst * 1000:>8.1f}ms {target_text:>10}"
-              f"  {met:<3}  {ratio:.1f}x")  # fmt: skip
+              f"  {met:<3}  {f'{ratio:.1f}x':<18}  {gap}")  # fmt: skip
         summary.append({"what": name, "median_s": median, "max_s": worst, "target_s": target})
     print(f"mappings left on the router: {len(leaked)}")
     if args.json:

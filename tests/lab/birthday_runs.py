@@ -267,14 +267,14 @@ def problems(run: Run, lab: Lab) -> list[str]:
 
     Budget and rate cap, counted from the cores' send times and cross-checked
     with the routers' counters; a hit authenticated on both sides and naming
-    the right endpoints; time to punch within :data:`PUNCH_FACTOR`.
+    the right endpoints. Time to punch is a speed target, not a rule: the
+    benchmark (``benchmarks/birthday_lab.py``) measures it against
+    :data:`PUNCH_FACTOR`, where no other test competes for the CPUs.
     """
     public = {"a": lab.site().public_address, "b": lab.site("b").public_address}
     found = _side_problems(f"a ({run.a.role})", run.a, run.setup, Side.A, public["b"])
     found += _side_problems(f"b ({run.b.role})", run.b, run.setup, Side.B, public["a"])
     found += _hit_problems(run)
-    for side in run.sprayers:
-        found += _punch_problems(side, run.setup)
     return found
 
 
@@ -324,20 +324,6 @@ def _hit_problems(run: Run) -> list[str]:
         ):
             found.append(f"{side.pair.remote} is outside the NAT's ports {run.setup.port_range}")
     return found
-
-
-def _punch_problems(side: SideRun, setup: Setup) -> list[str]:
-    punch, found = side.punch_seconds, side.found
-    if punch is None or found is None:
-        return []
-    probes = found.stats.probes_sent
-    limit = PUNCH_FACTOR * probes / setup.rate
-    if punch <= limit:
-        return []
-    return [
-        f"{side.role}: punched after {punch * 1000:.2f} ms, over {PUNCH_FACTOR} x"
-        f" {probes} probes / {setup.rate:g}/s = {limit * 1000:.2f} ms"
-    ]
 
 
 # ------------------------------------------------------------------ running
