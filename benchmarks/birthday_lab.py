@@ -18,12 +18,13 @@ point) to see where the first hit falls, and prints:
   1.2 bound), counted as the tests count them.
 
 The runs are those of ``tests/lab/birthday_runs.py``, the harness the lab
-tests check. ``--loop`` and ``--no-realtime`` show what the timing owes to
-the harness: ``epoll`` is asyncio's default loop (what ``natkit birthday
-probe`` uses), ``--no-realtime`` drops SCHED_FIFO. Needs root.
+tests check, on asyncio's default (epoll) loop with normal scheduling, as
+``natkit birthday probe`` runs. ``--loop select`` and ``--realtime``
+(SCHED_FIFO side threads) show what, if anything, the timing owes to the
+loop's timer resolution and to the scheduler. Needs root.
 
     sudo .venv/bin/python benchmarks/birthday_lab.py [--runs 20] [--rate 250]
-        [--loop select epoll] [--no-realtime] [--json] [one-hard] [both-hard]
+        [--loop select epoll] [--realtime] [--json] [one-hard] [both-hard]
 """
 
 from __future__ import annotations
@@ -219,10 +220,10 @@ def main() -> int:
         "--loop",
         nargs="+",
         choices=[loop.value for loop in EventLoop],
-        default=[EventLoop.SELECT.value],
-        help="event loops to measure with (default select)",
+        default=[EventLoop.EPOLL.value],
+        help="event loops to measure with (default epoll)",
     )
-    parser.add_argument("--no-realtime", action="store_true", help="do not use SCHED_FIFO")
+    parser.add_argument("--realtime", action="store_true", help="run the sides SCHED_FIFO")
     parser.add_argument("--json", action="store_true", help="also print the summaries as JSON")
     args = parser.parse_args()
     known = configurations(args.rate)
@@ -232,7 +233,7 @@ def main() -> int:
     summaries = []
     for name in args.configurations:
         for loop in args.loop:
-            summary = measure(known[name], args.runs, EventLoop(loop), not args.no_realtime)
+            summary = measure(known[name], args.runs, EventLoop(loop), args.realtime)
             summaries.append(summary)
             print(render(summary), flush=True)
             print()

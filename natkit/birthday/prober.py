@@ -15,10 +15,13 @@ One class serves every role; the plan decides what it does:
 Rules the core enforces, whatever the plan says:
 
 1. At most ``config.budget`` PROBEs, ever.
-2. Paced sends (plan items and probes it decides on itself) are at least
-   :func:`~natkit.birthday.schedule.pacing_gap` apart, measured on the
-   actual send times, so no one-second window holds more than ``rate`` of
-   them however late the driver's timer fires. One paced send per call.
+2. Paced sends (plan items and probes it decides on itself) obey a
+   :class:`~natkit.birthday.schedule.RateWindow` measured on the actual
+   send times: no one-second window holds more than ``rate`` of them, and
+   no two are closer than half the plan's gap, however late the driver's
+   timer fires. A late timer is caught up with (a plan is a schedule, not
+   a list of gaps), so the search runs at the rate it was planned for and
+   the planner's times hold. One paced send per call.
 3. Only ACKs are unpaced: ``ack_copies`` of them, once, in reply to the
    probe that ends the run.
 4. Every received datagram is parsed strictly and authenticated; anything
@@ -51,7 +54,7 @@ from natkit.birthday.events import (
     SearchExhausted,
     WinningPair,
 )
-from natkit.birthday.schedule import DEFAULT_RATE, SendPlan, pacing_gap
+from natkit.birthday.schedule import DEFAULT_RATE, RateWindow, SendPlan, pacing_gap
 from natkit.birthday.wire import (
     MAX_SEQUENCE,
     SESSION_LENGTH,
@@ -121,10 +124,11 @@ class BirthdayProber:
         self.config = config
         self.sockets = tuple(sockets)
         self.plan = plan
-        self._gap = pacing_gap(config.rate)
+        self._window = RateWindow.for_rate(config.rate)
         self._started = now
         self._next_index = 0
-        self._last_paced: float | None = None
+        #: Send times of the last paced sends, as many as the window counts.
+        self._paced: deque[float] = deque(maxlen=self._window.count)
         #: Probes the prober decided on itself: (queued at, socket, remote).
         self._shortcuts: deque[tuple[float, int, Endpoint]] = deque()
         self._shortcut_targets: set[Endpoint] = set()
@@ -233,11 +237,11 @@ class BirthdayProber:
 
     @property
     def _quiet_since(self) -> float:
-        return self._started if self._last_paced is None else self._last_paced
+        return self._paced[-1] if self._paced else self._started
 
     def _next_paced_at(self) -> float | None:
         """When the next paced send may go, or ``None`` when none is left."""
-        floor = -math.inf if self._last_paced is None else self._last_paced + self._gap
+        floor = self._window.next_allowed(self._paced)
         if self._shortcuts and self._probes_left > 0:
             return max(floor, self._shortcuts[0][0])
         if self._next_index < len(self.plan.sends):
@@ -276,7 +280,7 @@ class BirthdayProber:
             else:
                 self._emit(Kind.OPEN, socket, remote)
                 self._opens_sent += 1
-        self._last_paced = now
+        self._paced.append(now)
 
     def _send_probe(self, socket: int, remote: Endpoint, now: float) -> None:
         sequence = self._emit(Kind.PROBE, socket, remote)

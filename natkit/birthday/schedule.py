@@ -6,12 +6,13 @@ expected plan down (after tailscale's ``makeProbePlan``). The prober
 (:mod:`natkit.birthday.prober`) follows a plan; it never decides what to
 send on its own, except to answer the peer.
 
-Pacing: consecutive sends are at least :func:`pacing_gap` apart, which is
-``1/rate`` plus one part per million. The margin is there so that float
-rounding of times (even clock values near 1e7 s) can never squeeze
-``rate + 1`` sends into a one-second window; the rate loses 1 ppm.
-Times accumulate (``t[i] = t[i-1] + gap``) exactly as the prober computes
-its next allowed send, so an on-time run reproduces the plan bit for bit.
+Pacing: a plan's sends are :func:`pacing_gap` apart, which is ``1/rate``
+plus one part per million. The margin is there so that float rounding of
+times (even clock values near 1e7 s) can never squeeze ``rate + 1`` sends
+into a one-second window; the rate loses 1 ppm. Times accumulate
+(``t[i] = t[i-1] + gap``), and the prober never sends before a planned
+time, so an on-time run reproduces the plan bit for bit. The cap itself
+is a :class:`RateWindow`, which a late sender may use to catch up.
 """
 
 from __future__ import annotations
@@ -34,10 +35,43 @@ _RATE_MARGIN = 1e-6
 
 
 def pacing_gap(rate: float) -> float:
-    """The least time between two paced sends at ``rate`` per second."""
+    """The time between two paced sends of an on-time plan at ``rate`` per second."""
     if not 0.0 < rate <= MAX_RATE:
         raise LocalProtocolError(f"rate must be in (0, {MAX_RATE:g}], got {rate}")
     return (1.0 / rate) * (1.0 + _RATE_MARGIN)
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """The cap as a sliding window: at most ``count`` paced sends in any
+    half-open window of ``seconds``, and never two closer than ``min_gap``.
+
+    ``count`` is ``floor(rate)`` (at least 1) and ``seconds`` that many
+    :func:`pacing_gap`: at a whole rate, no one-second window holds more
+    than ``rate`` sends. The window (not a fixed gap after the last send) is
+    what lets a sender that woke late catch up with its plan, at no more
+    than twice the rate for a few sends, without breaking the cap.
+    """
+
+    count: int
+    seconds: float
+    min_gap: float
+
+    @classmethod
+    def for_rate(cls, rate: float) -> RateWindow:
+        gap = pacing_gap(rate)  # validates the rate
+        count = max(1, int(rate))
+        return cls(count, count * gap, gap / 2)
+
+    def next_allowed(self, sent: Sequence[float]) -> float:
+        """The earliest time the next send may go, given the previous sends'
+        times (oldest first; only the last ``count`` matter)."""
+        if not sent:
+            return float("-inf")
+        floor = sent[-1] + self.min_gap
+        if len(sent) >= self.count:
+            floor = max(floor, sent[-self.count] + self.seconds)
+        return floor
 
 
 @dataclass(frozen=True, slots=True)

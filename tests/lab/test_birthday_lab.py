@@ -11,7 +11,9 @@ the real ``natkit birthday probe`` command connects the sites once.
 What is checked:
 
 * the hit rate agrees with the exact model (``natkit.birthday``): an exact
-  two-sided binomial test at :data:`ALPHA`, not a fixed count;
+  two-sided binomial test at :data:`ALPHA`, not a fixed count; and, run by
+  run, the model's premise: the hard NAT holds k mappings in its range and
+  the search ends at the first probe to land on one (read from conntrack);
 * every hit is an authenticated PROBE one way and its ACK back, naming the
   other site's public address (the easy side's mapped endpoint learnt by
   natkit's STUN client, in one-hard mode);
@@ -44,7 +46,15 @@ import sys
 import time
 
 import pytest
-from birthday_runs import Run, Setup, binomial_p_value, problems, run_once, stun_server
+from birthday_runs import (
+    Run,
+    Setup,
+    binomial_p_value,
+    mapped_ports,
+    problems,
+    run_once,
+    stun_server,
+)
 
 from natkit.aio.birthday import learn_mapped_endpoint
 from natkit.birthday import Mode
@@ -156,6 +166,23 @@ def test_one_hard_hit_rate_budget_and_rate(lab: Lab) -> None:
     runs, broken = run_many(lab, ONE_HARD, ONE_HARD_RUNS)
     assert not broken, "\n".join(broken)
     assert_agrees_with_model(runs, ONE_HARD)
+
+
+@pytest.mark.scenarios("birthday-one-hard")
+def test_one_hard_hits_at_the_first_probe_to_a_mapped_port(lab: Lab) -> None:
+    """The model's premise, run by run: the hard NAT holds k distinct
+    mappings inside its port range, and the search ends at the first probe
+    that lands on one of them, not a probe sooner or later."""
+    for seed in range(4):
+        lab.reset_state()
+        run = run_once(lab, ONE_HARD, seed=100 + seed)
+        mapped = mapped_ports(lab)
+        assert len(mapped) == ONE_HARD.ports
+        assert all(port in ONE_HARD.port_range for port in mapped)
+        ports = [probe.remote.port for probe in run.b.probes]
+        first = next((n for n, port in enumerate(ports, start=1) if port in mapped), None)
+        found = run.b.found
+        assert (None if found is None else found.stats.probes_sent) == first, seed
 
 
 @pytest.mark.scenarios("birthday-both-hard")

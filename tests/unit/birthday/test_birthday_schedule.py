@@ -11,6 +11,7 @@ from natkit.birthday.ports import PortRange
 from natkit.birthday.schedule import (
     MAX_RATE,
     PlannedSend,
+    RateWindow,
     SendPlan,
     max_sends_in_window,
     opener_plan,
@@ -40,6 +41,33 @@ def test_pacing_gap_is_the_rate_plus_one_part_per_million() -> None:
     for bad in (0.0, -1.0, MAX_RATE * 2, float("nan")):
         with pytest.raises(LocalProtocolError, match="rate must be in"):
             pacing_gap(bad)
+
+
+@pytest.mark.parametrize(
+    ("rate", "count", "seconds", "min_gap"),
+    [
+        (100.0, 100, 1.0, 0.005),  # a whole rate: that many in any second
+        (250.0, 250, 1.0, 0.002),
+        (100.5, 100, 100 / 100.5, 1 / 201),  # the long-run rate is kept
+        (1.5, 1, 1 / 1.5, 1 / 3),
+        (0.5, 1, 2.0, 1.0),  # below one a second: one per 1/rate
+    ],
+)
+def test_rate_window(rate: float, count: int, seconds: float, min_gap: float) -> None:
+    window = RateWindow.for_rate(rate)
+    assert window.count == count
+    assert window.seconds == pytest.approx(seconds, rel=2e-6)
+    assert window.seconds > count / rate  # the 1 ppm margin
+    assert window.min_gap == pytest.approx(min_gap, rel=2e-6)
+
+
+def test_rate_window_next_allowed() -> None:
+    window = RateWindow(count=3, seconds=1.0, min_gap=0.1)
+    assert window.next_allowed([]) == float("-inf")
+    assert window.next_allowed([5.0]) == pytest.approx(5.1)  # the gap
+    assert window.next_allowed([5.0, 5.1, 5.2]) == pytest.approx(6.0)  # the window
+    assert window.next_allowed([5.0, 5.7, 5.9]) == pytest.approx(6.0)
+    assert window.next_allowed([4.0, 5.7, 5.95]) == pytest.approx(6.05)
 
 
 def test_spray_plan_from_one_socket() -> None:
