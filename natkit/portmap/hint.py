@@ -14,20 +14,11 @@ Pure: the STUN-mapped address is an input.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 
+from natkit.addresses import is_public, is_shared
 from natkit.endpoint import IPAddress
-
-#: RFC 6598 shared address space (carrier-grade NAT).
-SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
-#: RFC 5737 documentation networks: the lab's internet, treated as public.
-_DOCUMENTATION = (
-    ipaddress.IPv4Network("192.0.2.0/24"),
-    ipaddress.IPv4Network("198.51.100.0/24"),
-    ipaddress.IPv4Network("203.0.113.0/24"),
-)
 
 
 class HintReason(Enum):
@@ -51,18 +42,12 @@ class MappingHint:
         return f"{self.reason.value}: {self.external_address}{seen}"
 
 
-def _private(address: IPAddress) -> bool:
-    if any(address in net for net in _DOCUMENTATION):
-        return False
-    return address.is_private or address.is_loopback or address.is_link_local
-
-
 def mapping_hint(external: IPAddress, stun_mapped: IPAddress | None = None) -> MappingHint | None:
     """The hint for a gateway reporting ``external``, or ``None`` when the
     mapping should make us reachable."""
-    if isinstance(external, ipaddress.IPv4Address) and external in SHARED_ADDRESS_SPACE:
+    if is_shared(external):
         return MappingHint(HintReason.CARRIER_GRADE_NAT, external, stun_mapped)
-    if _private(external):
+    if not is_public(external):
         return MappingHint(HintReason.PRIVATE_EXTERNAL, external, stun_mapped)
     if stun_mapped is not None and stun_mapped != external:
         return MappingHint(HintReason.DOUBLE_NAT, external, stun_mapped)

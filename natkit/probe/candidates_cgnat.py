@@ -25,22 +25,12 @@ with a sentence naming the observations. Nothing here does I/O.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from natkit.addresses import is_public, is_shared
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.probe.hops import (
-    DOCUMENTATION_BLOCKS,
-    SHARED_BLOCK,
-    Hop,
-    PathEvidence,
-    describe_path,
-    path_evidence,
-)
-
-#: RFC 6598 shared address space (carrier-grade NAT).
-SHARED_ADDRESS_SPACE = SHARED_BLOCK
+from natkit.probe.hops import Hop, PathEvidence, describe_path, path_evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +41,6 @@ class NatLayering:
     cgnat_reason: str
     double_nat: bool | None
     double_nat_reason: str
-
-
-def is_shared(address: IPAddress) -> bool:
-    """In RFC 6598's 100.64.0.0/10."""
-    return isinstance(address, ipaddress.IPv4Address) and address in SHARED_ADDRESS_SPACE
-
-
-def is_public(address: IPAddress) -> bool:
-    """Routable on the internet, counting the RFC 5737 networks the lab uses."""
-    if isinstance(address, ipaddress.IPv4Address) and any(
-        address in n for n in DOCUMENTATION_BLOCKS
-    ):
-        return True
-    return address.is_global
 
 
 def nat_layering(

@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from natkit.addresses import AddressKind
 from natkit.endpoint import Endpoint
-from natkit.probe.hops import AddressKind, Hop, HopReply
+from natkit.probe.hops import Hop, HopReply
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,15 +7,14 @@ import ipaddress
 
 import pytest
 
+from natkit.addresses import AddressKind, address_kind, is_public, is_shared
 from natkit.endpoint import Endpoint
 from natkit.probe.candidates_cgnat import nat_layering
 from natkit.probe.hop_trace import HopPacing, HopProbe, HopTrace
 from natkit.probe.hops import (
-    AddressKind,
     Hop,
     HopReply,
     Tier,
-    address_kind,
     describe_path,
     path_evidence,
 )
@@ -53,10 +52,14 @@ def silent(ttl: int) -> Hop:
         ("fd00::1", AddressKind.PRIVATE),
         ("2001:4860::1", AddressKind.PUBLIC),
         ("fe80::1", AddressKind.OTHER),
+        ("127.0.0.1", AddressKind.OTHER),
+        ("198.18.0.1", AddressKind.OTHER),  # RFC 2544 benchmarking
     ],
 )
 def test_address_kinds(address: str, kind: AddressKind) -> None:
     assert address_kind(ip(address)) is kind
+    assert is_shared(ip(address)) is (kind is AddressKind.SHARED)
+    assert is_public(ip(address)) is (kind is AddressKind.PUBLIC)
 
 
 # -- reading a path ----------------------------------------------------------------------------
