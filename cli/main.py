@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "birthday": ("cli.birthday", "birthday-paradox hole punching through hard (APDM) NATs"),
     "portmap": ("cli.portmap", "map a port on the gateway (PCP, NAT-PMP, UPnP IGD) and hold it"),
     "candidates": ("cli.candidates", "gather every address a peer might reach this host at"),
+    "keygen": ("cli.keygen", "print a new private node key (like wg genkey)"),
+    "pubkey": ("cli.pubkey", "print the public key of the private key on stdin (like wg pubkey)"),
+    "rendezvous": ("cli.rendezvous", "relay sealed signalling messages between nodes"),
 }
 
 
