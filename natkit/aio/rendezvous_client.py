@@ -12,10 +12,8 @@ re-announces itself to its peers on each ``UP``, since messages sent while
 the channel was down may have been dropped.
 
 The attempt counter behind the backoff starts again from 0 only after a
-connection stayed up ``stable_after`` seconds, so a server that accepts
-and at once drops clients (crash loop, full) is not hammered; and never
-after ``REPLACED``, so two processes that share a key do not fight at full
-speed.
+connection stayed up ``stable_after`` seconds, and never after
+``REPLACED`` (:class:`~natkit.signal.backoff.Reconnects`).
 
 While not connected, ``send`` keeps up to ``outbox_limit`` messages and
 sends them after the next WELCOME; beyond that the oldest are dropped and
@@ -35,7 +33,7 @@ from types import TracebackType
 
 from natkit.aio.channel_base import DEFAULT_INBOX_LIMIT, ChannelBase
 from natkit.identity import PrivateKey, PublicKey
-from natkit.signal.backoff import Backoff
+from natkit.signal.backoff import Backoff, Reconnects
 from natkit.signal.channel import (
     MAX_SEALED,
     ChannelState,
@@ -187,15 +185,16 @@ class RendezvousChannel(ChannelBase):
     # -- the connection loop --------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
+        reconnects = Reconnects(self.backoff, self.stable_after)
         while True:
-            reason, detail, up_for = await self._connect_once()
-            if reason is DownReason.REPLACED:
-                pass  # another process holds our key: keep backing off
-            elif up_for is not None and up_for >= self.stable_after:
-                attempt = 0
-            delay = self.backoff.delay(attempt, self._rng)
-            attempt += 1
+            try:
+                reason, detail, up_for = await self._connect_once()
+            except Exception as exc:  # a bug here must not end reconnecting for good
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "rendezvous channel: unexpected error", "exception": exc}
+                )
+                reason, detail, up_for = DownReason.PROTOCOL, f"internal error: {exc!r}", None
+            delay = reconnects.next_delay(reason, up_for, self._rng)
             self.delays.append(delay)
             self._set_state(ChannelState.CONNECTING, reason, detail, retry_in=delay)
             await self._sleep(delay)

@@ -97,6 +97,9 @@ class AsyncRendezvousServer:
         self._timer_at: float | None = None
         #: The endpoint actually bound (port 0 resolved).
         self.local_endpoint: Endpoint | None = None
+        #: The most bytes any one transport buffered after a write: bounded
+        #: by about ``WRITE_HIGH_WATER + PULL_BYTES``.
+        self.transport_peak = 0
 
     def now(self) -> float:
         return self._loop.time()
@@ -127,6 +130,7 @@ class AsyncRendezvousServer:
             return
         while not connection.paused and self.core.queued_bytes(conn):
             transport.write(self.core.data_to_send(conn, PULL_BYTES))
+            self.transport_peak = max(self.transport_peak, transport.get_write_buffer_size())
 
     def pump(self) -> None:
         """After any input: write, close, report events, re-arm the timer."""

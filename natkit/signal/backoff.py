@@ -10,9 +10,10 @@ only ever shortens a delay, so the cap holds.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from natkit.errors import LocalProtocolError
+from natkit.signal.channel import DownReason
 
 #: The longest wait between two attempts (issue 11: "up to 5 minutes").
 MAX_BACKOFF = 300.0
@@ -48,3 +49,28 @@ class Backoff:
         """The jittered delay for ``attempt``: in ``[base*(1-jitter), base]``."""
         base = self.base(attempt)
         return base * (1.0 - self.jitter * rng.random())
+
+
+@dataclass(slots=True)
+class Reconnects:
+    """When to try again after a connection ended: the attempt counter behind
+    a :class:`Backoff`, and when it starts over.
+
+    The counter resets only after a connection stayed up ``stable_after``
+    seconds, so a server that accepts and at once drops clients (crash loop,
+    full) is not hammered; and never after ``REPLACED``, so two processes
+    sharing a key back off from each other instead of fighting at full speed.
+    """
+
+    backoff: Backoff = field(default_factory=Backoff)
+    stable_after: float = 30.0
+    attempt: int = 0
+
+    def next_delay(self, reason: DownReason, up_for: float | None, rng: random.Random) -> float:
+        """The wait before the next attempt, given how the last one ended and
+        how long it was up (``None``: it never was)."""
+        if reason is not DownReason.REPLACED and up_for is not None and up_for >= self.stable_after:
+            self.attempt = 0
+        delay = self.backoff.delay(self.attempt, rng)
+        self.attempt += 1
+        return delay
