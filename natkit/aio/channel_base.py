@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Self
 
 from natkit.errors import LocalProtocolError
 from natkit.identity import PublicKey
@@ -47,6 +49,24 @@ class ChannelBase:
     @property
     def state(self) -> ChannelState:
         return self._state
+
+    def start(self) -> None:
+        """Begin connecting, for backends that connect (a no-op here)."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     def subscribe(self, listener: ChannelListener) -> Callable[[], None]:
         self._listeners.append(listener)

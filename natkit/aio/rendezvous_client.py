@@ -29,7 +29,6 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from natkit.aio.channel_base import DEFAULT_INBOX_LIMIT, ChannelBase
 from natkit.identity import PrivateKey, PublicKey
@@ -131,18 +130,6 @@ class RendezvousChannel(ChannelBase):
         """Start connecting (in the background); idempotent."""
         if self._task is None and self._state is not ChannelState.CLOSED:
             self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def __aenter__(self) -> RendezvousChannel:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def wait_up(self) -> None:
         """Return once the channel is ``UP`` (at once if it is)."""
