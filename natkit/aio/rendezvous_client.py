@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from natkit.aio.channel_base import DEFAULT_INBOX_LIMIT, ChannelBase
 from natkit.identity import PrivateKey, PublicKey
-from natkit.signal.backoff import Backoff, Reconnects
+from natkit.signal.backoff import STABLE_AFTER, Backoff, Reconnects
 from natkit.signal.channel import (
     MAX_SEALED,
     ChannelState,
@@ -58,8 +58,6 @@ OpenConnection = Callable[[str, int], Awaitable[Streams]]
 DEFAULT_OUTBOX = 64
 #: Seconds for the TCP connection itself.
 CONNECT_TIMEOUT = 10.0
-#: A connection that stayed up this long resets the backoff.
-STABLE_AFTER = 30.0
 #: Bytes waiting in the socket buffer above which a send is dropped (``BUSY``):
 #: the server is not reading us, and memory must stay bounded here too.
 MAX_UNSENT = 256 * 1024

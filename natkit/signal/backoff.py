@@ -17,6 +17,8 @@ from natkit.signal.channel import DownReason
 
 #: The longest wait between two attempts (issue 11: "up to 5 minutes").
 MAX_BACKOFF = 300.0
+#: A connection that stayed up this long starts the schedule over.
+STABLE_AFTER = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,7 @@ class Reconnects:
     """
 
     backoff: Backoff = field(default_factory=Backoff)
-    stable_after: float = 30.0
+    stable_after: float = STABLE_AFTER
     attempt: int = 0
 
     def next_delay(self, reason: DownReason, up_for: float | None, rng: random.Random) -> float:

@@ -13,7 +13,7 @@ import pytest
 from natkit.aio.rendezvous_client import RendezvousChannel
 from natkit.aio.rendezvous_server import PULL_BYTES, WRITE_HIGH_WATER, AsyncRendezvousServer
 from natkit.endpoint import Endpoint
-from natkit.identity import PrivateKey, PublicKey, seal, unseal
+from natkit.identity import PrivateKey, seal, unseal
 from natkit.signal import (
     ChannelEvent,
     ChannelState,
@@ -425,7 +425,7 @@ async def test_a_silent_server_is_left_and_retried() -> None:
         await mute_server.wait_closed()
 
 
-async def test_replaced_does_not_reset_the_backoff(server: Server) -> None:
+async def test_the_same_key_elsewhere_replaces_the_connection(server: Server) -> None:
     first = channel(server.port, ALICE, backoff=Backoff(initial=0.05, cap=0.4), stable_after=0.0)
     await up(first)
     events: list[ChannelEvent] = []
@@ -437,10 +437,6 @@ async def test_replaced_does_not_reset_the_backoff(server: Server) -> None:
     assert change.reason is DownReason.REPLACED
     await first.close()
     await second.close()
-
-
-def test_public_key_sanity() -> None:
-    assert isinstance(ALICE.public_key, PublicKey)
 
 
 async def test_a_reset_connection_is_lost_then_restored(server: Server) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from natkit.aio.signal_hub import SignalHub
 from natkit.errors import LocalProtocolError
-from natkit.identity import PrivateKey, PublicKey, seal, unseal
+from natkit.identity import PrivateKey, seal, unseal
 from natkit.signal import (
     MAX_SEALED,
     ChannelEvent,
@@ -149,7 +149,3 @@ async def test_listener_exceptions_do_not_break_the_channel() -> None:
     await alice.send(BOB.public_key, b"still works")
     assert (await next_message(bob)).sealed == b"still works"
     assert len(seen) == 1
-
-
-def test_public_key_type_is_what_peers_are_named_by() -> None:
-    assert isinstance(ALICE.public_key, PublicKey)
