@@ -30,14 +30,14 @@ from natkit.wireguard.keys import WireGuardKey
 WG = "wg"
 #: Linux IFNAMSIZ is 16 with the NUL: 15 characters. Letters, digits and a
 #: few marks, never a leading "-" (an option) or "." (".", "..").
-_INTERFACE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,14}$")
+_INTERFACE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,14}")
 #: The most stderr text an error keeps (``wg`` prints one line).
 _DETAIL_LIMIT = 200
 
 
 def check_interface(name: str) -> str:
     """``name`` if it is a valid interface name, else :class:`InterfaceNameError`."""
-    if not _INTERFACE.match(name):
+    if not _INTERFACE.fullmatch(name):
         raise InterfaceNameError(
             f"bad interface name {name[:32]!r}: 1-15 of A-Z a-z 0-9 _ . = + -,"
             " not starting with - or ."

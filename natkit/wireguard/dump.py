@@ -125,10 +125,16 @@ def _peer(fields: list[str], number: int) -> PeerStatus:
         latest_handshake=_number(handshake, number, "latest-handshake", _U64) or None,
         rx_bytes=_number(rx, number, "transfer-rx", _U64),
         tx_bytes=_number(tx, number, "transfer-tx", _U64),
-        persistent_keepalive=(
-            None if keepalive == OFF else _number(keepalive, number, "persistent-keepalive", 0xFFFF)
-        ),
+        persistent_keepalive=None if keepalive == OFF else _keepalive(keepalive, number),
     )
+
+
+def _keepalive(text: str, number: int) -> int:
+    # wg prints "off" for 0, so a 0 here is not wg's output.
+    value = _number(text, number, "persistent-keepalive", 0xFFFF)
+    if value == 0:
+        raise WgOutputError(number, "persistent-keepalive", "0 where wg prints off")
+    return value
 
 
 def _lines(text: str) -> list[str]:

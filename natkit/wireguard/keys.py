@@ -16,12 +16,12 @@ from natkit.wireguard.errors import KeyFormatError
 KEY_LENGTH = 32
 #: 43 base64 characters and one "=": exactly what 32 bytes encode to. The
 #: last character carries 2 unused bits, which must be zero (canonical form).
-_KEY_TEXT = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
+_KEY_TEXT = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 
 def is_key_text(text: str) -> bool:
     """Whether ``text`` is a key in canonical ``wg`` form."""
-    return bool(_KEY_TEXT.match(text))
+    return _KEY_TEXT.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True, order=True)
