@@ -165,10 +165,9 @@ def test_parse_ipv4_udp_with_and_without_checksum() -> None:
     summed = build_udp(3478, Endpoint(dst, PORT), payload, source_address=src)
     packet = ipv4_packet(summed, source=str(src), destination=str(dst), options=b"\x01" * 4)
     assert parse_ipv4_udp(packet) == expected
-    broken = packet[:-1] + bytes([packet[-1] ^ 1])
-    with pytest.raises(RawUdpError) as caught:
-        parse_ipv4_udp(broken)
-    assert caught.value.reason is RawUdpFailure.CHECKSUM
+    # Not verified: on a raw socket the field may hold an offloaded partial sum.
+    broken = summed[:6] + b"\x12\x34" + summed[8:]
+    assert parse_ipv4_udp(ipv4_packet(broken, source=str(src), destination=str(dst))) == expected
 
 
 def test_udp_length_may_leave_a_surplus_area() -> None:
@@ -203,7 +202,7 @@ def test_parse_udp_for_ipv6() -> None:
     source = ipaddress.IPv6Address("2001:db8:1::20")
     segment = udp_segment(3478, PORT, stun_binding(), checksum=0x1234)
     assert parse_udp(segment, source) == RawDatagram(Endpoint(source, 3478), PORT, stun_binding())
-    with pytest.raises(RawUdpError, match="zero checksum"):
+    with pytest.raises(RawUdpError, match="zero UDP checksum"):
         parse_udp(udp_segment(3478, PORT, b"x"), source)
     with pytest.raises(RawUdpError, match="shorter"):
         parse_udp(b"\x00" * 7, source)
