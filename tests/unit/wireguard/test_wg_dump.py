@@ -13,6 +13,7 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wireguard_testlib import DUMP, PEER_V4, PEER_V6, PRIVATE, PSK, PUBLIC
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError, RemoteProtocolError
@@ -37,18 +38,6 @@ from natkit.wireguard.errors import (
     WgPermissionError,
 )
 from natkit.wireguard.keys import WireGuardKey
-
-PRIVATE = "aKFD0sCDpHchelzjGnE0rT1lvcau7lEEtfcvVu6u2lg="
-PUBLIC = "3cPizRbdOj+GBZvOitcziRtWPzxQail8LjQwJGpa7Rg="
-PEER_V6 = "8JTsblYU1LLCORkFBWCBuiX2957w+ycY2pdbHZfKR1c="
-PEER_V4 = "IMpF2PhzZECiCm7JRbkw0x3NsocfX4Ap0jKZk8Pz6DE="
-PSK = "fDSuK6DVBPbIp3tLe2C6Gxhuy0hLSdDqBPt4VyGVZTM="
-
-DUMP = (
-    f"{PRIVATE}\t{PUBLIC}\t51820\toff\n"
-    f"{PEER_V6}\t(none)\t[2001:db8::1]:5\t(none)\t0\t0\t0\toff\n"
-    f"{PEER_V4}\t{PSK}\t192.0.2.1:51820\t10.200.0.2/32,fd00::2/128\t1733352000\t1204\t2376\t25\n"
-)
 
 
 def test_parse_dump_fixture() -> None:

@@ -4,8 +4,9 @@ The interpreter follows the kernel's ``__bpf_prog_run``/``sk_run_filter``
 semantics for the instructions natkit's filters use (a load past the end of
 the packet ends the program with 0, "drop"), so a filter can be checked on
 bytes without a socket. The lab tests run the same programs in the kernel.
-The packet builders write IPv4 headers by hand from RFC 791's layout,
-independently of :mod:`natkit.wireguard.rawudp`.
+The ``wg`` fixtures were captured from the real tool. The packet builders
+write IPv4 headers by hand from RFC 791's layout, independently of
+:mod:`natkit.wireguard.rawudp`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ from natkit.wireguard.rawudp import (
 )
 
 _SIZES = {BPF_W: 4, BPF_H: 2, BPF_B: 1}
+
+# ``wg show wg0 dump`` from wg 1.0.20210914 against wireguard-go, captured on
+# this machine (keys made for the fixture and used nowhere else).
+PRIVATE = "aKFD0sCDpHchelzjGnE0rT1lvcau7lEEtfcvVu6u2lg="
+PUBLIC = "3cPizRbdOj+GBZvOitcziRtWPzxQail8LjQwJGpa7Rg="
+PEER_V6 = "8JTsblYU1LLCORkFBWCBuiX2957w+ycY2pdbHZfKR1c="
+PEER_V4 = "IMpF2PhzZECiCm7JRbkw0x3NsocfX4Ap0jKZk8Pz6DE="
+PSK = "fDSuK6DVBPbIp3tLe2C6Gxhuy0hLSdDqBPt4VyGVZTM="
+
+DUMP = (
+    f"{PRIVATE}\t{PUBLIC}\t51820\toff\n"
+    f"{PEER_V6}\t(none)\t[2001:db8::1]:5\t(none)\t0\t0\t0\toff\n"
+    f"{PEER_V4}\t{PSK}\t192.0.2.1:51820\t10.200.0.2/32,fd00::2/128\t1733352000\t1204\t2376\t25\n"
+)
 
 
 def run_filter(program: tuple[BpfInstruction, ...], packet: bytes) -> int:
