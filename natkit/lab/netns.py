@@ -65,6 +65,11 @@ def require_tools(tools: Iterable[str] = TOOLS) -> None:
         "tayga": "tayga",
         "unbound": "unbound",
         "openssl": "openssl",
+        "wireguard-go": "wireguard-go",
+        "wg": "wireguard-tools",
+        "unshare": "util-linux",
+        "nsenter": "util-linux",
+        "iperf3": "iperf3",
     }
     for tool in tools:
         if shutil.which(tool) is None:

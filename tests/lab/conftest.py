@@ -53,6 +53,10 @@ LAB_TOOLS = {
     "tayga": "tayga",
     "unbound": "unbound",
     "openssl": "openssl",
+    "wireguard-go": "wireguard-go",
+    "wg": "wireguard-tools",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
 }
 
 
