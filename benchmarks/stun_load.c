@@ -11,7 +11,8 @@
  * transaction ID each (run id, socket index, sequence number). An answer is
  * valid when it is a Binding success response of the announced length with
  * the magic cookie, the transaction ID of a request still in flight on that
- * socket, and an XOR-MAPPED-ADDRESS naming the socket's own port.
+ * socket, and an XOR-MAPPED-ADDRESS naming the socket's own port. An answer
+ * to a request already counted lost is "late"; anything else is "invalid".
  *
  * --reflect PORT turns it into a minimal responder (header + XOR-MAPPED-ADDRESS,
  * no checks), used to show the client's own ceiling on this machine.
@@ -226,7 +227,7 @@ int main(int argc, char **argv) {
         smsg[i].msg_hdr = (struct msghdr){.msg_iov = &iout[i], .msg_iovlen = 1};
     }
 
-    unsigned long long sent = 0, valid = 0, invalid = 0, lost = 0;
+    unsigned long long sent = 0, valid = 0, invalid = 0, late = 0, lost = 0;
     int counting = 0;
     double start = now_s(), begin = start + warmup, end = begin + duration;
     double cpu_begin = 0, next_sweep = start;
@@ -305,9 +306,12 @@ int main(int argc, char **argv) {
                 memcpy(&rid, m + 8, 4);
                 memcpy(&idx, m + 12, 4);
                 memcpy(&seq, m + 16, 4);
-                if (rid != run_id || idx != index || f->pending[seq % RING] != seq + 1 ||
-                    xor_mapped_port(m, len) != f->port) {
+                if (rid != run_id || idx != index || xor_mapped_port(m, len) != f->port) {
                     invalid += counting;
+                    continue;
+                }
+                if (f->pending[seq % RING] != seq + 1) {
+                    late += counting;
                     continue;
                 }
                 f->pending[seq % RING] = 0;
@@ -324,8 +328,8 @@ int main(int argc, char **argv) {
     double elapsed = now_s() - begin;
     double cpu = cpu_s() - cpu_begin;
     if (!counting) elapsed = 0;
-    printf("{\"sent\": %llu, \"valid\": %llu, \"invalid\": %llu, \"lost\": %llu, "
-           "\"seconds\": %.4f, \"cpu_seconds\": %.4f}\n",
-           sent, valid, invalid, lost, elapsed, cpu);
+    printf("{\"sent\": %llu, \"valid\": %llu, \"invalid\": %llu, \"late\": %llu, "
+           "\"lost\": %llu, \"seconds\": %.4f, \"cpu_seconds\": %.4f}\n",
+           sent, valid, invalid, late, lost, elapsed, cpu);
     return 0;
 }

@@ -196,6 +196,7 @@ def measure(subject: Subject, load: Path, args: argparse.Namespace) -> dict[str,
         "responses_per_s": responses,
         "lost_per_s": counts["lost"] / seconds,
         "invalid": counts["invalid"],
+        "late": counts["late"],
         "server_cores": server_cores,
         "client_cores": counts["cpu_seconds"] / seconds,
         "responses_per_cpu_s": responses / server_cores if server_cores else 0.0,
@@ -247,6 +248,9 @@ def render(summary: dict[str, Any], args: argparse.Namespace) -> str:
         f" goal >= 0.50",
         "(CPU columns in cores: CPU-seconds per second; natkit counts all its workers)",
     ]
+    for name, m in summary["medians"].items():
+        if m["invalid"]:
+            lines.append(f"WARNING: {name} sent invalid answers (median {m['invalid']:.0f} a run)")
     for name, stats in summary["natkit_stats"].items():
         lines.append(
             f"{name} --stats: received {stats.get('received')}, answered {stats.get('answered')},"

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from natkit.aio.mmsg import BATCH, DatagramBatch, open_batch
 from natkit.endpoint import Endpoint
+from natkit.errors import NatkitError
 from natkit.stun.fastpath import unpack_peer
 from natkit.stun.server import ServerConfig, StunServer, Transport
 
@@ -148,7 +149,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         spec = WorkerSpec.from_json(argv[0])
         config = spec.config
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, NatkitError) as exc:
         print(f"natkit stun worker: bad spec: {exc}", file=sys.stderr)
         return 64
     signal.signal(signal.SIGINT, signal.SIG_IGN)

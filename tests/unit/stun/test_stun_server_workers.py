@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from natkit.aio import stun_worker
 from natkit.endpoint import Endpoint
 from natkit.stun.attributes import ChangeRequest
 from natkit.stun.codec import binding_request, encode_message, parse_message
@@ -270,3 +271,30 @@ def test_no_workers_serves_udp_in_the_main_process(servers: list[Server]) -> Non
     status, err = server.stop()
     assert status == 0
     assert json.loads(err.strip().splitlines()[-1])["answered"] == 1
+
+
+def test_ipv6_workers(servers: list[Server]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    server = Server("--bind", "::1", "--port", str(port), "--workers", "2", "--no-tcp")
+    servers.append(server)
+    assert server.first_line == "ready"
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as client:
+        client.bind(("::1", 0))
+        client.settimeout(5)
+        answer = parse_message(
+            _ask(client, encode_message(binding_request(bytes(12))), ("::1", port))
+        )
+        assert answer.xor_mapped_address == Endpoint.parse(f"[::1]:{client.getsockname()[1]}")
+    assert server.stop()[0] == 0
+
+
+def test_worker_refuses_a_bad_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert stun_worker.main(["{not json"]) == 64
+    assert stun_worker.main(['{"sockets": ["127.0.0.1:1"], "software": null, "fds": [1]}']) == 64
+    assert stun_worker.main(['{"sockets": [], "software": null, "fds": [3]}']) == 64
+    assert stun_worker.main([]) == 64
+    assert "Traceback" not in capsys.readouterr().err
