@@ -95,7 +95,8 @@ _MMSG_SIZE = ctypes.sizeof(_MMsgHdr)
 _IOVEC_SIZE = ctypes.sizeof(_IoVec)
 #: One mmsghdr seen as bytes: only its msg_len matters after recvmmsg.
 _MSG_LEN = struct.Struct(f"{_MMsgHdr.msg_len.offset}xI{_MMSG_SIZE - _MMsgHdr.msg_len.offset - 4}x")
-_IOV_LEN = struct.Struct("N")
+_IOV_LEN = struct.Struct("N")  # size_t
+_IOV_LEN_OFFSET = _IoVec.iov_len.offset
 
 
 def _libc_calls() -> tuple[Callable[..., int], Callable[..., int]] | None:
@@ -132,12 +133,8 @@ class MmsgBatch:
         self.capacity = size
         self.send_errors = 0
         self.receive_errors = 0
-        # Where the port and address sit in this family's sockaddr.
-        if sock.family == socket_module.AF_INET:
-            self._peer_slices: tuple[slice, ...] = (slice(2, 8),)
-        else:
-            self._peer_slices = (slice(2, 4), slice(8, 24))
-        namelen = 16 if sock.family == socket_module.AF_INET else 28
+        self._ipv4 = sock.family == socket_module.AF_INET
+        namelen = 16 if self._ipv4 else 28
         # Receive slots (mmap: zero pages until written), reply slots, sockaddrs.
         self._in = mmap.mmap(-1, size * SLOT)
         self._out = mmap.mmap(-1, size * REPLY_SLOT)
@@ -194,7 +191,10 @@ class MmsgBatch:
     def peer(self, index: int) -> bytes:
         base = index * _SOCKADDR_SLOT
         names = self._names
-        return b"".join(names[base + part.start : base + part.stop] for part in self._peer_slices)
+        if self._ipv4:  # sockaddr_in: family, port, address
+            return names[base + 2 : base + 8]
+        # sockaddr_in6: family, port, flow information, address, scope
+        return names[base + 2 : base + 4] + names[base + 8 : base + 24]
 
     def reply(self, index: int, data: bytes) -> None:
         if len(data) > REPLY_SLOT:
@@ -202,7 +202,7 @@ class MmsgBatch:
             return
         start = index * REPLY_SLOT
         self._out[start : start + len(data)] = data
-        _IOV_LEN.pack_into(self._out_iov_view, index * _IOVEC_SIZE + 8, len(data))
+        _IOV_LEN.pack_into(self._out_iov_view, index * _IOVEC_SIZE + _IOV_LEN_OFFSET, len(data))
         position = self._queued * _MMSG_SIZE
         self._out_view[position : position + _MMSG_SIZE] = self._templates[index]
         self._queued += 1
