@@ -77,12 +77,10 @@ class WorkerSpec:
             raise ValueError("software is a string")
         if not all(isinstance(fd, int) and fd > 2 for fd in fds):
             raise ValueError("fds are inherited descriptors above 2")
-        return cls(
-            tuple(Endpoint.parse(text) for text in document["sockets"]),
-            software,
-            tuple(fds),
-            bool(document.get("batched", True)),
-        )
+        sockets = tuple(Endpoint.parse(text) for text in document["sockets"])
+        if len(sockets) != len(fds):
+            raise ValueError("one descriptor per endpoint")
+        return cls(sockets, software, tuple(fds), bool(document.get("batched", True)))
 
     @property
     def config(self) -> ServerConfig:
@@ -152,6 +150,13 @@ def main(argv: Sequence[str]) -> int:
     except (ValueError, KeyError, TypeError, NatkitError) as exc:
         print(f"natkit stun worker: bad spec: {exc}", file=sys.stderr)
         return 64
+    try:
+        sockets = [socket_module.socket(fileno=fd) for fd in spec.fds]
+    except OSError as exc:
+        print(f"natkit stun worker: not a socket: {exc}", file=sys.stderr)
+        return 64
+    for sock in sockets:
+        sock.setblocking(False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -159,9 +164,6 @@ def main(argv: Sequence[str]) -> int:
     # A Python-level handler (doing nothing) replaces "terminate": the
     # wakeup byte ends epoll_wait and the loop returns in order.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    sockets = [socket_module.socket(fileno=fd) for fd in spec.fds]
-    for sock in sockets:
-        sock.setblocking(False)
     core = StunServer(config)
     print("ready", flush=True)
     serve(core, sockets, (sys.stdin.fileno(), wake_read), batched=spec.batched)

@@ -295,6 +295,14 @@ def test_ipv6_workers(servers: list[Server]) -> None:
 def test_worker_refuses_a_bad_spec(capsys: pytest.CaptureFixture[str]) -> None:
     assert stun_worker.main(["{not json"]) == 64
     assert stun_worker.main(['{"sockets": ["127.0.0.1:1"], "software": null, "fds": [1]}']) == 64
-    assert stun_worker.main(['{"sockets": [], "software": null, "fds": [3]}']) == 64
+    assert stun_worker.main(['{"sockets": [], "software": null, "fds": []}']) == 64
+    assert stun_worker.main(['{"sockets": ["127.0.0.1:1"], "software": null, "fds": [3, 4]}']) == 64
     assert stun_worker.main([]) == 64
+    read, write = os.pipe()
+    try:
+        spec = f'{{"sockets": ["127.0.0.1:1"], "software": null, "fds": [{read}]}}'
+        assert stun_worker.main([spec]) == 64  # a pipe, not a socket
+    finally:
+        os.close(read)
+        os.close(write)
     assert "Traceback" not in capsys.readouterr().err
