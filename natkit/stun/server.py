@@ -36,6 +36,10 @@ Nothing optional is added unless asked: SOFTWARE only when configured,
 FINGERPRINT only when the request had one, PADDING only when the request
 had PADDING and never longer than the request's own (the RFC's "MTU-sized"
 suggestion would turn a small request into an amplified reply).
+
+:meth:`StunServer.answer_plain` is the fast path for the plain Binding
+request (:mod:`natkit.stun.fastpath`): the same bytes and the same counters
+as :meth:`StunServer.handle`, or ``None`` and the caller asks ``handle``.
 """
 
 from __future__ import annotations
@@ -60,12 +64,14 @@ from natkit.stun.attributes import (
 from natkit.stun.codec import Message, StunDecodeError, encode_message, parse_message
 from natkit.stun.constants import (
     ERROR_REASONS,
+    MAGIC_COOKIE_BYTES,
     AttributeType,
     ChangeFlags,
     ErrorCode,
     MessageClass,
     Method,
 )
+from natkit.stun.fastpath import PlainBinding, packed_peer
 
 
 class Transport(Enum):
@@ -154,6 +160,46 @@ class ServerCounters:
             "errors_sent": {str(k): v for k, v in self.errors_sent.items()},
         }
 
+    def add(self, other: ServerCounters) -> None:
+        """Add ``other``'s counts to these (workers' counters into one total)."""
+        self.received += other.received
+        self.answered += other.answered
+        self.classic_requests += other.classic_requests
+        self.change_requests += other.change_requests
+        self.response_port_requests += other.response_port_requests
+        self.padding_requests += other.padding_requests
+        self.ignored_not_request += other.ignored_not_request
+        self.malformed.update(other.malformed)
+        self.errors_sent.update(other.errors_sent)
+
+    @classmethod
+    def from_dict(cls, document: dict[str, object]) -> ServerCounters:
+        """The inverse of :meth:`as_dict`; ``ValueError`` on anything else."""
+        try:
+            malformed = document["malformed"]
+            errors_sent = document["errors_sent"]
+            if not isinstance(malformed, dict) or not isinstance(errors_sent, dict):
+                raise TypeError("malformed and errors_sent are objects")
+            return cls(
+                received=_count(document["received"]),
+                answered=_count(document["answered"]),
+                classic_requests=_count(document["classic_requests"]),
+                change_requests=_count(document["change_requests"]),
+                response_port_requests=_count(document["response_port_requests"]),
+                padding_requests=_count(document["padding_requests"]),
+                ignored_not_request=_count(document["ignored_not_request"]),
+                malformed=Counter({str(k): _count(v) for k, v in malformed.items()}),
+                errors_sent=Counter({int(k): _count(v) for k, v in errors_sent.items()}),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not server counters: {exc}") from None
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"a count is a non-negative integer, not {value!r}")
+    return value
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -171,10 +217,18 @@ class StunServer:
         self.config = config
         self.counters = ServerCounters()
         self._outbox: deque[Datagram] = deque()
+        self._plain = tuple(
+            PlainBinding(origin, self._other_address(index), config.software)
+            for index, origin in enumerate(config.sockets)
+        )
 
     # -- SansIOCore -------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
+        plain = self.answer_plain(data, packed_peer(remote), socket)
+        if plain is not None:
+            self._outbox.append(Datagram(plain, remote, socket))
+            return
         reply = self.handle(data, remote, socket, Transport.UDP)
         if reply is not None:
             self._outbox.append(Datagram(reply.data, reply.remote, reply.socket))
@@ -192,6 +246,22 @@ class StunServer:
 
     def next_event(self) -> None:
         return None
+
+    # -- the fast path (UDP) -----------------------------------------------------
+
+    def answer_plain(self, data: bytes, peer: bytes, socket: int) -> bytes | None:
+        """The answer to a plain Binding request from ``peer`` (port and
+        address in network order, :func:`~natkit.stun.fastpath.packed_peer`)
+        received on ``socket``, to be sent back from that socket; ``None``
+        when :meth:`handle` must decide. Counts exactly as :meth:`handle`."""
+        reply = self._plain[socket].answer(data, peer)
+        if reply is not None:
+            counters = self.counters
+            counters.received += 1
+            counters.answered += 1
+            if data[4:8] != MAGIC_COOKIE_BYTES:
+                counters.classic_requests += 1
+        return reply
 
     # -- the logic, shared by UDP and TCP ----------------------------------------
 

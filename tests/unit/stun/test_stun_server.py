@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from natkit.endpoint import Endpoint
@@ -14,7 +16,7 @@ from natkit.stun.attributes import (
 )
 from natkit.stun.codec import Message, binding_request, encode_message, parse_message
 from natkit.stun.constants import AttributeType, ChangeFlags, MessageClass, Method
-from natkit.stun.server import ServerConfig, StunServer, Transport
+from natkit.stun.server import ServerConfig, ServerCounters, StunServer, Transport
 
 CLIENT = Endpoint.parse("198.51.100.1:40000")
 A1P1, A1P2, A2P1, A2P2 = (
@@ -236,3 +238,41 @@ def test_config_needs_two_addresses_times_two_ports() -> None:
     with pytest.raises(LocalProtocolError):
         ServerConfig((A1P1, A1P2, A1P1, A1P2))
     assert ServerConfig((A1P1, A1P2, A2P1, A2P2)).behaviour_discovery
+
+
+def test_counters_add_up_and_survive_json() -> None:
+    """Workers report ``as_dict`` as JSON; the parent reads and adds them."""
+    first, second = _server(), _server()
+    for server in (first, second):
+        _ask(server, binding_request(TID))
+        _ask(server, b"\x00\x01")
+    _ask(second, binding_request(TID, ChangeRequest(ChangeFlags.CHANGE_IP)))
+    _ask(second, Message(Method.ALLOCATE, MessageClass.REQUEST, TID))
+    total = ServerCounters()
+    for server in (first, second):
+        total.add(ServerCounters.from_dict(json.loads(json.dumps(server.counters.as_dict()))))
+    assert total.as_dict() == {
+        "received": 6,
+        "answered": 4,
+        "classic_requests": 0,
+        "change_requests": 1,
+        "response_port_requests": 0,
+        "padding_requests": 0,
+        "ignored_not_request": 0,
+        "malformed": {"truncated": 2},
+        "errors_sent": {"400": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {},
+        {**ServerCounters().as_dict(), "received": -1},
+        {**ServerCounters().as_dict(), "malformed": []},
+    ],
+    ids=["empty", "negative", "not-an-object"],
+)
+def test_counters_from_anything_else_is_a_value_error(document: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="not server counters"):
+        ServerCounters.from_dict(document)
