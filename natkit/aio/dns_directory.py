@@ -555,17 +555,23 @@ def read_tsig_key_file(path: str | os.PathLike[str]) -> TsigKey:
     """
     source = str(path)
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            data = f.read(MAX_KEY_FILE + 1)
+        # O_NONBLOCK: a FIFO in its place must not hang the command.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise TsigKeyFileError(source, f"cannot read it: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
+        os.close(fd)
         raise TsigKeyFileError(source, "not a regular file")
-    if mode & stat.S_IROTH:
-        raise TsigKeyFileError(
-            source, "other users can read it (the secret lets anyone publish): chmod o-r"
-        )
+    with os.fdopen(fd, "rb") as f:
+        if mode & stat.S_IROTH:
+            raise TsigKeyFileError(
+                source, "other users can read it (the secret lets anyone publish): chmod o-r"
+            )
+        try:
+            data = f.read(MAX_KEY_FILE + 1)
+        except OSError as exc:
+            raise TsigKeyFileError(source, f"cannot read it: {exc.strerror}") from None
     if len(data) > MAX_KEY_FILE:
         raise TsigKeyFileError(source, f"larger than {MAX_KEY_FILE} bytes: not a key file")
     try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 import dns.exception
 import dns.name
@@ -42,6 +43,8 @@ RECIPIENT_LABEL_LENGTH = 16
 _PERSON = b"natkit-dnsdir-v1"
 #: The DNS-SD service type WireGuard peers use (wgsd's, RFC 6763 §7).
 SERVICE_LABELS: tuple[bytes, ...] = (b"_wireguard", b"_udp")
+#: A zone label: host name characters (RFC 1123) and ``_`` (RFC 8552 names).
+_ZONE_LABEL = re.compile(rb"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
 #: RFC 1035 §2.3.4: a name is at most 255 octets on the wire. A message name
 #: adds ``<rcpt>.<node>._wireguard._udp.`` (86 octets) to the zone's.
 MAX_ZONE_WIRE = (
@@ -94,6 +97,11 @@ def zone_name(zone: str | dns.name.Name) -> dns.name.Name:
         raise ValueError(f"not a DNS name: {exc}") from None
     if name == dns.name.root:
         raise ValueError("the root zone cannot be a directory")
+    for label in name.labels[:-1]:
+        if not _ZONE_LABEL.fullmatch(label):
+            raise ValueError(
+                f"label {label.decode('ascii', 'replace')!r} is not letters, digits, - and _"
+            )
     if len(name.to_wire() or b"") > MAX_ZONE_WIRE:
         raise ValueError(f"longer than the {MAX_ZONE_WIRE} octets that leave room for node names")
     return name

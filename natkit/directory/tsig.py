@@ -85,7 +85,7 @@ def parse_tsig_key(text: str, source: str = "<text>") -> TsigKey:
     first = significant[0][1].strip()
     if first.rstrip() == "key:":
         return _parse_knot(significant, source)
-    if first.startswith(("key ", "key\t", 'key"')):
+    if first.startswith(("key ", "key\t", 'key"', "//", "/*")):
         return _parse_bind(text, source)
     if len(significant) == 1 and (match := _ONE_LINE.match(first)):
         return _make_key(match.group(2), match.group(1) or "hmac-sha256", match.group(3), source)
