@@ -306,6 +306,14 @@ class DnsDirectory:
         self._schedule.unwatch(raw)
         self._reader.forget(raw)
 
+    def poll_soon(self, peer: PublicKey | None = None) -> None:
+        """Read ``peer`` (every watched peer: ``None``) as soon as the rate cap
+        allows, e.g. after a network change, instead of at its next turn."""
+        now = asyncio.get_running_loop().time()
+        for raw in [_raw(peer)] if peer is not None else list(self._peers):
+            self._schedule.poll_soon(raw, now)
+        self._poll_wake.set()
+
     @property
     def watched(self) -> tuple[PublicKey, ...]:
         return tuple(self._peers.values())
