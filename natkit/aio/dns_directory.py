@@ -66,6 +66,7 @@ from natkit.directory.tsig import TsigKey, parse_tsig_key
 from natkit.directory.window import Outbox, Reader, WindowConfig
 from natkit.directory.wire import (
     Presence,
+    build_advertise,
     build_browse,
     build_read,
     build_update,
@@ -143,6 +144,12 @@ class DirectoryCounters:
     stale_windows: int = 0
     #: Messages dropped because ``receive()`` was not keeping up.
     inbox_dropped: int = 0
+    #: Our messages pushed out of a window before ``retain`` had passed
+    #: (readers may miss them; zero unless sends bypass the wait).
+    evicted_early: int = 0
+    #: Our messages pushed out before any update carried them (the primary
+    #: was unreachable for a whole window of sends).
+    evicted_unpublished: int = 0
 
 
 def _raw(key: Hashable) -> bytes:
@@ -286,6 +293,8 @@ class DnsDirectory:
                 await asyncio.sleep(at - loop.time())
             self._check_open()
             self._outbox.push(raw, sealed, loop.time())
+            self.counters.evicted_early = self._outbox.evicted_early
+            self.counters.evicted_unpublished = self._outbox.evicted_unpublished
             await self._publish({raw}, presence=not self._presence_published)
 
     # -- receiving
@@ -360,18 +369,24 @@ class DnsDirectory:
         """One UPDATE with the windows of ``recipients`` (and the presence
         records); ``True`` if it went through. Refusals raise."""
         windows = {r: self._outbox.window(r) for r in recipients}
-        update = build_update(
-            self.spec.zone,
-            self._own,
-            ttl=self.config.ttl,
-            windows=windows,
-            presence=self._presence if presence else None,
-            key=self.tsig,
-        )
-        if not await self._exchange_update(update):
-            self._publish_failures += 1
-            self._retry_wake.set()
-            return False
+        zone, ttl = self.spec.zone, self.config.ttl
+        updates = [
+            build_update(
+                zone,
+                self._own,
+                ttl=ttl,
+                windows=windows,
+                presence=self._presence if presence else None,
+                key=self.tsig,
+            )
+        ]
+        if presence:
+            updates.append(build_advertise(zone, self._own, ttl=ttl, key=self.tsig))
+        for update in updates:
+            if not await self._exchange_update(update):
+                self._publish_failures += 1
+                self._retry_wake.set()
+                return False
         now = asyncio.get_running_loop().time()
         for recipient, window in windows.items():
             if window:
@@ -597,6 +612,7 @@ def open_directory(
     read_servers: Sequence[str] = (),
     advertise: Endpoint | None = None,
     config: DirectoryConfig | None = None,
+    key_factory: Callable[[bytes], PublicKey] | None = None,
 ) -> DnsDirectory:
     """A directory from ``--directory dns:ZONE@SERVER[:PORT] --tsig-key FILE``.
 
@@ -609,5 +625,11 @@ def open_directory(
     tsig = None if tsig_key_file is None else read_tsig_key_file(tsig_key_file)
     readers = tuple(parse_read_server(text) for text in read_servers)
     return DnsDirectory(
-        spec, own_key, tsig=tsig, read_servers=readers, advertise=advertise, config=config
+        spec,
+        own_key,
+        tsig=tsig,
+        read_servers=readers,
+        advertise=advertise,
+        config=config,
+        key_factory=key_factory,
     )

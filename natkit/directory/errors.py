@@ -54,7 +54,8 @@ class RefusalReason(enum.Enum):
 
     #: The server knows our key name but not with this secret (TSIG BADSIG).
     BAD_SIGNATURE = "bad-signature"
-    #: The server knows no key of this name and algorithm (TSIG BADKEY).
+    #: The server knows no key of this name and algorithm (TSIG BADKEY); knot
+    #: also answers so when its ACL does not let the key update these names.
     BAD_KEY = "bad-key"
     #: Our clock and the server's differ by more than the TSIG fudge (BADTIME).
     BAD_TIME = "bad-time"
@@ -72,7 +73,10 @@ class RefusalReason(enum.Enum):
 #: What each refusal means for the user, after "the server refused the update:".
 _EXPLANATIONS: dict[RefusalReason, str] = {
     RefusalReason.BAD_SIGNATURE: "the TSIG key {key} has a different secret on the server (BADSIG)",
-    RefusalReason.BAD_KEY: "the server knows no TSIG key {key} with this algorithm (BADKEY)",
+    RefusalReason.BAD_KEY: (
+        "the server knows no TSIG key {key} with this algorithm, or its ACL does not let"
+        " that key update these names (BADKEY)"
+    ),
     RefusalReason.BAD_TIME: "this host's clock and the server's differ too much (TSIG BADTIME)",
     RefusalReason.NOT_AUTHORIZED: "{notauth}",
     RefusalReason.REFUSED: "its policy refuses updates to this zone with key {key} (REFUSED)",

@@ -83,8 +83,10 @@ def build_update(
 ) -> dns.update.UpdateMessage:
     """One UPDATE: ``own``'s window to each recipient in ``windows`` (raw key
     → records; an empty window removes the set) and, with ``presence``, the
-    node's instance records and its PTR (added, never duplicated: RFC 2136
-    §3.4.2.2 ignores an add of a record that exists)."""
+    node's instance records. Everything in it is at or below the node's
+    instance name, so a server can confine a per-node key to that subtree
+    (knot's ``update-owner: key``); the PTR, at the shared service name, goes
+    in its own update (:func:`build_advertise`)."""
     update = _new_update(zone, key)
     if presence is not None:
         instance = instance_name(zone, own)
@@ -105,8 +107,6 @@ def build_update(
                 aaaa = dns.rdata.from_text(IN, AAAA, str(endpoint.address))
                 update.replace(instance, _rdataset(ttl, AAAA, [aaaa]))
                 update.delete(instance, A)
-        ptr = dns.rdata.from_text(IN, PTR, instance.to_text())
-        update.add(service_name(zone), _rdataset(ttl, PTR, [ptr]))
     for recipient, window in (windows or {}).items():
         name = message_name(zone, own, recipient)
         if window:
@@ -114,6 +114,17 @@ def build_update(
             update.replace(name, _rdataset(ttl, TXT, records))
         else:
             update.delete(name, TXT)
+    return update
+
+
+def build_advertise(
+    zone: dns.name.Name, own: bytes, *, ttl: int, key: TsigKey | None = None
+) -> dns.update.UpdateMessage:
+    """One UPDATE adding ``own``'s PTR to the service (RFC 2136 §3.4.2.2: an
+    add of a record that exists changes nothing, so repeating it is safe)."""
+    update = _new_update(zone, key)
+    ptr = dns.rdata.from_text(IN, PTR, instance_name(zone, own).to_text())
+    update.add(service_name(zone), _rdataset(ttl, PTR, [ptr]))
     return update
 
 

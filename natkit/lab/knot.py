@@ -12,7 +12,11 @@ sends NOTIFY to the secondary, which transfers the changes (IXFR from the
 primary's journal) signed with a second, transfer-only key. Both keys are
 made by ``keymgr -t`` (knot's own tool), and the update key is kept in
 the lab's work directory exactly as keymgr printed it, which is the file
-``--tsig-key`` reads. Everything (configuration, zone, journal, logs,
+``--tsig-key`` reads. Nodes may also get keys of their own, each named
+after the node's instance name and confined to it by knot's
+``update-owner`` ACL (``KnotDirectory.start(lab, nodes=...)``): with one
+shared key any holder can overwrite anyone's records; with these, only
+its own. Everything (configuration, zone, journal, logs,
 keys) lives under ``<lab work directory>/knot`` and goes with the lab;
 :meth:`KnotDirectory.stop` removes the two hosts, and the lab's own
 teardown would remove them too (they carry its run id).
@@ -28,6 +32,7 @@ import ipaddress
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +43,7 @@ import dns.name
 import dns.query
 import dns.rdatatype
 
+from natkit.directory.names import instance_name, key_label
 from natkit.directory.tsig import TsigKey, parse_tsig_key
 from natkit.endpoint import Endpoint
 from natkit.lab.errors import LabError, MissingToolError, ServerStartError
@@ -94,6 +100,9 @@ class KnotPlan:
     secondary: Endpoint
     update_key: TsigKey
     transfer_key: TsigKey
+    #: Per-node keys, each named after its node's instance name and allowed
+    #: to update only that subtree (and to add a PTR to the service).
+    node_keys: tuple[TsigKey, ...] = ()
 
 
 def _key_section(keys: tuple[TsigKey, ...]) -> str:
@@ -131,12 +140,41 @@ template:
 """
 
 
+def _node_acls(keys: tuple[TsigKey, ...]) -> tuple[str, list[str]]:
+    """ACL rules confining per-node keys (knot's ``update-owner``): each key
+    may write at and below the name it is called by (the node's instance
+    name) and add PTRs at the service name. knot wants one rule to allow a
+    whole update, so natkit sends the PTR alone."""
+    if not keys:
+        return "", []
+    names = ", ".join(k.name.rstrip(".") for k in keys)
+    other_types = ", ".join(t for t in UPDATE_TYPES if t != "PTR")
+    rules = f"""
+  - id: node-own
+    key: [{names}]
+    action: update
+    update-type: [{other_types}]
+    update-owner: key
+    update-owner-match: sub-or-equal
+  - id: node-ptr
+    key: [{names}]
+    action: update
+    update-type: PTR
+    update-owner: name
+    update-owner-name: _wireguard._udp
+    update-owner-match: equal"""
+    return rules, ["node-own", "node-ptr"]
+
+
 def render_primary_config(plan: KnotPlan, directory: Path) -> str:
-    """knot.conf of the primary: updates with the update key, transfers to
-    the secondary with the transfer key, NOTIFY on every change."""
+    """knot.conf of the primary: updates with the update key (or a node's
+    own key, within its names), transfers to the secondary with the
+    transfer key, NOTIFY on every change."""
     secondary = plan.secondary
+    node_rules, node_acls = _node_acls(plan.node_keys)
+    acls = ", ".join(["update", "transfer", *node_acls])
     return f"""{_common(directory, plan.primary)}
-{_key_section((plan.update_key, plan.transfer_key))}
+{_key_section((plan.update_key, plan.transfer_key, *plan.node_keys))}
 
 remote:
   - id: secondary
@@ -151,12 +189,12 @@ acl:
   - id: transfer
     address: {secondary.address}
     key: {plan.transfer_key.name.rstrip(".")}
-    action: transfer
+    action: transfer{node_rules}
 
 zone:
   - domain: {plan.zone}
     notify: secondary
-    acl: [update, transfer]
+    acl: [{acls}]
 """
 
 
@@ -244,9 +282,15 @@ class KnotDirectory:
         self._stopped = False
 
     @classmethod
-    def start(cls, lab: Lab, *, zone: str = LAB_DIRECTORY_ZONE) -> KnotDirectory:
+    def start(
+        cls, lab: Lab, *, zone: str = LAB_DIRECTORY_ZONE, nodes: Sequence[bytes] = ()
+    ) -> KnotDirectory:
         """Join the two hosts to ``lab``'s internet and start both servers;
-        a failure leaves nothing behind."""
+        a failure leaves nothing behind.
+
+        ``nodes`` (raw node keys) get a TSIG key each, confined to their own
+        names (:meth:`node_key_file`), beside the shared update key.
+        """
         require_root()
         for tool, package in TOOLS.items():
             if shutil.which(tool) is None:
@@ -256,16 +300,19 @@ class KnotDirectory:
             raise LabError(f"lab {lab.run_id} already runs knot ({workdir})")
         workdir.mkdir(parents=True)
         update_text = _keymgr(UPDATE_KEY_NAME)
+        origin = dns.name.from_text(zone)
+        node_texts = {raw: _keymgr(instance_name(origin, raw).to_text()) for raw in nodes}
+        for raw, text in node_texts.items():
+            _write_secret(workdir / f"node-{key_label(raw)}.key", text)
         plan = KnotPlan(
-            zone=dns.name.from_text(zone).to_text(),
+            zone=origin.to_text(),
             primary=Endpoint(PRIMARY_ADDRESS, DNS_PORT),
             secondary=Endpoint(SECONDARY_ADDRESS, DNS_PORT),
             update_key=parse_tsig_key(update_text, "keymgr"),
             transfer_key=parse_tsig_key(_keymgr(TRANSFER_KEY_NAME), "keymgr"),
+            node_keys=tuple(parse_tsig_key(t, "keymgr") for t in node_texts.values()),
         )
-        key_file = workdir / "update.key"
-        key_file.touch(mode=0o600)
-        key_file.write_text(update_text, encoding="utf-8")
+        _write_secret(workdir / "update.key", update_text)
         knot = cls(lab, plan, workdir, {})
         try:
             knot._build()
@@ -352,6 +399,10 @@ class KnotDirectory:
         """The update key as ``keymgr -t`` printed it (mode 0600): ``--tsig-key``."""
         return self.workdir / "update.key"
 
+    def node_key_file(self, raw: bytes) -> Path:
+        """The key file of node ``raw`` (one of ``nodes`` given to :meth:`start`)."""
+        return self.workdir / f"node-{key_label(raw)}.key"
+
     @property
     def directory(self) -> str:
         """``dns:ZONE@PRIMARY``, as ``--directory`` takes it."""
@@ -420,6 +471,11 @@ class KnotDirectory:
 def _port(role: str) -> str:
     """The host's bridge port in the internet namespace: ``nk-dns``."""
     return f"{PREFIX}{role}"
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.touch(mode=0o600)
+    path.write_text(text, encoding="utf-8")
 
 
 def _keymgr(name: str) -> str:

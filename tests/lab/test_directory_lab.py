@@ -64,6 +64,10 @@ def node_key(name: str) -> NodeKey:
     return NodeKey(hashlib.sha256(f"{name}-{os.getpid()}".encode()).digest())
 
 
+#: Nodes that get keys of their own, confined to their names.
+FRANK, GRACE = node_key("frank"), node_key("grace")
+
+
 @pytest.fixture(scope="module")
 def knot(lab_pool: Any) -> Iterator[KnotDirectory]:
     if shutil.which("knotd") is None:
@@ -72,7 +76,7 @@ def knot(lab_pool: Any) -> Iterator[KnotDirectory]:
             pytest.fail(f"CI=true and {reason}", pytrace=False)
         pytest.skip(reason)
     lab = lab_pool.get(SCENARIO)
-    with KnotDirectory.start(lab) as servers:
+    with KnotDirectory.start(lab, nodes=(FRANK.raw, GRACE.raw)) as servers:
         yield servers
 
 
@@ -121,13 +125,17 @@ def test_two_nodes_behind_nats_exchange_messages_through_the_primary(
     async def alice_sends() -> None:
         # The command line's way in: dns:ZONE@SERVER and the keymgr file.
         channel = open_directory(
-            knot.directory, alice, tsig_key_file=knot.update_key_file, config=CONFIG
+            knot.directory,
+            alice,
+            tsig_key_file=knot.update_key_file,
+            config=CONFIG,
+            key_factory=NodeKey,
         )
-        channel._key_factory = NodeKey
         async with channel:
             for offer in offers:
                 await channel.send(bob, offer)
-            assert channel.counters.updates == 4  # presence, then one per message
+            # Presence (instance records, then the PTR), then one per message.
+            assert channel.counters.updates == 5
 
     run_in(lab, lab.site().client_role, alice_sends)
 
@@ -233,3 +241,45 @@ def test_a_refused_update_publishes_nothing_and_says_why(
     assert names_at(knot, PRIMARY_ROLE, instance_name(zone, eve.raw), dns.rdatatype.TXT)[0] == (
         "NXDOMAIN"
     )
+
+
+def test_a_node_key_writes_only_under_its_own_name(knot: KnotDirectory) -> None:
+    lab = knot.lab
+
+    def own_directory(key: NodeKey, key_of: NodeKey) -> DnsDirectory:
+        return open_directory(
+            knot.directory,
+            key,
+            tsig_key_file=knot.node_key_file(key_of.raw),
+            config=CONFIG,
+            key_factory=NodeKey,
+        )
+
+    async def frank_sends() -> None:
+        async with own_directory(FRANK, FRANK) as channel:
+            await channel.send(GRACE, b"from frank, with his own key")
+
+    run_in(lab, lab.site().client_role, frank_sends)
+
+    async def grace_reads() -> list[Envelope]:
+        async with own_directory(GRACE, GRACE) as channel:
+            channel.watch(FRANK)
+            return await take(channel, 1)
+
+    got = run_in(lab, lab.site("b").client_role, grace_reads)
+    assert [e.sealed for e in got] == [b"from frank, with his own key"]
+    before = knot.serial()
+
+    async def frank_poses_as_grace() -> UpdateRefused:
+        channel = own_directory(GRACE, FRANK)
+        try:
+            with pytest.raises(UpdateRefused) as caught:
+                await channel.send(FRANK, b"forged")
+            return caught.value
+        finally:
+            await channel.close()
+
+    refusal = run_in(lab, lab.site().client_role, frank_poses_as_grace)
+    assert refusal.reason is RefusalReason.BAD_KEY
+    assert "its ACL does not let that key update these names" in str(refusal)
+    assert knot.serial() == before

@@ -16,6 +16,7 @@ from natkit.directory.names import instance_name, message_name, service_name
 from natkit.directory.records import MessageRecord, message_strings
 from natkit.directory.wire import (
     Presence,
+    build_advertise,
     build_browse,
     build_read,
     build_update,
@@ -34,7 +35,7 @@ def _section(update: dns.update.UpdateMessage) -> list[str]:
     return sorted(rrset.to_text() for rrset in update.update)
 
 
-def test_a_send_replaces_one_window_and_adds_presence_once() -> None:
+def test_a_send_replaces_one_window_and_presence_stays_under_the_instance_name() -> None:
     window = [MessageRecord(STREAM, 1, b"hello"), MessageRecord(STREAM, 2, b"again")]
     update = build_update(
         ZONE, A, ttl=5, windows={B: window}, presence=Presence(A, Endpoint.parse("192.0.2.7:51820"))
@@ -48,7 +49,12 @@ def test_a_send_replaces_one_window_and_adds_presence_once() -> None:
     assert f"{instance} 5 IN SRV 0 0 51820 {instance}" in texts
     assert f"{instance} 5 IN A 192.0.2.7" in texts
     assert f"{instance} ANY AAAA" in texts
-    assert f"{service_name(ZONE)} 5 IN PTR {instance}" in texts
+    # The PTR, at the shared name, is an update of its own.
+    assert not any(r.name == service_name(ZONE) for r in update.update)
+    assert _section(build_advertise(ZONE, A, ttl=5)) == [
+        f"{service_name(ZONE)} 5 IN PTR {instance}"
+    ]
+    assert all(r.name.is_subdomain(instance) for r in update.update)
     added = [
         tuple(rdata.strings)
         for rrset in update.update
