@@ -116,6 +116,10 @@ class DirectoryConfig:
             raise ValueError(f"ttl must be 0..86400 s, got {self.ttl}")
         if not self.timeout > 0 or not self.retry > 0:
             raise ValueError("timeout and retry must be positive")
+        if self.window.retain < self.poll.interval:
+            # A message must outlive one read interval, or a reader polling
+            # at this node's own pace may miss it (natkit.directory.window).
+            raise ValueError("window.retain must be at least the poll interval")
         if self.browse_interval is not None and self.browse_interval < self.poll.interval:
             raise ValueError("browse_interval must be at least the poll interval")
 

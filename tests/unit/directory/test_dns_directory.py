@@ -199,7 +199,7 @@ async def test_a_full_window_waits_until_the_oldest_was_readable_for_retain(
     zone: FakeZone, make: Callable[..., DnsDirectory]
 ) -> None:
     config = DirectoryConfig(
-        poll=PollConfig(interval=1.0), window=WindowConfig(window=2, retain=0.2)
+        poll=PollConfig(interval=1.0), window=WindowConfig(window=2, retain=1.0)
     )
     alice = make(ALICE, config=config)
     loop = asyncio.get_running_loop()
@@ -207,7 +207,7 @@ async def test_a_full_window_waits_until_the_oldest_was_readable_for_retain(
     first = loop.time()
     await alice.send(BOB, b"2")
     await alice.send(BOB, b"3")
-    assert loop.time() >= first + 0.2
+    assert loop.time() >= first + 1.0
     name = message_name(ZONE, ALICE.raw, BOB.raw)
     assert sorted(s[2] for s in zone.txt(name)) == [b"seq=2", b"seq=3"]
     assert alice.counters.evicted_early == 0
@@ -310,3 +310,5 @@ def test_config_bounds() -> None:
         DirectoryConfig(ttl=-1)
     with pytest.raises(ValueError, match="browse_interval"):
         DirectoryConfig(browse_interval=0.5)
+    with pytest.raises(ValueError, match="retain must be at least the poll interval"):
+        DirectoryConfig(poll=PollConfig(interval=20.0), window=WindowConfig(retain=10.0))
