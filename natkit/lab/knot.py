@@ -68,6 +68,7 @@ from natkit.lab.plan import (
     VethPair,
     namespace_name,
 )
+from natkit.lab.servers import _tail as tail  # miniupnpd.py and ipv6.py have copies of it
 
 IPv4 = ipaddress.IPv4Address
 
@@ -436,12 +437,9 @@ class KnotDirectory:
     def log_path(self, role: str) -> Path:
         return self.workdir / f"{role}.log"
 
-    def log_tail(self, role: str, lines: int = 15) -> str:
-        try:
-            text = self.log_path(role).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    def log_tail(self, role: str) -> str:
+        """The last lines of ``role``'s knotd log."""
+        return tail(self.log_path(role))
 
     # -- teardown
 
