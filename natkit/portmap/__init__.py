@@ -20,7 +20,7 @@ from natkit.portmap.events import (
     MappingRenewed,
     PortmapEvent,
 )
-from natkit.portmap.lease import ClientState, DropReason, LeaseClient
+from natkit.portmap.lease import ClientState, LeaseClient, LeaseDropReason
 from natkit.portmap.mapping import (
     LifetimeNote,
     LifetimePolicy,
@@ -36,10 +36,10 @@ from natkit.portmap.pmp_client import PmpClient, PmpConfig
 from natkit.portmap.wire import (
     CLIENT_PORT,
     SERVER_PORT,
-    DecodeFailure,
     PcpDecodeError,
     PmpDecodeError,
     PortmapDecodeError,
+    PortmapDecodeFailure,
     UnsupportedVersion,
 )
 
@@ -47,11 +47,10 @@ __all__ = [
     "CLIENT_PORT",
     "SERVER_PORT",
     "ClientState",
-    "DecodeFailure",
-    "DropReason",
     "FailureReason",
     "GatewayRestarted",
     "LeaseClient",
+    "LeaseDropReason",
     "LifetimeNote",
     "LifetimePolicy",
     "LossReason",
@@ -72,6 +71,7 @@ __all__ = [
     "PmpDecodeError",
     "PmpDetails",
     "PortmapDecodeError",
+    "PortmapDecodeFailure",
     "PortmapEvent",
     "TransportProtocol",
     "UnsupportedVersion",

@@ -68,7 +68,7 @@ from natkit.portmap.mapping import (
     TransportProtocol,
     clamp_lifetime,
 )
-from natkit.portmap.wire import DecodeFailure, PortmapDecodeError, UnsupportedVersion
+from natkit.portmap.wire import PortmapDecodeError, PortmapDecodeFailure, UnsupportedVersion
 from natkit.sansio import Datagram
 
 #: A protocol's parsed response.
@@ -87,7 +87,7 @@ class ClientState(Enum):
     FAILED = "failed"
 
 
-class DropReason(Enum):
+class LeaseDropReason(Enum):
     """Why a received datagram was ignored."""
 
     WRONG_SOURCE = "not from the gateway's address and port"
@@ -103,9 +103,9 @@ class DropReason(Enum):
 
 
 _DROP_FOR_DECODE = {
-    DecodeFailure.WRONG_VERSION: DropReason.WRONG_VERSION,
-    DecodeFailure.NOT_A_RESPONSE: DropReason.WRONG_OPCODE,
-    DecodeFailure.UNKNOWN_OPCODE: DropReason.WRONG_OPCODE,
+    PortmapDecodeFailure.WRONG_VERSION: LeaseDropReason.WRONG_VERSION,
+    PortmapDecodeFailure.NOT_A_RESPONSE: LeaseDropReason.WRONG_OPCODE,
+    PortmapDecodeFailure.UNKNOWN_OPCODE: LeaseDropReason.WRONG_OPCODE,
 }
 
 
@@ -173,7 +173,7 @@ class LeaseClient(ABC):
         #: Renewals never go out closer together than this.
         self.min_renewal_interval = min_renewal_interval
         #: Datagrams ignored, by reason.
-        self.dropped: Counter[DropReason] = Counter()
+        self.dropped: Counter[LeaseDropReason] = Counter()
         # A nonce guards mappings against off-path deletion: unpredictable by default.
         self._rng = rng if rng is not None else random.SystemRandom()
         self._epoch = epoch
@@ -222,11 +222,11 @@ class LeaseClient(ABC):
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
         if self._finished is not None:
-            self._drop(DropReason.CLOSED)
+            self._drop(LeaseDropReason.CLOSED)
         elif remote != self.gateway:
             # RFC 6886 §3.2, RFC 6887 §8.3: only the server we asked, from its
             # port, may answer; the gateway we asked need not be the default one.
-            self._drop(DropReason.WRONG_SOURCE)
+            self._drop(LeaseDropReason.WRONG_SOURCE)
         else:
             self._on_datagram(data, now)
 
@@ -350,7 +350,7 @@ class LeaseClient(ABC):
 
     # -- helpers for subclasses ---------------------------------------------------
 
-    def _drop(self, reason: DropReason) -> None:
+    def _drop(self, reason: LeaseDropReason) -> None:
         self.dropped[reason] += 1
 
     def _emit(self, event: PortmapEvent) -> None:
@@ -376,7 +376,7 @@ class LeaseClient(ABC):
         try:
             message = parse(data)
         except PortmapDecodeError as exc:
-            self._drop(_DROP_FOR_DECODE.get(exc.reason, DropReason.MALFORMED))
+            self._drop(_DROP_FOR_DECODE.get(exc.reason, LeaseDropReason.MALFORMED))
             return None
         if isinstance(message, UnsupportedVersion):
             self._refuse(
@@ -498,7 +498,7 @@ class LeaseClient(ABC):
         """An error answer to the exchange in flight (rule 4)."""
         exchange = self._exchange
         if exchange is None:
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         if exchange.kind is ExchangeKind.DELETE:
             self._exchange = None
@@ -553,13 +553,13 @@ class LeaseClient(ABC):
         if lifetime == 0:
             self._finish(ClientState.DELETED, MappingDeleted(self._mapping, confirmed=True))
         else:
-            self._drop(DropReason.STALE)
+            self._drop(LeaseDropReason.STALE)
 
     def _revoke(self, now: float) -> None:
         """The gateway dropped the mapping unasked: report it and make it again."""
         mapping = self._mapping
         if mapping is None:
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         self._mapping = None
         self._emit(MappingLost(mapping, LossReason.REVOKED))

@@ -30,7 +30,7 @@ from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.portmap.epoch import EpochRule, EpochTracker
 from natkit.portmap.events import FailureReason
-from natkit.portmap.lease import DropReason, Exchange, ExchangeKind, LeaseClient
+from natkit.portmap.lease import Exchange, ExchangeKind, LeaseClient, LeaseDropReason
 from natkit.portmap.mapping import (
     LifetimePolicy,
     MappingProtocol,
@@ -208,7 +208,7 @@ class PcpClient(LeaseClient):
 
     def _on_announce(self, message: PcpResponse, now: float) -> None:
         if message.result != ResultCode.SUCCESS:
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         restarted = self._note_epoch(message.epoch, now, announced=True)
         # Every client behind the gateway hears the same multicast: spread out.
@@ -225,13 +225,13 @@ class PcpClient(LeaseClient):
             # A header-only error (the server could not parse the request):
             # no nonce to check, so only believable while we wait for one.
             if exchange is None:
-                self._drop(DropReason.UNEXPECTED)
+                self._drop(LeaseDropReason.UNEXPECTED)
                 return
         elif fields.nonce != self.nonce:
-            self._drop(DropReason.WRONG_NONCE)
+            self._drop(LeaseDropReason.WRONG_NONCE)
             return
         elif fields.protocol != self.transport or fields.internal_port != self.internal.port:
-            self._drop(DropReason.WRONG_MAPPING)
+            self._drop(LeaseDropReason.WRONG_MAPPING)
             return
         restarted = self._note_epoch(message.epoch, now, announced=False)
         if message.result != ResultCode.SUCCESS:
@@ -243,7 +243,7 @@ class PcpClient(LeaseClient):
             return
         external = Endpoint(fields.external_address, fields.external_port)
         if external.port == 0 or external.address.is_unspecified:
-            self._drop(DropReason.BAD_GRANT)
+            self._drop(LeaseDropReason.BAD_GRANT)
             return
         details = PcpDetails(self.nonce, message.epoch)
         if exchange is None:
@@ -263,11 +263,11 @@ class PcpClient(LeaseClient):
         (RFC 6887 §14.2), or a duplicate of an answer already taken."""
         mapping = self._mapping
         if mapping is None:
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
         elif message.lifetime == 0:
             self._revoke(now)
         elif external == mapping.external and not restarted:
-            self._drop(DropReason.STALE)
+            self._drop(LeaseDropReason.STALE)
         else:
             self._grant(external, message.lifetime, now, details, restarted=restarted)
 

@@ -41,7 +41,7 @@ from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.portmap.epoch import EpochRule, EpochTracker
 from natkit.portmap.events import FailureReason
-from natkit.portmap.lease import DropReason, Exchange, ExchangeKind, LeaseClient
+from natkit.portmap.lease import Exchange, ExchangeKind, LeaseClient, LeaseDropReason
 from natkit.portmap.mapping import (
     LifetimePolicy,
     MappingProtocol,
@@ -215,7 +215,7 @@ class PmpClient(LeaseClient):
         renew soon, and let the NAT-PMP epoch of the answer tell (module
         docstring). A request already in flight will tell just as well."""
         if self._mapping is None or not self._may_recreate():
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         self._check_announced = True
         self.revalidate(now, self._rng.uniform(0, self.config.announce_delay))
@@ -228,10 +228,10 @@ class PmpClient(LeaseClient):
                 self._note_epoch(message.epoch, now, announced=False)
                 self._on_error(message.result, now)
             else:
-                self._drop(DropReason.UNEXPECTED)
+                self._drop(LeaseDropReason.UNEXPECTED)
             return
         if message.address.is_unspecified:
-            self._drop(DropReason.BAD_GRANT)
+            self._drop(LeaseDropReason.BAD_GRANT)
             return
         # RFC 6886 §3.6: every packet from the gateway carries the epoch.
         restarted = self._note_epoch(message.epoch, now, announced=not solicited)
@@ -251,11 +251,11 @@ class PmpClient(LeaseClient):
         if message.opcode != map_opcode(self.transport) or message.internal_port != (
             self.internal.port
         ):
-            self._drop(DropReason.WRONG_MAPPING)
+            self._drop(LeaseDropReason.WRONG_MAPPING)
             return
         if exchange is None or exchange.kind is ExchangeKind.ADDRESS:
             self._note_epoch(message.epoch, now, announced=False)
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         restarted = self._note_epoch(message.epoch, now, announced=False)
         if message.result != PmpResultCode.SUCCESS:
@@ -268,7 +268,7 @@ class PmpClient(LeaseClient):
             return
         address = self.external_address
         if message.external_port == 0 or address is None:
-            self._drop(DropReason.BAD_GRANT)
+            self._drop(LeaseDropReason.BAD_GRANT)
             return
         self._grant(
             Endpoint(address, message.external_port),

@@ -1,5 +1,5 @@
-"""PortMapper against hostile gateways on loopback, plus the journal, the
-hint and the mapped candidate. PCP/NAT-PMP servers here listen on
+"""PortMapper against hostile gateways on loopback, plus the journal and
+the hint. PCP/NAT-PMP servers here listen on
 127.0.0.N (loopback); UPnP is never enabled (no SSDP multicast)."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 from portmap_testlib import pcp_map_response, pmp_address_response
 
 from natkit.endpoint import Endpoint
-from natkit.portmap.candidate import MAPPED_TYPE_PREFERENCE, candidate_from_mapping
 from natkit.portmap.hint import HintReason, mapping_hint
 from natkit.portmap.journal import JournalEntry, LeaseJournal, new_entry
 from natkit.portmap.mapper import PortMapper, PortMapperConfig, ProbeStatus
@@ -208,20 +207,3 @@ def test_hint(external: str, stun: str | None, reason: HintReason | None) -> Non
         ipaddress.ip_address(external), None if stun is None else ipaddress.ip_address(stun)
     )
     assert (None if hint is None else hint.reason) is reason
-
-
-async def test_mapped_candidate(gateway_address: str, tmp_path: Path) -> None:
-    transport, _ = await serve(pcp_reply(), gateway_address)
-    try:
-        pm = mapper(gateway_address, transport.get_extra_info("sockname")[1], tmp_path,
-                    MappingProtocol.PCP)  # fmt: skip
-        result = await pm.start()
-        assert result.mapping is not None
-        candidate = candidate_from_mapping(result.mapping)
-        assert candidate.address == result.mapping.external
-        assert candidate.base == Endpoint.parse("127.0.0.1:51820")
-        assert candidate.priority >> 24 == MAPPED_TYPE_PREFERENCE
-        assert candidate.to_sdp().endswith("typ srflx raddr 127.0.0.1 rport 51820")
-        await pm.close()
-    finally:
-        transport.close()
