@@ -17,8 +17,9 @@ What it adds to the shared lease engine (:mod:`natkit.portmap.lease`):
 * UNSUPP_VERSION ends the client with ``MappingFailed.server_version``;
   version 0 means "retry with NAT-PMP" (RFC 6886 §1.1).
 * Error responses hold for their lifetime (§7.2): short-lifetime errors are
-  retried after it (bounded by IRT and MRT), long-lifetime ones end the
-  client.
+  retried after it (bounded by IRT and MRT), and after twice the previous
+  wait when they repeat (:func:`~natkit.portmap.timing.error_backoff`);
+  long-lifetime ones end the client.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class PcpClient(LeaseClient):
             epoch=EpochTracker(EpochRule.PCP),
             rng=rng,
             min_renewal_interval=self.config.min_renewal_interval,
+            max_error_wait=self.config.retransmission.mrt,
             previous_external=previous_external,
         )
         if nonce is not None and len(nonce) != NONCE_LENGTH:
@@ -216,7 +218,7 @@ class PcpClient(LeaseClient):
         if restarted:
             self._recreate(now, at)
         else:
-            self.revalidate(now, at - now)
+            self._revalidate(now, at - now)
 
     def _on_map(self, message: PcpResponse, now: float) -> None:
         fields = message.map
@@ -237,7 +239,10 @@ class PcpClient(LeaseClient):
         if message.result != ResultCode.SUCCESS:
             self._on_error(message, now, restarted)
             return
-        assert fields is not None  # a header-only success fails to parse
+        if fields is None:
+            # The parser refuses a header-only success; never trust one anyway.
+            self._drop(LeaseDropReason.MALFORMED)
+            return
         if exchange is not None and exchange.kind is ExchangeKind.DELETE:
             self._on_delete_answer(message.lifetime)
             return

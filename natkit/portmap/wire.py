@@ -97,6 +97,26 @@ def check_response_version(
     raise error(PortmapDecodeFailure.WRONG_VERSION, f"version {data[0]}")
 
 
+def gateway_protocols(data: bytes) -> tuple[bool, bool]:
+    """Which client a datagram from the gateway's port 5351 is for, as
+    ``(pcp, nat_pmp)``, when both share one socket (RFC 6886 §1.1).
+
+    By the version byte (0: NAT-PMP, else PCP), except the "unsupported
+    version" answer, which carries the server's own version and so goes to
+    the client of the *other* protocol: version 0 with result 1 answers a
+    PCP request (RFC 6887 §9), version 2 with result 1 a NAT-PMP one. A PCP
+    ANNOUNCE goes to both: a NAT-PMP client renews on hearing one (miniupnpd
+    announces restarts in PCP only).
+    """
+    if len(data) < 4:
+        return (True, True)  # each counts it malformed
+    if data[0] != 0 and data[1] == RESPONSE_BIT:
+        return (True, True)  # an ANNOUNCE response (opcode 0)
+    unsupported = data[2] == 0 and data[3] == UNSUPPORTED_VERSION_RESULT
+    nat_pmp = (data[0] == 0) != unsupported
+    return (not nat_pmp, nat_pmp)
+
+
 def result_code(codes: type[IntEnum], value: int) -> int:
     """``value`` as a member of ``codes``, or the bare int of an unknown code."""
     return codes(value) if value in codes.__members__.values() else value

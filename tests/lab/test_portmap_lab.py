@@ -34,20 +34,23 @@ from typing import Any, TypeVar
 
 import pytest
 
+from natkit.aio.driver import open_udp_sockets
+from natkit.aio.portmap import LeaseJournal, PortMapper
+from natkit.aio.portmap.session import run_client
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
-from natkit.portmap.discovery import probe_nat_pmp
 from natkit.portmap.events import (
+    ExternalAddressFound,
     GatewayRestarted,
     MappingGranted,
     MappingRenewed,
     PortmapEvent,
 )
-from natkit.portmap.journal import LeaseJournal
-from natkit.portmap.mapper import PortMapper, PortMapperConfig, ProbeStatus
+from natkit.portmap.mapper import PortMapperConfig
 from natkit.portmap.mapping import MappingProtocol
 from natkit.portmap.pcp_client import PcpConfig
-from natkit.portmap.pmp_client import PmpConfig
+from natkit.portmap.pmp_client import PmpClient, PmpConfig
+from natkit.portmap.report import ProbeStatus
 
 T = TypeVar("T")
 
@@ -100,9 +103,24 @@ async def let_gateway_age(lab: Lab) -> None:
     tolerate a second or two of epoch jitter, so a daemon restarted a moment
     after it started cannot be told apart: let it run a while first, as a
     real router has (every restart test restarts it again)."""
-    probe = await probe_nat_pmp(Endpoint(lab.gateway_address(), 5351), lab.client_addresses[0])
-    assert probe.epoch is not None
-    await asyncio.sleep(max(0.0, 4.0 - probe.epoch))
+    epoch = await gateway_epoch(lab)
+    await asyncio.sleep(max(0.0, 4.0 - epoch))
+
+
+async def gateway_epoch(lab: Lab) -> int:
+    """The gateway's NAT-PMP epoch, from a probe (a public address request)."""
+    local = Endpoint(lab.client_addresses[0], 0)
+    now = asyncio.get_running_loop().time()
+    probe = PmpClient(Endpoint(lab.gateway_address(), 5351), Endpoint(local.address, 1), now,
+                      start=False, probe=True)  # fmt: skip
+    session = await run_client(probe, open_udp_sockets([local]))
+    try:
+        event = await session.next_event(5.0)
+    finally:
+        session.close()
+    assert isinstance(event, ExternalAddressFound), event
+    assert event.epoch is not None
+    return event.epoch
 
 
 async def until_recreated(mapper: PortMapper, timeout: float) -> list[PortmapEvent]:

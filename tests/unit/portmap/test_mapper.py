@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 from portmap_testlib import pcp_map_response, pmp_address_response
 
+from natkit.aio.portmap import LeaseJournal, PortMapper
 from natkit.endpoint import Endpoint
 from natkit.portmap.hint import HintReason, mapping_hint
-from natkit.portmap.journal import JournalEntry, LeaseJournal, new_entry
-from natkit.portmap.mapper import PortMapper, PortMapperConfig, ProbeStatus
+from natkit.portmap.journal import JournalEntry
+from natkit.portmap.mapper import PortMapperConfig
 from natkit.portmap.mapping import LifetimeNote, MappingProtocol, TransportProtocol
-from natkit.portmap.pcp_client import PcpConfig
+from natkit.portmap.pcp_client import PcpClient, PcpConfig
+from natkit.portmap.report import ProbeStatus
 from natkit.portmap.timing import PcpRetransmission
 
 Reply = Callable[[bytes], list[bytes]]
@@ -142,9 +144,12 @@ async def test_pcp_reply_from_wrong_source_is_ignored(gateway_address: str, tmp_
         pm = mapper(gateway_address, port, tmp_path, MappingProtocol.PCP)
         task = asyncio.get_running_loop().create_task(pm.start())
         await asyncio.sleep(0.1)
-        assert pm._session is not None
-        local = pm._session.runner.local_endpoints[0]  # type: ignore[attr-defined]
-        forged = pcp_map_response(nonce=pm._session.client.nonce, lifetime=7200)  # type: ignore[attr-defined]
+        assert pm.core is not None
+        client = pm.core.client(MappingProtocol.PCP)
+        assert isinstance(client, PcpClient)
+        local = pm.local_endpoint
+        assert local is not None
+        forged = pcp_map_response(nonce=client.nonce, lifetime=7200)
         liar_transport.sendto(forged, local.sockaddr())
         result = await task
         assert result.mapping is None
@@ -172,9 +177,10 @@ async def test_nat_pmp_wrong_version_and_truncated(gateway_address: str, tmp_pat
 
 def test_journal_roundtrip_and_orphans(tmp_path: Path) -> None:
     journal = LeaseJournal(tmp_path / "state" / "portmap.json")
-    mine = new_entry(MappingProtocol.PCP, TransportProtocol.UDP, Endpoint.parse("192.168.1.1:5351"),
-                     Endpoint.parse("192.168.1.2:51820"), nonce="00" * 12)  # fmt: skip
-    journal.add(mine)
+    mine = journal.add(JournalEntry("mine", MappingProtocol.PCP, TransportProtocol.UDP,
+                                    Endpoint.parse("192.168.1.1:5351"),
+                                    Endpoint.parse("192.168.1.2:51820"),
+                                    nonce="00" * 12))  # fmt: skip
     journal.add(JournalEntry.from_dict({**mine.to_dict(), "id": "dead", "owner_pid": 999999999}))
     journal.update(mine.id, external=Endpoint.parse("198.51.100.1:51820"))
     entries = journal.entries()

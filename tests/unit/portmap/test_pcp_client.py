@@ -31,7 +31,8 @@ from natkit.portmap.events import (
     MappingLost,
     MappingRenewed,
 )
-from natkit.portmap.lease import ClientState, LeaseDropReason
+from natkit.portmap.lease import LeaseDropReason
+from natkit.portmap.lease_state import ClientState
 from natkit.portmap.mapping import LifetimeNote, MappingProtocol, PcpDetails
 from natkit.portmap.pcp import ResultCode
 from natkit.portmap.pcp_client import FAILURE_FOR_RESULT, PcpClient, PcpConfig

@@ -29,7 +29,8 @@ from natkit.portmap.events import (
     MappingLost,
     MappingRenewed,
 )
-from natkit.portmap.lease import ClientState, LeaseDropReason
+from natkit.portmap.lease import LeaseDropReason
+from natkit.portmap.lease_state import ClientState
 from natkit.portmap.mapping import LifetimeNote, MappingProtocol, PmpDetails, TransportProtocol
 from natkit.portmap.pmp import PmpResultCode
 from natkit.portmap.pmp_client import PmpClient, PmpConfig
