@@ -631,6 +631,10 @@ class LeaseClient(ABC):
                 exchange.error_wait, retry_after, self.max_error_wait
             )
             retry_at = now + exchange.error_wait
+            # The gateway answered: the retransmission schedule (for silence)
+            # starts over with the retry, and its attempt limit with it.
+            exchange.transmissions = 0
+            exchange.give_up_at = self._deadline(exchange)
             self._retry_exchange_at(exchange, retry_at)
         self._emit(
             MappingFailed(
