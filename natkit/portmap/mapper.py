@@ -364,6 +364,11 @@ class MapperCore:
             return
         if client.state in ALLOWED_CALLS[LeaseCall.DELETE]:
             client.delete(now)
+        if not client.gateway_answered:
+            # Its requests most likely never arrived (journal rule 2): the
+            # deletion still goes out, but nothing is kept for a later run,
+            # even if the driver stops waiting for it.
+            self._forget(slot)
 
     def _result(self, slot: _Slot, status: ProbeStatus, **fields: object) -> ProtocolResult:
         answered: float | None = None

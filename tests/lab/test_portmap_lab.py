@@ -319,6 +319,56 @@ def _read_document(proc: subprocess.Popen[str]) -> dict[str, Any]:
     raise AssertionError(f"no JSON from the holder: {''.join(lines)!r}")
 
 
+#: A UDP service that is not natkit: it owns the port, prints what it receives.
+SERVICE = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.bind(('0.0.0.0', int(sys.argv[1])))\n"
+    "s.settimeout(15)\n"
+    "print('listening', flush=True)\n"
+    "try:\n"
+    "    print(s.recvfrom(2048)[0].decode(), flush=True)\n"
+    "except TimeoutError:\n"
+    "    print('nothing came', flush=True)\n"
+)
+
+
+@pytest.mark.scenarios("upnp")
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+@pytest.mark.usefixtures("no_leftover_mappings")
+def test_cli_maps_a_port_another_program_owns(lab: Lab, tmp_path: Path, name: str) -> None:
+    """Issue 9 item 1: ``natkit portmap --port N`` forwards N to whatever
+    listens there (WireGuard, a game server) without binding it itself: a
+    plain UDP listener that holds N gets a datagram sent from the internet
+    to the external port, and after SIGINT no rule is left on the router."""
+    port = 41080 + list(PROTOCOLS).index(name)
+    journal = tmp_path / "journal.json"
+    service = lab.popen("client", [sys.executable, "-c", SERVICE, str(port)],
+                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = None
+    try:
+        assert service.stdout is not None
+        assert service.stdout.readline().strip() == "listening"
+        proc = _start_holder(lab, name, port, journal)
+        document = _read_document(proc)
+        assert (document["protocol"], document["internal_port"]) == (PROTOCOLS[name].value, port)
+        external = (document["external_address"], document["external_port"])
+        send_from_internet(lab, external, f"to the service via {name}".encode())
+        assert service.stdout.readline().strip() == f"to the service via {name}"
+        rules = lab.port_mappings()
+        assert [(r.external_port, r.internal.port) for r in rules] == [(external[1], port)]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 128 + signal.SIGINT
+    finally:
+        for child in (proc, service):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
+    assert lab.port_mappings() == ()
+    assert lab.port_mapping_rule_count() == 0, lab.port_mapping_ruleset()
+    assert not journal.exists()
+
+
 @pytest.mark.scenarios("upnp")
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 @pytest.mark.usefixtures("no_leftover_mappings")
