@@ -80,7 +80,7 @@ from natkit.portmap.mapping import (
     TransportProtocol,
     clamp_lifetime,
 )
-from natkit.portmap.timing import error_backoff
+from natkit.portmap.timing import error_backoff, pmp_next_renewal
 from natkit.portmap.upnp_calls import UpnpCallRequested
 from natkit.portmap.wire import PortmapDecodeError, PortmapDecodeFailure, UnsupportedVersion
 from natkit.sansio import Datagram
@@ -380,13 +380,18 @@ class LeaseClient(ABC):
     def _schedule(self, exchange: Exchange, now: float) -> None:
         """After a transmission: set ``next_send`` (and ``give_up_at`` after the last)."""
 
-    @abstractmethod
     def _first_renewal(self, granted_at: float, lifetime: int) -> float:
-        """When a fresh grant is first renewed."""
+        """When a fresh grant is first renewed: halfway (RFC 6886 §3.3, like
+        DHCP; PCP has its own windows)."""
+        return granted_at + lifetime / 2
 
-    @abstractmethod
     def _renewal_retry_at(self, exchange: Exchange, now: float) -> float | None:
-        """When to try again after a renewal failed (``None``: let it expire)."""
+        """When to try again after a renewal failed (``None``: let it
+        expire): halfway from now to expiry, like DHCP."""
+        mapping = self._mapping
+        if mapping is None:
+            return None
+        return pmp_next_renewal(now, mapping.expires_at, self.min_renewal_interval)
 
     @abstractmethod
     def _on_datagram(self, data: bytes, now: float) -> None:

@@ -35,7 +35,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from natkit.endpoint import Endpoint
+from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.portmap.choice import OPEN, Phase, decide
 from natkit.portmap.events import (
@@ -301,11 +301,20 @@ class MapperCore:
     def _entry_id(self) -> str:
         return f"{self._rng.getrandbits(48):012x}"
 
-    def _open(self, slot: _Slot, now: float, **fields: str | None) -> None:
+    def _open(
+        self,
+        slot: _Slot,
+        now: float,
+        *,
+        nonce: str | None = None,
+        location: str | None = None,
+        description: str | None = None,
+    ) -> None:
         """Journal the lease, then (next tick) start it (journal rule 1)."""
         gateway = self.gateway if slot.client is None else slot.client.gateway
         entry = JournalEntry(self._entry_id(), slot.protocol, self.transport, gateway,
-                             self.internal, **fields)  # type: ignore[arg-type]  # fmt: skip
+                             self.internal, nonce=nonce, location=location,
+                             description=description)  # fmt: skip
         slot.entry = entry
         slot.phase = Phase.MAPPING
         slot.start_at = now
@@ -370,14 +379,23 @@ class MapperCore:
             # even if the driver stops waiting for it.
             self._forget(slot)
 
-    def _result(self, slot: _Slot, status: ProbeStatus, **fields: object) -> ProtocolResult:
+    def _result(
+        self,
+        slot: _Slot,
+        status: ProbeStatus,
+        *,
+        external_address: IPAddress | None = None,
+        result_code: int | None = None,
+        detail: str = "",
+    ) -> ProtocolResult:
+        """A result keeping the time of the protocol's first answer."""
         answered: float | None = None
         if slot.protocol is MappingProtocol.UPNP_IGD:
             answered = self._upnp_answered
         elif slot.result is not None:
             answered = slot.result.answered_after
-        base = ProtocolResult(slot.protocol, status, answered_after=answered)
-        return replace(base, **fields)  # type: ignore[arg-type]
+        return ProtocolResult(slot.protocol, status, external_address, answered, result_code,
+                              detail)  # fmt: skip
 
     # -- events ---------------------------------------------------------------------
 

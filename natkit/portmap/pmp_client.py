@@ -63,7 +63,7 @@ from natkit.portmap.pmp import (
     map_opcode,
     parse_response,
 )
-from natkit.portmap.timing import PmpRetransmission, pmp_next_renewal
+from natkit.portmap.timing import PmpRetransmission
 
 #: RFC 6886 result codes onto the protocol-independent failure reasons.
 FAILURE_FOR_RESULT: dict[int, FailureReason] = {
@@ -190,15 +190,6 @@ class PmpClient(LeaseClient):
             exchange.give_up_at = now + wait if give_up is None else min(give_up, now + wait)
         else:
             exchange.next_send = now + wait
-
-    def _first_renewal(self, granted_at: float, lifetime: int) -> float:
-        return granted_at + lifetime / 2
-
-    def _renewal_retry_at(self, exchange: Exchange, now: float) -> float | None:
-        mapping = self._mapping
-        if mapping is None:
-            return None
-        return pmp_next_renewal(now, mapping.expires_at, self.config.min_renewal_interval)
 
     def _recreate(self, now: float, at: float) -> None:
         # The external address may have changed with the restart: ask again,

@@ -57,7 +57,6 @@ from natkit.portmap.igd import (
 from natkit.portmap.lease import Exchange, ExchangeKind, LeaseClient, LeaseDropReason
 from natkit.portmap.lease_state import ClientState
 from natkit.portmap.mapping import LifetimeNote, MappingProtocol, TransportProtocol
-from natkit.portmap.timing import pmp_next_renewal
 from natkit.portmap.upnp_calls import (
     PortMappingEntry,
     UpnpAction,
@@ -218,15 +217,6 @@ class UpnpClient(LeaseClient):
 
     def _schedule(self, exchange: Exchange, now: float) -> None:
         exchange.next_send = None  # a call is answered or times out; never repeated
-
-    def _first_renewal(self, granted_at: float, lifetime: int) -> float:
-        return granted_at + lifetime / 2
-
-    def _renewal_retry_at(self, exchange: Exchange, now: float) -> float | None:
-        mapping = self._mapping
-        if mapping is None:
-            return None
-        return pmp_next_renewal(now, mapping.expires_at, self.config.min_renewal_interval)
 
     def _on_datagram(self, data: bytes, now: float) -> None:
         self._drop(LeaseDropReason.UNEXPECTED)  # UPnP speaks through calls only
