@@ -186,7 +186,8 @@ class MapperCore:
 
     @property
     def finished(self) -> bool:
-        """Closed, and every deletion over."""
+        """Closed, and every deletion over (or sent to a gateway that never
+        answered: not waited for)."""
         return self._closed
 
     def client(self, protocol: MappingProtocol) -> LeaseClient | None:
@@ -408,7 +409,10 @@ class MapperCore:
             changed |= self._decide(now)
             if not changed:
                 break
-        if self._closing and not self._closed and all(c.finished for c in self._lease_clients()):
+        # A client the gateway never answered is not waited for: its deletion
+        # went out, and nothing was kept of it (journal rule 2).
+        over = all(c.finished or not c.gateway_answered for c in self._lease_clients())
+        if self._closing and not self._closed and over:
             self._closed = True
             self._out.append(MapperClosed(self._deleted))
 

@@ -55,8 +55,9 @@ class PortMapSettled:
 
 @dataclass(frozen=True, slots=True)
 class MapperClosed:
-    """After ``close()``: every client is finished; ``deleted`` is the held
-    mapping's deletion (``None`` when none was held)."""
+    """After ``close()``: every deletion is over, but those sent to a gateway
+    that never answered (not waited for); ``deleted`` is the held mapping's
+    deletion (``None`` when none was held)."""
 
     deleted: MappingDeleted | None
 

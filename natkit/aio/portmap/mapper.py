@@ -229,6 +229,8 @@ class PortMapper:
             return None
         self._closing = True
         self._remove_signal_handlers()
+        if self._settled is not None and not self._settled.done():
+            self._settled.cancel()  # a start() still racing ends here
         core, runner, closed = self.core, self._runner, self._closed_future
         if core is None or runner is None or closed is None:
             self._upnp.close()
