@@ -211,6 +211,8 @@ class PortMapper:
             result = await asyncio.shield(self._settled)
         except BaseException:
             # Cancelled (or failed) half-way: nothing may stay mapped.
+            if not self._settled.done():
+                self._settled.cancel()
             if stun_task is not None:
                 stun_task.cancel()
             await asyncio.shield(self.close())
@@ -230,7 +232,8 @@ class PortMapper:
         self._closing = True
         self._remove_signal_handlers()
         if self._settled is not None and not self._settled.done():
-            self._settled.cancel()  # a start() still racing ends here
+            # A start() still racing (closed from another task) ends here.
+            self._settled.set_exception(LocalProtocolError("closed before a mapping was found"))
         core, runner, closed = self.core, self._runner, self._closed_future
         if core is None or runner is None or closed is None:
             self._upnp.close()
