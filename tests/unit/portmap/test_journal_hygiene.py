@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_mapper import gateway_address, pcp_reply, serve
+from test_mapper import pcp_reply, serve
 
 from natkit.aio.portmap import LeaseJournal, PortMapper, release_orphans
 from natkit.endpoint import Endpoint
@@ -21,7 +21,6 @@ from natkit.portmap.pcp_client import PcpConfig
 from natkit.portmap.timing import PcpRetransmission
 
 DEAD_OWNER = 999_999_999  # no such pid
-__all__ = ["gateway_address"]  # a fixture, used by name
 
 
 def config(*protocols: MappingProtocol) -> PortMapperConfig:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -68,11 +67,6 @@ def pcp_reply(**fields: Any) -> Reply:
         return [pcp_map_response(**base)]
 
     return reply
-
-
-@pytest.fixture
-def gateway_address() -> str:
-    return f"127.0.0.{random.randint(2, 250)}"
 
 
 def mapper(address: str, port: int, tmp_path: Path, protocol: MappingProtocol) -> PortMapper:
