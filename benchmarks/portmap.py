@@ -37,10 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from natkit.aio.portmap import LeaseJournal, PortMapper
 from natkit.lab import Lab
 from natkit.portmap import pcp, pmp
-from natkit.portmap.journal import LeaseJournal
-from natkit.portmap.mapper import PortMapper, PortMapperConfig
+from natkit.portmap.mapper import PortMapperConfig
 from natkit.portmap.mapping import MappingProtocol, TransportProtocol
 
 PORT = 42000

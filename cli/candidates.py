@@ -137,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
 async def _gather(args: argparse.Namespace, options: GatherOptions) -> CandidateReport:
     provider = None
     if not args.no_portmap:
+        from natkit.aio.portmap import LeaseJournal  # noqa: PLC0415
         from natkit.portmap.mapper import PortMapperConfig  # noqa: PLC0415
-        from natkit.portmap.upnp_client import UpnpConfig  # noqa: PLC0415
+        from natkit.portmap.upnp_calls import UpnpConfig  # noqa: PLC0415
 
         timeout = args.portmap_timeout
         provider = PortMapperProvider(
@@ -146,6 +147,7 @@ async def _gather(args: argparse.Namespace, options: GatherOptions) -> Candidate
             config=PortMapperConfig(
                 probe_timeout=timeout, upnp=UpnpConfig(discovery_timeout=timeout)
             ),
+            journal=LeaseJournal(),  # the command keeps the machine's journal
         )
     try:
         return await gather_candidates(args.server, options, port_mapper=provider)

@@ -1,13 +1,16 @@
 """``natkit portmap``: ask the gateway to forward a port to this host.
 
-    natkit portmap [--protocol auto|upnp|pmp|pcp] [--port N] [--lifetime S]
+    natkit portmap [--protocol auto|upnp|pmp|pcp] [--port N] [--hold] [--lifetime S]
                    [--gateway IP] [--json] [--once] [--release] [--journal PATH]
                    [--stun HOST:PORT]
 
-Shows what each protocol answered and the mapping obtained, then holds and
+Shows what each protocol answered and the mapping obtained, then keeps and
 renews the mapping until Ctrl-C/SIGTERM (``--once``: release at once) and
-releases it on the way out. ``--release`` only deletes the mappings that
-killed runs left in the lease journal. Exit status: 0 mapped (or
+releases it on the way out. ``--port N`` maps port N without binding it, so
+the service that owns N (WireGuard, a game server) gets the traffic;
+``--hold`` binds it too, and without ``--port`` natkit holds a free port.
+``--release`` only deletes the mappings that killed runs left in the lease
+journal. Exit status: 0 mapped (or
 released), 1 no mapping, 64 bad command line, 130/143 after SIGINT/SIGTERM
 once the mapping was released.
 """
@@ -16,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import socket
 import sys
 from typing import Any
 
+from natkit.aio.portmap import LeaseJournal, PortMapper, release_orphans
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.portmap.events import (
@@ -30,10 +35,9 @@ from natkit.portmap.events import (
     MappingRenewed,
     PortmapEvent,
 )
-from natkit.portmap.journal import LeaseJournal
-from natkit.portmap.mapper import PortMapper, PortMapperConfig, PortMapResult
+from natkit.portmap.mapper import PortMapperConfig
 from natkit.portmap.mapping import LifetimePolicy, Mapping, MappingProtocol
-from natkit.portmap.release import ReleaseOutcome, release_orphans
+from natkit.portmap.report import PortMapResult, ReleaseOutcome
 
 EXIT_OK, EXIT_NO_MAPPING, EXIT_USAGE = 0, 1, 64
 SCHEMA_VERSION = 1
@@ -53,7 +57,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--port", type=int, default=0, metavar="N",
-        help="internal UDP port to map (default: a free port, held open while mapped)",
+        help="internal UDP port to map, not bound: whatever listens there gets the traffic"
+        " (default: a free port, held open while mapped)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hold", action="store_true",
+        help="also bind the port and hold it open while mapped (fails if it is in use)",
     )  # fmt: skip
     parser.add_argument(
         "--lifetime", type=int, default=7200, metavar="S",
@@ -101,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     except NatkitError as exc:
         print(f"natkit portmap: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        # A socket or the journal file: say which, never a traceback.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"natkit portmap: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_NO_MAPPING
 
 
 async def _release(journal: LeaseJournal, as_json: bool) -> int:
@@ -112,15 +126,38 @@ async def _release(journal: LeaseJournal, as_json: bool) -> int:
             print(f"natkit portmap: no leases of killed runs in {journal.path}")
         for outcome in outcomes:
             print(f"  {_outcome_line(outcome)}")
-    return EXIT_OK if all(o.released for o in outcomes) else EXIT_NO_MAPPING
+    # A stale entry (another network) was dropped: nothing is left to do for it.
+    return EXIT_OK if all(o.released or o.stale for o in outcomes) else EXIT_NO_MAPPING
 
 
-async def _map(args: argparse.Namespace, journal: LeaseJournal, stun: Endpoint | None) -> int:
-    # Hold the internal port open, so the mapping reaches a real socket.
+def _hold_port(args: argparse.Namespace) -> socket.socket | None:
+    """Bind the port (``--hold``, or a free one without ``--port``); ``None``
+    with a message when it cannot be."""
     holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         holder.bind((args.local_address or "0.0.0.0", args.port))
-        port = holder.getsockname()[1]
+    except OSError as exc:
+        holder.close()
+        if exc.errno == errno.EADDRINUSE:
+            print(f"natkit portmap: UDP port {args.port} is in use by another program;"
+                  " without --hold natkit maps it without binding it", file=sys.stderr)  # fmt: skip
+        else:
+            print(f"natkit portmap: cannot hold UDP port {args.port}: {exc.strerror or exc}",
+                  file=sys.stderr)  # fmt: skip
+        return None
+    return holder
+
+
+async def _map(args: argparse.Namespace, journal: LeaseJournal, stun: Endpoint | None) -> int:
+    # Mapping needs no socket: the gateway forwards to whatever listens on
+    # the port. Holding it is for when nothing else does (--hold, no --port).
+    holder = None
+    if args.hold or args.port == 0:
+        holder = _hold_port(args)
+        if holder is None:
+            return EXIT_NO_MAPPING
+    port = args.port if holder is None else holder.getsockname()[1]
+    try:
         config = PortMapperConfig(
             protocols=PROTOCOL_CHOICES[args.protocol],
             lifetime=LifetimePolicy(requested=args.lifetime),
@@ -136,7 +173,8 @@ async def _map(args: argparse.Namespace, journal: LeaseJournal, stun: Endpoint |
         )
         return await _hold(mapper, args)
     finally:
-        holder.close()
+        if holder is not None:
+            holder.close()
 
 
 async def _hold(mapper: PortMapper, args: argparse.Namespace) -> int:
@@ -195,13 +233,14 @@ def _outcome(outcome: ReleaseOutcome) -> dict[str, Any]:
         "external": None if entry.external is None else str(entry.external),
         "released": outcome.released,
         "detail": outcome.detail,
+        "stale": outcome.stale,
     }
 
 
 def _outcome_line(outcome: ReleaseOutcome) -> str:
     entry = outcome.entry
     external = entry.external or "?"
-    state = "released" if outcome.released else "NOT released"
+    state = "released" if outcome.released else "stale" if outcome.stale else "NOT released"
     return f"{entry.protocol.value} {external} -> {entry.internal}: {state} ({outcome.detail})"
 
 

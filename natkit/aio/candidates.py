@@ -71,7 +71,11 @@ from natkit.probe.nat64 import Nat64Discovery, Nat64Status
 from natkit.stun.uri import parse_server
 
 if TYPE_CHECKING:
-    from natkit.portmap.mapper import PortMapper, PortMapperConfig, PortMapResult
+    from pathlib import Path
+
+    from natkit.aio.portmap import LeaseJournal, PortMapper
+    from natkit.portmap.mapper import PortMapperConfig
+    from natkit.portmap.report import PortMapResult
 
 
 # -- port mapping -------------------------------------------------------------------------
@@ -89,16 +93,17 @@ class PortMapProvider(Protocol):
 
 
 class PortMapperProvider:
-    """:class:`PortMapProvider` over :class:`natkit.portmap.mapper.PortMapper`
+    """:class:`PortMapProvider` over :class:`natkit.aio.portmap.PortMapper`
     (PCP, NAT-PMP and UPnP IGD raced). The mapping is held until
-    :meth:`release`; the caller decides how long a candidate must live."""
+    :meth:`release`; the caller decides how long a candidate must live.
+    ``journal``: the lease journal (none by default; the command passes one)."""
 
     def __init__(
         self,
         *,
         gateway: str | None = None,
         config: PortMapperConfig | None = None,
-        journal: str | None = None,
+        journal: LeaseJournal | str | Path | None = None,
     ) -> None:
         self.gateway = gateway
         self.config = config
@@ -106,7 +111,7 @@ class PortMapperProvider:
         self.mapper: PortMapper | None = None
 
     async def map_port(self, base: Endpoint) -> PortMapObservation:
-        from natkit.portmap.mapper import PortMapper  # noqa: PLC0415 (optional, heavy)
+        from natkit.aio.portmap import PortMapper  # noqa: PLC0415 (optional, heavy)
 
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -136,7 +141,7 @@ class PortMapperProvider:
 
 def observation_from_result(result: PortMapResult, elapsed: float) -> PortMapObservation:
     """A :class:`PortMapObservation` from a ``PortMapper`` result."""
-    from natkit.portmap.mapper import ProbeStatus  # noqa: PLC0415
+    from natkit.portmap.report import ProbeStatus  # noqa: PLC0415
 
     summary = ", ".join(f"{r.protocol.value}: {r.status.value}" for r in result.protocols)
     if result.hint is not None:

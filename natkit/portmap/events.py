@@ -8,6 +8,10 @@ questions, two families of events:
   :class:`MappingLost`, :class:`MappingDeleted`.
 * "Is the core still trying?": :class:`MappingFailed` (``terminal`` says
   whether it gave up), and :class:`GatewayRestarted` (it is re-creating).
+
+A probe (``probe()`` of the NAT-PMP and UPnP clients) ends in
+:class:`ExternalAddressFound`: the gateway speaks the protocol; nothing was
+mapped.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from natkit.endpoint import Endpoint
+from natkit.endpoint import Endpoint, IPAddress
 from natkit.portmap.mapping import Mapping, MappingProtocol
 
 
@@ -49,6 +53,8 @@ class FailureReason(Enum):
     CANNOT_PROVIDE_EXTERNAL = "suggested external address or port unavailable"
     ADDRESS_MISMATCH = "another NAT between us and the gateway"
     EXCESSIVE_REMOTE_PEERS = "too many remote peers"
+    #: UPnP: the device description was refused before miniupnpc saw it.
+    INVALID_DESCRIPTION = "device description refused"
     UNKNOWN_RESULT = "result code this client does not know"
 
 
@@ -101,6 +107,16 @@ class MappingDeleted:
     confirmed: bool
     #: The result code of a refusal.
     result_code: int | None = None
+    #: The gateway answered at least one of this client's requests. When it
+    #: never did and the deletion is unconfirmed, the requests most likely
+    #: never arrived: the caller may forget the lease (a journal need not
+    #: keep it for a later run).
+    gateway_answered: bool = True
+
+    @property
+    def may_linger(self) -> bool:
+        """The gateway may still hold a mapping until it expires."""
+        return not self.confirmed and self.gateway_answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +135,8 @@ class MappingFailed:
     server_version: int | None = None
     #: When the core tries again (non-terminal failures).
     retry_at: float | None = None
+    #: What the gateway said, in words, where it said more than a code (UPnP).
+    detail: str = ""
 
     @property
     def fall_back_to_nat_pmp(self) -> bool:
@@ -145,6 +163,18 @@ class GatewayRestarted:
     announced: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ExternalAddressFound:
+    """The answer to a probe: the gateway speaks the protocol and reports
+    this external address. Nothing was mapped; ``start()`` maps."""
+
+    protocol: MappingProtocol
+    #: ``None`` when the gateway reported something that is not an address.
+    external_address: IPAddress | None
+    #: The epoch of the answer (NAT-PMP).
+    epoch: int | None = None
+
+
 PortmapEvent = (
     MappingGranted
     | MappingRenewed
@@ -152,4 +182,5 @@ PortmapEvent = (
     | MappingDeleted
     | MappingFailed
     | GatewayRestarted
+    | ExternalAddressFound
 )

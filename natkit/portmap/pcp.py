@@ -29,8 +29,8 @@ from natkit.endpoint import IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.portmap.wire import (
     RESPONSE_BIT,
-    DecodeFailure,
     PcpDecodeError,
+    PortmapDecodeFailure,
     UnsupportedVersion,
     check_field,
     check_response_version,
@@ -297,17 +297,17 @@ def build_response(response: PcpResponse) -> bytes:
 
 def _check_frame(data: bytes) -> None:
     if len(data) > MAX_MESSAGE_LENGTH:
-        raise PcpDecodeError(DecodeFailure.TOO_LONG, f"{len(data)} bytes")
+        raise PcpDecodeError(PortmapDecodeFailure.TOO_LONG, f"{len(data)} bytes")
     if len(data) % 4:
-        raise PcpDecodeError(DecodeFailure.MISALIGNED, f"{len(data)} bytes")
+        raise PcpDecodeError(PortmapDecodeFailure.MISALIGNED, f"{len(data)} bytes")
     if len(data) < HEADER_LENGTH:
-        raise PcpDecodeError(DecodeFailure.TRUNCATED, f"{len(data)} bytes")
+        raise PcpDecodeError(PortmapDecodeFailure.TRUNCATED, f"{len(data)} bytes")
 
 
 def _opcode(byte: int) -> Opcode:
     code = byte & ~RESPONSE_BIT
     if code not in (Opcode.ANNOUNCE, Opcode.MAP):
-        raise PcpDecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode {code}")
+        raise PcpDecodeError(PortmapDecodeFailure.UNKNOWN_OPCODE, f"opcode {code}")
     return Opcode(code)
 
 
@@ -315,13 +315,13 @@ def _parse_options(data: bytes, offset: int) -> tuple[PcpOption, ...]:
     options = []
     while offset < len(data):
         if len(data) - offset < _OPTION_HEADER.size:
-            raise PcpDecodeError(DecodeFailure.OPTION_OVERRUN, f"option header at {offset}")
+            raise PcpDecodeError(PortmapDecodeFailure.OPTION_OVERRUN, f"option header at {offset}")
         code, _reserved, length = _OPTION_HEADER.unpack_from(data, offset)
         start = offset + _OPTION_HEADER.size
         end = start + length
         if end + (-length % 4) > len(data):
             raise PcpDecodeError(
-                DecodeFailure.OPTION_OVERRUN, f"option {code} of {length} bytes at {offset}"
+                PortmapDecodeFailure.OPTION_OVERRUN, f"option {code} of {length} bytes at {offset}"
             )
         options.append(PcpOption(code, bytes(data[start:end])))
         offset = end + (-length % 4)
@@ -344,7 +344,7 @@ def parse_response(data: bytes) -> PcpResponse | UnsupportedVersion:
         return other
     _check_frame(data)
     if not data[1] & RESPONSE_BIT:
-        raise PcpDecodeError(DecodeFailure.NOT_A_RESPONSE)
+        raise PcpDecodeError(PortmapDecodeFailure.NOT_A_RESPONSE)
     opcode = _opcode(data[1])
     _version, _op, _reserved, result, lifetime, epoch, _ = _RESPONSE_HEADER.unpack_from(data)
     code = result_code(ResultCode, result)
@@ -355,7 +355,9 @@ def parse_response(data: bytes) -> PcpResponse | UnsupportedVersion:
             fields = _parse_map(data)
             offset += MAP_FIELDS_LENGTH
         elif result == ResultCode.SUCCESS or len(data) > HEADER_LENGTH:
-            raise PcpDecodeError(DecodeFailure.BAD_LENGTH, f"MAP response of {len(data)} bytes")
+            raise PcpDecodeError(
+                PortmapDecodeFailure.BAD_LENGTH, f"MAP response of {len(data)} bytes"
+            )
     options = _parse_options(data, offset)
     return PcpResponse(opcode, code, lifetime, epoch, fields, options)
 
@@ -384,19 +386,21 @@ def is_announcement(data: bytes) -> bool:
 def parse_request(data: bytes) -> PcpRequest:
     """Parse and validate what a PCP client sent (for servers and tests)."""
     if len(data) < 4:
-        raise PcpDecodeError(DecodeFailure.TRUNCATED, f"{len(data)} bytes")
+        raise PcpDecodeError(PortmapDecodeFailure.TRUNCATED, f"{len(data)} bytes")
     if data[0] != VERSION:
-        raise PcpDecodeError(DecodeFailure.WRONG_VERSION, f"version {data[0]}")
+        raise PcpDecodeError(PortmapDecodeFailure.WRONG_VERSION, f"version {data[0]}")
     _check_frame(data)
     if data[1] & RESPONSE_BIT:
-        raise PcpDecodeError(DecodeFailure.NOT_A_REQUEST)
+        raise PcpDecodeError(PortmapDecodeFailure.NOT_A_REQUEST)
     opcode = _opcode(data[1])
     _version, _op, _reserved, lifetime, client = _REQUEST_HEADER.unpack_from(data)
     fields: MapFields | None = None
     offset = HEADER_LENGTH
     if opcode is Opcode.MAP:
         if len(data) < HEADER_LENGTH + MAP_FIELDS_LENGTH:
-            raise PcpDecodeError(DecodeFailure.BAD_LENGTH, f"MAP request of {len(data)} bytes")
+            raise PcpDecodeError(
+                PortmapDecodeFailure.BAD_LENGTH, f"MAP request of {len(data)} bytes"
+            )
         fields = _parse_map(data)
         offset += MAP_FIELDS_LENGTH
     options = _parse_options(data, offset)

@@ -17,8 +17,9 @@ What it adds to the shared lease engine (:mod:`natkit.portmap.lease`):
 * UNSUPP_VERSION ends the client with ``MappingFailed.server_version``;
   version 0 means "retry with NAT-PMP" (RFC 6886 §1.1).
 * Error responses hold for their lifetime (§7.2): short-lifetime errors are
-  retried after it (bounded by IRT and MRT), long-lifetime ones end the
-  client.
+  retried after it (bounded by IRT and MRT), and after twice the previous
+  wait when they repeat (:func:`~natkit.portmap.timing.error_backoff`);
+  long-lifetime ones end the client.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.portmap.epoch import EpochRule, EpochTracker
 from natkit.portmap.events import FailureReason
-from natkit.portmap.lease import DropReason, Exchange, ExchangeKind, LeaseClient
+from natkit.portmap.lease import Exchange, ExchangeKind, LeaseClient, LeaseDropReason
 from natkit.portmap.mapping import (
     LifetimePolicy,
     MappingProtocol,
@@ -119,6 +120,7 @@ class PcpClient(LeaseClient):
             epoch=EpochTracker(EpochRule.PCP),
             rng=rng,
             min_renewal_interval=self.config.min_renewal_interval,
+            max_error_wait=self.config.retransmission.mrt,
             previous_external=previous_external,
         )
         if nonce is not None and len(nonce) != NONCE_LENGTH:
@@ -208,7 +210,7 @@ class PcpClient(LeaseClient):
 
     def _on_announce(self, message: PcpResponse, now: float) -> None:
         if message.result != ResultCode.SUCCESS:
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         restarted = self._note_epoch(message.epoch, now, announced=True)
         # Every client behind the gateway hears the same multicast: spread out.
@@ -216,7 +218,7 @@ class PcpClient(LeaseClient):
         if restarted:
             self._recreate(now, at)
         else:
-            self.revalidate(now, at - now)
+            self._revalidate(now, at - now)
 
     def _on_map(self, message: PcpResponse, now: float) -> None:
         fields = message.map
@@ -225,25 +227,28 @@ class PcpClient(LeaseClient):
             # A header-only error (the server could not parse the request):
             # no nonce to check, so only believable while we wait for one.
             if exchange is None:
-                self._drop(DropReason.UNEXPECTED)
+                self._drop(LeaseDropReason.UNEXPECTED)
                 return
         elif fields.nonce != self.nonce:
-            self._drop(DropReason.WRONG_NONCE)
+            self._drop(LeaseDropReason.WRONG_NONCE)
             return
         elif fields.protocol != self.transport or fields.internal_port != self.internal.port:
-            self._drop(DropReason.WRONG_MAPPING)
+            self._drop(LeaseDropReason.WRONG_MAPPING)
             return
         restarted = self._note_epoch(message.epoch, now, announced=False)
         if message.result != ResultCode.SUCCESS:
             self._on_error(message, now, restarted)
             return
-        assert fields is not None  # a header-only success fails to parse
+        if fields is None:
+            # The parser refuses a header-only success; never trust one anyway.
+            self._drop(LeaseDropReason.MALFORMED)
+            return
         if exchange is not None and exchange.kind is ExchangeKind.DELETE:
             self._on_delete_answer(message.lifetime)
             return
         external = Endpoint(fields.external_address, fields.external_port)
         if external.port == 0 or external.address.is_unspecified:
-            self._drop(DropReason.BAD_GRANT)
+            self._drop(LeaseDropReason.BAD_GRANT)
             return
         details = PcpDetails(self.nonce, message.epoch)
         if exchange is None:
@@ -263,11 +268,11 @@ class PcpClient(LeaseClient):
         (RFC 6887 §14.2), or a duplicate of an answer already taken."""
         mapping = self._mapping
         if mapping is None:
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
         elif message.lifetime == 0:
             self._revoke(now)
         elif external == mapping.external and not restarted:
-            self._drop(DropReason.STALE)
+            self._drop(LeaseDropReason.STALE)
         else:
             self._grant(external, message.lifetime, now, details, restarted=restarted)
 

@@ -23,8 +23,8 @@ from natkit.errors import LocalProtocolError
 from natkit.portmap.mapping import TransportProtocol
 from natkit.portmap.wire import (
     RESPONSE_BIT,
-    DecodeFailure,
     PmpDecodeError,
+    PortmapDecodeFailure,
     UnsupportedVersion,
     check_field,
     check_response_version,
@@ -177,38 +177,40 @@ def parse_response(data: bytes) -> PmpResponse | UnsupportedVersion:
     if other is not None:
         return other
     if not data[1] & RESPONSE_BIT:
-        raise PmpDecodeError(DecodeFailure.NOT_A_RESPONSE, f"opcode {data[1]}")
+        raise PmpDecodeError(PortmapDecodeFailure.NOT_A_RESPONSE, f"opcode {data[1]}")
     opcode = data[1] & ~RESPONSE_BIT
     if opcode == PmpOpcode.PUBLIC_ADDRESS:
         if len(data) != ADDRESS_RESPONSE_LENGTH:
-            raise PmpDecodeError(DecodeFailure.BAD_LENGTH, f"address response of {len(data)}")
+            raise PmpDecodeError(
+                PortmapDecodeFailure.BAD_LENGTH, f"address response of {len(data)}"
+            )
         _v, _op, result, epoch, address = _ADDRESS_RESPONSE.unpack(data)
         code = result_code(PmpResultCode, result)
         return PmpAddressResponse(code, epoch, ipaddress.IPv4Address(address))
     if opcode in (PmpOpcode.MAP_UDP, PmpOpcode.MAP_TCP):
         if len(data) != MAP_RESPONSE_LENGTH:
-            raise PmpDecodeError(DecodeFailure.BAD_LENGTH, f"map response of {len(data)}")
+            raise PmpDecodeError(PortmapDecodeFailure.BAD_LENGTH, f"map response of {len(data)}")
         _v, _op, result, epoch, internal, external, lifetime = _MAP_RESPONSE.unpack(data)
         code = result_code(PmpResultCode, result)
         return PmpMapResponse(PmpOpcode(opcode), code, epoch, internal, external, lifetime)
-    raise PmpDecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode {opcode}")
+    raise PmpDecodeError(PortmapDecodeFailure.UNKNOWN_OPCODE, f"opcode {opcode}")
 
 
 def parse_request(data: bytes) -> PmpRequest:
     """Parse what a NAT-PMP client sent (for servers and tests)."""
     if len(data) < 2:
-        raise PmpDecodeError(DecodeFailure.TRUNCATED, f"{len(data)} bytes")
+        raise PmpDecodeError(PortmapDecodeFailure.TRUNCATED, f"{len(data)} bytes")
     if data[0] != VERSION:
-        raise PmpDecodeError(DecodeFailure.WRONG_VERSION, f"version {data[0]}")
+        raise PmpDecodeError(PortmapDecodeFailure.WRONG_VERSION, f"version {data[0]}")
     if data[1] & RESPONSE_BIT:
-        raise PmpDecodeError(DecodeFailure.NOT_A_REQUEST, f"opcode {data[1]}")
+        raise PmpDecodeError(PortmapDecodeFailure.NOT_A_REQUEST, f"opcode {data[1]}")
     if data[1] == PmpOpcode.PUBLIC_ADDRESS:
         if len(data) != 2:
-            raise PmpDecodeError(DecodeFailure.BAD_LENGTH, f"address request of {len(data)}")
+            raise PmpDecodeError(PortmapDecodeFailure.BAD_LENGTH, f"address request of {len(data)}")
         return PmpRequest(PmpOpcode.PUBLIC_ADDRESS)
     if data[1] in (PmpOpcode.MAP_UDP, PmpOpcode.MAP_TCP):
         if len(data) != MAP_REQUEST_LENGTH:
-            raise PmpDecodeError(DecodeFailure.BAD_LENGTH, f"map request of {len(data)}")
+            raise PmpDecodeError(PortmapDecodeFailure.BAD_LENGTH, f"map request of {len(data)}")
         _v, opcode, _reserved, internal, external, lifetime = _MAP_REQUEST.unpack(data)
         return PmpRequest(PmpOpcode(opcode), internal, external, lifetime)
-    raise PmpDecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode {data[1]}")
+    raise PmpDecodeError(PortmapDecodeFailure.UNKNOWN_OPCODE, f"opcode {data[1]}")

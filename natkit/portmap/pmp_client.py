@@ -27,8 +27,12 @@ What it adds to the shared lease engine (:mod:`natkit.portmap.lease`):
   ignore the field, and some (MikroTik) refuse any request with external
   port 0, so natkit never sends it.
 * Errors carry no lifetime in NAT-PMP: NETWORK_FAILURE and
-  OUT_OF_RESOURCES are retried after ``error_retry``; the rest, and unknown
-  codes (§3.5: "MUST be treated as fatal"), end the client.
+  OUT_OF_RESOURCES are retried after ``error_retry``, then after twice the
+  previous wait while they repeat, up to ``max_error_retry``; the rest, and
+  unknown codes (§3.5: "MUST be treated as fatal"), end the client.
+* :meth:`~natkit.portmap.lease.LeaseClient.probe`: the public address
+  request alone, which creates nothing; a port mapper asks it first and
+  maps later without asking again (:class:`ExternalAddressFound`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.portmap.epoch import EpochRule, EpochTracker
 from natkit.portmap.events import FailureReason
-from natkit.portmap.lease import DropReason, Exchange, ExchangeKind, LeaseClient
+from natkit.portmap.lease import Exchange, ExchangeKind, LeaseClient, LeaseDropReason
 from natkit.portmap.mapping import (
     LifetimePolicy,
     MappingProtocol,
@@ -59,7 +63,7 @@ from natkit.portmap.pmp import (
     map_opcode,
     parse_response,
 )
-from natkit.portmap.timing import PmpRetransmission, pmp_next_renewal
+from natkit.portmap.timing import PmpRetransmission
 
 #: RFC 6886 result codes onto the protocol-independent failure reasons.
 FAILURE_FOR_RESULT: dict[int, FailureReason] = {
@@ -79,8 +83,10 @@ class PmpConfig:
     retransmission: PmpRetransmission = field(default_factory=PmpRetransmission)
     #: RFC 6886 §3.1: deletions are advisory; "once or twice" is enough.
     delete_attempts: int = 3
-    #: Retry transient errors after this long (NAT-PMP errors carry no lifetime).
+    #: Retry transient errors after this long (NAT-PMP errors carry no lifetime)...
     error_retry: float = 30.0
+    #: ...doubling while they repeat, up to this (RFC 6887 §8.1.1's MRT).
+    max_error_retry: float = 1024.0
     #: Renewals never go out closer together than this.
     min_renewal_interval: float = 4.0
     #: Renew after a PCP ANNOUNCE from the gateway after a uniform random wait
@@ -89,7 +95,11 @@ class PmpConfig:
     announce_delay: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.delete_attempts < 1 or self.error_retry <= 0 or self.announce_delay < 0:
+        if (
+            self.delete_attempts < 1
+            or not 0 < self.error_retry <= self.max_error_retry
+            or self.announce_delay < 0
+        ):
             raise LocalProtocolError(f"impossible NAT-PMP config {self!r}")
 
 
@@ -103,10 +113,12 @@ class PmpClient(LeaseClient):
 
     To clean up after an earlier run, pass ``previous_external`` with
     ``start=False`` and call :meth:`delete` (NAT-PMP identifies the mapping
-    by the source address and internal port alone).
+    by the source address and internal port alone). ``start=False,
+    probe=True`` asks only the public address; :meth:`start` maps after.
     """
 
     protocol = MappingProtocol.NAT_PMP
+    can_probe = True
 
     def __init__(
         self,
@@ -120,6 +132,7 @@ class PmpClient(LeaseClient):
         previous_external: Endpoint | None = None,
         external_address: ipaddress.IPv4Address | None = None,
         start: bool = True,
+        probe: bool = False,
     ) -> None:
         if gateway.address.version != 4:
             raise LocalProtocolError("NAT-PMP is IPv4 only")
@@ -132,6 +145,7 @@ class PmpClient(LeaseClient):
             epoch=EpochTracker(EpochRule.NAT_PMP),
             rng=rng,
             min_renewal_interval=self.config.min_renewal_interval,
+            max_error_wait=self.config.max_error_retry,
             previous_external=previous_external,
         )
         #: The gateway's external address, once it told us. A caller that
@@ -140,7 +154,7 @@ class PmpClient(LeaseClient):
         self.external_address: ipaddress.IPv4Address | None = external_address
         # A PCP ANNOUNCE asked for a check; the next epoch seen answers it.
         self._check_announced = False
-        self._start_or_hold(now, start)
+        self._start_or_hold(now, start, probe)
 
     # -- lease hooks --------------------------------------------------------------
 
@@ -177,15 +191,6 @@ class PmpClient(LeaseClient):
         else:
             exchange.next_send = now + wait
 
-    def _first_renewal(self, granted_at: float, lifetime: int) -> float:
-        return granted_at + lifetime / 2
-
-    def _renewal_retry_at(self, exchange: Exchange, now: float) -> float | None:
-        mapping = self._mapping
-        if mapping is None:
-            return None
-        return pmp_next_renewal(now, mapping.expires_at, self.config.min_renewal_interval)
-
     def _recreate(self, now: float, at: float) -> None:
         # The external address may have changed with the restart: ask again,
         # then map (requests stay serial, §3.1).
@@ -215,10 +220,10 @@ class PmpClient(LeaseClient):
         renew soon, and let the NAT-PMP epoch of the answer tell (module
         docstring). A request already in flight will tell just as well."""
         if self._mapping is None or not self._may_recreate():
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         self._check_announced = True
-        self.revalidate(now, self._rng.uniform(0, self.config.announce_delay))
+        self._revalidate(now, self._rng.uniform(0, self.config.announce_delay))
 
     def _on_address(self, message: PmpAddressResponse, now: float) -> None:
         exchange = self._exchange
@@ -228,34 +233,36 @@ class PmpClient(LeaseClient):
                 self._note_epoch(message.epoch, now, announced=False)
                 self._on_error(message.result, now)
             else:
-                self._drop(DropReason.UNEXPECTED)
+                self._drop(LeaseDropReason.UNEXPECTED)
             return
         if message.address.is_unspecified:
-            self._drop(DropReason.BAD_GRANT)
+            self._drop(LeaseDropReason.BAD_GRANT)
             return
         # RFC 6886 §3.6: every packet from the gateway carries the epoch.
         restarted = self._note_epoch(message.epoch, now, announced=not solicited)
         moved = self.external_address is not None and message.address != self.external_address
         self.external_address = message.address
-        if solicited:
+        if exchange is not None and exchange.probe:
+            self._probe_answered(message.address, message.epoch)
+        elif solicited:
             recreate = exchange is not None and exchange.recreate
             self._start(ExchangeKind.CREATE, now, recreate=recreate or self._mapping is not None)
         elif restarted:
             # An announcement after a restart (§3.2.1): it carries the address.
             self._start_recreate_now(now)
         elif moved and self._mapping is not None:
-            self.revalidate(now)
+            self._revalidate(now)
 
     def _on_map(self, message: PmpMapResponse, now: float) -> None:
         exchange = self._exchange
         if message.opcode != map_opcode(self.transport) or message.internal_port != (
             self.internal.port
         ):
-            self._drop(DropReason.WRONG_MAPPING)
+            self._drop(LeaseDropReason.WRONG_MAPPING)
             return
         if exchange is None or exchange.kind is ExchangeKind.ADDRESS:
             self._note_epoch(message.epoch, now, announced=False)
-            self._drop(DropReason.UNEXPECTED)
+            self._drop(LeaseDropReason.UNEXPECTED)
             return
         restarted = self._note_epoch(message.epoch, now, announced=False)
         if message.result != PmpResultCode.SUCCESS:
@@ -268,7 +275,7 @@ class PmpClient(LeaseClient):
             return
         address = self.external_address
         if message.external_port == 0 or address is None:
-            self._drop(DropReason.BAD_GRANT)
+            self._drop(LeaseDropReason.BAD_GRANT)
             return
         self._grant(
             Endpoint(address, message.external_port),

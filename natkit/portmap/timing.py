@@ -12,6 +12,12 @@ Nothing here reads a clock; the caller passes times and a ``random.Random``.
 * NAT-PMP requests retransmit per RFC 6886 §3.1: 250 ms, doubling, nine
   attempts, then 64 s of waiting before giving up (127.75 s in all).
 * NAT-PMP renewals start halfway to expiry (RFC 6886 §3.3, "like DHCP").
+* Error answers back off (:func:`error_backoff`): every protocol, UPnP
+  included, waits at least the gateway's hint and doubles the wait after
+  each refusal in a row, up to MRT, as RFC 6887 §8.1.1 does for silence. A
+  gateway that refuses everything is asked a few dozen times a day, never
+  in a loop (a UPnP lease once sent 54,445 requests in 2 s to a gateway
+  answering 501).
 """
 
 from __future__ import annotations
@@ -115,6 +121,15 @@ def pcp_next_renewal(
         if lifetime * (1 - low) < min_interval:
             break  # the windows have shrunk below the minimum spacing
     return None
+
+
+def error_backoff(previous: float, hint: float, cap: float) -> float:
+    """The wait before repeating a request the gateway refused with a
+    transient error: ``hint`` the first time (``previous`` 0), then twice
+    the previous wait, never below ``hint`` nor above ``cap`` (RFC 6887
+    §8.1.1's RT rule without RAND: the gateway answered, so there is no
+    congestion to spread)."""
+    return max(hint, min(2 * previous, cap))
 
 
 def pmp_next_renewal(now: float, expires_at: float, min_interval: float = 4.0) -> float | None:

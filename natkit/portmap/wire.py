@@ -34,7 +34,7 @@ RESPONSE_BIT = 0x80
 UNSUPPORTED_VERSION_RESULT = 1
 
 
-class DecodeFailure(Enum):
+class PortmapDecodeFailure(Enum):
     """Why bytes were not accepted as a PCP or NAT-PMP message."""
 
     TRUNCATED = "shorter than the message it claims to be"
@@ -51,7 +51,7 @@ class DecodeFailure(Enum):
 class PortmapDecodeError(RemoteProtocolError):
     """Bytes from a gateway (or client) that are not a valid message."""
 
-    def __init__(self, reason: DecodeFailure, detail: str = "") -> None:
+    def __init__(self, reason: PortmapDecodeFailure, detail: str = "") -> None:
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
@@ -89,12 +89,32 @@ def check_response_version(
     NAT-PMP a 16-bit one (RFC 6886 §3.5).
     """
     if len(data) < 4:
-        raise error(DecodeFailure.TRUNCATED, f"{len(data)} bytes")
+        raise error(PortmapDecodeFailure.TRUNCATED, f"{len(data)} bytes")
     if data[0] == version:
         return None
     if data[2] == 0 and data[3] == UNSUPPORTED_VERSION_RESULT:
         return UnsupportedVersion(data[0])
-    raise error(DecodeFailure.WRONG_VERSION, f"version {data[0]}")
+    raise error(PortmapDecodeFailure.WRONG_VERSION, f"version {data[0]}")
+
+
+def gateway_protocols(data: bytes) -> tuple[bool, bool]:
+    """Which client a datagram from the gateway's port 5351 is for, as
+    ``(pcp, nat_pmp)``, when both share one socket (RFC 6886 §1.1).
+
+    By the version byte (0: NAT-PMP, else PCP), except the "unsupported
+    version" answer, which carries the server's own version and so goes to
+    the client of the *other* protocol: version 0 with result 1 answers a
+    PCP request (RFC 6887 §9), version 2 with result 1 a NAT-PMP one. A PCP
+    ANNOUNCE goes to both: a NAT-PMP client renews on hearing one (miniupnpd
+    announces restarts in PCP only).
+    """
+    if len(data) < 4:
+        return (True, True)  # each counts it malformed
+    if data[0] != 0 and data[1] == RESPONSE_BIT:
+        return (True, True)  # an ANNOUNCE response (opcode 0)
+    unsupported = data[2] == 0 and data[3] == UNSUPPORTED_VERSION_RESULT
+    nat_pmp = (data[0] == 0) != unsupported
+    return (not nat_pmp, nat_pmp)
 
 
 def result_code(codes: type[IntEnum], value: int) -> int:

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint, Family, IPAddress
-from natkit.portmap.candidate import MAPPED_TYPE_PREFERENCE, candidate_priority
 from natkit.probe.candidates import (
     Candidate,
     CandidateKind,
@@ -42,10 +41,13 @@ from natkit.probe.candidates_stun import StreamTarget, StunTarget
 from natkit.probe.nat64 import Nat64Discovery, embedded_ipv4, find_prefix, synthesize
 from natkit.probe.nat64 import translation_problem as nat64_problem
 
-#: RFC 8445 §5.1.2.2 type preferences; ``mapped`` is the port mapper's own.
+#: RFC 8445 §5.1.2.2 type preferences. A port mapping has no SDP type of its
+#: own (it is announced as ``srflx``); it ranks between host and srflx because
+#: the gateway forwards to it whatever the NAT's filtering (§5.1.2.1 leaves
+#: the values to the agent).
 TYPE_PREFERENCE: dict[CandidateKind, int] = {
     CandidateKind.HOST: 126,
-    CandidateKind.MAPPED: MAPPED_TYPE_PREFERENCE,
+    CandidateKind.MAPPED: 110,
     CandidateKind.STATIC: 105,
     CandidateKind.SRFLX: 100,
     # Behind a translator: usable by IPv4 peers, but one more box in the way.
@@ -54,6 +56,11 @@ TYPE_PREFERENCE: dict[CandidateKind, int] = {
 _PROTOCOL_NAMES = {"pcp": "PCP", "nat-pmp": "NAT-PMP", "upnp-igd": "UPnP IGD"}
 #: Taken off the type preference of TCP/TLS candidates (below every UDP one).
 STREAM_PENALTY = 60
+
+
+def candidate_priority(type_preference: int, local_preference: int, component: int) -> int:
+    """RFC 8445 §5.1.2.1: (2^24)*type + (2^8)*local + (256 - component)."""
+    return (type_preference << 24) + (local_preference << 8) + (256 - component)
 
 
 @dataclass(frozen=True, slots=True)

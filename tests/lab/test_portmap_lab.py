@@ -34,20 +34,23 @@ from typing import Any, TypeVar
 
 import pytest
 
+from natkit.aio.driver import open_udp_sockets
+from natkit.aio.portmap import LeaseJournal, PortMapper
+from natkit.aio.portmap.session import run_client
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
-from natkit.portmap.discovery import probe_nat_pmp
 from natkit.portmap.events import (
+    ExternalAddressFound,
     GatewayRestarted,
     MappingGranted,
     MappingRenewed,
     PortmapEvent,
 )
-from natkit.portmap.journal import LeaseJournal
-from natkit.portmap.mapper import PortMapper, PortMapperConfig, ProbeStatus
+from natkit.portmap.mapper import PortMapperConfig
 from natkit.portmap.mapping import MappingProtocol
 from natkit.portmap.pcp_client import PcpConfig
-from natkit.portmap.pmp_client import PmpConfig
+from natkit.portmap.pmp_client import PmpClient, PmpConfig
+from natkit.portmap.report import ProbeStatus
 
 T = TypeVar("T")
 
@@ -100,9 +103,24 @@ async def let_gateway_age(lab: Lab) -> None:
     tolerate a second or two of epoch jitter, so a daemon restarted a moment
     after it started cannot be told apart: let it run a while first, as a
     real router has (every restart test restarts it again)."""
-    probe = await probe_nat_pmp(Endpoint(lab.gateway_address(), 5351), lab.client_addresses[0])
-    assert probe.epoch is not None
-    await asyncio.sleep(max(0.0, 4.0 - probe.epoch))
+    epoch = await gateway_epoch(lab)
+    await asyncio.sleep(max(0.0, 4.0 - epoch))
+
+
+async def gateway_epoch(lab: Lab) -> int:
+    """The gateway's NAT-PMP epoch, from a probe (a public address request)."""
+    local = Endpoint(lab.client_addresses[0], 0)
+    now = asyncio.get_running_loop().time()
+    probe = PmpClient(Endpoint(lab.gateway_address(), 5351), Endpoint(local.address, 1), now,
+                      start=False, probe=True)  # fmt: skip
+    session = await run_client(probe, open_udp_sockets([local]))
+    try:
+        event = await session.next_event(5.0)
+    finally:
+        session.close()
+    assert isinstance(event, ExternalAddressFound), event
+    assert event.epoch is not None
+    return event.epoch
 
 
 async def until_recreated(mapper: PortMapper, timeout: float) -> list[PortmapEvent]:
@@ -299,6 +317,56 @@ def _read_document(proc: subprocess.Popen[str]) -> dict[str, Any]:
             document: dict[str, Any] = json.loads("".join(lines))
             return document
     raise AssertionError(f"no JSON from the holder: {''.join(lines)!r}")
+
+
+#: A UDP service that is not natkit: it owns the port, prints what it receives.
+SERVICE = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.bind(('0.0.0.0', int(sys.argv[1])))\n"
+    "s.settimeout(15)\n"
+    "print('listening', flush=True)\n"
+    "try:\n"
+    "    print(s.recvfrom(2048)[0].decode(), flush=True)\n"
+    "except TimeoutError:\n"
+    "    print('nothing came', flush=True)\n"
+)
+
+
+@pytest.mark.scenarios("upnp")
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+@pytest.mark.usefixtures("no_leftover_mappings")
+def test_cli_maps_a_port_another_program_owns(lab: Lab, tmp_path: Path, name: str) -> None:
+    """Issue 9 item 1: ``natkit portmap --port N`` forwards N to whatever
+    listens there (WireGuard, a game server) without binding it itself: a
+    plain UDP listener that holds N gets a datagram sent from the internet
+    to the external port, and after SIGINT no rule is left on the router."""
+    port = 41080 + list(PROTOCOLS).index(name)
+    journal = tmp_path / "journal.json"
+    service = lab.popen("client", [sys.executable, "-c", SERVICE, str(port)],
+                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = None
+    try:
+        assert service.stdout is not None
+        assert service.stdout.readline().strip() == "listening"
+        proc = _start_holder(lab, name, port, journal)
+        document = _read_document(proc)
+        assert (document["protocol"], document["internal_port"]) == (PROTOCOLS[name].value, port)
+        external = (document["external_address"], document["external_port"])
+        send_from_internet(lab, external, f"to the service via {name}".encode())
+        assert service.stdout.readline().strip() == f"to the service via {name}"
+        rules = lab.port_mappings()
+        assert [(r.external_port, r.internal.port) for r in rules] == [(external[1], port)]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 128 + signal.SIGINT
+    finally:
+        for child in (proc, service):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
+    assert lab.port_mappings() == ()
+    assert lab.port_mapping_rule_count() == 0, lab.port_mapping_ruleset()
+    assert not journal.exists()
 
 
 @pytest.mark.scenarios("upnp")

@@ -8,7 +8,8 @@ restarting at 0), and counts every message it handles, after tailscale's
 independently of natkit's codec, so a codec bug cannot cancel itself out.
 
 ``Harness`` drives one client core and the gateway on a virtual clock:
-datagrams arrive instantly, timers fire exactly at their deadline.
+datagrams arrive instantly, timers fire exactly at their deadline; the UPnP
+calls a client asks for are answered at once by a ``FakeUpnp``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fake_upnp import FakeUpnp
+
 from natkit.endpoint import Endpoint
 from natkit.portmap.events import PortmapEvent
 from natkit.portmap.lease import LeaseClient
+from natkit.portmap.upnp_calls import UpnpCall, UpnpCallRequested
+from natkit.portmap.upnp_client import UpnpClient
 
 GATEWAY = Endpoint.parse("192.168.1.1:5351")
 CLIENT = Endpoint.parse("192.168.1.10:40000")
@@ -340,9 +345,11 @@ class Harness:
         source: Endpoint = CLIENT,
         now: float = 0.0,
         intercept: Callable[[bytes], bytes | None] | None = None,
+        upnp: FakeUpnp | None = None,
     ) -> None:
         self.client = client
         self.gateway = gateway
+        self.upnp = upnp
         self.source = source
         self.now = now
         self.intercept = intercept
@@ -353,9 +360,13 @@ class Harness:
         """Deliver everything in flight until the client has nothing to send."""
         for _ in range(1000):
             datagrams = self.client.datagrams_to_send(self.now)
-            self._collect()
-            if not datagrams:
+            calls = self._collect()
+            if not datagrams and not calls:
                 return
+            for call in calls:
+                answer = None if self.upnp is None else self.upnp.answer(call, self.now)
+                if answer is not None and isinstance(self.client, UpnpClient):
+                    self.client.upnp_call_completed(answer, self.now)
             for datagram in datagrams:
                 assert datagram.remote == self.gateway.endpoint
                 self.sent.append((self.now, datagram.data))
@@ -397,9 +408,14 @@ class Harness:
             raise AssertionError("timers never settled")
         return [event for _, event in self.events[first:]]
 
-    def _collect(self) -> None:
+    def _collect(self) -> list[UpnpCall]:
+        calls: list[UpnpCall] = []
         while (event := self.client.next_event()) is not None:
-            self.events.append((self.now, event))
+            if isinstance(event, UpnpCallRequested):
+                calls.append(event.call)
+            else:
+                self.events.append((self.now, event))
+        return calls
 
     def of_type(self, kind: type) -> list[tuple[float, PortmapEvent]]:
         return [(t, e) for t, e in self.events if isinstance(e, kind)]

@@ -22,7 +22,6 @@ from typing import cast
 import pytest
 from portmap_testlib import FakeGateway
 
-from natkit.aio import portmap as aio_portmap
 from natkit.aio.portmap import (
     MappingSession,
     PortMappingError,
@@ -30,6 +29,7 @@ from natkit.aio.portmap import (
     read_default_route,
     resolve_gateway,
 )
+from natkit.aio.portmap import sockets as aio_portmap
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.portmap.events import MappingDeleted

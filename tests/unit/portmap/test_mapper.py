@@ -1,5 +1,5 @@
-"""PortMapper against hostile gateways on loopback, plus the journal, the
-hint and the mapped candidate. PCP/NAT-PMP servers here listen on
+"""PortMapper against hostile gateways on loopback, plus the journal and
+the hint. PCP/NAT-PMP servers here listen on
 127.0.0.N (loopback); UPnP is never enabled (no SSDP multicast)."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -16,13 +15,14 @@ from typing import Any
 import pytest
 from portmap_testlib import pcp_map_response, pmp_address_response
 
+from natkit.aio.portmap import LeaseJournal, PortMapper
 from natkit.endpoint import Endpoint
-from natkit.portmap.candidate import MAPPED_TYPE_PREFERENCE, candidate_from_mapping
 from natkit.portmap.hint import HintReason, mapping_hint
-from natkit.portmap.journal import JournalEntry, LeaseJournal, new_entry
-from natkit.portmap.mapper import PortMapper, PortMapperConfig, ProbeStatus
+from natkit.portmap.journal import JournalEntry
+from natkit.portmap.mapper import PortMapperConfig
 from natkit.portmap.mapping import LifetimeNote, MappingProtocol, TransportProtocol
-from natkit.portmap.pcp_client import PcpConfig
+from natkit.portmap.pcp_client import PcpClient, PcpConfig
+from natkit.portmap.report import ProbeStatus
 from natkit.portmap.timing import PcpRetransmission
 
 Reply = Callable[[bytes], list[bytes]]
@@ -67,11 +67,6 @@ def pcp_reply(**fields: Any) -> Reply:
         return [pcp_map_response(**base)]
 
     return reply
-
-
-@pytest.fixture
-def gateway_address() -> str:
-    return f"127.0.0.{random.randint(2, 250)}"
 
 
 def mapper(address: str, port: int, tmp_path: Path, protocol: MappingProtocol) -> PortMapper:
@@ -143,9 +138,12 @@ async def test_pcp_reply_from_wrong_source_is_ignored(gateway_address: str, tmp_
         pm = mapper(gateway_address, port, tmp_path, MappingProtocol.PCP)
         task = asyncio.get_running_loop().create_task(pm.start())
         await asyncio.sleep(0.1)
-        assert pm._session is not None
-        local = pm._session.runner.local_endpoints[0]  # type: ignore[attr-defined]
-        forged = pcp_map_response(nonce=pm._session.client.nonce, lifetime=7200)  # type: ignore[attr-defined]
+        assert pm.core is not None
+        client = pm.core.client(MappingProtocol.PCP)
+        assert isinstance(client, PcpClient)
+        local = pm.local_endpoint
+        assert local is not None
+        forged = pcp_map_response(nonce=client.nonce, lifetime=7200)
         liar_transport.sendto(forged, local.sockaddr())
         result = await task
         assert result.mapping is None
@@ -173,9 +171,10 @@ async def test_nat_pmp_wrong_version_and_truncated(gateway_address: str, tmp_pat
 
 def test_journal_roundtrip_and_orphans(tmp_path: Path) -> None:
     journal = LeaseJournal(tmp_path / "state" / "portmap.json")
-    mine = new_entry(MappingProtocol.PCP, TransportProtocol.UDP, Endpoint.parse("192.168.1.1:5351"),
-                     Endpoint.parse("192.168.1.2:51820"), nonce="00" * 12)  # fmt: skip
-    journal.add(mine)
+    mine = journal.add(JournalEntry("mine", MappingProtocol.PCP, TransportProtocol.UDP,
+                                    Endpoint.parse("192.168.1.1:5351"),
+                                    Endpoint.parse("192.168.1.2:51820"),
+                                    nonce="00" * 12))  # fmt: skip
     journal.add(JournalEntry.from_dict({**mine.to_dict(), "id": "dead", "owner_pid": 999999999}))
     journal.update(mine.id, external=Endpoint.parse("198.51.100.1:51820"))
     entries = journal.entries()
@@ -208,20 +207,3 @@ def test_hint(external: str, stun: str | None, reason: HintReason | None) -> Non
         ipaddress.ip_address(external), None if stun is None else ipaddress.ip_address(stun)
     )
     assert (None if hint is None else hint.reason) is reason
-
-
-async def test_mapped_candidate(gateway_address: str, tmp_path: Path) -> None:
-    transport, _ = await serve(pcp_reply(), gateway_address)
-    try:
-        pm = mapper(gateway_address, transport.get_extra_info("sockname")[1], tmp_path,
-                    MappingProtocol.PCP)  # fmt: skip
-        result = await pm.start()
-        assert result.mapping is not None
-        candidate = candidate_from_mapping(result.mapping)
-        assert candidate.address == result.mapping.external
-        assert candidate.base == Endpoint.parse("127.0.0.1:51820")
-        assert candidate.priority >> 24 == MAPPED_TYPE_PREFERENCE
-        assert candidate.to_sdp().endswith("typ srflx raddr 127.0.0.1 rport 51820")
-        await pm.close()
-    finally:
-        transport.close()

@@ -31,7 +31,8 @@ from natkit.portmap.events import (
     MappingLost,
     MappingRenewed,
 )
-from natkit.portmap.lease import ClientState, DropReason
+from natkit.portmap.lease import LeaseDropReason
+from natkit.portmap.lease_state import ClientState
 from natkit.portmap.mapping import LifetimeNote, MappingProtocol, PcpDetails
 from natkit.portmap.pcp import ResultCode
 from natkit.portmap.pcp_client import FAILURE_FOR_RESULT, PcpClient, PcpConfig
@@ -366,66 +367,71 @@ def harness_nonce(harness: Harness) -> bytes:
 
 
 HOSTILE = [
-    ("wrong nonce", lambda n: pcp_map_response(nonce=bytes(12)), None, DropReason.WRONG_NONCE),
+    ("wrong nonce", lambda n: pcp_map_response(nonce=bytes(12)), None, LeaseDropReason.WRONG_NONCE),
     (
         "wrong source address",
         lambda n: pcp_map_response(nonce=n),
         Endpoint.parse("192.168.1.254:5351"),
-        DropReason.WRONG_SOURCE,
+        LeaseDropReason.WRONG_SOURCE,
     ),
     (
         "wrong source port",
         lambda n: pcp_map_response(nonce=n),
         Endpoint.parse("192.168.1.1:5350"),
-        DropReason.WRONG_SOURCE,
+        LeaseDropReason.WRONG_SOURCE,
     ),
-    ("truncated", lambda n: pcp_map_response(nonce=n)[:40], None, DropReason.MALFORMED),
-    ("odd length", lambda n: pcp_map_response(nonce=n) + b"\x00", None, DropReason.MALFORMED),
+    ("truncated", lambda n: pcp_map_response(nonce=n)[:40], None, LeaseDropReason.MALFORMED),
+    ("odd length", lambda n: pcp_map_response(nonce=n) + b"\x00", None, LeaseDropReason.MALFORMED),
     (
         "version 1",
         lambda n: pcp_map_response(nonce=n, version=1),
         None,
-        DropReason.WRONG_VERSION,
+        LeaseDropReason.WRONG_VERSION,
     ),
     (
         "R bit clear",
         lambda n: pcp_map_response(nonce=n, opcode_byte=0x01),
         None,
-        DropReason.WRONG_OPCODE,
+        LeaseDropReason.WRONG_OPCODE,
     ),
-    ("PEER", lambda n: pcp_map_response(nonce=n, opcode_byte=0x82), None, DropReason.WRONG_OPCODE),
-    ("TCP", lambda n: pcp_map_response(nonce=n, protocol=6), None, DropReason.WRONG_MAPPING),
+    (
+        "PEER",
+        lambda n: pcp_map_response(nonce=n, opcode_byte=0x82),
+        None,
+        LeaseDropReason.WRONG_OPCODE,
+    ),
+    ("TCP", lambda n: pcp_map_response(nonce=n, protocol=6), None, LeaseDropReason.WRONG_MAPPING),
     (
         "other port",
         lambda n: pcp_map_response(nonce=n, internal_port=22),
         None,
-        DropReason.WRONG_MAPPING,
+        LeaseDropReason.WRONG_MAPPING,
     ),
     (
         "external port 0",
         lambda n: pcp_map_response(nonce=n, external_port=0),
         None,
-        DropReason.BAD_GRANT,
+        LeaseDropReason.BAD_GRANT,
     ),
     (
         "external address 0",
         lambda n: pcp_map_response(nonce=n, external_address="0.0.0.0"),
         None,
-        DropReason.BAD_GRANT,
+        LeaseDropReason.BAD_GRANT,
     ),
     (
         "announce error",
         lambda n: pcp_announce_response(epoch=5, result=2),
         None,
-        DropReason.UNEXPECTED,
+        LeaseDropReason.UNEXPECTED,
     ),
-    ("empty", lambda n: b"", None, DropReason.MALFORMED),
+    ("empty", lambda n: b"", None, LeaseDropReason.MALFORMED),
 ]
 
 
 @pytest.mark.parametrize(("name", "make", "source", "reason"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_replies_are_dropped_and_counted(
-    name: str, make: object, source: Endpoint | None, reason: DropReason
+    name: str, make: object, source: Endpoint | None, reason: LeaseDropReason
 ) -> None:
     gateway = FakeGateway()
     gateway.silent = True
@@ -447,7 +453,7 @@ def test_duplicate_answer_is_stale_and_unsolicited_update_is_a_renewal() -> None
     nonce = harness_nonce(harness)
     epoch = gateway.epoch(harness.now)
     harness.deliver(pcp_map_response(nonce=nonce, epoch=epoch))
-    assert harness.client.dropped == {DropReason.STALE: 1}
+    assert harness.client.dropped == {LeaseDropReason.STALE: 1}
     # RFC 6887 §14.2: the server tells us, unasked, the external port moved.
     harness.deliver(pcp_map_response(nonce=nonce, epoch=epoch, external_port=40001))
     [(_, renewed)] = harness.of_type(MappingRenewed)
@@ -479,7 +485,7 @@ def test_late_renewal_answer_during_delete_is_stale() -> None:
     assert harness.client.state is ClientState.DELETING
     nonce = harness_nonce(harness)
     harness.deliver(pcp_map_response(nonce=nonce, epoch=gateway.epoch(0)))
-    assert harness.client.dropped == {DropReason.STALE: 1}
+    assert harness.client.dropped == {LeaseDropReason.STALE: 1}
     harness.deliver(pcp_map_response(nonce=nonce, lifetime=0, epoch=gateway.epoch(0)))
     assert harness.events[-1][1] == MappingDeleted(mapping, confirmed=True)
 
@@ -513,7 +519,7 @@ def test_datagrams_after_the_end_are_counted_not_processed() -> None:
     harness = start(FakeGateway(pcp=False))
     harness.run_until(1)
     harness.deliver(pcp_map_response(nonce=harness_nonce(harness)))
-    assert harness.client.dropped == {DropReason.CLOSED: 1}
+    assert harness.client.dropped == {LeaseDropReason.CLOSED: 1}
 
 
 # --- after a crash: what a lease journal needs ---------------------------------------------

@@ -28,7 +28,7 @@ from natkit.portmap.pcp import (
     parse_request,
     parse_response,
 )
-from natkit.portmap.wire import DecodeFailure, PcpDecodeError, UnsupportedVersion
+from natkit.portmap.wire import PcpDecodeError, PortmapDecodeFailure, UnsupportedVersion
 
 CLIENT_IP = ipaddress.IPv4Address("192.168.1.10")
 
@@ -281,24 +281,28 @@ def test_version_two_server_refusing_version_three_is_a_normal_response() -> Non
 @pytest.mark.parametrize(
     ("data", "reason", "text"),
     [
-        (b"", DecodeFailure.TRUNCATED, "shorter than the message it claims to be: 0 bytes"),
-        (MAP_RESPONSE[:3], DecodeFailure.TRUNCATED, None),
-        (MAP_RESPONSE[:20], DecodeFailure.TRUNCATED, None),
-        (MAP_RESPONSE[:59], DecodeFailure.MISALIGNED, "length is not a multiple of 4: 59 bytes"),
-        (MAP_RESPONSE[:56], DecodeFailure.BAD_LENGTH, None),
-        (MAP_RESPONSE + bytes(1044), DecodeFailure.TOO_LONG, None),
-        (b"\x01" + MAP_RESPONSE[1:], DecodeFailure.WRONG_VERSION, "version is not the one"),
-        (b"\x03" + MAP_RESPONSE[1:], DecodeFailure.WRONG_VERSION, None),
-        (MAP_RESPONSE[:1] + b"\x01" + MAP_RESPONSE[2:], DecodeFailure.NOT_A_RESPONSE, None),
-        (MAP_RESPONSE[:1] + b"\x82" + MAP_RESPONSE[2:], DecodeFailure.UNKNOWN_OPCODE, None),
-        (MAP_RESPONSE[:1] + b"\xff" + MAP_RESPONSE[2:], DecodeFailure.UNKNOWN_OPCODE, None),
-        (MAP_RESPONSE + bytes([1, 0, 0, 16]), DecodeFailure.OPTION_OVERRUN, None),
-        (MAP_RESPONSE + bytes([1, 0, 0, 1]), DecodeFailure.OPTION_OVERRUN, None),
-        (pcp_announce_response(epoch=1)[:-4], DecodeFailure.TRUNCATED, None),
+        (b"", PortmapDecodeFailure.TRUNCATED, "shorter than the message it claims to be: 0 bytes"),
+        (MAP_RESPONSE[:3], PortmapDecodeFailure.TRUNCATED, None),
+        (MAP_RESPONSE[:20], PortmapDecodeFailure.TRUNCATED, None),
+        (
+            MAP_RESPONSE[:59],
+            PortmapDecodeFailure.MISALIGNED,
+            "length is not a multiple of 4: 59 bytes",
+        ),
+        (MAP_RESPONSE[:56], PortmapDecodeFailure.BAD_LENGTH, None),
+        (MAP_RESPONSE + bytes(1044), PortmapDecodeFailure.TOO_LONG, None),
+        (b"\x01" + MAP_RESPONSE[1:], PortmapDecodeFailure.WRONG_VERSION, "version is not the one"),
+        (b"\x03" + MAP_RESPONSE[1:], PortmapDecodeFailure.WRONG_VERSION, None),
+        (MAP_RESPONSE[:1] + b"\x01" + MAP_RESPONSE[2:], PortmapDecodeFailure.NOT_A_RESPONSE, None),
+        (MAP_RESPONSE[:1] + b"\x82" + MAP_RESPONSE[2:], PortmapDecodeFailure.UNKNOWN_OPCODE, None),
+        (MAP_RESPONSE[:1] + b"\xff" + MAP_RESPONSE[2:], PortmapDecodeFailure.UNKNOWN_OPCODE, None),
+        (MAP_RESPONSE + bytes([1, 0, 0, 16]), PortmapDecodeFailure.OPTION_OVERRUN, None),
+        (MAP_RESPONSE + bytes([1, 0, 0, 1]), PortmapDecodeFailure.OPTION_OVERRUN, None),
+        (pcp_announce_response(epoch=1)[:-4], PortmapDecodeFailure.TRUNCATED, None),
     ],
 )
 def test_response_parser_rejects_with_a_reason(
-    data: bytes, reason: DecodeFailure, text: str | None
+    data: bytes, reason: PortmapDecodeFailure, text: str | None
 ) -> None:
     with pytest.raises(PcpDecodeError) as caught:
         parse_response(data)
@@ -310,10 +314,10 @@ def test_response_parser_rejects_with_a_reason(
 def test_request_parser_rejects_responses_and_short_maps() -> None:
     with pytest.raises(PcpDecodeError) as caught:
         parse_request(MAP_RESPONSE)
-    assert caught.value.reason is DecodeFailure.NOT_A_REQUEST
+    assert caught.value.reason is PortmapDecodeFailure.NOT_A_REQUEST
     with pytest.raises(PcpDecodeError) as caught:
         parse_request(MAP_REQUEST[:48])
-    assert caught.value.reason is DecodeFailure.BAD_LENGTH
+    assert caught.value.reason is PortmapDecodeFailure.BAD_LENGTH
 
 
 def test_reserved_bits_are_ignored_on_reception() -> None:

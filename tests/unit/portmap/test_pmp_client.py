@@ -29,7 +29,8 @@ from natkit.portmap.events import (
     MappingLost,
     MappingRenewed,
 )
-from natkit.portmap.lease import ClientState, DropReason
+from natkit.portmap.lease import LeaseDropReason
+from natkit.portmap.lease_state import ClientState
 from natkit.portmap.mapping import LifetimeNote, MappingProtocol, PmpDetails, TransportProtocol
 from natkit.portmap.pmp import PmpResultCode
 from natkit.portmap.pmp_client import PmpClient, PmpConfig
@@ -217,7 +218,7 @@ def test_pcp_announce_with_nothing_held_is_dropped() -> None:
     gateway = FakeGateway()
     harness = Harness(PmpClient(GATEWAY, INTERNAL, 0.0, start=False), gateway)
     harness.deliver(pcp_announce_response(epoch=0))
-    assert harness.client.dropped == {DropReason.UNEXPECTED: 1}
+    assert harness.client.dropped == {LeaseDropReason.UNEXPECTED: 1}
     assert harness.sent == []
 
 
@@ -226,7 +227,7 @@ def test_pcp_announce_from_another_host_is_ignored() -> None:
     harness = start(gateway, config=PmpConfig(announce_delay=0.0))
     granted(harness)
     harness.deliver(pcp_announce_response(epoch=0), Endpoint.parse("192.168.1.254:5351"))
-    assert harness.client.dropped == {DropReason.WRONG_SOURCE: 1}
+    assert harness.client.dropped == {LeaseDropReason.WRONG_SOURCE: 1}
     assert harness.run_until(100) == []
 
 
@@ -271,22 +272,27 @@ def test_absurd_lifetime_is_capped() -> None:
     assert LifetimeNote.CAPPED in mapping.notes
 
 
-WRONG_SOURCE, WRONG_MAPPING = DropReason.WRONG_SOURCE, DropReason.WRONG_MAPPING
+WRONG_SOURCE, WRONG_MAPPING = LeaseDropReason.WRONG_SOURCE, LeaseDropReason.WRONG_MAPPING
 HOSTILE = [
     ("wrong source address", pmp_map_response(epoch=100), "192.168.1.254:5351", WRONG_SOURCE),
     ("wrong source port", pmp_map_response(epoch=100), "192.168.1.1:5350", WRONG_SOURCE),
     ("other internal port", pmp_map_response(epoch=100, internal_port=22), None, WRONG_MAPPING),
     ("TCP answer", pmp_map_response(epoch=100, opcode=2), None, WRONG_MAPPING),
-    ("truncated", pmp_map_response(epoch=100)[:15], None, DropReason.MALFORMED),
-    ("version 2 noise", b"\x02\x81\x00\x00" + bytes(12), None, DropReason.WRONG_VERSION),
-    ("a request", b"\x00\x01" + bytes(10), None, DropReason.WRONG_OPCODE),
-    ("external port 0", pmp_map_response(epoch=100, external_port=0), None, DropReason.BAD_GRANT),
+    ("truncated", pmp_map_response(epoch=100)[:15], None, LeaseDropReason.MALFORMED),
+    ("version 2 noise", b"\x02\x81\x00\x00" + bytes(12), None, LeaseDropReason.WRONG_VERSION),
+    ("a request", b"\x00\x01" + bytes(10), None, LeaseDropReason.WRONG_OPCODE),
+    (
+        "external port 0",
+        pmp_map_response(epoch=100, external_port=0),
+        None,
+        LeaseDropReason.BAD_GRANT,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "data", "source", "reason"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_replies_are_dropped_and_counted(
-    name: str, data: bytes, source: str | None, reason: DropReason
+    name: str, data: bytes, source: str | None, reason: LeaseDropReason
 ) -> None:
     gateway = FakeGateway()
     gateway.silent = True
@@ -307,7 +313,7 @@ def test_late_renewal_answer_during_delete_is_stale() -> None:
     gateway.silent = True
     harness.call(harness.client.delete)
     harness.deliver(pmp_map_response(epoch=101))
-    assert harness.client.dropped == {DropReason.STALE: 1}
+    assert harness.client.dropped == {LeaseDropReason.STALE: 1}
     harness.deliver(pmp_map_response(epoch=101, external_port=0, lifetime=0))
     assert harness.events[-1][1] == MappingDeleted(mapping, confirmed=True)
 

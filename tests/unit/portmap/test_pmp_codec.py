@@ -23,7 +23,7 @@ from natkit.portmap.pmp import (
     parse_request,
     parse_response,
 )
-from natkit.portmap.wire import DecodeFailure, PmpDecodeError, UnsupportedVersion
+from natkit.portmap.wire import PmpDecodeError, PortmapDecodeFailure, UnsupportedVersion
 
 #: RFC 6886 §3.3: map UDP 51820, suggest external 51820, for 7200 s.
 MAP_REQUEST = bytes.fromhex(
@@ -137,19 +137,19 @@ def test_pcp_servers_unsupported_version_answer_says_version_two() -> None:
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"", DecodeFailure.TRUNCATED),
-        (b"\x00\x80\x00", DecodeFailure.TRUNCATED),
-        (b"\x02" + pmp_address_response(epoch=1)[1:], DecodeFailure.WRONG_VERSION),
-        (b"\x00\x01" + pmp_map_response(epoch=1)[2:], DecodeFailure.NOT_A_RESPONSE),
-        (b"\x00\x83" + pmp_map_response(epoch=1)[2:], DecodeFailure.UNKNOWN_OPCODE),
-        (pmp_address_response(epoch=1)[:11], DecodeFailure.BAD_LENGTH),
-        (pmp_address_response(epoch=1) + b"\x00", DecodeFailure.BAD_LENGTH),
-        (pmp_map_response(epoch=1)[:12], DecodeFailure.BAD_LENGTH),
-        (pmp_map_response(epoch=1) + bytes(4), DecodeFailure.BAD_LENGTH),
-        (bytes.fromhex("0080000100000005"), DecodeFailure.BAD_LENGTH),
+        (b"", PortmapDecodeFailure.TRUNCATED),
+        (b"\x00\x80\x00", PortmapDecodeFailure.TRUNCATED),
+        (b"\x02" + pmp_address_response(epoch=1)[1:], PortmapDecodeFailure.WRONG_VERSION),
+        (b"\x00\x01" + pmp_map_response(epoch=1)[2:], PortmapDecodeFailure.NOT_A_RESPONSE),
+        (b"\x00\x83" + pmp_map_response(epoch=1)[2:], PortmapDecodeFailure.UNKNOWN_OPCODE),
+        (pmp_address_response(epoch=1)[:11], PortmapDecodeFailure.BAD_LENGTH),
+        (pmp_address_response(epoch=1) + b"\x00", PortmapDecodeFailure.BAD_LENGTH),
+        (pmp_map_response(epoch=1)[:12], PortmapDecodeFailure.BAD_LENGTH),
+        (pmp_map_response(epoch=1) + bytes(4), PortmapDecodeFailure.BAD_LENGTH),
+        (bytes.fromhex("0080000100000005"), PortmapDecodeFailure.BAD_LENGTH),
     ],
 )
-def test_response_parser_rejects_with_a_reason(data: bytes, reason: DecodeFailure) -> None:
+def test_response_parser_rejects_with_a_reason(data: bytes, reason: PortmapDecodeFailure) -> None:
     with pytest.raises(PmpDecodeError) as caught:
         parse_response(data)
     assert caught.value.reason is reason

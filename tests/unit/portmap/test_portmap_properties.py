@@ -30,7 +30,7 @@ from portmap_testlib import (
 
 from natkit.endpoint import Endpoint
 from natkit.portmap import pcp, pmp
-from natkit.portmap.lease import ClientState
+from natkit.portmap.lease_state import ClientState
 from natkit.portmap.pcp_client import PcpClient
 from natkit.portmap.pmp_client import PmpClient
 from natkit.portmap.wire import PcpDecodeError, PmpDecodeError, UnsupportedVersion

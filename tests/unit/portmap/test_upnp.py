@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 from fake_igd import FakeIgd, description
 
+from natkit.aio.portmap.session import MappingSession, run_client
+from natkit.aio.portmap.upnp import UpnpEngine, fetch_description
 from natkit.endpoint import Endpoint
 from natkit.portmap.events import FailureReason, MappingFailed
 from natkit.portmap.igd import (
@@ -33,7 +35,8 @@ from natkit.portmap.ssdp import (
     parse_response,
     select_gateway,
 )
-from natkit.portmap.upnp_client import UpnpConfig, UpnpLease, UpnpSession, fetch_description
+from natkit.portmap.upnp_calls import UpnpAction, UpnpCall, UpnpConfig
+from natkit.portmap.upnp_client import UpnpClient
 
 SOURCE = Endpoint.parse("192.168.1.1:1900")
 
@@ -140,12 +143,13 @@ async def igd() -> AsyncIterator[FakeIgd]:
         server.close()
 
 
-async def lease_on(fake: FakeIgd) -> UpnpLease:
+async def lease_on(fake: FakeIgd, **kwargs: object) -> MappingSession:
+    """A UPnP client on the real miniupnpc (the aio driver), mapping at once."""
     config = UpnpConfig(call_timeout=5.0, conflict_attempts=4)
-    session, _ = await UpnpSession.connect(fake.location, config)
-    lease = UpnpLease(session, Endpoint.parse("127.0.0.1:51820"), config=config)
-    lease.start()
-    return lease
+    now = asyncio.get_running_loop().time()
+    client = UpnpClient(fake.location, Endpoint.parse("127.0.0.1:51820"), now, config=config,
+                        **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    return await run_client(client, [])
 
 
 async def test_add_any_then_lease_shortened(igd: FakeIgd) -> None:
@@ -159,6 +163,7 @@ async def test_add_any_then_lease_shortened(igd: FakeIgd) -> None:
     deleted = await lease.delete(5)
     assert deleted.confirmed
     assert igd.counts["DeletePortMapping"] == 1
+    lease.close()
 
 
 async def test_igd1_conflict_718_moves_to_another_port(igd: FakeIgd) -> None:
@@ -203,21 +208,28 @@ async def test_soap_faults_end_in_typed_failures(
 @pytest.mark.parametrize("body", [b"<root><device>", b"\x00" * 100, b"<root/>"])
 async def test_bad_description_is_a_typed_error(igd: FakeIgd, body: bytes) -> None:
     igd.description_body = body
-    with pytest.raises(DescriptionError):
-        await UpnpSession.connect(igd.location)
+    lease = await lease_on(igd, start=False, probe=True)
+    event = await lease.next_event(10)
+    assert isinstance(event, MappingFailed)
+    assert (event.reason, event.terminal) == (FailureReason.INVALID_DESCRIPTION, True)
+    assert event.detail.startswith("description ")
+    assert igd.counts["description"] == 1  # miniupnpc never asked for it
+    await lease.aclose()
 
 
 async def test_streamed_huge_description_is_cut_off(igd: FakeIgd) -> None:
     igd.stream_description = 50 * 1024 * 1024
     with pytest.raises(DescriptionError) as info:
-        await fetch_description(igd.location, limit=64 * 1024, timeout=10)
+        async with asyncio.timeout(10):
+            await fetch_description(igd.location, limit=64 * 1024)
     assert info.value.reason is DescriptionFailure.TOO_LARGE
 
 
 async def test_unreachable_device_is_a_typed_error() -> None:
-    with pytest.raises(UpnpError) as info:
-        await UpnpSession.connect("http://127.0.0.1:1/rootDesc.xml", UpnpConfig(call_timeout=2))
-    assert info.value.failure is MiniupnpcFailure.HTTP_ERROR
+    call = UpnpCall(1, UpnpAction.FETCH_DESCRIPTION, "http://127.0.0.1:1/rootDesc.xml", 2.0)
+    answer = await UpnpEngine().call(call)
+    assert isinstance(answer.error, UpnpError)
+    assert answer.error.failure is MiniupnpcFailure.HTTP_ERROR
 
 
 @pytest.mark.parametrize(

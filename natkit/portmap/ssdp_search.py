@@ -1,0 +1,114 @@
+"""SSDP discovery of an IGD as a sans-IO piece of the port mapper.
+
+natkit's own M-SEARCH (:mod:`natkit.portmap.ssdp`) goes to the multicast
+group and, unicast, to the gateway when one is named, from the port
+mapper's one socket (PCP and NAT-PMP share it; answers are told apart by
+source). It is repeated at ``resend_at`` offsets, UDP being lossy. Every
+answer is checked before anything is fetched; once a usable one is in, the
+search waits ``settle`` longer so a preferred device can still win, then
+:func:`~natkit.portmap.ssdp.select_gateway` picks. Bytes that are not an
+acceptable answer are only counted.
+"""
+
+from __future__ import annotations
+
+from natkit.endpoint import Endpoint, IPAddress
+from natkit.errors import LocalProtocolError
+from natkit.portmap.ssdp import (
+    SEARCH_TARGETS,
+    SSDP_ENDPOINT,
+    SSDP_PORT,
+    SsdpDecodeError,
+    SsdpResponse,
+    build_msearch,
+    parse_response,
+    select_gateway,
+)
+from natkit.portmap.upnp_calls import UpnpConfig
+from natkit.sansio import Datagram
+
+
+class SsdpSearch:
+    """One search, started at ``now``; read :attr:`done` and :attr:`chosen`."""
+
+    def __init__(
+        self,
+        now: float,
+        *,
+        gateway: IPAddress | None = None,
+        config: UpnpConfig | None = None,
+        socket: int = 0,
+    ) -> None:
+        self.config = config or UpnpConfig()
+        targets: list[Endpoint] = [SSDP_ENDPOINT] if self.config.multicast else []
+        if gateway is not None:
+            targets.append(Endpoint(gateway, SSDP_PORT))
+        targets.extend(self.config.extra_targets)
+        if not targets:
+            raise LocalProtocolError("UPnP discovery has nowhere to send: name the gateway")
+        self.gateway = gateway
+        self.targets = tuple(targets)
+        self.started = now
+        self.socket = socket
+        #: Answers accepted, first first; and those refused.
+        self.accepted: list[SsdpResponse] = []
+        self.rejected: list[SsdpDecodeError] = []
+        #: Set once the search is over; :attr:`chosen` is then final.
+        self.done_at: float | None = None
+        self.chosen: SsdpResponse | None = None
+        self._sends = sorted(now + offset for offset in self.config.resend_at)
+        self._deadline = now + self.config.discovery_timeout
+        self._outbox: list[Datagram] = []
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+    def receive(self, data: bytes, source: Endpoint, now: float) -> None:
+        """A datagram that did not come from the PCP/NAT-PMP server."""
+        if self.done:
+            return
+        try:
+            response = parse_response(data, source)
+        except SsdpDecodeError as exc:
+            self.rejected.append(exc)
+            return
+        if any(r.location == response.location for r in self.accepted):
+            return
+        self.accepted.append(response)
+        if len(self.accepted) == 1:
+            self._deadline = min(self._deadline, now + self.config.settle)
+
+    def handle_timer(self, now: float) -> None:
+        if self.done:
+            return
+        while self._sends and self._sends[0] <= now:
+            self._sends.pop(0)
+            for target in self.targets:
+                for search in SEARCH_TARGETS:
+                    self._outbox.append(Datagram(build_msearch(search), target, self.socket))
+        if now >= self._deadline:
+            self.stop(now)
+
+    def stop(self, now: float) -> None:
+        """End the search now with what came in."""
+        if self.done:
+            return
+        self.done_at = now
+        self._sends.clear()
+        self.chosen = select_gateway(self.accepted, self.gateway)
+
+    def get_timer(self) -> float | None:
+        if self.done:
+            return None
+        return min([self._deadline, *self._sends[:1]])
+
+    def datagrams_to_send(self) -> list[Datagram]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def summary(self) -> str:
+        """Why nothing was chosen, in words (for reports)."""
+        refused = len(self.rejected)
+        detail = f" ({refused} answers refused)" if refused else ""
+        return f"no UPnP IGD answered{detail}"
