@@ -38,7 +38,8 @@ from natkit.connect.candidates import Candidate, CandidateKind, LocalCandidate, 
 from natkit.endpoint import Endpoint
 from simulations.clock import EventLoop
 from simulations.driver import CoreDriver
-from simulations.network import SimSocket
+from simulations.link import Link
+from simulations.network import Host, Network, Realm, SimSocket
 from simulations.reflexive import mapped_endpoint, start_stun_server
 from simulations.sites import TwoSites, two_sites
 from simulations.traversal import SITE_DELAY, NatType, pair_seed
@@ -94,14 +95,21 @@ class ConnectNode:
         config: ConnectConfig | None = None,
         seed: int = 0,
         on_event: Callable[[ConnectEvent], object] | None = None,
+        log_checks: bool = True,
     ) -> None:
         self.name = name
         self.sockets = list(sockets)
         self.hub = hub
         self.agent = ConnectAgent(
-            name, rng=random.Random(seed), config=config, sockets=[s.local for s in sockets]
+            name,
+            rng=random.Random(seed),
+            config=config,
+            sockets=[s.local for s in sockets],
+            log_checks=log_checks,
         )
         self._extra = on_event
+        #: Every event with the virtual time it was collected.
+        self.timeline: list[tuple[float, ConnectEvent]] = []
         self.driver: CoreDriver[ConnectEvent] = CoreDriver(
             self.agent, self.sockets, on_event=self._on_event
         )
@@ -112,6 +120,7 @@ class ConnectNode:
         return self.driver.events
 
     def _on_event(self, event: ConnectEvent) -> None:
+        self.timeline.append((self.driver.now, event))
         if isinstance(event, SignalReady):
             self.hub.send(self.name, str(event.peer), encode_signal(event.message))
         if self._extra is not None:
@@ -161,6 +170,52 @@ class ConnectNode:
             for e in self.events
             if isinstance(e, PeerUnreachable) and (peer is None or e.peer == peer)
         ]
+
+
+@dataclass(frozen=True)
+class Multihomed:
+    """Peers on the internet, each with several interfaces (one host each)."""
+
+    network: Network
+    internet: Realm
+    #: Per peer, its interfaces' hosts (whose links carry the delays).
+    hosts: tuple[tuple[Host, ...], ...]
+
+    @property
+    def loop(self) -> EventLoop:
+        return self.network.loop
+
+    def sockets(self, peer: int, port: int = 40000) -> list[SimSocket]:
+        """One socket per interface of ``peer``."""
+        return [host.bind(host.ips[0], port) for host in self.hosts[peer]]
+
+    def set_delay(self, peer: int, interface: int, delay: float) -> None:
+        """Change an interface's one-way delay (both directions) from now on."""
+        self.hosts[peer][interface].interface.link = Link.symmetric(delay)
+
+    def cut(self, peer: int, interface: int) -> None:
+        """Lose everything an interface sends or receives from now on."""
+        self.hosts[peer][interface].interface.link = Link.symmetric(loss=1.0)
+
+
+def multihomed(delays: Sequence[Sequence[float]], seed: int = 0) -> Multihomed:
+    """Peers on one internet; ``delays[p][i]`` is the one-way delay of peer
+    ``p``'s interface ``i`` (addresses 192.0.2.(16p+i+1), documentation range)."""
+    network = Network(random.Random(seed))
+    internet = network.add_realm("internet")
+    hosts = tuple(
+        tuple(
+            network.add_host(
+                f"p{peer}i{index}",
+                internet,
+                [f"192.0.2.{16 * peer + index + 1}"],
+                link=Link.symmetric(delay),
+            )
+            for index, delay in enumerate(interfaces)
+        )
+        for peer, interfaces in enumerate(delays)
+    )
+    return Multihomed(network, internet, hosts)
 
 
 def learn_mapped(sockets: Sequence[SimSocket], rng: random.Random) -> list[Endpoint | None]:

@@ -3,7 +3,8 @@
 Public API (all times are the driver's monotonic ``now``, in seconds)::
 
     agent = ConnectAgent(local_id, rng=random.Random(), config=ConnectConfig(),
-                         sockets=[Endpoint(...)])          # socket i = index i
+                         sockets=[Endpoint(...)],          # socket i = index i
+                         log_checks=False)                 # agent.check_log
 
     # inputs
     agent.add_local_candidate(candidate, now, socket=None, relay=None)
@@ -81,7 +82,7 @@ from natkit.connect.candidates import (
 from natkit.connect.checks import UFRAG_CHARS, random_ice_string, read_request, split_username
 from natkit.connect.config import ConnectConfig
 from natkit.connect.events import ConnectEvent, Path, Role
-from natkit.connect.pairs import Pair, PairStatus, pairing_candidates
+from natkit.connect.pairs import CheckPurpose, CheckSent, Pair, PairStatus, pairing_candidates
 from natkit.connect.session import Session
 from natkit.connect.signals import SignalCandidate, SignalMessage
 from natkit.endpoint import Endpoint
@@ -145,8 +146,11 @@ class ConnectAgent:
         rng: random.Random,
         config: ConnectConfig | None = None,
         sockets: Sequence[Endpoint] = (),
+        log_checks: bool = False,
     ) -> None:
         self.config = config if config is not None else ConnectConfig()
+        #: Every request sent, with its purpose (only with ``log_checks``).
+        self.check_log: list[CheckSent] | None = [] if log_checks else None
         self.local_id = local_id
         self._rng = rng
         self._sockets = list(sockets)
@@ -469,6 +473,10 @@ class ConnectAgent:
         self, tid: bytes, session: Session, pair: Pair, now: float, use_candidate: bool
     ) -> None:
         self._attempts[tid] = (session, pair, now, use_candidate)
+        log = self.check_log
+        if log is not None and pair.purpose is not None:
+            paced = pair.purpose is not CheckPurpose.KEEPALIVE
+            log.append(CheckSent(now, session.peer, pair.destination, pair.purpose, paced))
 
     def forget(self, tids: list[bytes]) -> None:
         """The check these attempts belong to ended: later answers are late."""

@@ -216,3 +216,16 @@ class PairStatus:
     answers: int
     selected: bool
     nominated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSent:
+    """One request the agent sent (``ConnectAgent(log_checks=True)``), for
+    tests and diagnostics: the pacing, the keepalive schedule."""
+
+    at: float
+    peer: object
+    remote: Endpoint
+    purpose: CheckPurpose
+    #: Counted against the pacing (``ta``); keepalives are not.
+    paced: bool

@@ -614,8 +614,10 @@ class Session:
         self, pair: Pair, purpose: CheckPurpose, now: float, *, triggered: bool = False
     ) -> None:
         """Begin a check on ``pair`` and queue its first transmission."""
-        nominate = purpose is CheckPurpose.NOMINATE
         keepalive = purpose is CheckPurpose.KEEPALIVE
+        # The controlling side's keepalives repeat the nomination, so a peer
+        # that lost track of it (a restart, a missed answer) picks it up again.
+        nominate = purpose is CheckPurpose.NOMINATE or (keepalive and self.role is Role.CONTROLLING)
         if pair.in_flight:
             # One check at a time per pair: the one in flight takes the new purpose
             # when it matters more, and goes out at once.
@@ -626,7 +628,7 @@ class Session:
             if keepalive:
                 pair.queued = False
                 self.transmit(pair, now)
-            elif triggered or nominate:
+            elif triggered or purpose is CheckPurpose.NOMINATE:
                 pair.next_send = None
                 pair.fail_at = None
                 self._queue(pair, triggered=True)
