@@ -6,7 +6,9 @@
   (its messages are dropped, as a rendezvous drops messages for a peer
   that is not connected); ``delivered`` and ``dropped`` count.
 * :class:`ConnectNode` is one peer: a :class:`~natkit.connect.ConnectAgent`
-  on its simulated sockets, driven by a :class:`~simulations.driver.CoreDriver`,
+  on its simulated sockets, driven by a :class:`~simulations.driver.CoreDriver`
+  (through ``wrap``, a core around the agent, when a test demultiplexes
+  first, e.g. a relay's traffic),
   whose ``SignalReady`` events go to the hub. Candidates are added the way
   the gatherer makes them: host candidates of its sockets, server-reflexive
   ones learnt from the sites' STUN server (:mod:`simulations.reflexive`).
@@ -20,6 +22,7 @@ keys order the real thing.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,9 +38,11 @@ from natkit.connect import (
     encode_signal,
 )
 from natkit.connect.candidates import Candidate, CandidateKind, LocalCandidate, priority_of
-from natkit.endpoint import Endpoint
+from natkit.endpoint import Endpoint, IPAddress
+from natkit.sansio import SansIOCore
 from simulations.clock import EventLoop
 from simulations.driver import CoreDriver
+from simulations.errors import SimulationError
 from simulations.link import Link
 from simulations.network import Host, Network, Realm, SimSocket
 from simulations.reflexive import mapped_endpoint, start_stun_server
@@ -96,6 +101,7 @@ class ConnectNode:
         seed: int = 0,
         on_event: Callable[[ConnectEvent], object] | None = None,
         log_checks: bool = True,
+        wrap: Callable[[ConnectAgent], SansIOCore[ConnectEvent]] | None = None,
     ) -> None:
         self.name = name
         self.sockets = list(sockets)
@@ -110,8 +116,9 @@ class ConnectNode:
         self._extra = on_event
         #: Every event with the virtual time it was collected.
         self.timeline: list[tuple[float, ConnectEvent]] = []
+        core: SansIOCore[ConnectEvent] = self.agent if wrap is None else wrap(self.agent)
         self.driver: CoreDriver[ConnectEvent] = CoreDriver(
-            self.agent, self.sockets, on_event=self._on_event
+            core, self.sockets, on_event=self._on_event
         )
         hub.attach(self)
 
@@ -198,18 +205,34 @@ class Multihomed:
         self.hosts[peer][interface].interface.link = Link.symmetric(loss=1.0)
 
 
-def multihomed(delays: Sequence[Sequence[float]], seed: int = 0) -> Multihomed:
+#: Where :func:`multihomed` numbers interfaces from (documentation ranges).
+_IPV4_POOL = ("198.51.100.0/24", "203.0.113.0/24")
+_IPV6_BASE = ipaddress.IPv6Address("2001:db8::1")
+
+
+def _interface_addresses(count: int, ipv6: bool) -> list[IPAddress]:
+    if ipv6:
+        return [_IPV6_BASE + n for n in range(count)]
+    pool = [a for net in _IPV4_POOL for a in ipaddress.IPv4Network(net).hosts()]
+    if count > len(pool):
+        raise SimulationError(f"{count} IPv4 interfaces do not fit; use ipv6=True")
+    return list(pool[:count])
+
+
+def multihomed(
+    delays: Sequence[Sequence[float]], seed: int = 0, *, ipv6: bool = False
+) -> Multihomed:
     """Peers on one internet; ``delays[p][i]`` is the one-way delay of peer
-    ``p``'s interface ``i`` (addresses 192.0.2.(16p+i+1), documentation range)."""
+    ``p``'s interface ``i``. Interfaces are numbered in order from
+    198.51.100.1 (and on through 203.0.113.0/24), or from 2001:db8::1 with
+    ``ipv6`` (enough for any number of peers)."""
     network = Network(random.Random(seed))
     internet = network.add_realm("internet")
+    addresses = iter(_interface_addresses(sum(len(d) for d in delays), ipv6))
     hosts = tuple(
         tuple(
             network.add_host(
-                f"p{peer}i{index}",
-                internet,
-                [f"192.0.2.{16 * peer + index + 1}"],
-                link=Link.symmetric(delay),
+                f"p{peer}i{index}", internet, [next(addresses)], link=Link.symmetric(delay)
             )
             for index, delay in enumerate(interfaces)
         )

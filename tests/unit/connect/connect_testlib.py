@@ -232,8 +232,10 @@ def sim_peers(
     preferences: Sequence[Sequence[int]] = (),
     seed: int = 1,
     connect: bool = True,
+    without_candidates: Sequence[int] = (),
 ) -> SimPair:
-    """Peers ``p0``, ``p1``, ... on one internet; ``delays[p]`` per interface."""
+    """Peers ``p0``, ``p1``, ... on one internet; ``delays[p]`` per interface;
+    host candidates for every socket except of the peers ``without_candidates``."""
     topology = multihomed(delays, seed)
     hub = SignalHub(topology.loop)
     nodes = []
@@ -242,7 +244,8 @@ def sim_peers(
             f"p{index}", topology.sockets(index), hub, config=config, seed=seed + index
         )
         wanted = preferences[index] if index < len(preferences) else ()
-        node.add_host_candidates(preferences=wanted)
+        if index not in without_candidates:
+            node.add_host_candidates(preferences=wanted)
         nodes.append(node)
     if connect:
         for node in nodes:
