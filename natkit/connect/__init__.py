@@ -23,9 +23,10 @@ Modules, one job each:
 =============== ==============================================================
 """
 
-from natkit.connect.agent import ConnectAgent, ConnectCounters
+from natkit.connect.agent import ConnectAgent
 from natkit.connect.candidates import Relay
 from natkit.connect.config import ConnectConfig
+from natkit.connect.counters import ConnectCounters, ConnectStats
 from natkit.connect.events import (
     ConnectEvent,
     LossReason,
@@ -62,6 +63,7 @@ __all__ = [
     "ConnectConfig",
     "ConnectCounters",
     "ConnectEvent",
+    "ConnectStats",
     "LossReason",
     "PairChecked",
     "PairState",

@@ -27,7 +27,8 @@ Public API (all times are the driver's monotonic ``now``, in seconds)::
                                                # SignalReady, ... (natkit.connect.events)
     # queries
     agent.peers, agent.selected(peer), agent.pairs(peer), agent.state(peer),
-    agent.role(peer), agent.credentials(peer), agent.counters, agent.local_candidates
+    agent.role(peer), agent.credentials(peer), agent.local_candidates,
+    agent.counters (dropped input), agent.stats (traffic), agent.check_log
 
 Theory of operation
 -------------------
@@ -67,7 +68,6 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from natkit.connect.candidates import (
@@ -81,6 +81,7 @@ from natkit.connect.candidates import (
 )
 from natkit.connect.checks import UFRAG_CHARS, random_ice_string, read_request, split_username
 from natkit.connect.config import ConnectConfig
+from natkit.connect.counters import ConnectCounters, ConnectStats
 from natkit.connect.events import ConnectEvent, Path, Role
 from natkit.connect.pairs import CheckPurpose, CheckSent, Pair, PairStatus, pairing_candidates
 from natkit.connect.session import Session
@@ -96,44 +97,6 @@ from natkit.stun.integrity import IntegrityError, verify_integrity
 #: answer from a stranger's.
 FINISHED_MEMORY = 1024
 _TID = slice(HEADER_LENGTH - TRANSACTION_ID_LENGTH, HEADER_LENGTH)
-
-
-@dataclass(slots=True)
-class ConnectCounters:
-    """Input the agent dropped or repaired, by reason (never raised)."""
-
-    #: Datagrams that are not STUN (e.g. a tunnel's packets on a shared port).
-    not_stun: int = 0
-    #: STUN that does not parse, or a success response without XOR-MAPPED-ADDRESS.
-    malformed: int = 0
-    #: Requests whose USERNAME names no session (or an old generation).
-    unknown_username: int = 0
-    #: Requests or responses failing MESSAGE-INTEGRITY.
-    bad_integrity: int = 0
-    #: Authenticated requests lacking PRIORITY or a role, or with both roles.
-    bad_check: int = 0
-    #: Responses to no transaction of ours.
-    unknown_transaction: int = 0
-    #: Responses to a check that already ended (duplicates, replays, late answers).
-    late_response: int = 0
-    #: Responses from another address (or base) than the request went to.
-    wrong_source: int = 0
-    #: Role conflicts seen (RFC 8445 §7.3.1.1), in requests or 487 answers.
-    role_conflicts: int = 0
-    #: Error responses other than 487 (the check fails).
-    error_responses: int = 0
-    #: Indications and methods other than Binding.
-    unexpected: int = 0
-    #: Datagrams a relay could not carry (``wrap`` returned ``None``).
-    relay_refused: int = 0
-    #: Remote candidates beyond ``max_remote_candidates``.
-    remote_candidates_dropped: int = 0
-    #: Pairs beyond ``max_pairs``.
-    pairs_dropped: int = 0
-    #: Requests on a base with no local candidate of their family.
-    unpaired_requests: int = 0
-    #: Signal messages of an unknown generation or with conflicting credentials.
-    signals_ignored: int = 0
 
 
 class ConnectAgent:
@@ -157,6 +120,7 @@ class ConnectAgent:
         #: RFC 8445 §7.3.1.1 tie-breaker, one per agent.
         self.tie_breaker = rng.getrandbits(64)
         self.counters = ConnectCounters()
+        self.stats = ConnectStats()
         #: The opaque classification report sent in announcements.
         self.report = b""
         self._sessions: dict[Any, Session] = {}
@@ -283,7 +247,7 @@ class ConnectAgent:
         self.announced = (*self.announced, signal)
         pairing = local in self.pairing
         for session in self._sessions.values():
-            session.local_candidates_added((signal,), now)
+            session.signal.candidates_added((signal,), now)
             if pairing:
                 session.local_candidate_added(local, now)
             self.touch(session)
@@ -342,7 +306,7 @@ class ConnectAgent:
         socket bound to ``local``): the socket becomes a private base of this
         session only, paired with ``remote`` alone, and is checked at once."""
         session = self._session(peer, "add_known_pair")
-        if session.remote_generation is None:
+        if not session.signal.remote_known:
             raise LocalProtocolError(
                 f"add_known_pair: no announcement from {peer!r} yet ({session.state})"
             )
@@ -388,7 +352,7 @@ class ConnectAgent:
             return
         self.report = report
         for session in self._sessions.values():
-            session.report_changed(now)
+            session.signal.report_changed(now)
             self.touch(session)
         self._after_input(now)
 
@@ -473,9 +437,13 @@ class ConnectAgent:
         self, tid: bytes, session: Session, pair: Pair, now: float, use_candidate: bool
     ) -> None:
         self._attempts[tid] = (session, pair, now, use_candidate)
+        paced = pair.purpose is not CheckPurpose.KEEPALIVE
+        if paced:
+            self.stats.checks_sent += 1
+        else:
+            self.stats.keepalives_sent += 1
         log = self.check_log
         if log is not None and pair.purpose is not None:
-            paced = pair.purpose is not CheckPurpose.KEEPALIVE
             log.append(CheckSent(now, session.peer, pair.destination, pair.purpose, paced))
 
     def forget(self, tids: list[bytes]) -> None:
@@ -521,10 +489,13 @@ class ConnectAgent:
         for session in dict.fromkeys(touched):
             if session.closed:
                 continue
+            # A deadline that moved either way gets a fresh entry; the old one is
+            # skipped when popped (cheaper than waking the session for nothing).
             deadline = session.deadline(now)
-            if deadline is not None and (session.scheduled is None or deadline < session.scheduled):
+            if deadline != session.scheduled:
                 session.scheduled = deadline
-                heapq.heappush(self._heap, (deadline, next(self._seq), session))
+                if deadline is not None:
+                    heapq.heappush(self._heap, (deadline, next(self._seq), session))
 
     def _pace(self, now: float) -> None:
         """Send one paced check if the slot is free (RFC 8445 §14.2)."""

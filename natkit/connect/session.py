@@ -8,14 +8,13 @@ counters cover every session.
 
 Theory of operation
 -------------------
-1. **Signalling.** On creation the session announces itself
-   (:class:`~natkit.connect.signals.Announcement`) and re-sends with
-   exponential backoff until the peer acknowledges our generation and
-   every candidate. A peer's announcement of a new generation is an ICE
-   restart: its old candidates, pairs and selected path are dropped.
-2. **Pairs** form from the agent's pairing candidates and the peer's
-   candidates as either side trickles them, frozen or waiting by
-   foundation (RFC 8445 §6.1.2.6, RFC 8838 §8).
+1. **Signalling** (:mod:`natkit.connect.signalling`): announcements,
+   acknowledgements, re-sends with backoff. A peer's announcement of a new
+   generation is an ICE restart: its old candidates, pairs and selected
+   path are dropped.
+2. **Pairs** (:mod:`natkit.connect.checklist`) form from the agent's
+   pairing candidates and the peer's candidates as either side trickles
+   them, frozen or waiting by foundation (RFC 8445 §6.1.2.6, RFC 8838 §8).
 3. **Checks** (RFC 8445 §7.2): the pacer asks :meth:`Session.next_check`
    for the next one: triggered checks first, then due retransmissions and
    re-checks, then the highest-priority waiting pair, unfreezing one when
@@ -41,22 +40,19 @@ Theory of operation
 
 from __future__ import annotations
 
-import contextlib
+import math
 import random
-from collections import deque
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from natkit.connect.candidates import (
     Base,
     CandidateKind,
-    CandidateTransport,
     LocalCandidate,
     Relay,
-    destination_for,
     path_kind,
     priority_of,
 )
+from natkit.connect.checklist import CheckList
 from natkit.connect.checks import (
     PWD_CHARS,
     CheckRequest,
@@ -72,23 +68,16 @@ from natkit.connect.events import (
     Path,
     PathLost,
     PathSelected,
-    PeerReportReceived,
     PeerRestarted,
     PeerUnreachable,
     Role,
     RoleChanged,
-    SignalReady,
     UnreachableReason,
 )
 from natkit.connect.pairs import CheckPurpose, Pair, PairState, PairStatus
 from natkit.connect.selection import clearly_better, rank
-from natkit.connect.signals import (
-    Acknowledgement,
-    Announcement,
-    CandidatesAdded,
-    SignalCandidate,
-    SignalMessage,
-)
+from natkit.connect.signalling import SignalState
+from natkit.connect.signals import SignalCandidate, SignalMessage
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.stun.attributes import TextAttribute
@@ -119,39 +108,21 @@ class Session:
         "_after_loss",
         "_agent",
         "_config",
-        "_due",
-        "_due_triggered",
         "_first_valid_at",
-        "_heard",
         "_keepalive_at",
-        "_no_signal_at",
         "_nominating",
         "_nominee",
-        "_prflx_count",
-        "_report",
-        "_signal_at",
-        "_signal_interval",
         "_unreachable_reported",
         "_username",
-        "acked",
+        "checks",
         "closed",
-        "generation",
         "local_key",
-        "local_pwd",
-        "local_ufrag",
-        "pairs",
         "peer",
         "queued",
-        "remote",
-        "remote_count",
-        "remote_generation",
-        "remote_key",
-        "remote_pwd",
-        "remote_tie_breaker",
-        "remote_ufrag",
         "role",
         "scheduled",
         "selected",
+        "signal",
         "urgent",
     )
 
@@ -169,26 +140,10 @@ class Session:
         self._config: ConnectConfig = agent.config
         self.peer = peer
         self.role = role
-        self.local_ufrag = ufrag
-        self.local_pwd = random_ice_string(rng, PWD_CHARS)
-        self.local_key = short_term_key(self.local_pwd)
-        self.generation = rng.getrandbits(32)
-        # The peer's announcement.
-        self.remote_generation: int | None = None
-        self.remote_ufrag: str | None = None
-        self.remote_pwd: str | None = None
-        self.remote_key = b""
-        self.remote_tie_breaker = 0
-        #: How many of the peer's candidates we hold (contiguously from its first).
-        self.remote_count = 0
-        self.remote: dict[Endpoint, SignalCandidate] = {}
-        self._report = b""
+        pwd = random_ice_string(rng, PWD_CHARS)
+        self.local_key = short_term_key(pwd)
         self._username: TextAttribute | None = None
-        self._prflx_count = 0
-        # Pairs, keyed by (base, destination).
-        self.pairs: dict[tuple[Base, Endpoint], Pair] = {}
-        self._due: deque[Pair] = deque()
-        self._due_triggered: deque[Pair] = deque()
+        self.checks = CheckList(self._config, agent.counters)
         # Selection.
         self.selected: Pair | None = None
         self._nominating: Pair | None = None
@@ -197,24 +152,33 @@ class Session:
         self._after_loss = False
         self._keepalive_at: float | None = None
         self._unreachable_reported = False
-        # Signalling.
-        self.acked = False
-        self._heard = False
-        self._signal_interval = self._config.signal_retry_min
-        self._signal_at: float | None = now + self._signal_interval
-        self._no_signal_at: float | None = now + self._config.signal_timeout
         # The agent's bookkeeping.
         self.queued = False
         self.urgent = False
         self.scheduled: float | None = None
         self.closed = False
-        self._emit_signal(self._announcement())
+        # Last: it announces us at once.
+        self.signal = SignalState(
+            agent, self, ufrag=ufrag, pwd=pwd, generation=rng.getrandbits(32), now=now
+        )
+
+    @property
+    def pairs(self) -> dict[tuple[Base, Endpoint], Pair]:
+        return self.checks.pairs
+
+    @property
+    def local_ufrag(self) -> str:
+        return self.signal.local_ufrag
+
+    @property
+    def local_pwd(self) -> str:
+        return self.signal.local_pwd
 
     # -- queries ------------------------------------------------------------------------
 
     @property
     def state(self) -> str:
-        if self.remote_generation is None:
+        if not self.signal.remote_known:
             return SessionState.WAITING_FOR_PEER
         if self.selected is not None:
             return SessionState.CONNECTED
@@ -264,201 +228,47 @@ class Session:
             )
         return tuple(rows)
 
-    # -- signalling -----------------------------------------------------------------------
-
-    def _announcement(self) -> Announcement:
-        return Announcement(
-            generation=self.generation,
-            ufrag=self.local_ufrag,
-            pwd=self.local_pwd,
-            tie_breaker=self._agent.tie_breaker,
-            candidates=self._agent.announced,
-            peer_generation=self.remote_generation,
-            peer_candidates=self.remote_count,
-            report=self._agent.report,
-        )
-
-    def _acknowledgement(self) -> Acknowledgement:
-        return Acknowledgement(self.generation, self.remote_generation, self.remote_count)
-
-    def _emit_signal(self, message: SignalMessage) -> None:
-        self._agent.emit(SignalReady(self.peer, message))
-
-    def _resend_later(self, now: float, *, reset: bool = False) -> None:
-        if reset:
-            self._signal_interval = self._config.signal_retry_min
-        self._signal_at = now + self._signal_interval
-
-    def _note_peer_holds(self, generation: int | None, count: int, now: float) -> bool:
-        """Record what the peer holds of ours; ``True`` when it holds everything."""
-        self.acked = generation == self.generation and count >= len(self._agent.announced)
-        if self.acked:
-            self._signal_at = None
-        elif self._signal_at is None:
-            self._resend_later(now, reset=True)
-        return self.acked
+    # -- signalling (SignalState calls back) ---------------------------------------------------
 
     def receive_signal(self, message: SignalMessage, now: float) -> None:
-        self._heard = True
-        self._no_signal_at = None
-        if isinstance(message, Announcement):
-            self._receive_announcement(message, now)
-        elif isinstance(message, CandidatesAdded):
-            self._receive_candidates(message, now)
-        else:
-            self._receive_acknowledgement(message, now)
-
-    def _receive_announcement(self, message: Announcement, now: float) -> None:
-        if message.generation != self.remote_generation:
-            if self.remote_generation is not None:
-                self._restart_for_peer(message.generation, now)
-            self.remote_generation = message.generation
-            self.remote_ufrag = message.ufrag
-            self.remote_pwd = message.pwd
-            self.remote_key = short_term_key(message.pwd)
-            self._username = TextAttribute(
-                AttributeType.USERNAME, f"{message.ufrag}:{self.local_ufrag}"
-            )
-            self.remote_count = 0
-        elif (message.ufrag, message.pwd) != (self.remote_ufrag, self.remote_pwd):
-            # The same generation with other credentials: a confused peer.
-            self._agent.counters.signals_ignored += 1
-            return
-        self.remote_tie_breaker = message.tie_breaker
-        self._add_remote(message.candidates, 0, now)
-        if message.report != self._report:
-            self._report = message.report
-            self._agent.emit(PeerReportReceived(self.peer, message.report))
-        # Answer: our announcement if the peer lacks any of it, else an
-        # acknowledgement (it re-sends until it sees one).
-        if self._note_peer_holds(message.peer_generation, message.peer_candidates, now):
-            self._emit_signal(self._acknowledgement())
-        else:
-            self._emit_signal(self._announcement())
-            self._resend_later(now, reset=True)
+        self.signal.receive(message, now)
         self._check_unreachable(now)
 
-    def _receive_candidates(self, message: CandidatesAdded, now: float) -> None:
-        if message.generation != self.remote_generation:
-            self._agent.counters.signals_ignored += 1
-        else:
-            self._add_remote(message.candidates, message.first_index, now)
-        # Either way the peer learns what we hold (and re-announces on a gap).
-        self._emit_signal(self._acknowledgement())
-
-    def _receive_acknowledgement(self, message: Acknowledgement, now: float) -> None:
-        if message.generation != self.remote_generation:
-            self._agent.counters.signals_ignored += 1
-        if not self._note_peer_holds(message.peer_generation, message.peer_candidates, now):
-            self._emit_signal(self._announcement())
-
-    def resend_due(self, now: float) -> None:
-        if self.acked:
-            self._signal_at = None
-            return
-        self._emit_signal(self._announcement())
-        self._signal_interval = min(self._config.signal_retry_max, 2 * self._signal_interval)
-        self._resend_later(now)
-
-    def local_candidates_added(self, added: tuple[SignalCandidate, ...], now: float) -> None:
-        """The agent has new announced candidates (trickle, RFC 8838)."""
-        self.acked = False
-        if self.remote_generation is not None and added:
-            first = len(self._agent.announced) - len(added)
-            self._emit_signal(CandidatesAdded(self.generation, first, added))
-        self._resend_later(now, reset=True)
-
-    def report_changed(self, now: float) -> None:
-        self.acked = False
-        self._emit_signal(self._announcement())
-        self._resend_later(now, reset=True)
-
-    def _restart_for_peer(self, generation: int, now: float) -> None:
+    def peer_restarted(self, generation: int, now: float) -> None:
         """The peer restarted (RFC 8445 §9: an ICE restart): forget its state."""
         if self.selected is not None:
             self._emit_lost(self.selected, LossReason.PEER_RESTARTED, "the peer restarted")
             self.selected = None
-        for pair in list(self.pairs.values()):
-            self._drop_pair(pair)
-        self.remote.clear()
-        self._due.clear()
-        self._due_triggered.clear()
+        self._agent.forget(self.checks.clear())
         self._nominating = self._nominee = None
         self._first_valid_at = None
         self._after_loss = False
         self._keepalive_at = None
         self._unreachable_reported = False
-        self._prflx_count = 0
         self._agent.emit(PeerRestarted(self.peer, generation))
 
-    # -- pairs -------------------------------------------------------------------------------
-
-    def _add_remote(
-        self, candidates: Iterable[SignalCandidate], first_index: int, now: float
+    def remote_candidates(
+        self, candidates: tuple[SignalCandidate, ...], now: float, *, announced: bool
     ) -> None:
-        candidates = tuple(candidates)
-        if first_index <= self.remote_count:
-            self.remote_count = max(self.remote_count, first_index + len(candidates))
-        added = False
-        for candidate in candidates:
-            if candidate.transport is not CandidateTransport.UDP:
-                continue  # a UDP tunnel cannot use TCP candidates (RFC 6544)
-            known = self.remote.get(candidate.address)
-            if known is not None:
-                if known.kind is CandidateKind.PEER_REFLEXIVE:
-                    self._replace_remote(known, candidate)
-                continue
-            if len(self.remote) >= self._config.max_remote_candidates:
-                self._agent.counters.remote_candidates_dropped += 1
-                continue
-            self.remote[candidate.address] = candidate
-            for local in self._agent.pairing:
-                added |= self._form_pair(local, candidate) is not None
-        if added:
+        signal = self.signal
+        if signal.remote_ufrag is not None:
+            self._username = TextAttribute(
+                AttributeType.USERNAME, f"{signal.remote_ufrag}:{signal.local_ufrag}"
+            )
+        controlling = self.role is Role.CONTROLLING
+        if self.checks.add_remote(candidates, self._agent.pairing, controlling=controlling):
             self._unreachable_reported = False
             self.restart_checks(now)
             self._agent.want_paced(self)
 
-    def _replace_remote(self, learnt: SignalCandidate, announced: SignalCandidate) -> None:
-        """A peer-reflexive candidate later announced keeps its pairs (RFC 8445 §7.3.1.3)."""
-        self.remote[announced.address] = announced
-        for pair in self.pairs.values():
-            if pair.remote is learnt:
-                pair.remote = announced
-                pair.set_role(self.role is Role.CONTROLLING)
-
-    def _form_pair(
-        self, local: LocalCandidate, remote: SignalCandidate, destination: Endpoint | None = None
-    ) -> Pair | None:
-        if destination is None:
-            destination = destination_for(local, remote.address)
-            if destination is None:
-                return None
-        key = (local.base, destination)
-        existing = self.pairs.get(key)
-        if existing is not None:
-            if local.priority > existing.local.priority:  # RFC 8445 §6.1.2.4 pruning
-                existing.local = local
-                existing.set_role(self.role is Role.CONTROLLING)
-            return None
-        if len(self.pairs) >= self._config.max_pairs:
-            self._agent.counters.pairs_dropped += 1
-            return None
-        foundation = f"{local.foundation}:{remote.foundation}"
-        busy = any(
-            p.foundation == foundation and p.state in (PairState.WAITING, PairState.IN_PROGRESS)
-            for p in self.pairs.values()
-        )
-        state = PairState.FROZEN if busy else PairState.WAITING
-        pair = Pair(local, remote, destination, state, self.role is Role.CONTROLLING)
-        self.pairs[key] = pair
-        return pair
+    # -- pairs -------------------------------------------------------------------------------
 
     def local_candidate_added(self, local: LocalCandidate, now: float) -> None:
         """A new pairing candidate of the agent: pair it with every remote one."""
+        controlling = self.role is Role.CONTROLLING
         added = False
-        for remote in list(self.remote.values()):
-            added |= self._form_pair(local, remote) is not None
+        for remote in list(self.checks.remote.values()):
+            added |= self.checks.form(local, remote, controlling=controlling) is not None
         if added:
             self._unreachable_reported = False
             self._agent.want_paced(self)
@@ -483,39 +293,25 @@ class Session:
                 self._after_loss = True
                 self._keepalive_at = None
             self._drop_pair(pair)
-        if self.selected is None and self.remote_generation is not None:
+        if self.selected is None and self.signal.remote_known:
             self.restart_checks(now)
             self._maybe_select(now)
             self._check_unreachable(now)
 
     def add_known_pair(self, local: LocalCandidate, remote: Endpoint, now: float) -> None:
         """A pair known to work from elsewhere (part 2: a birthday hit): check it now."""
-        candidate = self.remote.get(remote)
+        candidate = self.checks.learn(remote, priority_of(CandidateKind.PEER_REFLEXIVE))
         if candidate is None:
-            candidate = self._learn_remote(remote, priority_of(CandidateKind.PEER_REFLEXIVE))
-            if candidate is None:
-                return
-        pair = self.pairs.get((local.base, remote)) or self._form_pair(local, candidate, remote)
+            return
+        pair = self.pairs.get((local.base, remote)) or self.checks.form(
+            local, candidate, controlling=self.role is Role.CONTROLLING, destination=remote
+        )
         if pair is not None:
             self._unreachable_reported = False
             self._trigger(pair, now)
 
-    def _learn_remote(self, address: Endpoint, priority: int) -> SignalCandidate | None:
-        """A peer-reflexive remote candidate (RFC 8445 §7.3.1.3)."""
-        if len(self.remote) >= self._config.max_remote_candidates:
-            self._agent.counters.remote_candidates_dropped += 1
-            return None
-        self._prflx_count += 1
-        candidate = SignalCandidate(
-            CandidateKind.PEER_REFLEXIVE, address, priority, f"prflx{self._prflx_count}"
-        )
-        self.remote[address] = candidate
-        return candidate
-
     def _drop_pair(self, pair: Pair) -> None:
-        self._agent.forget(pair.end())
-        pair.removed = True
-        self.pairs.pop((pair.base, pair.destination), None)
+        self._agent.forget(self.checks.drop(pair))
         if pair is self._nominating:
             self._nominating = None
         if pair is self._nominee:
@@ -539,8 +335,7 @@ class Session:
         if role is self.role:
             return
         self.role = role
-        for pair in self.pairs.values():
-            pair.set_role(role is Role.CONTROLLING)
+        self.checks.set_role(role is Role.CONTROLLING)
         self._agent.emit(RoleChanged(self.peer, role))
         if role is Role.CONTROLLED:
             self._nominating = None
@@ -552,62 +347,24 @@ class Session:
     @property
     def triggered_waiting(self) -> bool:
         """A triggered check waits for the pacer (served before ordinary ones)."""
-        return bool(self._due_triggered)
+        return self.checks.triggered_waiting
 
     def has_paced_work(self) -> bool:
-        if self._due_triggered or self._due:
-            return True
-        return self.remote_generation is not None and self._pick_ordinary() is not None
-
-    def _pick_ordinary(self) -> Pair | None:
-        """RFC 8445 §6.1.4.2: the highest-priority waiting pair, else unfreeze one
-        whose foundation no waiting or in-progress pair has."""
-        waiting = None
-        frozen = None
-        active: set[str] = set()
-        for pair in self.pairs.values():
-            state = pair.state
-            if state is PairState.WAITING:
-                if not pair.in_flight and (waiting is None or pair.priority > waiting.priority):
-                    waiting = pair
-                active.add(pair.foundation)
-            elif state is PairState.IN_PROGRESS:
-                active.add(pair.foundation)
-        if waiting is not None:
-            return waiting
-        for pair in self.pairs.values():
-            if (
-                pair.state is PairState.FROZEN
-                and pair.foundation not in active
-                and (frozen is None or pair.priority > frozen.priority)
-            ):
-                frozen = pair
-        return frozen
+        return self.signal.remote_known and self.checks.has_work()
 
     def next_check(self, now: float) -> Pair | None:
         """The pair the pacer should transmit on now, if any."""
-        for queue in (self._due_triggered, self._due):
-            while queue:
-                pair = queue.popleft()
-                if pair.queued and not pair.removed:
-                    pair.queued = False
-                    return pair
-        if self.remote_generation is None:
-            return None
-        ordinary = self._pick_ordinary()
+        pair = self.checks.next_queued()
+        if pair is not None or not self.signal.remote_known:
+            return pair
+        ordinary = self.checks.pick_ordinary()
         if ordinary is not None:
             ordinary.state = PairState.IN_PROGRESS
             ordinary.begin(CheckPurpose.CHECK, self._config.check_policy.rc)
         return ordinary
 
     def _queue(self, pair: Pair, *, triggered: bool) -> None:
-        if pair.queued:
-            if not triggered:
-                return
-            with contextlib.suppress(ValueError):
-                self._due.remove(pair)
-        pair.queued = True
-        (self._due_triggered if triggered else self._due).append(pair)
+        self.checks.queue(pair, triggered=triggered)
         self._agent.want_paced(self, urgent=triggered)
 
     def _start(
@@ -669,7 +426,7 @@ class Session:
             controlling=controlling,
             tie_breaker=agent.tie_breaker,
             use_candidate=use_candidate,
-            key=self.remote_key,
+            key=self.signal.remote_key,
         )
         agent.register(tid, self, pair, now, use_candidate)
         agent.send(pair.base, pair.destination, data, now)
@@ -705,7 +462,8 @@ class Session:
     ) -> None:
         """An authenticated Binding request for us (integrity already checked)."""
         agent = self._agent
-        if self.remote_ufrag is not None and request.remote_ufrag != self.remote_ufrag:
+        remote_ufrag = self.signal.remote_ufrag
+        if remote_ufrag is not None and request.remote_ufrag != remote_ufrag:
             agent.counters.unknown_username += 1  # a previous generation's check
             return
         # RFC 8445 §7.3.1.1: repair a role conflict by tie-breaker.
@@ -723,7 +481,8 @@ class Session:
                 return
             self.set_role(Role.CONTROLLING, now)
         agent.send(base, source, build_success(transaction_id, source, self.local_key), now)
-        if self.remote_ufrag is None:
+        agent.stats.answers_sent += 1
+        if remote_ufrag is None:
             return  # answered; our own checks start with the peer's announcement
         pair = self.pairs.get((base, source))
         if pair is None:
@@ -742,10 +501,11 @@ class Session:
         if local is None:
             self._agent.counters.unpaired_requests += 1
             return None
-        remote = self.remote.get(source) or self._learn_remote(source, priority)
+        remote = self.checks.learn(source, priority)
         if remote is None:
             return None
-        return self._form_pair(local, remote, source)
+        controlling = self.role is Role.CONTROLLING
+        return self.checks.form(local, remote, controlling=controlling, destination=source)
 
     def _nominated(self, pair: Pair, now: float) -> None:
         """The controlling peer nominated ``pair`` (RFC 8445 §7.3.1.5); the latest
@@ -775,7 +535,7 @@ class Session:
             counters.wrong_source += 1
             return
         try:
-            verify_integrity(message, self.remote_key)
+            verify_integrity(message, self.signal.remote_key)
         except IntegrityError:
             counters.bad_integrity += 1
             return
@@ -797,6 +557,7 @@ class Session:
         if mapped is None:
             counters.malformed += 1
             return
+        agent.stats.answers_received += 1
         self._check_succeeded(pair, now - sent_at, mapped, use_candidate, now)
         agent.touch(self)
 
@@ -814,11 +575,8 @@ class Session:
         pair.record_rtt(rtt)
         if self._first_valid_at is None:
             self._first_valid_at = now
-        # RFC 8445 §7.2.5.3.3: a success unfreezes the pairs of its foundation.
-        for other in self.pairs.values():
-            if other.state is PairState.FROZEN and other.foundation == pair.foundation:
-                other.state = PairState.WAITING
-                self._agent.want_paced(self)
+        if self.checks.unfreeze(pair.foundation):
+            self._agent.want_paced(self)
         self._pair_event(pair, True, rtt)
         if pair is self.selected:
             self._schedule_keepalive(now)
@@ -1025,8 +783,8 @@ class Session:
     def _check_unreachable(self, now: float) -> None:
         if (
             self._unreachable_reported
-            or self.remote_generation is None
-            or not self.remote
+            or not self.signal.remote_known
+            or not self.checks.remote
             or not self._agent.pairing
             or self.selected is not None
             or self._nominating is not None
@@ -1084,47 +842,37 @@ class Session:
             self._keepalive_at = None
             if self.selected is not None:
                 self._start(self.selected, CheckPurpose.KEEPALIVE, now)
-        if self._signal_at is not None and self._signal_at <= now:
-            self.resend_due(now)
-        if self._no_signal_at is not None and self._no_signal_at <= now:
-            self._no_signal_at = None
-            if not self._heard:
-                self._agent.emit(
-                    PeerUnreachable(
-                        self.peer,
-                        UnreachableReason.NO_SIGNAL,
-                        f"no answer from the peer through signalling in"
-                        f" {self._config.signal_timeout:g} s",
-                        0,
-                        max(0.0, (self._signal_at or now) - now),
-                    )
-                )
+        self.signal.on_timer(now)
         self._maybe_select(now)
 
     def deadline(self, now: float) -> float | None:
         """The earliest time something of this session is due (``None``: nothing)."""
-        times = [
-            t for t in (self._keepalive_at, self._signal_at, self._no_signal_at) if t is not None
-        ]
+        inf = math.inf
+        signal = self.signal.deadline()
+        earliest = min(
+            inf if self._keepalive_at is None else self._keepalive_at,
+            inf if signal is None else signal,
+        )
         for pair in self.pairs.values():
-            if pair.next_send is not None:
-                times.append(pair.next_send)
-            elif pair.fail_at is not None:
-                times.append(pair.fail_at)
-            if pair.recheck_at is not None and not pair.in_flight:
-                times.append(pair.recheck_at)
-            if pair.held_until is not None:
-                times.append(pair.held_until)
+            due = pair.next_send if pair.next_send is not None else pair.fail_at
+            if due is not None and due < earliest:
+                earliest = due
+            recheck = pair.recheck_at
+            if recheck is not None and recheck < earliest and pair.purpose is None:
+                earliest = recheck
+            held = pair.held_until
+            if held is not None and held < earliest:
+                earliest = held
         if (
-            self.role is Role.CONTROLLING
+            self._first_valid_at is not None
             and self.selected is None
             and self._nominating is None
-            and self._first_valid_at is not None
             and not self._after_loss
+            and self.role is Role.CONTROLLING
         ):
             eligible = self._eligible(now)
             if eligible:
                 settle = self._settle_deadline(min(eligible, key=rank))
-                if settle > now:
-                    times.append(settle)
-        return min(times) if times else None
+                if now < settle < earliest:
+                    earliest = settle
+        return None if earliest == inf else earliest

@@ -145,7 +145,7 @@ class FakePeer:
 
 def generation_of(agent: ConnectAgent, peer: str) -> int:
     """The agent's generation toward ``peer`` (from its first announcement)."""
-    return agent._session(peer, "test").generation
+    return agent._session(peer, "test").signal.generation
 
 
 class Harness:

@@ -55,7 +55,7 @@ def test_once_both_sides_hold_each_other_signalling_goes_quiet() -> None:
     late = [t for t, *_ in pair.hub.log if t > 1.0]
     assert late == []
     assert all(
-        node.agent._session(peer, "t").acked
+        node.agent._session(peer, "t").signal.acked
         for node, peer in zip(pair.nodes, ("p1", "p0"), strict=True)
     )
 
