@@ -616,6 +616,8 @@ class Session:
                 config.retry_max, max(config.recheck_min, 2 * pair.recheck_interval)
             )
         pair.recheck_at = now + pair.recheck_interval
+        # A frozen pair of the same foundation may be next (RFC 8445 §6.1.4.2).
+        self._agent.want_paced(self)
         if self.role is Role.CONTROLLING:
             self._maybe_select(now)
         self._check_unreachable(now)

@@ -22,10 +22,12 @@ from natkit.connect import (
     PathLost,
     PathSelected,
     PeerRestarted,
+    PeerUnreachable,
     SignalReady,
     UnreachableReason,
 )
 from natkit.connect.candidates import CandidateKind
+from natkit.connect.pairs import CheckPurpose
 from natkit.endpoint import Endpoint
 from natkit.stun.server import ServerConfig, StunServer
 from simulations.connect import (
@@ -62,8 +64,9 @@ def agree(pair: SimPair) -> bool:
 
 
 def test_the_lowest_rtt_pair_wins_over_the_higher_priority_one() -> None:
-    # p1's interface 0 is preferred by priority but 30 ms slower each way.
-    pair = sim_peers([[0.005], [0.04, 0.01]], preferences=[[], [65535, 60000]])
+    # p1's interface 0 is preferred by priority (so checked first, and answered
+    # first) but 15 ms slower each way; the first selection waits for the other.
+    pair = sim_peers([[0.005], [0.025, 0.01]], preferences=[[], [65535, 60000]])
     pair.run(5.0)
     (only,) = selections(pair)
     assert interface_of(pair, only[1]) == 1
@@ -145,9 +148,16 @@ def test_pacing_is_never_exceeded_with_many_peers_and_pairs() -> None:
 def test_path_loss_is_detected_within_the_bound_then_the_next_pair_takes_over() -> None:
     config = ConnectConfig()
     pair = sim_peers([[0.005], [0.01, 0.03]])
-    pair.run(10.0)
+    pair.run(1.0)
     ((_, first),) = selections(pair)
     assert interface_of(pair, first) == 0
+    # The worst moment: just after a keepalive was answered.
+    log = pair.nodes[0].agent.check_log
+    assert log is not None
+    pair.loop.run_until(
+        lambda: any(e.purpose is CheckPurpose.KEEPALIVE for e in log), timeout=config.loss_bound
+    )
+    pair.run(0.05)
     cut_at = pair.loop.now
     pair.topology.cut(1, 0)
     pair.run(config.loss_bound + 5.0)
@@ -337,3 +347,32 @@ def test_unreachable_peers_are_retried_with_backoff_up_to_five_minutes() -> None
         assert max(gaps) <= ConnectConfig().retry_max + 3.0  # ...up to 5 min
         assert gaps[-1] >= ConnectConfig().retry_max  # and still trying after an hour
     assert len(node.unreachable()) == 1  # reported once, not on every retry
+
+
+def test_frozen_pairs_are_checked_as_soon_as_their_foundation_is_free() -> None:
+    # Two sockets a side on one host address: the host pairs share one
+    # foundation (RFC 8445 §5.1.1.3), so they are checked one after another
+    # (§6.1.4.2), each the moment the previous one failed.
+    config = ConnectConfig()
+    rng = random.Random(3)
+    symmetric = NatType.SYMMETRIC.config
+    sites = two_sites(symmetric, symmetric, rng=random.Random(3), delay=SITE_DELAY)
+    start_stun_server(sites)
+    hub = SignalHub(sites.loop)
+    nodes = []
+    for name, site in zip(("a", "b"), sites.sites, strict=True):
+        sockets = site.bind(2, 40000)
+        mapped = learn_mapped(sockets[:1], rng)
+        node = ConnectNode(name, sockets, hub, seed=rng.getrandbits(32))
+        node.add_host_candidates()
+        assert mapped[0] is not None
+        node.add_srflx(0, mapped[0])
+        nodes.append(node)
+    nodes[0].connect("b")
+    nodes[1].connect("a")
+    sites.loop.run_until(sites.loop.now + 60.0)
+    ((when, event),) = [(t, e) for t, e in nodes[0].timeline if isinstance(e, PeerUnreachable)]
+    assert event.pairs == 6
+    policy = config.check_policy
+    serial = 4 * policy.give_up_after()  # four host pairs, one foundation
+    assert when < serial + 2.0
