@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from connect_testlib import ELSEWHERE, LOCAL, PEER, FakePeer, Harness, connected_to_fake
+from connect_testlib import ELSEWHERE, LOCAL, PEER, FakePeer, Harness, connected_to_fake, host
 
 from natkit.connect import (
     ConnectConfig,
@@ -17,7 +17,10 @@ from natkit.connect import (
     Role,
     RoleChanged,
 )
+from natkit.connect.candidates import CandidateKind, priority_of
 from natkit.connect.pairs import CheckPurpose, PairState
+from natkit.connect.signals import SignalCandidate
+from natkit.endpoint import Endpoint
 from natkit.stun.codec import parse_message
 from natkit.stun.constants import AttributeType, ErrorCode, MessageClass
 from natkit.stun.integrity import short_term_key, verify_integrity
@@ -273,3 +276,62 @@ def test_keepalives_carry_the_nomination_and_are_not_paced() -> None:
     assert all(entry.purpose is CheckPurpose.KEEPALIVE for entry in log[2:])
     gaps = {round(b.at - a.at, 6) for a, b in itertools.pairwise(log[2:])}
     assert gaps <= {ConnectConfig().loss_retransmit}
+
+
+def test_one_lucky_sample_never_switches_three_in_a_row_do() -> None:
+    config = ConnectConfig()
+    other = Endpoint.parse("198.51.100.8:50000")
+    fake = FakePeer()
+    second = SignalCandidate(
+        CandidateKind.HOST, other, priority_of(CandidateKind.HOST, 60000), "p2"
+    )
+    harness = Harness()
+    harness.call(lambda now: harness.agent.add_local_candidate(host(LOCAL), now))
+    harness.call(lambda now: harness.agent.add_peer("b", now))
+    announcement = fake.announcement(harness.agent, "b", candidates=(fake.candidate(), second))
+    harness.call(lambda now: harness.agent.receive_signal("b", announcement, now))
+
+    def answer_next(to: Endpoint, rtt: float, until: float = 60.0) -> bytes:
+        """Run until a check goes to ``to``; answer it after ``rtt`` (and
+        answer whatever goes to the selected path at once)."""
+        while harness.now < until:
+            for datagram in harness.take():
+                if datagram.remote == to:
+                    sent_at = harness.now
+                    harness.now = sent_at + rtt
+                    harness.deliver(fake.answer(datagram.data, LOCAL), source=to)
+                    return datagram.data
+                harness.deliver(fake.answer(datagram.data, LOCAL), source=datagram.remote)
+            harness.advance(harness.now + 0.01)
+        raise AssertionError(f"no check to {to}")
+
+    answer_next(PEER, 0.050)
+    answer_next(other, 0.060)
+    answer_next(PEER, 0.050)  # the nomination
+    assert [e.remote for e in harness.of(PathSelected)] == [PEER]  # type: ignore[union-attr]
+    log = harness.agent.check_log
+    assert log is not None
+
+    def nominated(to: Endpoint) -> bool:
+        return any(e.purpose is CheckPurpose.NOMINATE and e.remote == to for e in log)  # type: ignore[union-attr]
+
+    # One clear win (20 ms against 50), then a plain sample: no switch.
+    answer_next(other, 0.020)
+    answer_next(other, 0.060)
+    assert not nominated(other)
+    assert len(harness.of(PathSelected)) == 1
+    # Three clear wins in a row, a confirmation interval apart: the switch.
+    samples = [answer_next(other, 0.020) for _ in range(config.switch_confirmations)]
+    assert [e.purpose for e in log if e.remote == other][-3:] == [
+        CheckPurpose.RECHECK,
+        CheckPurpose.CONFIRM,
+        CheckPurpose.CONFIRM,
+    ]
+    assert parse_message(samples[-1]).find(AttributeType.USE_CANDIDATE) is None
+    assert len(harness.of(PathSelected)) == 1
+    nomination = answer_next(other, 0.020)
+    assert nominated(other)
+    assert parse_message(nomination).find(AttributeType.USE_CANDIDATE) is not None
+    last = harness.of(PathSelected)[-1]
+    assert isinstance(last, PathSelected)
+    assert (last.remote, last.previous and last.previous.remote) == (other, PEER)
