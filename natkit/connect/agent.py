@@ -55,10 +55,12 @@ Theory of operation
   go through ``relay.wrap``; what the relay receives comes back through
   :meth:`receive_relayed`. The session logic cannot tell the two apart.
 
-Roles: by default the side whose ``local_id`` is smaller is controlling
-(natkit passes public keys, so both sides agree without a message); pass
-``role`` to ``add_peer`` to fix it (another ICE agent). Conflicts are
-repaired by tie-breaker (RFC 8445 §7.3.1.1) either way.
+Peers and roles: a peer id is any hashable value (natkit passes public
+keys, tests strings). By default the side whose ``local_id`` is smaller is
+controlling, so ids must order against ``local_id`` (e.g. the 32 key bytes)
+and both sides agree without a message; pass ``role`` to ``add_peer`` to
+fix it instead (another ICE agent such as aioice). Conflicts are repaired
+by tie-breaker (RFC 8445 §7.3.1.1) either way.
 """
 
 from __future__ import annotations
