@@ -378,3 +378,18 @@ def test_frozen_pairs_are_checked_as_soon_as_their_foundation_is_free() -> None:
     policy = config.check_policy
     serial = 4 * policy.give_up_after()  # four host pairs, one foundation
     assert when < serial + 2.0
+
+
+def test_a_network_change_rechecks_every_pair_at_once() -> None:
+    pair = sim_peers([[0.005], [0.01, 0.03]])
+    pair.run(600.0)  # the re-check backoff of the unselected pair is long by now
+    node = pair.nodes[0]
+    log = node.agent.check_log
+    assert log is not None
+    changed = pair.loop.now
+    node.driver.invoke(node.agent.network_changed)
+    pair.run(0.5)
+    after = {entry.remote: entry.purpose for entry in log if entry.at >= changed}
+    (selected,) = node.selections()
+    assert after[selected.remote] is CheckPurpose.KEEPALIVE
+    assert set(after) == {row.remote for row in node.agent.pairs("p1")}
