@@ -411,6 +411,14 @@ class Nat:
         self._by_port[port] = binding
         return binding.external
 
+    def flush(self) -> int:
+        """Forget every dynamic mapping at once, as ``conntrack -F`` does on a
+        Linux NAT (static mappings stay); returns how many went."""
+        dead = list(self._by_key.values())
+        for binding in dead:
+            self._forget(binding)
+        return len(dead)
+
     def expire(self, now: float) -> int:
         """Purge mappings that have timed out; returns how many."""
         dead = [b for b in self._by_key.values() if b.expires <= now]

@@ -43,6 +43,10 @@ class CandidateKind(Enum):
     NAT64 = "nat64"
     #: Configured by the user (a manual port forward, a known public address).
     STATIC = "static"
+    #: Learnt from a connectivity check's source address (RFC 8445 §7.2.5.3.1, §7.3.1.3).
+    PEER_REFLEXIVE = "prflx"
+    #: A relayed transport address on a TURN server (RFC 8656).
+    RELAY = "relay"
 
 
 class CandidateTransport(Enum):

@@ -108,6 +108,8 @@ class ErrorCode(IntEnum):
     UNSUPPORTED_TRANSPORT_PROTOCOL = 442
     PEER_ADDRESS_FAMILY_MISMATCH = 443
     ALLOCATION_QUOTA_REACHED = 486
+    #: RFC 8445 §7.3.1.1: both agents claim the same ICE role.
+    ROLE_CONFLICT = 487
     SERVER_ERROR = 500
     INSUFFICIENT_CAPACITY = 508
 
@@ -120,6 +122,7 @@ ERROR_REASONS: dict[int, str] = {
     ErrorCode.FORBIDDEN: "Forbidden",
     ErrorCode.UNKNOWN_ATTRIBUTE: "Unknown Attribute",
     ErrorCode.STALE_NONCE: "Stale Nonce",
+    ErrorCode.ROLE_CONFLICT: "Role Conflict",
     ErrorCode.SERVER_ERROR: "Server Error",
 }
 

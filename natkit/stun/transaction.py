@@ -39,6 +39,15 @@ class RetransmissionPolicy:
         return base * (((1 << (self.rc - 1)) - 1) + self.rm)
 
 
+def smooth_rtt(srtt: float | None, rttvar: float | None, sample: float) -> tuple[float, float]:
+    """RFC 6298 §2.2-2.3: the new (SRTT, RTTVAR) after one RTT ``sample``
+    (``srtt`` ``None``: the first sample). Shared by the RTO estimator and the
+    connect core's per-pair RTT, so there is one smoothing in natkit."""
+    if srtt is None or rttvar is None:
+        return sample, sample / 2
+    return 0.875 * srtt + 0.125 * sample, 0.75 * rttvar + 0.25 * abs(srtt - sample)
+
+
 class RtoEstimator:
     """Smoothed RTT and RTO per RFC 6298 §2, with a configurable floor.
 
@@ -66,11 +75,7 @@ class RtoEstimator:
         """Feed one unambiguous RTT sample (Karn: never from a retransmission)."""
         if rtt < 0:
             raise LocalProtocolError(f"negative RTT sample {rtt}")
-        if self.srtt is None or self.rttvar is None:
-            self.srtt, self.rttvar = rtt, rtt / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.srtt, self.rttvar = smooth_rtt(self.srtt, self.rttvar, rtt)
         self.samples += 1
 
     @property

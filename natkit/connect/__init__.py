@@ -1,0 +1,88 @@
+"""Connect: authenticated connectivity checks, RTT-ranked path selection, signalling.
+
+A sans-IO core (:class:`ConnectAgent`, one per node, one session per peer)
+that takes local candidates (natkit's gatherer), the peers' candidates
+through signalling, and datagrams; and gives datagrams to send, one timer,
+and events (:mod:`natkit.connect.events`): the path to use per peer, kept
+alive, switched when clearly better or lost. See :mod:`natkit.connect.agent`
+for the API, :mod:`natkit.connect.config` for the timings and their
+defaults, :mod:`natkit.connect.signals` for the signalling messages.
+
+Modules, one job each:
+
+=============== ==============================================================
+``agent``       the core: sockets, demultiplexing, pacing, the timer heap
+``session``     one peer: signalling state, check list, selection, keepalive
+``pairs``       candidate pairs, their states, RTT; pair formation and pruning
+``selection``   ranking and hysteresis (pure functions)
+``checks``      STUN Binding checks on the wire (RFC 8445 §7)
+``candidates``  kinds, priorities, foundations, bases (sockets and relays)
+``signals``     signal messages and their strict bytes codec
+``events``      what the core reports
+``config``      timings and limits
+=============== ==============================================================
+"""
+
+from natkit.connect.agent import ConnectAgent
+from natkit.connect.candidates import Relay
+from natkit.connect.config import ConnectConfig
+from natkit.connect.counters import ConnectCounters, ConnectStats
+from natkit.connect.events import (
+    ConnectEvent,
+    LossReason,
+    PairChecked,
+    Path,
+    PathLost,
+    PathSelected,
+    PeerReportReceived,
+    PeerRestarted,
+    PeerUnreachable,
+    Role,
+    RoleChanged,
+    SignalReady,
+    UnreachableReason,
+)
+from natkit.connect.pairs import PairState, PairStatus
+from natkit.connect.signals import (
+    Acknowledgement,
+    Announcement,
+    CandidatesAdded,
+    SignalCandidate,
+    SignalDecodeError,
+    SignalFailure,
+    SignalMessage,
+    decode_signal,
+    encode_signal,
+)
+
+__all__ = [
+    "Acknowledgement",
+    "Announcement",
+    "CandidatesAdded",
+    "ConnectAgent",
+    "ConnectConfig",
+    "ConnectCounters",
+    "ConnectEvent",
+    "ConnectStats",
+    "LossReason",
+    "PairChecked",
+    "PairState",
+    "PairStatus",
+    "Path",
+    "PathLost",
+    "PathSelected",
+    "PeerReportReceived",
+    "PeerRestarted",
+    "PeerUnreachable",
+    "Relay",
+    "Role",
+    "RoleChanged",
+    "SignalCandidate",
+    "SignalDecodeError",
+    "SignalFailure",
+    "SignalMessage",
+    "SignalReady",
+    "UnreachableReason",
+    "decode_signal",
+    "encode_signal",
+]
