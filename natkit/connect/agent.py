@@ -17,6 +17,7 @@ Public API (all times are the driver's monotonic ``now``, in seconds)::
     agent.add_known_pair(peer, socket, local, remote, now)   # a birthday hit
     agent.path_unusable(peer, now, reason="")
     agent.network_changed(now)
+    agent.reannounce(now)                       # the signalling channel is up again
     agent.set_report(report, now)               # opaque classification report
     agent.handle_timer(now)
 
@@ -345,6 +346,16 @@ class ConnectAgent:
         """Local interfaces changed: re-check every pair of every peer at once."""
         for session in self._sessions.values():
             session.network_changed(now)
+            self.touch(session)
+        self._after_input(now)
+
+    def reannounce(self, now: float) -> None:
+        """The signalling channel is (back) up: announce to every peer now and
+        restart the re-send backoff of those that do not hold our announcement
+        (messages sent while the channel was down may have been dropped, and
+        the backoff may have grown to minutes meanwhile)."""
+        for session in self._sessions.values():
+            session.signal.reannounce(now)
             self.touch(session)
         self._after_input(now)
 

@@ -218,6 +218,14 @@ class SignalState:
         self._send(self.announcement())
         self._resend_later(now, reset=True)
 
+    def reannounce(self, now: float) -> None:
+        """Signalling came back: whatever was sent while it was down may be
+        lost, so announce at once and restart the re-send backoff. A peer
+        that holds it all answers with one acknowledgement."""
+        self._send(self.announcement())
+        if not self.acked:
+            self._resend_later(now, reset=True)
+
     # -- time ----------------------------------------------------------------------------------
 
     def on_timer(self, now: float) -> None:

@@ -123,3 +123,34 @@ def test_reports_ride_in_announcements() -> None:
     assert [r.report for r in reports] == [b'{"mapping": "EIM"}']
     # The path is untouched by a report.
     assert len([e for e in pair.nodes[1].events if isinstance(e, PathSelected)]) == 1
+
+
+def test_reannounce_reaches_a_peer_at_once_instead_of_after_the_grown_backoff() -> None:
+    # Both sides announce while the channel drops everything: the backoff grows
+    # to minutes. When the channel is up again (StateChanged(UP) in the aio
+    # layer), reannounce() sends at once and restarts the backoff.
+    pair = sim_peers([[0.01], [0.01]], connect=False)
+    pair.hub.offline.update({"p0", "p1"})
+    for node, peer in zip(pair.nodes, ("p1", "p0"), strict=True):
+        node.connect(peer)
+    pair.run(300.0)  # re-sends are now 128 s apart, the next one ~200 s away
+    pair.hub.offline.clear()
+    back = pair.loop.now
+    first = pair.nodes[0]
+    first.driver.invoke(first.agent.reannounce)
+    pair.run(3.0)
+    assert next(t for t, *_ in pair.hub.log if t >= back) == back
+    assert all(node.selections() for node in pair.nodes)
+
+
+def test_reannounce_to_a_peer_that_holds_everything_costs_one_acknowledgement() -> None:
+    pair = sim_peers([[0.01], [0.01]])
+    pair.run(10.0)
+    back = pair.loop.now
+    first = pair.nodes[0]
+    first.driver.invoke(first.agent.reannounce)
+    pair.run(600.0)
+    after = [(s, decode_signal(data)) for t, s, _, data in pair.hub.log if t >= back]
+    assert [type(m) for _, m in after] == [Announcement, Acknowledgement]
+    assert [s for s, _ in after] == ["p0", "p1"]
+    assert len([e for e in pair.nodes[1].events if isinstance(e, PathSelected)]) == 1
