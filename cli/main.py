@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("cli.keygen", "print a new private node key (like wg genkey)"),
     "pubkey": ("cli.pubkey", "print the public key of the private key on stdin (like wg pubkey)"),
     "rendezvous": ("cli.rendezvous", "relay sealed signalling messages between nodes"),
+    "connect": ("cli.connect", "find and keep the best direct path to peers, by public key"),
 }
 
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+
+
+def utc_now() -> str:
+    """The ``time`` of a JSON line: UTC, ISO 8601, milliseconds, ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def add_format_flags(parser: argparse.ArgumentParser) -> None:

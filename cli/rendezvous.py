@@ -17,9 +17,9 @@ import asyncio
 import json
 import signal
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
+from cli.output import utc_now
 from natkit.aio.rendezvous_server import AsyncRendezvousServer
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
@@ -90,13 +90,9 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(listen, config, json_line=args.json_line))
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _emit(document: dict[str, Any], human: str, json_line: bool) -> None:
     if json_line:
-        line = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "time": _now(), **document}
+        line = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "time": utc_now(), **document}
         print(json.dumps(line, separators=(",", ":")), flush=True)
     else:
         print(human, flush=True)

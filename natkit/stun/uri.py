@@ -54,6 +54,34 @@ class ParsedServer:
             return None
 
 
+def split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
+    """``HOST[:PORT]`` (an IP literal, ``[v6]:port``, or an RFC 1123 name) to
+    ``(host, port)``; the port is required when ``default_port`` is ``None``.
+    Raises :class:`LocalProtocolError` naming the text."""
+    rest = text.strip()
+    if not rest:
+        raise LocalProtocolError(f"bad address {text!r}")
+    with contextlib.suppress(ValueError):
+        endpoint = Endpoint.parse(rest, default_port)
+        if not 0 < endpoint.port <= 0xFFFF:
+            raise LocalProtocolError(f"bad port in {text!r}")
+        return str(endpoint.address), endpoint.port
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(rest.removeprefix("[").removesuffix("]"))
+        raise LocalProtocolError(f"{text!r} needs a port (IP:PORT, [IPv6]:PORT)")
+    host, sep, port_text = rest.rpartition(":")
+    if not sep:
+        host, port_text = rest, ""
+    if not _HOSTNAME.match(host) or (port_text and not port_text.isdigit()):
+        raise LocalProtocolError(f"bad address {text!r}")
+    if not port_text and default_port is None:
+        raise LocalProtocolError(f"{text!r} needs a port (HOST:PORT)")
+    port = int(port_text) if port_text else default_port
+    if port is None or not 0 < port <= 0xFFFF:
+        raise LocalProtocolError(f"bad port in {text!r}")
+    return host, port
+
+
 def parse_server(text: str) -> ParsedServer:
     """``[stun:|stuns:]HOST[:PORT]`` (RFC 7064 URIs, ``[v6]:port`` literals);
     raises :class:`LocalProtocolError` for anything else."""
@@ -63,20 +91,17 @@ def parse_server(text: str) -> ParsedServer:
             rest, tls = rest[len(scheme) :], secure
             break
     default = DEFAULT_STUNS_PORT if tls else DEFAULT_STUN_PORT
-    if not rest:
-        raise LocalProtocolError(f"bad server {text!r}")
-    with contextlib.suppress(ValueError):
-        endpoint = Endpoint.parse(rest, default)
-        return ParsedServer(text, str(endpoint.address), endpoint.port, tls)
-    host, sep, port_text = rest.rpartition(":")
-    if not sep:
-        host, port_text = rest, ""
-    if not _HOSTNAME.match(host) or (port_text and not port_text.isdigit()):
-        raise LocalProtocolError(f"bad server {text!r}")
-    port = int(port_text) if port_text else default
-    if not 0 < port <= 0xFFFF:
-        raise LocalProtocolError(f"bad port in {text!r}")
+    try:
+        host, port = split_host_port(rest, default)
+    except LocalProtocolError as exc:
+        raise LocalProtocolError(f"bad server {text!r}") from exc
     return ParsedServer(text, host, port, tls)
 
 
-__all__ = ["DEFAULT_STUNS_PORT", "DEFAULT_STUN_PORT", "ParsedServer", "parse_server"]
+__all__ = [
+    "DEFAULT_STUNS_PORT",
+    "DEFAULT_STUN_PORT",
+    "ParsedServer",
+    "parse_server",
+    "split_host_port",
+]

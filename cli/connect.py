@@ -1,0 +1,396 @@
+"""``natkit connect``: find, keep and report the best direct path to peers.
+
+    natkit connect --rendezvous HOST:PORT --key FILE --peer PUBKEY [--peer PUBKEY ...]
+                   [--stun HOST[:PORT] ...] [--port N] [--json-line] [--once]
+                   [--timeout S] [--pairs] [--stats] [--keepalive S]
+                   [--binding-lifetime S] [--no-portmap] [--local-address IP] ...
+
+Runs a :class:`natkit.aio.connect.Connection` and prints one line per path
+change (``--json-line``: one JSON object per event, schema
+``natkit.connect`` v1, :mod:`cli.connect_render`). Exit status:
+
+* 0: ``--once`` and every peer has a confirmed path (printed; the node keeps
+  answering for :data:`ONCE_LINGER` s so the peer confirms it too), or
+  ``--timeout`` passed without ``--once`` and every peer had a path;
+* 1: ``--timeout`` passed before every peer had a path (or the sockets
+  could not be bound);
+* 2: signalling never came up within ``--signal-timeout`` (or ``--timeout``
+  when shorter); the message says why (the rendezvous refused, is
+  unreachable, ...);
+* 64: a bad command line, key file or peer key;
+* 130 / 143: SIGINT / SIGTERM, after a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from cli.connect_render import (
+    event_to_dict,
+    event_to_text,
+    json_line,
+    pair_to_dict,
+    pairs_table,
+    stats_to_dict,
+)
+from natkit.aio.candidates import PortMapProvider
+from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.connect import ConnectConfig, PathLost, PathSelected
+from natkit.endpoint import Endpoint
+from natkit.errors import NatkitError
+from natkit.identity import PrivateKey, PublicKey, load_private_key
+from natkit.probe.candidates_host import HostPolicy
+from natkit.signal.channel import ChannelState, StateChanged
+from natkit.stun.uri import parse_server, split_host_port
+
+EXIT_OK, EXIT_NO_PATH, EXIT_NO_SIGNALLING, EXIT_USAGE = 0, 1, 2, 64
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: Seconds ``--once`` keeps answering after its last peer's path is confirmed,
+#: so the peer's own confirmation (its check on the nominated pair) is answered.
+ONCE_LINGER = 2.0
+#: Default ``--signal-timeout``.
+SIGNAL_TIMEOUT = 30.0
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rendezvous", required=True, metavar="HOST:PORT", help="the natkit rendezvous server"
+    )
+    parser.add_argument("--key", required=True, metavar="FILE", help="this node's private key")
+    parser.add_argument(
+        "--peer",
+        action="append",
+        required=True,
+        metavar="PUBKEY",
+        help="a peer's public key (natkit pubkey); repeatable",
+    )
+    parser.add_argument(
+        "--stun",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="STUN server for server-reflexive candidates (repeatable; all asked at once)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, metavar="N", help="local UDP port (default: any free one)"
+    )
+    parser.add_argument(
+        "--local-address", metavar="IP", help="bind one socket to this address only"
+    )
+    parser.add_argument("--json-line", action="store_true", help="one JSON object per event")
+    parser.add_argument(
+        "--once", action="store_true", help="exit 0 once every peer has a confirmed path"
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="S", help="give up after S seconds (exit 1)"
+    )
+    parser.add_argument(
+        "--signal-timeout",
+        type=float,
+        default=SIGNAL_TIMEOUT,
+        metavar="S",
+        help=f"exit 2 if signalling is not up after S seconds (default {SIGNAL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--pairs",
+        action="store_true",
+        help="print the pair table after each path change and at exit",
+    )
+    parser.add_argument(
+        "--stats", action="store_true", help="print every counter at exit (dropped input...)"
+    )
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        metavar="S",
+        help="keepalive interval on the selected path"
+        f" (default {ConnectConfig().keepalive_default:g})",
+    )
+    parser.add_argument(
+        "--binding-lifetime",
+        type=float,
+        metavar="S",
+        help="the NAT's UDP binding lifetime (natkit classify --lifetime): keepalive below half",
+    )
+    parser.add_argument("--no-portmap", action="store_true", help="ask no gateway for a mapping")
+    parser.add_argument(
+        "--gateway", metavar="IP", help="port-mapping gateway (default: the default route's)"
+    )
+    parser.add_argument(
+        "--static",
+        action="append",
+        default=[],
+        metavar="IP:PORT",
+        help="an endpoint known to reach this node (a manual port forward; repeatable)",
+    )
+    parser.add_argument("--no-nat64", action="store_true", help="skip NAT64 discovery")
+    parser.add_argument(
+        "--include-loopback", action="store_true", help="offer loopback addresses too"
+    )
+    parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """The command line, checked."""
+
+    key: PrivateKey
+    peers: tuple[PublicKey, ...]
+    rendezvous: tuple[str, int]
+    stun: tuple[str, ...]
+    options: ConnectOptions
+
+
+def _positive(value: float | None, flag: str) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{flag} must be positive")
+
+
+def setup(args: argparse.Namespace) -> Setup:
+    """Flags to a :class:`Setup`; raises ``NatkitError``/``ValueError`` saying what is wrong."""
+    for value, flag in (
+        (args.timeout, "--timeout"),
+        (args.signal_timeout, "--signal-timeout"),
+        (args.keepalive, "--keepalive"),
+        (args.binding_lifetime, "--binding-lifetime"),
+    ):
+        _positive(value, flag)
+    rendezvous = split_host_port(args.rendezvous, None)
+    for server in args.stun:
+        parse_server(server)
+    peers = []
+    for text in args.peer:
+        try:
+            peers.append(PublicKey.from_base64(text))
+        except NatkitError as exc:
+            raise ValueError(f"--peer {text!r}: {exc}") from None
+    key = load_private_key(args.key)
+    if key.public_key in peers:
+        raise ValueError("--peer names this node's own key")
+    config = ConnectConfig()
+    if args.keepalive is not None:
+        config = ConnectConfig(
+            keepalive_default=args.keepalive,
+            keepalive_minimum=min(config.keepalive_minimum, args.keepalive),
+        )
+    if args.binding_lifetime is not None:
+        config = ConnectConfig(
+            keepalive_default=config.keepalive_default,
+            keepalive_minimum=config.keepalive_minimum,
+            binding_lifetime=args.binding_lifetime,
+        )
+    if args.local_address is not None:
+        Endpoint.parse(args.local_address, 0)
+    options = ConnectOptions(
+        port=args.port,
+        local_address=args.local_address,
+        portmap=not args.no_portmap,
+        gateway=args.gateway,
+        statics=tuple(Endpoint.parse(text) for text in args.static),
+        nat64=not args.no_nat64,
+        host=HostPolicy(include_loopback=args.include_loopback),
+        config=config,
+    )
+    return Setup(key, tuple(dict.fromkeys(peers)), rendezvous, tuple(args.stun), options)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        checked = setup(args)
+    except (NatkitError, ValueError) as exc:
+        print(f"natkit connect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_Run(args, checked).main())
+
+
+@dataclass
+class _Run:
+    """One run of the command: prints events, decides when and how to exit."""
+
+    args: argparse.Namespace
+    setup: Setup
+    connection: Connection | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    status: int | None = None
+    why: str = ""
+    ever_up: bool = False
+    last_down: StateChanged | None = None
+    #: Lines held back until the ``started`` line is out (events during start).
+    held: list[tuple[dict[str, object] | None, tuple[str, bool] | None]] | None = field(
+        default_factory=list
+    )
+
+    def out(self, document: dict[str, object] | None, text: tuple[str, bool] | None) -> None:
+        if self.held is not None:
+            self.held.append((document, text))
+            return
+        if self.args.json_line:
+            if document is not None:
+                print(json_line(document), flush=True)
+        elif text is not None:
+            print(text[0], file=sys.stdout if text[1] else sys.stderr, flush=True)
+
+    def finish(self, status: int, why: str = "") -> None:
+        if self.status is None:
+            self.status, self.why = status, why
+            self.done.set()
+
+    def print_pairs(self) -> None:
+        connection = self.connection
+        if connection is None or not self.args.pairs:
+            return
+        for peer in connection.peers:
+            rows = connection.pairs(peer)
+            self.out(
+                {"event": "pairs", "peer": str(peer), "pairs": [pair_to_dict(r) for r in rows]},
+                (pairs_table(peer, rows), True),
+            )
+
+    def on_event(self, event: NodeEvent) -> None:
+        self.out(event_to_dict(event), event_to_text(event))
+        if isinstance(event, StateChanged):
+            if event.state is ChannelState.UP:
+                self.ever_up = True
+            else:
+                self.last_down = event
+        if isinstance(event, PathSelected | PathLost):
+            self.print_pairs()
+        if self.args.once and isinstance(event, PathSelected) and not self.missing():
+            # Confirmed here; keep answering briefly so the peer confirms too.
+            loop = asyncio.get_running_loop()
+            loop.call_later(ONCE_LINGER, self.finish, EXIT_OK, "every peer has a path")
+
+    def signalling_problem(self) -> str:
+        host, port = self.setup.rendezvous
+        down = self.last_down
+        if down is None or down.reason is None:
+            return f"signalling never came up (rendezvous {host}:{port})"
+        detail = f" ({down.detail})" if down.detail else ""
+        return f"signalling never came up: rendezvous {host}:{port} {down.reason.value}{detail}"
+
+    def check_signalling(self) -> None:
+        if not self.ever_up:
+            self.finish(EXIT_NO_SIGNALLING, self.signalling_problem())
+
+    def timed_out(self) -> None:
+        if not self.ever_up:
+            self.finish(EXIT_NO_SIGNALLING, self.signalling_problem())
+            return
+        missing = self.missing()
+        if missing:
+            who = ", ".join(missing)
+            self.finish(EXIT_NO_PATH, f"no path to {who} within {self.args.timeout:g} s")
+        elif self.args.once:  # paths confirmed; the linger had not ended yet
+            self.finish(EXIT_OK, "every peer has a path")
+        else:
+            self.finish(EXIT_OK, f"{self.args.timeout:g} s passed; every peer has a path")
+
+    def missing(self) -> list[str]:
+        """Peers without a path now."""
+        connection = self.connection
+        if connection is None:
+            return [str(p) for p in self.setup.peers]
+        return [str(p) for p in connection.peers if connection.selected(p) is None]
+
+    async def main(self) -> int:
+        from natkit.aio.rendezvous_client import RendezvousChannel  # noqa: PLC0415
+
+        setup = self.setup
+        loop = asyncio.get_running_loop()
+        for signum, status in EXIT_SIGNAL.items():
+            loop.add_signal_handler(signum, self.finish, status, signum.name)
+        host, port = setup.rendezvous
+        channel = RendezvousChannel(host, port, setup.key)
+        connection = Connection(
+            setup.key,
+            channel,
+            stun=setup.stun,
+            options=setup.options,
+            on_event=self.on_event,
+            port_mapper=self._port_mapper(),
+        )
+        self.connection = connection
+        try:
+            await connection.start(setup.peers)
+        except OSError as exc:
+            self.held = None
+            where = setup.options.local_address or "the wildcard address"
+            print(
+                f"natkit connect: cannot bind UDP port {setup.options.port} on {where}:"
+                f" {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return EXIT_NO_PATH
+        config = setup.options.config
+        held, self.held = self.held or [], None
+        self.out(
+            {
+                "event": "started",
+                "key": str(setup.key.public_key),
+                "sockets": [str(e) for e in connection.local_endpoints],
+                "peers": [str(p) for p in setup.peers],
+                "keepalive_s": config.keepalive_interval,
+                "loss_bound_s": config.loss_bound,
+            },
+            (
+                f"natkit connect: {setup.key.public_key} on "
+                + ", ".join(str(e) for e in connection.local_endpoints),
+                False,
+            ),
+        )
+        for document, text in held:
+            self.out(document, text)
+        timers = [loop.call_later(self.args.signal_timeout, self.check_signalling)]
+        if self.args.timeout is not None:
+            timers.append(loop.call_later(self.args.timeout, self.timed_out))
+        try:
+            await self.done.wait()
+        finally:
+            for timer in timers:
+                timer.cancel()
+            self.print_pairs()
+            if self.args.stats:
+                self.out(stats_to_dict(connection), (_stats_text(connection), False))
+            await connection.close()
+        status = EXIT_OK if self.status is None else self.status
+        self.out(
+            {"event": "stopped", "status": status, "reason": self.why},
+            (f"natkit connect: {self.why}", False),
+        )
+        if self.args.json_line and status in (EXIT_NO_PATH, EXIT_NO_SIGNALLING):
+            print(f"natkit connect: {self.why}", file=sys.stderr)
+        return status
+
+    def _port_mapper(self) -> PortMapProvider | None:
+        if self.args.no_portmap:
+            return None
+        from natkit.aio.candidates import PortMapperProvider  # noqa: PLC0415
+        from natkit.aio.portmap import LeaseJournal  # noqa: PLC0415
+
+        # The command keeps the machine's lease journal, as natkit portmap does.
+        return PortMapperProvider(gateway=self.args.gateway, journal=LeaseJournal())
+
+
+def _stats_text(connection: Connection) -> str:
+    document = stats_to_dict(connection)
+    parts: list[str] = []
+    for group in ("checks", "signal", "node"):
+        values = document[group]
+        assert isinstance(values, dict)
+        parts.extend(f"{k}={v}" for k, v in values.items() if v)
+    return "stats: " + (" ".join(parts) or "nothing dropped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cli.connect``: ``natkit connect`` by another name."""
+    from cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
+
+    return natkit(["connect", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
