@@ -9,7 +9,7 @@ this package opens a socket, reads a clock or starts a task.
 """
 
 from natkit.turn.channel_data import ChannelData, encode_channel_data, parse_channel_data
-from natkit.turn.client import MAX_DATA, AllocationState, TurnClient, TurnCounters
+from natkit.turn.client import MAX_DATA, TurnClient
 from natkit.turn.config import TurnConfig, TurnTransport
 from natkit.turn.credentials import Credentials, rest_credentials
 from natkit.turn.events import (
@@ -29,6 +29,7 @@ from natkit.turn.events import (
     TurnFailure,
 )
 from natkit.turn.framing import FramingError, StreamFramer
+from natkit.turn.state import AllocationState, TurnCounters
 
 __all__ = [
     "MAX_DATA",

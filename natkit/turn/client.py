@@ -47,24 +47,19 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import deque
-from dataclasses import dataclass
-from enum import Enum
 
 from natkit.endpoint import Endpoint, Family, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.sansio import Datagram, IcmpError, IcmpKind
-from natkit.stun.attributes import AddressAttribute, Attribute
 from natkit.stun.client import StunClient
-from natkit.stun.codec import Message, StunDecodeError, parse_message
-from natkit.stun.constants import AttributeType, ErrorCode, MessageClass, Method
+from natkit.stun.codec import Message
+from natkit.stun.constants import ErrorCode, MessageClass
 from natkit.stun.events import ResponseReceived, TransactionTimedOut
 from natkit.stun.transaction import RetransmissionPolicy
 from natkit.turn.auth import LongTermAuth, Signing
 from natkit.turn.channel_data import (
-    ChannelDataError,
+    ChannelData,
     encode_channel_data,
-    is_channel_data,
-    parse_channel_data,
 )
 from natkit.turn.config import TurnConfig
 from natkit.turn.events import (
@@ -81,9 +76,9 @@ from natkit.turn.events import (
     PermissionFailed,
     TurnEvent,
     TurnFailure,
-    failure_for_code,
 )
 from natkit.turn.framing import FramingError, StreamFramer
+from natkit.turn.inbound import Junk, PeerData, classify
 from natkit.turn.messages import (
     TurnProtocolError,
     allocate_attributes,
@@ -91,24 +86,28 @@ from natkit.turn.messages import (
     peer_address,
     permission_attributes,
     read_allocate_success,
-    read_data_indication,
     read_lifetime,
     refresh_attributes,
     send_indication,
 )
 from natkit.turn.peers import Channel, ChannelState, PeerTable, PermissionState
+from natkit.turn.requests import (
+    UNSIGNED_ERRORS,
+    Action,
+    Request,
+    RequestKind,
+    RetryLimits,
+    Scope,
+    decide_error,
+    scope_of,
+)
+from natkit.turn.state import AllocationState, TurnCounters
 from natkit.turn.timers import Deadlines
 
 #: Largest datagram a peer can be sent: a Send indication to an IPv6 peer
 #: (20 header + 24 XOR-PEER-ADDRESS + 4 DATA header) must fit one IPv4 UDP
 #: datagram (65,507 bytes), and the relay leg is UDP too.
 MAX_DATA = 65_507 - 20 - 24 - 4 - 3
-#: Errors servers send without MESSAGE-INTEGRITY (see rule 2).
-_UNSIGNED_ERRORS = frozenset(
-    {ErrorCode.UNAUTHENTICATED, ErrorCode.STALE_NONCE, ErrorCode.ALLOCATION_MISMATCH}
-)
-#: Refused addresses remembered before expired ones are swept.
-_MAX_REFUSALS = 1024
 #: The shortest refresh interval scheduled, whatever the server grants.
 _MIN_REFRESH = 1.0
 #: ICMP errors that mean nothing answers at the server's address.
@@ -120,88 +119,6 @@ _UNREACHABLE = frozenset(
         IcmpKind.ADMIN_PROHIBITED,
     }
 )
-
-
-class AllocationState(Enum):
-    """Where the allocation is; the last three are terminal."""
-
-    IDLE = "idle"
-    ALLOCATING = "allocating"
-    ALLOCATED = "allocated"
-    DEALLOCATING = "deallocating"
-    CLOSED = "closed"
-    FAILED = "failed"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (AllocationState.CLOSED, AllocationState.FAILED)
-
-
-class _Kind(Enum):
-    """What a request is for (two kinds share the Refresh method)."""
-
-    ALLOCATE = "allocate"
-    REFRESH = "refresh"
-    PERMISSION = "permission"
-    CHANNEL = "channel"
-    DEALLOCATE = "deallocate"
-    KEEPALIVE = "keepalive"
-
-    @property
-    def method(self) -> Method:
-        return _METHODS[self]
-
-
-_METHODS = {
-    _Kind.ALLOCATE: Method.ALLOCATE,
-    _Kind.REFRESH: Method.REFRESH,
-    _Kind.PERMISSION: Method.CREATE_PERMISSION,
-    _Kind.CHANNEL: Method.CHANNEL_BIND,
-    _Kind.DEALLOCATE: Method.REFRESH,
-    _Kind.KEEPALIVE: Method.BINDING,
-}
-
-
-@dataclass(slots=True)
-class _Request:
-    """One logical request, which may take several transactions (401, 438, 500)."""
-
-    kind: _Kind
-    attributes: tuple[Attribute, ...]
-    #: The permission's address or the channel's peer it is about.
-    peer: IPAddress | Endpoint | None = None
-    #: The nonce the latest transaction was signed with (``None``: unsigned).
-    nonce: str | None = None
-    stale_nonces: int = 0
-    server_errors: int = 0
-    reauthenticated: bool = False
-
-
-@dataclass(slots=True)
-class TurnCounters:
-    """What the client dropped or retried, and why (never raised)."""
-
-    #: Bytes from the server that are neither valid STUN nor valid ChannelData.
-    malformed: int = 0
-    #: Datagrams from anywhere but the server (or on another socket).
-    wrong_source: int = 0
-    #: ChannelData on a channel number we never asked for.
-    unknown_channel: int = 0
-    #: Data indications from an address without a permission.
-    no_permission: int = 0
-    #: STUN requests, or indications other than Data, from the server.
-    unexpected: int = 0
-    #: Input after the allocation ended.
-    after_close: int = 0
-    #: Datagrams ``send()`` could not take (closed, or too many held).
-    dropped_sends: int = 0
-    stale_nonces: int = 0
-    server_errors: int = 0
-    refreshes: int = 0
-    keepalives: int = 0
-    icmp_errors: int = 0
-    sent_channel_data: int = 0
-    sent_indications: int = 0
 
 
 #: A deadline's key: what is due (``"refresh"``, ``"permission"``...) and for whom.
@@ -230,15 +147,16 @@ class TurnClient:
         self._stun = StunClient(policy=config.request_policy(), rng=self._rng)
         self._framer = StreamFramer() if config.transport.reliable else None
         self._peers = PeerTable()
-        #: Addresses whose permission was refused, until when (see ``refusal_hold``).
-        self._refusals: dict[IPAddress, float] = {}
-        self._requests: dict[bytes, _Request] = {}
-        self._retries: dict[int, _Request] = {}
+        self._requests: dict[bytes, Request] = {}
+        self._retries: dict[int, Request] = {}
         self._retry_ids = 0
         self._deadlines: Deadlines[_TimerKey] = Deadlines()
         self._outbox: list[Datagram] = []
         self._events: deque[TurnEvent] = deque()
         self._auth = LongTermAuth(config.credentials)
+        self._limits = RetryLimits(
+            config.max_stale_nonce, config.max_server_errors, config.retry_backoff
+        )
         self._refreshing = False
         self._keepalive_tid: bytes | None = None
         self._last_sent: float | None = None
@@ -287,7 +205,7 @@ class TurnClient:
         attributes = allocate_attributes(
             self.config.lifetime, self.config.family, self.config.software
         )
-        self._send(_Request(_Kind.ALLOCATE, attributes), now)
+        self._send(Request(RequestKind.ALLOCATE, attributes), now)
 
     def permit(self, peer: IPAddress | Endpoint | str, now: float) -> None:
         """Have the server accept datagrams from ``peer``'s address (RFC 8656
@@ -295,7 +213,7 @@ class TurnClient:
         address = peer_address(peer)
         self._check_usable("permit()", address)
         permission = self._peers.permission(address)
-        if permission is not None or self._refused(address, now):
+        if permission is not None or self._peers.refused(address, now):
             return
         permission = self._peers.add_permission(address)
         if self.state is AllocationState.ALLOCATED:
@@ -337,7 +255,7 @@ class TurnClient:
         self._check_family(peer.address)
         permission = self._peers.permission(peer.address)
         if permission is None:
-            if self._refused(peer.address, now):
+            if self._peers.refused(peer.address, now):
                 self.counters.dropped_sends += 1
                 return False
             self.permit(peer.address, now)
@@ -443,9 +361,9 @@ class TurnClient:
     # -- requests -------------------------------------------------------------
 
     def _send(
-        self, request: _Request, now: float, policy: RetransmissionPolicy | None = None
+        self, request: Request, now: float, policy: RetransmissionPolicy | None = None
     ) -> None:
-        if request.kind is _Kind.KEEPALIVE:
+        if request.kind is RequestKind.KEEPALIVE:
             signing = Signing(request.attributes, None, None)  # Binding needs no credentials
         else:
             signing = self._auth.sign(request.attributes)
@@ -459,10 +377,10 @@ class TurnClient:
             socket=self.config.socket,
             policy=policy,
             integrity_key=signing.key,
-            unsigned_errors=_UNSIGNED_ERRORS,
+            unsigned_errors=UNSIGNED_ERRORS,
         )
         self._requests[tid] = request
-        if request.kind is _Kind.KEEPALIVE:
+        if request.kind is RequestKind.KEEPALIVE:
             self._keepalive_tid = tid
         self._collect()
 
@@ -490,7 +408,7 @@ class TurnClient:
         if tid == self._keepalive_tid:
             self._keepalive_tid = None
 
-    def _on_response(self, request: _Request, response: Message, now: float) -> None:
+    def _on_response(self, request: Request, response: Message, now: float) -> None:
         self._icmp_strikes = 0
         if response.message_class is MessageClass.ERROR_RESPONSE:
             self._on_error(request, response, now)
@@ -500,103 +418,62 @@ class TurnClient:
             self._request_failed(request, outcome, now)
             return
         handlers = {
-            _Kind.ALLOCATE: self._allocated,
-            _Kind.REFRESH: self._refreshed,
-            _Kind.PERMISSION: self._permission_installed,
-            _Kind.CHANNEL: self._channel_bound,
-            _Kind.DEALLOCATE: self._deallocated,
-            _Kind.KEEPALIVE: self._keepalive_answered,
+            RequestKind.ALLOCATE: self._allocated,
+            RequestKind.REFRESH: self._refreshed,
+            RequestKind.PERMISSION: self._permission_installed,
+            RequestKind.CHANNEL: self._channel_bound,
+            RequestKind.DEALLOCATE: self._deallocated,
+            RequestKind.KEEPALIVE: self._keepalive_answered,
         }
         handlers[request.kind](request, response, now)
 
-    def _on_error(self, request: _Request, response: Message, now: float) -> None:
-        error = response.error_code
-        if error is None:
-            outcome = Outcome(TurnFailure.PROTOCOL_ERROR, None, "error response without ERROR-CODE")
-            self._request_failed(request, outcome, now)
-            return
-        code = error.code
-        if code == ErrorCode.UNAUTHENTICATED and self._challenged(request, response, now):
-            return
-        if code == ErrorCode.STALE_NONCE and self._stale_nonce(request, response, now):
-            return
-        if code == ErrorCode.SERVER_ERROR and self._may_retry(request):
+    def _on_error(self, request: Request, response: Message, now: float) -> None:
+        decision = decide_error(
+            request,
+            response,
+            limits=self._limits,
+            credentials=self.config.credentials is not None,
+            realm=self._auth.realm,
+        )
+        if decision.action is Action.RESEND_SIGNED:
+            assert decision.realm is not None
+            assert decision.nonce is not None
+            self._auth.learn(decision.realm, decision.nonce)
+            if response.error_code and response.error_code.code == ErrorCode.STALE_NONCE:
+                request.stale_nonces += 1
+                self.counters.stale_nonces += 1
+            else:
+                request.reauthenticated = request.nonce is not None
+            self._send(request, now)
+        elif decision.action is Action.RESEND_LATER:
             self.counters.server_errors += 1
-            delay = self.config.retry_backoff * (2**request.server_errors)
             request.server_errors += 1
-            self._retry_later(request, now + delay)
-            return
-        alternate = response.find(AttributeType.ALTERNATE_SERVER)
-        outcome = Outcome(
-            failure_for_code(code),
-            code,
-            error.reason.rstrip("\x00"),  # coturn NUL-terminates some phrases
-            alternate.endpoint if isinstance(alternate, AddressAttribute) else None,
-        )
-        if code == ErrorCode.UNAUTHENTICATED and self.config.credentials is None:
-            outcome = Outcome(TurnFailure.UNAUTHORIZED, code, "the server wants credentials")
-        self._request_failed(request, outcome, now)
-
-    def _may_retry(self, request: _Request) -> bool:
-        # Deallocation is bounded by close_timeout, and keepalives recur anyway.
-        return (
-            request.kind not in (_Kind.DEALLOCATE, _Kind.KEEPALIVE)
-            and request.server_errors < self.config.max_server_errors
-        )
-
-    def _challenged(self, request: _Request, response: Message, now: float) -> bool:
-        """401: learn realm and nonce and sign the request; whether it was re-sent."""
-        realm, nonce = response.text(AttributeType.REALM), response.text(AttributeType.NONCE)
-        if realm is None or nonce is None:
-            return False
-        if request.nonce is not None and (request.reauthenticated or nonce == request.nonce):
-            return False  # signed, and refused: the credentials are wrong or expired
-        if not self._auth.learn(realm, nonce):
-            return False
-        request.reauthenticated = request.nonce is not None
-        self._send(request, now)
-        return True
-
-    def _stale_nonce(self, request: _Request, response: Message, now: float) -> bool:
-        nonce = response.text(AttributeType.NONCE)
-        realm = response.text(AttributeType.REALM) or self._auth.realm
-        if nonce is None or realm is None or request.stale_nonces >= self.config.max_stale_nonce:
-            return False
-        if not self._auth.learn(realm, nonce):
-            return False
-        request.stale_nonces += 1
-        self.counters.stale_nonces += 1
-        self._send(request, now)
-        return True
-
-    def _retry_later(self, request: _Request, when: float) -> None:
-        self._retry_ids += 1
-        self._retries[self._retry_ids] = request
-        self._deadlines.schedule(("retry", self._retry_ids), when)
-
-    def _on_timeout(self, request: _Request, now: float) -> None:
-        outcome = Outcome(TurnFailure.TIMEOUT, None, f"no answer to {request.kind.name}")
-        self._request_failed(request, outcome, now)
-
-    def _request_failed(self, request: _Request, outcome: Outcome, now: float) -> None:
-        kind = request.kind
-        if kind is _Kind.DEALLOCATE:
-            confirmed = outcome.failure is TurnFailure.ALLOCATION_MISMATCH  # nothing left to delete
-            self._finish(AllocationState.CLOSED, Deallocated(confirmed))
-        elif kind is _Kind.KEEPALIVE and outcome.failure is not TurnFailure.TIMEOUT:
-            pass  # an error answer still proves the server is there
-        elif kind is _Kind.PERMISSION and not _fatal(outcome):
-            self._permission_refused(request, outcome, now)
-        elif kind is _Kind.CHANNEL and not _fatal(outcome):
-            self._channel_refused(request, outcome)
-        elif self.state is AllocationState.DEALLOCATING and kind is not _Kind.ALLOCATE:
-            pass  # late news about an allocation being deleted anyway
+            self._retry_ids += 1
+            self._retries[self._retry_ids] = request
+            self._deadlines.schedule(("retry", self._retry_ids), now + decision.delay)
         else:
+            assert decision.outcome is not None
+            self._request_failed(request, decision.outcome, now)
+
+    def _on_timeout(self, request: Request, now: float) -> None:
+        outcome = Outcome(TurnFailure.TIMEOUT, None, f"no answer to {request.kind.value}")
+        self._request_failed(request, outcome, now)
+
+    def _request_failed(self, request: Request, outcome: Outcome, now: float) -> None:
+        scope = scope_of(request.kind, outcome.failure)
+        if scope is Scope.CLOSE:
+            confirmed = outcome.failure is TurnFailure.ALLOCATION_MISMATCH  # nothing to delete
+            self._finish(AllocationState.CLOSED, Deallocated(confirmed))
+        elif scope is Scope.PERMISSION:
+            self._permission_refused(request, outcome, now)
+        elif scope is Scope.CHANNEL:
+            self._channel_refused(request, outcome)
+        elif scope is Scope.ALLOCATION:
             self._end(outcome)
 
     # -- successes ------------------------------------------------------------
 
-    def _allocated(self, request: _Request, response: Message, now: float) -> None:
+    def _allocated(self, request: Request, response: Message, now: float) -> None:
         try:
             result = read_allocate_success(response)
         except TurnProtocolError as exc:
@@ -631,7 +508,7 @@ class TurnClient:
         self._deadlines.schedule(("refresh", None), now + max(_MIN_REFRESH, interval))
         self._deadlines.schedule(("expiry", None), now + lifetime)
 
-    def _refreshed(self, request: _Request, response: Message, now: float) -> None:
+    def _refreshed(self, request: Request, response: Message, now: float) -> None:
         self._refreshing = False
         lifetime = read_lifetime(response)
         if lifetime is None or lifetime < 1:
@@ -641,7 +518,7 @@ class TurnClient:
         self._granted(lifetime, now)
         self._events.append(AllocationRefreshed(lifetime))
 
-    def _permission_installed(self, request: _Request, response: Message, now: float) -> None:
+    def _permission_installed(self, request: Request, response: Message, now: float) -> None:
         address = peer_address(_peer_of(request))
         permission = self._peers.permission(address)
         if permission is None:
@@ -656,7 +533,7 @@ class TurnClient:
         for peer, data in held:
             self._transmit(peer, data, now)
 
-    def _channel_bound(self, request: _Request, response: Message, now: float) -> None:
+    def _channel_bound(self, request: Request, response: Message, now: float) -> None:
         peer = _peer_of(request)
         assert isinstance(peer, Endpoint)
         channel = self._peers.channel(peer)
@@ -674,28 +551,17 @@ class TurnClient:
             channel.state = ChannelState.BOUND
             self._events.append(ChannelBound(peer, channel.number))
 
-    def _deallocated(self, request: _Request, response: Message, now: float) -> None:
+    def _deallocated(self, request: Request, response: Message, now: float) -> None:
         self._finish(AllocationState.CLOSED, Deallocated(confirmed=True))
 
-    def _keepalive_answered(self, request: _Request, response: Message, now: float) -> None:
+    def _keepalive_answered(self, request: Request, response: Message, now: float) -> None:
         pass  # the RTT sample went to the estimator; the strikes were reset
 
     # -- refusals -------------------------------------------------------------
 
-    def _refused(self, address: IPAddress, now: float) -> bool:
-        until = self._refusals.get(address)
-        if until is None:
-            return False
-        if now < until:
-            return True
-        del self._refusals[address]
-        return False
-
-    def _permission_refused(self, request: _Request, outcome: Outcome, now: float) -> None:
+    def _permission_refused(self, request: Request, outcome: Outcome, now: float) -> None:
         address = peer_address(_peer_of(request))
-        if len(self._refusals) >= _MAX_REFUSALS:  # keep the table bounded
-            self._refusals = {a: t for a, t in self._refusals.items() if t > now}
-        self._refusals[address] = now + self.config.refusal_hold
+        self._peers.refuse(address, now + self.config.refusal_hold, now)
         self._deadlines.cancel(("permission", address))
         for endpoint in [e for e in self._peers.channels if e.address == address]:
             self._deadlines.cancel(("channel", endpoint))
@@ -703,7 +569,7 @@ class TurnClient:
         self.counters.dropped_sends += dropped
         self._events.append(PermissionFailed(address, outcome, dropped))
 
-    def _channel_refused(self, request: _Request, outcome: Outcome) -> None:
+    def _channel_refused(self, request: Request, outcome: Outcome) -> None:
         peer = _peer_of(request)
         assert isinstance(peer, Endpoint)
         channel = self._peers.channel(peer)
@@ -727,7 +593,7 @@ class TurnClient:
             return
         if what == "refresh" and not self._refreshing:
             self._refreshing = True
-            self._send(_Request(_Kind.REFRESH, refresh_attributes(self.config.lifetime)), now)
+            self._send(Request(RequestKind.REFRESH, refresh_attributes(self.config.lifetime)), now)
         elif what == "expiry":
             self._end(Outcome(TurnFailure.TIMEOUT, None, "the allocation expired unrefreshed"))
         elif what == "permission":
@@ -755,7 +621,7 @@ class TurnClient:
 
     def _send_keepalive(self, now: float) -> None:
         self.counters.keepalives += 1
-        self._send(_Request(_Kind.KEEPALIVE, ()), now)
+        self._send(Request(RequestKind.KEEPALIVE, ()), now)
 
     # -- permissions, channels, data ------------------------------------------
 
@@ -764,12 +630,12 @@ class TurnClient:
         if permission is None or permission.requested:
             return
         permission.requested = True
-        self._send(_Request(_Kind.PERMISSION, permission_attributes(address), address), now)
+        self._send(Request(RequestKind.PERMISSION, permission_attributes(address), address), now)
 
     def _request_channel(self, channel: Channel, now: float) -> None:
         channel.requested = True
         attributes = channel_bind_attributes(channel.number, channel.peer)
-        self._send(_Request(_Kind.CHANNEL, attributes, channel.peer), now)
+        self._send(Request(RequestKind.CHANNEL, attributes, channel.peer), now)
 
     def _transmit(self, peer: Endpoint, data: bytes, now: float) -> None:
         channel = self._peers.channel(peer)
@@ -805,48 +671,29 @@ class TurnClient:
     # -- receiving ------------------------------------------------------------
 
     def _receive_message(self, data: bytes, now: float) -> None:
-        if is_channel_data(data):
-            self._receive_channel_data(data)
-            return
-        try:
-            message = parse_message(data)
-        except StunDecodeError:
-            self.counters.malformed += 1
-            return
-        if message.message_class in (MessageClass.SUCCESS_RESPONSE, MessageClass.ERROR_RESPONSE):
-            self._stun.receive_response(message, self.config.server, self.config.socket, now)
+        inbound = classify(data)
+        if isinstance(inbound, Message):
+            self._stun.receive_response(inbound, self.config.server, self.config.socket, now)
             self._after_stun(now)
-        elif message.message_class is MessageClass.INDICATION and message.method == Method.DATA:
-            self._receive_data_indication(message)
+        elif isinstance(inbound, ChannelData):
+            channel = self._peers.channel_by_number(inbound.channel)
+            # RFC 8656 §12: data may come as soon as the ChannelBind was sent.
+            if channel is None or channel.state is ChannelState.FAILED:
+                self.counters.unknown_channel += 1
+                return
+            self._icmp_strikes = 0
+            self._events.append(DataReceived(channel.peer, inbound.data, inbound.channel))
+        elif isinstance(inbound, PeerData):
+            # RFC 8656 §11.4: only from addresses we hold a permission for.
+            if self._peers.permission(inbound.peer.address) is None:
+                self.counters.no_permission += 1
+                return
+            self._icmp_strikes = 0
+            self._events.append(DataReceived(inbound.peer, inbound.data, None))
+        elif inbound is Junk.MALFORMED:
+            self.counters.malformed += 1
         else:
             self.counters.unexpected += 1
-
-    def _receive_channel_data(self, data: bytes) -> None:
-        try:
-            message = parse_channel_data(data)
-        except ChannelDataError:
-            self.counters.malformed += 1
-            return
-        channel = self._peers.channel_by_number(message.channel)
-        # RFC 8656 §12: data may come as soon as the ChannelBind was sent.
-        if channel is None or channel.state is ChannelState.FAILED:
-            self.counters.unknown_channel += 1
-            return
-        self._icmp_strikes = 0
-        self._events.append(DataReceived(channel.peer, message.data, message.channel))
-
-    def _receive_data_indication(self, message: Message) -> None:
-        try:
-            peer, data = read_data_indication(message)
-        except TurnProtocolError:
-            self.counters.malformed += 1
-            return
-        # RFC 8656 §11.4: only from addresses we hold a permission for.
-        if self._peers.permission(peer.address) is None:
-            self.counters.no_permission += 1
-            return
-        self._icmp_strikes = 0
-        self._events.append(DataReceived(peer, data, None))
 
     # -- endings --------------------------------------------------------------
 
@@ -856,7 +703,7 @@ class TurnClient:
         self._retries.clear()
         self.counters.dropped_sends += self._peers.clear()
         self.state = AllocationState.DEALLOCATING
-        request = _Request(_Kind.DEALLOCATE, refresh_attributes(0))
+        request = Request(RequestKind.DEALLOCATE, refresh_attributes(0))
         self._send(request, now, self.config.close_policy())
 
     def _end(self, outcome: Outcome) -> None:
@@ -890,12 +737,7 @@ class TurnClient:
         self._refreshing = False
 
 
-def _peer_of(request: _Request) -> IPAddress | Endpoint:
+def _peer_of(request: Request) -> IPAddress | Endpoint:
     peer = request.peer
     assert peer is not None
     return peer
-
-
-def _fatal(outcome: Outcome) -> bool:
-    """Whether a permission's or channel's failure means the allocation is gone."""
-    return outcome.failure in (TurnFailure.ALLOCATION_MISMATCH, TurnFailure.TIMEOUT)

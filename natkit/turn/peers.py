@@ -49,10 +49,16 @@ class Channel:
     requested: bool = False
 
 
+#: Refused addresses remembered before expired ones are swept.
+MAX_REFUSALS = 1024
+
+
 class PeerTable:
     """Permissions and channels of one allocation."""
 
     def __init__(self) -> None:
+        #: Addresses whose permission was refused, and until when to hold off.
+        self.refusals: dict[IPAddress, float] = {}
         self.permissions: dict[IPAddress, Permission] = {}
         self.channels: dict[Endpoint, Channel] = {}
         self._by_number: dict[int, Channel] = {}
@@ -74,6 +80,21 @@ class PeerTable:
         for endpoint in [e for e in self.channels if e.address == peer]:
             self._by_number.pop(self.channels.pop(endpoint).number, None)
         return len(permission.held) if permission is not None else 0
+
+    def refuse(self, peer: IPAddress, until: float, now: float) -> None:
+        """Hold off asking for ``peer`` again until ``until``."""
+        if len(self.refusals) >= MAX_REFUSALS:  # keep the table bounded
+            self.refusals = {a: t for a, t in self.refusals.items() if t > now}
+        self.refusals[peer] = until
+
+    def refused(self, peer: IPAddress, now: float) -> bool:
+        until = self.refusals.get(peer)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self.refusals[peer]
+        return False
 
     def channel(self, peer: Endpoint) -> Channel | None:
         return self.channels.get(peer)
@@ -106,6 +127,7 @@ class PeerTable:
     def clear(self) -> int:
         """Forget everything; returns how many held datagrams were dropped."""
         dropped = self.held_count()
+        self.refusals.clear()
         self.permissions.clear()
         self.channels.clear()
         self._by_number.clear()

@@ -15,7 +15,7 @@ from natkit.sansio import IcmpError, IcmpKind
 from natkit.stun.attributes import IntegerAttribute, XorAddressAttribute
 from natkit.stun.codec import Message, encode_message, parse_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
-from natkit.turn.client import AllocationState, TurnClient
+from natkit.turn import AllocationState, TurnClient
 from natkit.turn.config import TurnConfig, TurnTransport
 from natkit.turn.credentials import Credentials
 from natkit.turn.events import (

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from turn_fakes import PASSWORD, PEER, SERVER, USER, Harness
 
 from natkit.stun.constants import Method
-from natkit.turn.client import AllocationState, TurnClient
+from natkit.turn import AllocationState, TurnClient
 from natkit.turn.config import TurnConfig, TurnTransport
 from natkit.turn.credentials import Credentials
 from natkit.turn.events import AllocationFailed, AllocationLost, DataReceived, PermissionFailed
