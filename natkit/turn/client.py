@@ -190,6 +190,10 @@ class TurnClient:
         permission = self._peers.permission(peer_address(peer))
         return permission is not None and permission.state is PermissionState.INSTALLED
 
+    def refusal(self, peer: IPAddress | Endpoint, now: float) -> Outcome | None:
+        """Why ``peer``'s permission was refused, while ``refusal_hold`` lasts."""
+        return self._peers.refusal(peer_address(peer), now)
+
     def channel_for(self, peer: Endpoint) -> int | None:
         """The bound channel number of ``peer`` (``None``: none bound yet)."""
         channel = self._peers.channel(peer)
@@ -213,7 +217,7 @@ class TurnClient:
         address = peer_address(peer)
         self._check_usable("permit()", address)
         permission = self._peers.permission(address)
-        if permission is not None or self._peers.refused(address, now):
+        if permission is not None or self._peers.refusal(address, now) is not None:
             return
         permission = self._peers.add_permission(address)
         if self.state is AllocationState.ALLOCATED:
@@ -255,7 +259,7 @@ class TurnClient:
         self._check_family(peer.address)
         permission = self._peers.permission(peer.address)
         if permission is None:
-            if self._peers.refused(peer.address, now):
+            if self._peers.refusal(peer.address, now) is not None:
                 self.counters.dropped_sends += 1
                 return False
             self.permit(peer.address, now)
@@ -561,7 +565,7 @@ class TurnClient:
 
     def _permission_refused(self, request: Request, outcome: Outcome, now: float) -> None:
         address = peer_address(_peer_of(request))
-        self._peers.refuse(address, now + self.config.refusal_hold, now)
+        self._peers.refuse(address, now + self.config.refusal_hold, now, outcome)
         self._deadlines.cancel(("permission", address))
         for endpoint in [e for e in self._peers.channels if e.address == address]:
             self._deadlines.cancel(("channel", endpoint))

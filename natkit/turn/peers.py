@@ -14,6 +14,7 @@ from enum import Enum
 
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.turn.channel_data import MAX_CHANNEL, MIN_CHANNEL
+from natkit.turn.events import Outcome
 
 
 class PermissionState(Enum):
@@ -57,8 +58,8 @@ class PeerTable:
     """Permissions and channels of one allocation."""
 
     def __init__(self) -> None:
-        #: Addresses whose permission was refused, and until when to hold off.
-        self.refusals: dict[IPAddress, float] = {}
+        #: Addresses whose permission was refused: until when to hold off, and why.
+        self.refusals: dict[IPAddress, tuple[float, Outcome]] = {}
         self.permissions: dict[IPAddress, Permission] = {}
         self.channels: dict[Endpoint, Channel] = {}
         self._by_number: dict[int, Channel] = {}
@@ -81,20 +82,21 @@ class PeerTable:
             self._by_number.pop(self.channels.pop(endpoint).number, None)
         return len(permission.held) if permission is not None else 0
 
-    def refuse(self, peer: IPAddress, until: float, now: float) -> None:
+    def refuse(self, peer: IPAddress, until: float, now: float, outcome: Outcome) -> None:
         """Hold off asking for ``peer`` again until ``until``."""
         if len(self.refusals) >= MAX_REFUSALS:  # keep the table bounded
-            self.refusals = {a: t for a, t in self.refusals.items() if t > now}
-        self.refusals[peer] = until
+            self.refusals = {a: r for a, r in self.refusals.items() if r[0] > now}
+        self.refusals[peer] = (until, outcome)
 
-    def refused(self, peer: IPAddress, now: float) -> bool:
-        until = self.refusals.get(peer)
-        if until is None:
-            return False
-        if now < until:
-            return True
+    def refusal(self, peer: IPAddress, now: float) -> Outcome | None:
+        """Why ``peer`` was refused, while the hold lasts; else ``None``."""
+        refusal = self.refusals.get(peer)
+        if refusal is None:
+            return None
+        if now < refusal[0]:
+            return refusal[1]
         del self.refusals[peer]
-        return False
+        return None
 
     def channel(self, peer: Endpoint) -> Channel | None:
         return self.channels.get(peer)
