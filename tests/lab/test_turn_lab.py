@@ -19,6 +19,7 @@ at the site, where TCP and TLS still allocate and relay.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from cli.lab import lab_summary, render_up
 from natkit.aio.turn import TurnRelay
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
@@ -355,3 +357,21 @@ async def test_udp_blocked_fails_over_udp_and_relays_over_tcp_and_tls(
             relay.send(PEER, transport.value.encode())
             assert await relay.receive() == (PEER, transport.value.encode())
             assert await relay.close() is True
+
+
+# -- natkit lab up -------------------------------------------------------------------
+
+
+@pytest.mark.scenarios("eim-apdf")
+def test_lab_up_reports_the_turn_servers(lab: Lab, turn: dict[str, LabTurnServer]) -> None:
+    summary = json.loads(json.dumps(lab_summary(lab)))
+    servers = summary["turn_servers"]
+    assert servers["coturn"]["address"] == "203.0.113.30"
+    assert servers["coturn"]["ports"] == {"udp": 3478, "tcp": 3478, "tls": 5349}
+    assert (servers["coturn"]["user"], servers["coturn"]["secret"]) == ("natkit", None)
+    assert servers["coturn-rest"]["secret"] == lab_turn.SECRET
+    assert servers["coturn-rest"]["uris"][-1] == "turns:203.0.113.31:5349"
+    assert servers["coturn"]["ca_file"] == str(turn["coturn"].ca_file)
+    text = render_up(summary)
+    assert "turn servers:" in text
+    assert "coturn-rest 203.0.113.31 udp/tcp 3478 tls 5349" in text
