@@ -59,6 +59,7 @@ from natkit.turn.events import (
     Outcome,
     PermissionCreated,
     PermissionFailed,
+    PingCompleted,
     TurnError,
     TurnEvent,
     TurnFailure,
@@ -212,7 +213,7 @@ class TurnRelay:
         refuses or cannot be reached, and ``TimeoutError`` after ``timeout``.
         """
         async with asyncio.timeout(timeout):
-            await self._connect()
+            await self._ensure_connected()
             waiter = self._waiter("allocated")
             self.client.allocate(self._now())
             self._transmit()
@@ -220,6 +221,17 @@ class TurnRelay:
         relayed = self.client.relayed
         assert relayed is not None
         return relayed
+
+    async def ping(self, timeout: float | None = None) -> float | None:
+        """One Binding round trip to the server, in seconds (``None``: no
+        unambiguous answer); connects first if needed, allocates nothing."""
+        async with asyncio.timeout(timeout):
+            await self._ensure_connected()
+            waiter = self._waiter("ping")
+            self.client.ping(self._now())
+            self._transmit()
+            rtt = await waiter
+        return rtt if isinstance(rtt, float) else None
 
     async def permit(self, peer: Endpoint | IPAddress, timeout: float | None = None) -> None:
         """Install a permission for ``peer``'s address; raises :class:`TurnError`
@@ -304,9 +316,11 @@ class TurnRelay:
 
     # -- transport ----------------------------------------------------------
 
+    async def _ensure_connected(self) -> None:
+        if self._runner is None:
+            await self._connect()
+
     async def _connect(self) -> None:
-        if self._runner is not None:
-            raise LocalProtocolError("allocate() called twice on one TurnRelay")
         if self.config.transport is TurnTransport.UDP:
             sock = self._sock or _udp_socket(self.config.server)
             self._sock = None
@@ -426,6 +440,8 @@ class TurnRelay:
             self._settle(("channel", event.peer), event.channel)
         elif isinstance(event, ChannelBindFailed):
             self._settle(("channel", event.peer), error=event.outcome)
+        elif isinstance(event, PingCompleted):
+            self._settle("ping", event.rtt)
         elif isinstance(event, AllocationFailed | AllocationLost | Deallocated):
             self._ended_with(event)
 
@@ -473,6 +489,36 @@ def _tcp_socket(server: Endpoint) -> socket_module.socket:
     return socket_module.socket(family, socket_module.SOCK_STREAM)
 
 
+async def server_rtt(
+    server: TurnServer,
+    *,
+    count: int = 3,
+    timeout: float = 5.0,
+    cafile: str | None = None,
+    verify: bool = True,
+    sock: socket_module.socket | None = None,
+) -> float | None:
+    """The smallest of ``count`` Binding round trips to ``server`` over its
+    transport (a TCP/TLS connection is made once), or ``None`` if it never
+    answered: how to pick the nearest of several servers. Allocates nothing."""
+    config = TurnConfig(server.endpoint, None, server.transport)
+    relay = TurnRelay(
+        config, server_name=server.server_name, cafile=cafile, verify=verify, sock=sock
+    )
+    samples: list[float] = []
+    try:
+        async with asyncio.timeout(timeout):
+            for _ in range(count):
+                rtt = await relay.ping()
+                if rtt is not None:
+                    samples.append(rtt)
+    except (TimeoutError, TurnError):
+        pass
+    finally:
+        relay._shutdown()
+    return min(samples) if samples else None
+
+
 async def allocate_relay(
     server: TurnServer,
     credentials: Credentials | None,
@@ -507,4 +553,5 @@ __all__ = [
     "TurnServer",
     "allocate_relay",
     "resolve_turn_server",
+    "server_rtt",
 ]

@@ -74,6 +74,7 @@ from natkit.turn.events import (
     Outcome,
     PermissionCreated,
     PermissionFailed,
+    PingCompleted,
     TurnEvent,
     TurnFailure,
 )
@@ -273,6 +274,14 @@ class TurnClient:
         self._transmit(peer, data, now)
         return True
 
+    def ping(self, now: float) -> None:
+        """Send a Binding request to the server (allowed before ``allocate()``
+        too); :class:`PingCompleted` gives the round-trip time, and the answer
+        also feeds :attr:`srtt`. For picking the nearest of several servers."""
+        if self.state.terminal:
+            raise LocalProtocolError(f"ping() in state {self.state.value}")
+        self._send(Request(RequestKind.PING, ()), now)
+
     def close(self, now: float) -> None:
         """Delete the allocation (Refresh with LIFETIME 0); idempotent."""
         if self.state is AllocationState.IDLE:
@@ -367,8 +376,8 @@ class TurnClient:
     def _send(
         self, request: Request, now: float, policy: RetransmissionPolicy | None = None
     ) -> None:
-        if request.kind is RequestKind.KEEPALIVE:
-            signing = Signing(request.attributes, None, None)  # Binding needs no credentials
+        if request.kind.unsigned:
+            signing = Signing(request.attributes, None, None)
         else:
             signing = self._auth.sign(request.attributes)
         request.nonce = signing.nonce
@@ -397,6 +406,8 @@ class TurnClient:
         while (event := self._stun.next_event()) is not None:
             if isinstance(event, ResponseReceived):
                 request = self._requests.pop(event.transaction_id, None)
+                if request is not None and request.kind is RequestKind.PING:
+                    self._events.append(PingCompleted(event.rtt))
                 if request is not None:
                     self._forget_keepalive(event.transaction_id)
                     self._on_response(request, event.response, now)
@@ -428,6 +439,7 @@ class TurnClient:
             RequestKind.CHANNEL: self._channel_bound,
             RequestKind.DEALLOCATE: self._deallocated,
             RequestKind.KEEPALIVE: self._keepalive_answered,
+            RequestKind.PING: self._keepalive_answered,
         }
         handlers[request.kind](request, response, now)
 
@@ -460,6 +472,8 @@ class TurnClient:
             self._request_failed(request, decision.outcome, now)
 
     def _on_timeout(self, request: Request, now: float) -> None:
+        if request.kind is RequestKind.PING:
+            self._events.append(PingCompleted(None))
         outcome = Outcome(TurnFailure.TIMEOUT, None, f"no answer to {request.kind.value}")
         self._request_failed(request, outcome, now)
 

@@ -218,6 +218,15 @@ class DataReceived:
         return f"DataReceived({self.peer}, <{len(self.data)} bytes>, channel={self.channel})"
 
 
+@dataclass(frozen=True, slots=True)
+class PingCompleted:
+    """An explicit ``ping()`` ended."""
+
+    #: Seconds from request to answer; ``None`` when no answer came (or a
+    #: retransmission made the round trip ambiguous, RFC 6298's Karn rule).
+    rtt: float | None
+
+
 TurnEvent = (
     AllocationCreated
     | AllocationRefreshed
@@ -229,4 +238,5 @@ TurnEvent = (
     | ChannelBound
     | ChannelBindFailed
     | DataReceived
+    | PingCompleted
 )

@@ -45,6 +45,13 @@ class RequestKind(Enum):
     CHANNEL = "channel"
     DEALLOCATE = "deallocate"
     KEEPALIVE = "keepalive"
+    #: A Binding the caller asked for, to measure the round trip.
+    PING = "ping"
+
+    @property
+    def unsigned(self) -> bool:
+        """Binding requests need no credentials (RFC 8489 §10)."""
+        return self in (RequestKind.KEEPALIVE, RequestKind.PING)
 
     @property
     def method(self) -> Method:
@@ -58,6 +65,7 @@ _METHODS = {
     RequestKind.CHANNEL: Method.CHANNEL_BIND,
     RequestKind.DEALLOCATE: Method.REFRESH,
     RequestKind.KEEPALIVE: Method.BINDING,
+    RequestKind.PING: Method.BINDING,
 }
 
 
@@ -149,7 +157,7 @@ def decide_error(
 def _may_retry(request: Request, limits: RetryLimits) -> bool:
     # Deallocation is bounded by close_timeout, and keepalives recur anyway.
     return (
-        request.kind not in (RequestKind.DEALLOCATE, RequestKind.KEEPALIVE)
+        request.kind not in (RequestKind.DEALLOCATE, RequestKind.KEEPALIVE, RequestKind.PING)
         and request.server_errors < limits.max_server_errors
     )
 
@@ -178,6 +186,8 @@ def scope_of(kind: RequestKind, failure: TurnFailure) -> Scope:
     a transaction timeout means the server is (rule 3 of the client)."""
     if kind is RequestKind.DEALLOCATE:
         return Scope.CLOSE
+    if kind is RequestKind.PING:
+        return Scope.NOTHING  # the caller learns from PingCompleted
     fatal = failure in (TurnFailure.ALLOCATION_MISMATCH, TurnFailure.TIMEOUT)
     if kind is RequestKind.KEEPALIVE:
         return Scope.ALLOCATION if failure is TurnFailure.TIMEOUT else Scope.NOTHING

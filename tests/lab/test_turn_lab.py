@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from cli.lab import lab_summary, render_up
-from natkit.aio.turn import TurnRelay
+from natkit.aio.turn import TurnRelay, TurnServer, server_rtt
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
 from natkit.lab import turn as lab_turn
@@ -378,3 +378,19 @@ def test_lab_up_reports_the_turn_servers(lab: Lab, turn: dict[str, LabTurnServer
     text = render_up(summary)
     assert "turn servers:" in text
     assert "coturn-rest 203.0.113.31 udp/tcp 3478 tls 5349" in text
+
+
+@pytest.mark.scenarios("eim-apdf")
+async def test_server_rtt_over_each_transport(lab: Lab, turn: dict[str, LabTurnServer]) -> None:
+    server = turn["coturn"]
+    for transport in TRANSPORTS:
+        endpoint = server.tls if transport is TurnTransport.TLS else server.udp
+        kind = socket.SOCK_DGRAM if transport is TurnTransport.UDP else socket.SOCK_STREAM
+        rtt = await server_rtt(
+            TurnServer(endpoint, transport),
+            cafile=str(server.ca_file),
+            sock=lab.socket(kind=kind),
+            timeout=GUARD,
+        )
+        assert rtt is not None, transport
+        assert rtt > 0

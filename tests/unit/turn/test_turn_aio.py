@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from turn_fakes import PASSWORD, PEER, RELAYED, USER, FakeTurnServer
 
-from natkit.aio.turn import TurnRelay
+from natkit.aio.turn import TurnRelay, TurnServer, server_rtt
 from natkit.endpoint import Endpoint
 from natkit.turn import AllocationState, Credentials, TurnConfig, TurnError, TurnFailure
 from natkit.turn.config import TurnTransport
@@ -167,3 +167,17 @@ async def test_a_udp_server_that_dies_is_noticed_by_icmp() -> None:
     with pytest.raises(TurnError):
         await relay.receive()
     await relay.close()
+
+
+async def test_server_rtt_over_udp_and_tcp(
+    udp_server: tuple[Endpoint, FakeTurnServer], tcp_server: tuple[Endpoint, FakeTurnServer]
+) -> None:
+    for endpoint, transport in (
+        (udp_server[0], TurnTransport.UDP),
+        (tcp_server[0], TurnTransport.TCP),
+    ):
+        rtt = await server_rtt(TurnServer(endpoint, transport), count=2)
+        assert rtt is not None
+        assert rtt >= 0
+    nobody = TurnServer(Endpoint(udp_server[0].address, 1), TurnTransport.TCP)
+    assert await server_rtt(nobody, count=1, timeout=2) is None

@@ -28,6 +28,7 @@ from natkit.turn.events import (
     Deallocated,
     PermissionCreated,
     PermissionFailed,
+    PingCompleted,
     TurnFailure,
 )
 
@@ -489,3 +490,22 @@ def test_connection_lost_ends_the_allocation() -> None:
         TurnFailure.CONNECTION_LOST,
         "reset by peer",
     )
+
+
+def test_ping_measures_the_round_trip_before_or_after_allocating() -> None:
+    client = make()
+    client.ping(0.0)  # idle: no allocation needed
+    [request] = client.datagrams_to_send(0.0)
+    server = Harness(client).server
+    [answer] = server.receive(request.data)
+    client.receive_datagram(answer, SERVER, 0, 0.25)
+    assert client.next_event() == PingCompleted(0.25)
+    assert client.srtt == 0.25
+    assert client.state is AllocationState.IDLE
+    silent = allocated()
+    silent.blackhole = True
+    silent.client.ping(silent.now)
+    silent.run_until(39.0)  # the ping gives up at 39.5 s, before the keepalive's does
+    assert silent.of_type(PingCompleted) == []
+    silent.run_until(39.5)
+    assert silent.of_type(PingCompleted) == [PingCompleted(None)]
