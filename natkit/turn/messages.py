@@ -72,30 +72,20 @@ def channel_bind_attributes(channel: int, peer: Endpoint) -> tuple[Attribute, ..
 
 def send_indication(transaction_id: bytes, peer: Endpoint, data: bytes) -> bytes:
     """An encoded Send indication carrying ``data`` to ``peer`` (RFC 8656 §11.1)."""
-    message = Message(
-        Method.SEND,
-        MessageClass.INDICATION,
-        transaction_id,
-        (
-            XorAddressAttribute(AttributeType.XOR_PEER_ADDRESS, peer),
-            RawAttribute(AttributeType.DATA, data),
-        ),
-    )
-    return encode_message(message)
+    return _indication(Method.SEND, transaction_id, peer, data)
 
 
 def data_indication(transaction_id: bytes, peer: Endpoint, data: bytes) -> bytes:
     """An encoded Data indication (what a server sends; for tests and fakes)."""
-    message = Message(
-        Method.DATA,
-        MessageClass.INDICATION,
-        transaction_id,
-        (
-            XorAddressAttribute(AttributeType.XOR_PEER_ADDRESS, peer),
-            RawAttribute(AttributeType.DATA, data),
-        ),
+    return _indication(Method.DATA, transaction_id, peer, data)
+
+
+def _indication(method: Method, transaction_id: bytes, peer: Endpoint, data: bytes) -> bytes:
+    attributes = (
+        XorAddressAttribute(AttributeType.XOR_PEER_ADDRESS, peer),
+        RawAttribute(AttributeType.DATA, data),
     )
-    return encode_message(message)
+    return encode_message(Message(method, MessageClass.INDICATION, transaction_id, attributes))
 
 
 def read_data_indication(message: Message) -> tuple[Endpoint, bytes]:
