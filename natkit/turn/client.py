@@ -603,8 +603,9 @@ class TurnClient:
     def _on_deadline(self, key: _TimerKey, now: float) -> None:
         what = key[0]
         if what == "retry":
+            # Deallocating, only the Allocate is still retried (close() waits for it).
             request = self._retries.pop(key[1])  # type: ignore[call-overload]
-            if self.state in (AllocationState.ALLOCATING, AllocationState.ALLOCATED):
+            if self.state is not AllocationState.DEALLOCATING or self._close_requested:
                 self._send(request, now)
             return
         if self.state is not AllocationState.ALLOCATED:

@@ -509,3 +509,15 @@ def test_ping_measures_the_round_trip_before_or_after_allocating() -> None:
     assert silent.of_type(PingCompleted) == []
     silent.run_until(39.5)
     assert silent.of_type(PingCompleted) == [PingCompleted(None)]
+
+
+def test_close_while_an_allocate_waits_out_a_500_still_ends() -> None:
+    harness = Harness(make(max_server_errors=1, retry_backoff=1.0))
+    harness.server.errors[Method.ALLOCATE] = 500
+    harness.client.allocate(0.0)
+    harness.pump()
+    harness.client.close(0.0)
+    del harness.server.errors[Method.ALLOCATE]
+    harness.run_until(10.0)
+    assert harness.of_type(Deallocated) == [Deallocated(confirmed=True)]
+    assert harness.server.refresh_lifetimes == [0]
