@@ -1,6 +1,6 @@
 """``natkit lab``: build, list and tear down the network-namespace NAT lab.
 
-    natkit lab up SCENARIO [--loss PCT] [--no-coturn] [--no-natkit-server] [--json]
+    natkit lab up SCENARIO [--loss PCT] [--no-coturn] [--no-natkit-server] [--no-turn] [--json]
     natkit lab down [ID ...] [--all] [--stale]
     natkit lab list [--json]
     natkit classify --lab SCENARIO ...   (see :func:`classify_in_lab`)
@@ -8,6 +8,7 @@
 ``up`` leaves the lab running (its state is in /run/natkit/labs) and prints
 what a user needs to work in it (:func:`lab_summary`): its id and
 namespaces, the STUN servers (with coturn's TLS port and certificate), the
+TURN servers (address, ports, user, password, realm, REST secret, CA file), the
 client's addresses, the other sites of two-site scenarios, the resolver and
 NAT64 prefix of IPv6 scenarios, the port-mapping gateway, and a command to
 try in the client's namespace. ``down`` removes labs by id, including labs
@@ -69,7 +70,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="PCT",
         help="random packet loss on the client's link, each way (default 0)",
     )
-    up.add_argument("--no-coturn", action="store_true", help="do not start coturn")
+    up.add_argument("--no-coturn", action="store_true", help="do not start coturn (STUN nor TURN)")
+    up.add_argument("--no-turn", action="store_true", help="do not start the TURN servers")
     up.add_argument(
         "--no-natkit-server", action="store_true", help="do not start natkit's own STUN server"
     )
@@ -171,7 +173,8 @@ def _up(args: argparse.Namespace) -> int:
     require_root()
     servers = _available_servers(natkit=not args.no_natkit_server, coturn=not args.no_coturn)
     started = time.monotonic()
-    lab = Lab.up(args.scenario, servers=servers, loss_percent=args.loss)
+    turn = not (args.no_turn or args.no_coturn)
+    lab = Lab.up(args.scenario, servers=servers, loss_percent=args.loss, turn=turn)
     lab.detach()
     summary = lab_summary(lab, build_seconds=time.monotonic() - started)
     if args.json:
@@ -207,6 +210,7 @@ def lab_summary(lab: Lab, build_seconds: float | None = None) -> Summary:
             }
             for name, s in lab.stun_servers.items()
         },
+        "turn_servers": {name: s.as_json() for name, s in lab.turn_servers.items()},
         "loss_percent": lab.loss_percent,
         "client_addresses_v6": [str(a) for a in lab.client_addresses_v6],
         "dns_server": None if lab.dns_server is None else str(lab.dns_server),
@@ -285,6 +289,9 @@ def render_up(summary: Summary) -> str:
         lines.append("  (none)")
     if summary["tls_certificate"] is not None:
         lines.append(f"  tls certificate (CA file): {summary['tls_certificate']}")
+    if summary["turn_servers"]:
+        lines.append("turn servers:")
+        lines += [_turn_line(name, s) for name, s in summary["turn_servers"].items()]
     clients = ", ".join(summary["client_addresses"])
     public = summary["public_address"]
     seen = f"seen as {public}"
@@ -324,6 +331,17 @@ def _server_line(name: str, server: Summary) -> str:
     if server["ipv6"] is not None:
         line += f"  ipv6 {server['ipv6']}"
     return line
+
+
+def _turn_line(name: str, server: Summary) -> str:
+    if server["secret"] is not None:
+        auth = f"REST API secret {server['secret']}"
+    else:
+        auth = f"user {server['user']} password {server['password']}"
+    return (
+        f"  {name:<11} {server['address']} udp/tcp {server['port']} tls {server['tls_port']}"
+        f"  realm {server['realm']}, {auth}; CA file {server['ca_file']}"
+    )
 
 
 def _site_line(site: Summary) -> str:

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from natkit.endpoint import Endpoint
 from natkit.lab import ipv6, miniupnpd, state
+from natkit.lab import turn as lab_turn
 from natkit.lab.errors import LabError, UnknownLabError
 from natkit.lab.loss import render_loss
 from natkit.lab.netns import (
@@ -122,11 +123,13 @@ class Lab:
         servers: Iterable[str] = DEFAULT_SERVERS,
         run_id: str | None = None,
         loss_percent: float = 0.0,
+        turn: bool = False,
     ) -> Lab:
         """Build ``scenario`` and start ``servers``; a failure leaves nothing behind.
 
         ``servers`` holds :class:`ServerKind` values (``"natkit"``, ``"coturn"``);
-        pass ``()`` for a bare network. ``run_id`` (5 hex digits) is drawn at
+        pass ``()`` for a bare network. ``turn`` also starts the TURN servers
+        (:mod:`natkit.lab.turn`). ``run_id`` (5 hex digits) is drawn at
         random when not given.
         """
         require_root()
@@ -137,7 +140,7 @@ class Lab:
         require_tools(
             [
                 *TOOLS,
-                *(["turnserver", "openssl"] if ServerKind.COTURN in kinds else []),
+                *(["turnserver", "openssl"] if ServerKind.COTURN in kinds or turn else []),
                 *(["miniupnpd"] if gateways else []),
                 *(["unbound"] if chosen.ipv6 is not None else []),
                 *(["tayga"] if nat64 else []),
@@ -157,6 +160,8 @@ class Lab:
         lab = cls(plan, record)
         try:
             lab._build(kinds, loss_percent)
+            if turn:
+                lab_turn.start(lab)
         except BaseException:
             lab.down()
             raise
@@ -294,6 +299,19 @@ class Lab:
         except KeyError:
             known = ", ".join(self._plan.namespaces)
             raise KeyError(f"lab {self.run_id} has no role {role!r} (roles: {known})") from None
+
+    @property
+    def turn_servers(self) -> dict[str, lab_turn.LabTurnServer]:
+        """Name -> TURN server, when the lab was started with ``turn``."""
+        return {server.name: server for server in lab_turn.running(self)}
+
+    def start_turn(self, options: lab_turn.TurnOptions | None = None) -> None:
+        """(Re)start the TURN servers, with coturn knobs (quotas, ports, nonce life)."""
+        lab_turn.start(self, options or lab_turn.TurnOptions())
+
+    def stop_turn(self, name: str | None = None) -> None:
+        """Stop one TURN server by name, or all (a server that died)."""
+        lab_turn.stop(self, name)
 
     def server_log(self, kind: str) -> Path:
         """The stdout/stderr log of a server of this lab."""
@@ -532,6 +550,18 @@ class Lab:
     def _start_process(self, key: str, proc: subprocess.Popen[bytes]) -> None:
         self._processes[key] = proc
         self._save(dataclasses.replace(self._record, pids={**self._record.pids, key: proc.pid}))
+
+    def add_process(self, key: str, proc: subprocess.Popen[bytes]) -> None:
+        """Record a process started in the lab under ``key`` (stopped at teardown)."""
+        self._start_process(key, proc)
+
+    def stop_process(self, key: str) -> None:
+        """Stop the process recorded under ``key`` (none: nothing to do)."""
+        proc = self._processes.pop(key, None)
+        pids = dict(self._record.pids)
+        pid = pids.pop(key, None)
+        terminate({pid} if pid is not None else set(), [proc] if proc is not None else [])
+        self._save(dataclasses.replace(self._record, pids=pids))
 
     def _start_ipv6_gateways(self, hosts: Sequence[HostPlan]) -> None:
         """unbound (and tayga) on each IPv6 router; wait for DNS answers."""

@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from ipaddress import IPv6Address
 from pathlib import Path
 
 from natkit.endpoint import Endpoint
@@ -150,19 +151,26 @@ def key_path(workdir: Path) -> Path:
     return workdir / "coturn-key.pem"
 
 
-def make_certificate(workdir: Path) -> None:
-    """A self-signed P-256 certificate for coturn's addresses, made per lab
-    in its work directory (removed with the lab; never committed)."""
-    names = [*(_SERVER_ADDRESSES[ServerKind.COTURN]), COTURN_V6]
+def make_certificate(
+    workdir: Path,
+    addresses: Sequence[IPv4 | IPv6Address] | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> None:
+    """A self-signed P-256 certificate for ``addresses`` (default: coturn's),
+    made per lab in its work directory (removed with the lab; never committed)."""
+    default = [*_SERVER_ADDRESSES[ServerKind.COTURN], COTURN_V6]
+    names = addresses if addresses is not None else default
+    cert = cert or certificate_path(workdir)
+    key = key or key_path(workdir)
     san = ",".join(f"IP:{a}" for a in names)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
          "-nodes", "-days", "7", "-subj", "/CN=natkit lab coturn", "-addext",
-         f"subjectAltName={san}", "-keyout", str(key_path(workdir)),
-         "-out", str(certificate_path(workdir))],
+         f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
-    key_path(workdir).chmod(0o600)
+    key.chmod(0o600)
 
 
 def log_path(kind: ServerKind, workdir: Path) -> Path:

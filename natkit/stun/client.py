@@ -67,6 +67,7 @@ class StunClient:
         self._rng = rng or random.Random()
         self._transactions: dict[bytes, ClientTransaction] = {}
         self._keys: dict[bytes, bytes] = {}
+        self._unsigned_errors: dict[bytes, frozenset[int]] = {}
         # Recently finished IDs, to tell a late duplicate from a stranger's reply.
         self._finished: deque[bytes] = deque(maxlen=FINISHED_MEMORY)
         self._deadlines: list[tuple[float, bytes]] = []
@@ -88,11 +89,16 @@ class StunClient:
         policy: RetransmissionPolicy | None = None,
         integrity_key: bytes | None = None,
         fingerprint: bool = False,
+        unsigned_errors: frozenset[int] = frozenset(),
     ) -> bytes:
         """Start a transaction for ``message`` (a request); returns its ID.
 
         ``integrity_key`` signs the request and is then required on the
-        response (RFC 8489 §6.3.3: a response failing the check is dropped).
+        response (RFC 8489 §6.3.3: a response failing the check is dropped),
+        except on error responses whose code is in ``unsigned_errors`` and
+        that carry no MESSAGE-INTEGRITY at all: RFC 8489 §9.2.5 handles 401
+        and 438 before any integrity check (the server may not know the key),
+        and TURN servers send 437 the same way.
         """
         if message.message_class is not MessageClass.REQUEST:
             raise LocalProtocolError("only requests start transactions")
@@ -114,6 +120,8 @@ class StunClient:
         self._transactions[tid] = txn
         if integrity_key is not None:
             self._keys[tid] = integrity_key
+            if unsigned_errors:
+                self._unsigned_errors[tid] = unsigned_errors
         self._service(txn, now)
         return tid
 
@@ -122,8 +130,7 @@ class StunClient:
         txn = self._transactions.pop(transaction_id, None)
         if txn is not None:
             txn.state = TransactionState.CANCELLED
-            self._keys.pop(transaction_id, None)
-            self._finished.append(transaction_id)
+            self._forget(transaction_id)
 
     def pending(self) -> int:
         return len(self._transactions)
@@ -158,15 +165,13 @@ class StunClient:
             self.counters.unexpected_source += 1
             return
         key = self._keys.get(tid)
-        if key is not None:
+        if key is not None and not self._unsigned_error_allowed(tid, message):
             try:
                 verify_integrity(message, key)
             except IntegrityError:
                 self.counters.bad_integrity += 1
                 return
-        del self._transactions[tid]
-        self._keys.pop(tid, None)
-        self._finished.append(tid)
+        self._forget(tid)
         txn.state = TransactionState.SUCCEEDED
         rtt = txn.unambiguous_rtt(now)
         if rtt is not None:
@@ -205,14 +210,26 @@ class StunClient:
 
     # -- internals --------------------------------------------------------------
 
+    def _unsigned_error_allowed(self, tid: bytes, message: Message) -> bool:
+        if message.has_message_integrity:
+            return False  # present, so it must match
+        if message.message_class is not MessageClass.ERROR_RESPONSE:
+            return False
+        error = message.error_code
+        return error is not None and error.code in self._unsigned_errors.get(tid, frozenset())
+
+    def _forget(self, tid: bytes) -> None:
+        self._transactions.pop(tid, None)
+        self._keys.pop(tid, None)
+        self._unsigned_errors.pop(tid, None)
+        self._finished.append(tid)
+
     def _service(self, txn: ClientTransaction, now: float) -> None:
         if txn.due_transmission(now):
             self._outbox.append(Datagram(txn.request, txn.remote, txn.socket))
         if txn.expired(now):
             txn.state = TransactionState.TIMED_OUT
-            del self._transactions[txn.transaction_id]
-            self._keys.pop(txn.transaction_id, None)
-            self._finished.append(txn.transaction_id)
+            self._forget(txn.transaction_id)
             self._events.append(
                 TransactionTimedOut(txn.transaction_id, txn.remote, txn.socket, txn.transmissions)
             )

@@ -8,7 +8,7 @@ import pytest
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.stun.attributes import XorAddressAttribute
+from natkit.stun.attributes import ErrorCodeAttribute, XorAddressAttribute
 from natkit.stun.client import StunClient
 from natkit.stun.codec import Message, binding_request, encode_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
@@ -117,6 +117,33 @@ def test_integrity_protected_request_requires_a_matching_response() -> None:
     response = Message(Method.BINDING, MessageClass.SUCCESS_RESPONSE, tid)
     client.receive_datagram(encode_message(response, integrity_key=key), SERVER, 0, 0.2)
     assert isinstance(client.next_event(), ResponseReceived)
+
+
+def _error(tid: bytes, code: int, key: bytes | None = None) -> bytes:
+    response = Message(
+        Method.ALLOCATE, MessageClass.ERROR_RESPONSE, tid, (ErrorCodeAttribute(code, "x"),)
+    )
+    return encode_message(response, integrity_key=key)
+
+
+def test_unsigned_errors_are_accepted_only_for_the_codes_named() -> None:
+    # RFC 8489 §9.2.5: 401 and 438 come before any integrity check; a signed
+    # request's other errors must be signed, and a wrong signature is never
+    # excused.
+    client = StunClient(rng=random.Random(6))
+    key = b"secret"
+    request = Message(Method.ALLOCATE, MessageClass.REQUEST, client.new_transaction_id())
+    tid = client.send_request(
+        request, SERVER, 0.0, integrity_key=key, unsigned_errors=frozenset({401, 438})
+    )
+    client.receive_datagram(_error(tid, 486), SERVER, 0, 0.1)
+    client.receive_datagram(_error(tid, 438, key=b"wrong"), SERVER, 0, 0.1)
+    assert client.counters.bad_integrity == 2
+    assert client.next_event() is None
+    client.receive_datagram(_error(tid, 438), SERVER, 0, 0.2)
+    event = client.next_event()
+    assert isinstance(event, ResponseReceived)
+    assert event.response.error_code == ErrorCodeAttribute(438, "x")
 
 
 def test_adaptive_policy_starts_from_the_measured_rto() -> None:
