@@ -188,10 +188,12 @@ class RendezvousChannel(ChannelBase):
         """One connection, from TCP connect to its end: why it ended, and how
         long it was up (``None`` if it never was)."""
         self.counters.attempts += 1
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the
+        # result and loses a cancel that arrives as its future completes
+        # (python/cpython#86296), so close() could wait for ever.
         try:
-            reader, writer = await asyncio.wait_for(
-                self._open(self.host, self.port), self.connect_timeout
-            )
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await self._open(self.host, self.port)
         except (OSError, TimeoutError) as exc:
             return DownReason.UNREACHABLE, _describe(exc), None
         core = RendezvousClient(self.key, self._clock(), self.config)
@@ -215,7 +217,8 @@ class RendezvousChannel(ChannelBase):
                 deadline = core.get_timer()
                 timeout = None if deadline is None else max(0.0, deadline - self._clock())
                 try:
-                    data = await asyncio.wait_for(reader.read(_READ_SIZE), timeout)
+                    async with asyncio.timeout(timeout):
+                        data = await reader.read(_READ_SIZE)
                 except TimeoutError:
                     core.handle_timer(self._clock())
                     continue

@@ -7,6 +7,7 @@ import random
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -456,3 +457,47 @@ async def test_a_reset_connection_is_lost_then_restored(server: Server) -> None:
     assert lost[0].reason is DownReason.LOST
     assert lost[0].detail == "Connection reset by peer"
     assert lost[0].state is ChannelState.CONNECTING
+
+
+class _GatedReader:
+    """A stream reader whose next read the test completes by hand."""
+
+    def __init__(self) -> None:
+        self.pending: asyncio.Future[bytes] | None = None
+
+    async def read(self, _size: int) -> bytes:
+        self.pending = asyncio.get_running_loop().create_future()
+        return await self.pending
+
+
+class _NullWriter:
+    transport = None
+
+    def write(self, _data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def test_close_while_data_arrives_is_not_lost() -> None:
+    # Bytes arriving in the same loop iteration as close() cancels the
+    # channel: Python 3.11's asyncio.wait_for returned the bytes and lost the
+    # cancel, so the connection loop went on and close() never returned.
+    reader = _GatedReader()
+
+    async def open_connection(_host: str, _port: int) -> Any:
+        return reader, _NullWriter()
+
+    channel = RendezvousChannel("127.0.0.1", 9, ALICE, open_connection=open_connection)
+    channel.start()
+    await eventually(lambda: reader.pending is not None, "a read in progress")
+    assert reader.pending is not None
+    reader.pending.set_result(b"")  # the server hung up, at the worst moment
+    closing = asyncio.get_running_loop().create_task(channel.close())
+    done, _ = await asyncio.wait({closing}, timeout=LIVENESS)
+    assert done, "close() never returned"
+    assert channel.state is ChannelState.CLOSED
