@@ -270,8 +270,10 @@ class Connection:
         self._started = True
         wanted = [_peer_key(p) for p in peers]
         self.loop = asyncio.get_running_loop()
-        sockets = _open_sockets(self.options) if self._given_sockets is None else []
+        sockets: list[socket.socket] = []
         try:
+            if self._given_sockets is None:
+                sockets = _open_sockets(self.options)
             await self._start(sockets or list(self._given_sockets or ()), wanted)
         except BaseException:
             await self.close()
