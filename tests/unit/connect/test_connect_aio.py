@@ -30,7 +30,7 @@ from natkit.connect import Announcement, ConnectConfig, encode_signal
 from natkit.connect.candidates import CandidateKind
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.identity import PrivateKey, PublicKey, WeakKeyError, seal
+from natkit.identity import PrivateKey, PublicKey, WeakKeyError, save_private_key, seal
 from natkit.probe.candidates import PortMapObservation, PortMapStatus
 from natkit.probe.candidates_host import HostPolicy
 from natkit.signal.channel import ChannelState
@@ -372,3 +372,45 @@ async def test_a_port_mapping_becomes_a_mapped_candidate_and_is_released() -> No
     finally:
         await node.close()
     assert mapper.released == 1
+
+
+async def test_natkit_connect_is_the_context_manager(tmp_path: Any) -> None:
+    import natkit  # noqa: PLC0415
+
+    hub = SignalHub()
+    me, peer = PrivateKey.generate(), PrivateKey.generate()
+    key_file = tmp_path / "node.key"
+    save_private_key(key_file, me)
+    hub.channel(peer.public_key)
+    async with natkit.connect(  # type: ignore[operator]  # a callable package (its doc)
+        str(key_file), [str(peer.public_key)], channel=hub.channel(me.public_key), options=options()
+    ) as connection:
+        assert connection.public_key == me.public_key
+        assert connection.peers == (peer.public_key,)
+    assert connection.closed
+    assert connection.channel.state is ChannelState.CLOSED
+    with pytest.raises(LocalProtocolError, match="exactly one"):
+        async with natkit.connect(  # type: ignore[operator]
+            me, [], rendezvous="127.0.0.1:9", channel=hub.channel(me.public_key)
+        ):
+            pass
+    with pytest.raises(LocalProtocolError, match="bad server"):
+        async with natkit.connect(  # type: ignore[operator]
+            me, [], rendezvous="127.0.0.1:9", stun=["stun:"]
+        ):
+            pass
+
+
+def test_import_natkit_stays_light() -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    heavy = ("asyncio", "nacl", "natkit.aio.connect")
+    code = (
+        f"import sys, natkit; print(sorted(m for m in {heavy!r} if m in sys.modules));"
+        " print(callable(natkit.connect))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["[]", "True"]
