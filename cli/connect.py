@@ -79,7 +79,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=0, metavar="N", help="local UDP port (default: any free one)"
     )
     parser.add_argument(
-        "--local-address", metavar="IP", help="bind one socket to this address only"
+        "--local-address",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="bind a socket to this address (repeatable: one socket, and its own pairs, per"
+        " address of a multihomed host); default: one wildcard socket per family",
     )
     parser.add_argument("--json-line", action="store_true", help="one JSON object per event")
     parser.add_argument(
@@ -183,11 +188,11 @@ def setup(args: argparse.Namespace) -> Setup:
             keepalive_minimum=config.keepalive_minimum,
             binding_lifetime=args.binding_lifetime,
         )
-    if args.local_address is not None:
-        Endpoint.parse(args.local_address, 0)
+    for text in args.local_address:
+        Endpoint.parse(text, 0)
     options = ConnectOptions(
         port=args.port,
-        local_address=args.local_address,
+        local_addresses=tuple(args.local_address),
         portmap=not args.no_portmap,
         gateway=args.gateway,
         statics=tuple(Endpoint.parse(text) for text in args.static),
@@ -318,7 +323,7 @@ class _Run:
             await connection.start(setup.peers)
         except OSError as exc:
             self.held = None
-            where = setup.options.local_address or "the wildcard address"
+            where = ", ".join(setup.options.local_addresses) or "the wildcard address"
             print(
                 f"natkit connect: cannot bind UDP port {setup.options.port} on {where}:"
                 f" {exc.strerror or exc}",

@@ -25,9 +25,11 @@ a :class:`Connection` and closes it on the way out::
 
 What a :class:`Connection` runs
 -------------------------------
-* **Sockets**: one UDP socket per family on the wildcard address (or one
-  on ``local_address``), on ``port`` (0: any free one, the same for both
-  families when it can), served by one :class:`~natkit.aio.driver.CoreRunner`.
+* **Sockets**: one UDP socket per family on the wildcard address, or one
+  per address of ``local_addresses`` (a multihomed host: each address is
+  its own base, so each uplink makes its own pairs, and answers leave from
+  the address they were sent to), on ``port`` (0: any free one, the same for
+  all when it can), served by one :class:`~natkit.aio.driver.CoreRunner`.
 * **The core**: a :class:`~natkit.connect.ConnectAgent` (peers are
   :class:`~natkit.identity.PublicKey` objects, which order as their raw
   bytes, so the smaller key is controlling on both sides without a message),
@@ -103,7 +105,7 @@ from natkit.connect import (
 )
 from natkit.connect.candidates import Candidate, LocalCandidate
 from natkit.connect.mux import ConnectMux, HelperEvent, MuxEvent
-from natkit.endpoint import Endpoint, Family
+from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.identity import PrivateKey, PublicKey, load_private_key, seal
 from natkit.probe.candidates_host import HostPolicy
@@ -160,8 +162,9 @@ class ConnectOptions:
 
     #: Local UDP port for every socket (0: any free one).
     port: int = 0
-    #: Bind one socket to this address instead of one wildcard socket per family.
-    local_address: str | None = None
+    #: Bind one socket to each of these addresses instead of one wildcard
+    #: socket per family.
+    local_addresses: tuple[str, ...] = ()
     #: Ask the gateway for a port mapping (PCP, NAT-PMP, UPnP IGD).
     portmap: bool = True
     #: The port-mapping gateway (``None``: the default route's).
@@ -206,13 +209,25 @@ def _peer_key(peer: PublicKey | str) -> PublicKey:
 
 
 def _open_sockets(options: ConnectOptions) -> list[socket.socket]:
-    if options.local_address is None:
+    if not options.local_addresses:
         return open_gathering_sockets(options.port)
     try:
-        endpoint = Endpoint.parse(options.local_address, options.port)
+        addresses = [Endpoint.parse(a, 0).address for a in options.local_addresses]
     except ValueError as exc:
         raise LocalProtocolError(f"local address: {exc}") from None
-    return open_udp_sockets([endpoint])
+    sockets: list[socket.socket] = []
+    try:
+        port = options.port
+        for address in dict.fromkeys(addresses):
+            # The first socket's port for the rest: one port to forward, one to read.
+            (sock,) = open_udp_sockets([Endpoint(address, port)])
+            sockets.append(sock)
+            port = port or sock.getsockname()[1]
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 class Connection:
@@ -510,11 +525,16 @@ class Connection:
         self.runner.transmit()
 
     def _socket_for(self, candidate: Candidate) -> int | None:
-        """The socket a candidate's traffic arrives at: its base's family
-        (a NAT64 candidate is an IPv4 address of an IPv6 socket)."""
-        family: Family = (candidate.base or candidate.address).family
-        for index, local in enumerate(self.runner.local_endpoints):
-            if local.family is family:
+        """The socket a candidate's traffic arrives at: the one bound to its
+        base address, else the wildcard one of its base's family (a NAT64
+        candidate is an IPv4 address of an IPv6 socket)."""
+        base = candidate.base or candidate.address
+        sockets = self.runner.local_endpoints
+        for index, local in enumerate(sockets):
+            if local.address == base.address:
+                return index
+        for index, local in enumerate(sockets):
+            if local.family is base.family and local.address.is_unspecified:
                 return index
         return None
 

@@ -41,6 +41,7 @@ import contextlib
 import ipaddress
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import dns.asyncresolver
@@ -76,6 +77,7 @@ from natkit.probe.candidates_stun import (
     ReflexiveAddressFound,
     ReflexiveGatherer,
     ServerFailed,
+    StunTarget,
 )
 from natkit.probe.nat64 import Nat64Discovery, Nat64Status
 from natkit.stun.uri import ParsedServer, parse_server
@@ -86,6 +88,11 @@ ChangeHandler = Callable[[Sequence[Candidate], Sequence[Candidate]], None]
 _REFLEXIVE = (CandidateKind.SRFLX, CandidateKind.NAT64)
 #: Key of one server's observation of one socket on one path.
 ObservationKey = tuple[str, Endpoint | None, Endpoint, str]
+
+
+def _bound_source(bound: IPAddress, destination: IPAddress) -> IPAddress | None:
+    """A socket bound to one address sends from it (to its own family only)."""
+    return bound if bound.version == destination.version else None
 
 
 def _key(observation: ServerObservation) -> ObservationKey:
@@ -214,12 +221,26 @@ class TrickleGathering:
     # -- candidates ----------------------------------------------------------------------------
 
     def _host_candidates(self, addresses: Sequence[InterfaceAddress]) -> tuple[Candidate, ...]:
-        usable, _ = select_host_addresses(addresses, self.options.host, detect_clat(addresses))
-        specific = {s.address for s in self.sockets if not s.address.is_unspecified}
+        specific = [s for s in self.sockets if not s.address.is_unspecified]
         if specific:
-            # A socket bound to one address is reachable at that address only.
-            usable = tuple(a for a in usable if a.address in specific)
-        return host_candidates(usable, self.sockets)
+            # A socket bound to one address is reachable at that address only,
+            # listed or not (127.0.0.2 is local without being an interface's).
+            known = {a.address: a for a in addresses}
+            addresses = [
+                known.get(s.address)
+                or InterfaceAddress("bound", s.address, s.address.max_prefixlen)
+                for s in specific
+            ]
+        usable, _ = select_host_addresses(addresses, self.options.host, detect_clat(addresses))
+        if not specific:
+            return host_candidates(usable, self.sockets)
+        return tuple(
+            candidate
+            for item in usable
+            for candidate in host_candidates(
+                [item], [s for s in specific if s.address == item.address]
+            )
+        )
 
     def _publish(self) -> None:
         """Assemble every candidate from what is known; report the difference."""
@@ -311,7 +332,18 @@ class TrickleGathering:
     def _plan(
         self, specs: Sequence[ServerSpec], prefixes: Sequence[ipaddress.IPv6Network]
     ) -> TargetPlan:
-        return plan_targets(specs, self.sockets, prefixes, self._source_for, tcp=False)
+        """Every socket asks every server (one plan per socket: a socket bound
+        to one address of a multihomed host has its own mapping)."""
+        udp: list[StunTarget] = []
+        skipped: list[str] = []
+        for index, local in enumerate(self.sockets):
+            source_for = self._source_for
+            if not local.address.is_unspecified:
+                source_for = partial(_bound_source, local.address)
+            plan = plan_targets(specs, [local], prefixes, source_for, tcp=False)
+            udp.extend(replace(target, socket=index) for target in plan.udp)
+            skipped.extend(plan.skipped)
+        return TargetPlan(tuple(udp), (), tuple(dict.fromkeys(skipped)))
 
     async def _run_round(
         self, specs: Sequence[ServerSpec], prefixes: Sequence[ipaddress.IPv6Network]

@@ -46,7 +46,7 @@ FAST = ConnectConfig(
 
 def options(**changes: Any) -> ConnectOptions:
     values: dict[str, Any] = {
-        "local_address": "127.0.0.1",
+        "local_addresses": ("127.0.0.1",),
         "portmap": False,
         "nat64": False,
         "interface_poll": 0.0,
@@ -414,3 +414,40 @@ def test_import_natkit_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["[]", "True"]
+
+
+async def test_each_local_address_is_its_own_base_with_its_own_pairs() -> None:
+    # A multihomed node: one socket per address, so each address makes pairs
+    # of its own and answers leave from the address they were sent to.
+    server, address, transport = await lying_stun("198.51.100.77:40000")
+    hub = SignalHub()
+    keys = [PrivateKey.generate(), PrivateKey.generate()]
+    a = Connection(
+        keys[0],
+        hub.channel(keys[0].public_key),
+        stun=[address],
+        options=options(local_addresses=("127.0.0.1", "127.0.0.3")),
+    )
+    b = Connection(keys[1], hub.channel(keys[1].public_key), options=options())
+    try:
+        await a.start([keys[1].public_key])
+        await b.start([keys[0].public_key])
+        first, second = a.local_endpoints
+        assert first.port == second.port
+        assert first.address != second.address
+        # Each socket asked the server itself.
+        await until(lambda: len(server.sources) == 2)
+        assert set(server.sources) == {first, second}
+        await until(lambda: len(a.gathering.observations) == 2)
+        assert {o.base for o in a.gathering.observations.values()} == {first, second}
+
+        def both_answered() -> bool:
+            rows = b.pairs(a.public_key)
+            return {r.remote for r in rows if r.answers} >= {first, second}
+
+        await until(both_answered)
+        assert {row.local for row in a.pairs(b.public_key) if row.answers} >= {first, second}
+    finally:
+        await a.close()
+        await b.close()
+        transport.close()
