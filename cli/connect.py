@@ -256,7 +256,11 @@ class _Run:
             )
 
     def on_event(self, event: NodeEvent) -> None:
-        self.out(event_to_dict(event), event_to_text(event))
+        connection = self.connection
+        sockets = (
+            connection.local_endpoints if connection is not None and connection.started else ()
+        )
+        self.out(event_to_dict(event, sockets), event_to_text(event))
         if isinstance(event, StateChanged):
             if event.state is ChannelState.UP:
                 self.ever_up = True

@@ -98,9 +98,14 @@ def _path_event(name: str, peer: object, **values: Any) -> dict[str, Any]:
     return document
 
 
-def event_to_dict(event: NodeEvent) -> dict[str, Any] | None:
+def _base(socket: int | None, sockets: Sequence[Endpoint]) -> str | None:
+    return str(sockets[socket]) if socket is not None and socket < len(sockets) else None
+
+
+def event_to_dict(event: NodeEvent, sockets: Sequence[Endpoint] = ()) -> dict[str, Any] | None:
     """The JSON object of one event (without schema and time); ``None`` for
-    events the command does not print."""
+    events the command does not print. ``sockets``: the node's bound
+    sockets, to name the one a path leaves from (``base``)."""
     match event:
         case PathSelected():
             return _path_event(
@@ -113,6 +118,8 @@ def event_to_dict(event: NodeEvent) -> dict[str, Any] | None:
                 previous=path_to_dict(event.previous),
                 local_kind=event.local_kind.value,
                 remote_kind=event.remote_kind.value,
+                base=_base(event.socket, sockets),
+                relay=event.relay,
                 direct=event.relay is None,
             )
         case PathLost():
@@ -124,6 +131,8 @@ def event_to_dict(event: NodeEvent) -> dict[str, Any] | None:
                 remote=str(event.remote),
                 reason=event.reason.value,
                 detail=event.detail,
+                base=_base(event.socket, sockets),
+                relay=event.relay,
             )
         case PeerUnreachable():
             return _path_event(

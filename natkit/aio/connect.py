@@ -365,6 +365,11 @@ class Connection:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def started(self) -> bool:
+        """The sockets are bound (``start`` got that far)."""
+        return hasattr(self, "runner")
+
     async def __aenter__(self) -> Connection:
         return self
 
