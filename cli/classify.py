@@ -25,11 +25,11 @@ from cli.output import add_format_flags, print_report
 from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
 from natkit.aio.interfaces import has_routable_ipv6_here
 from natkit.errors import NatkitError
+from natkit.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import Expectation, check_expectations, parse_expectations
 from natkit.probe.hops import Hop, HopReply
 from natkit.probe.lifetime import LifetimeConfig
-from natkit.probe.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
 from natkit.probe.report import ClassificationReport, RunStatus, report_to_dict
 
 SCALAR_KEYS = (

@@ -1,10 +1,10 @@
 """Gather every candidate of a socket pair on real sockets (asyncio).
 
-The I/O half of :mod:`natkit.probe.candidates_plan`: it lists interface
+The I/O half of :mod:`natkit.gather.plan`: it lists interface
 addresses and opens one UDP socket per family on the wildcard address (one
 port for both when it is free; :mod:`natkit.aio.interfaces`), asks DNS for
 the NAT64 prefix and for server names (:mod:`natkit.aio.dns`), runs the
-sans-IO :class:`~natkit.probe.candidates_stun.ReflexiveGatherer` on the
+sans-IO :class:`~natkit.gather.reflexive.ReflexiveGatherer` on the
 sockets, answers its TCP/TLS checks (:mod:`natkit.aio.stun_stream`), and
 asks an optional port mapper at the same time. Everything runs
 concurrently, so a gathering costs about one round trip to the slowest
@@ -40,34 +40,34 @@ from natkit.aio.interfaces import list_interface_addresses, open_gathering_socke
 from natkit.aio.stun_stream import stun_over_stream, tls_context
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError, NatkitError
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     CandidateReport,
     CandidateTransport,
     PortMapObservation,
     PortMapStatus,
     ServerObservation,
 )
-from natkit.probe.candidates_host import (
+from natkit.gather.host import (
     HostPolicy,
     InterfaceAddress,
     detect_clat,
     select_host_addresses,
 )
-from natkit.probe.candidates_plan import (
+from natkit.gather.plan import (
     ServerSpec,
     TargetPlan,
     build_report,
     host_candidates,
     plan_targets,
 )
-from natkit.probe.candidates_stun import (
+from natkit.gather.reflexive import (
     GathererConfig,
     GathererEvent,
     GatheringCompleted,
     ReflexiveGatherer,
     StreamCheckRequested,
 )
-from natkit.probe.nat64 import Nat64Discovery, Nat64Status
+from natkit.nat64 import Nat64Discovery, Nat64Status
 from natkit.stun.uri import parse_server
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint
-from natkit.probe.candidates_cgnat import NatLayering, nat_layering
 from natkit.probe.evidence import LossEvidence
 from natkit.probe.hops import Hop, describe_path
+from natkit.probe.layering import NatLayering, nat_layering
 from natkit.probe.probes import Probe, TcpCheck, first_mapped
 from natkit.probe.report import (
     ClassificationReport,

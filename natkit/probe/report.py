@@ -13,9 +13,9 @@ from enum import Enum
 from typing import Any
 
 from natkit.endpoint import Endpoint
-from natkit.probe.candidates import nat64_to_dict
+from natkit.gather.candidates import nat64_to_dict
+from natkit.nat64 import Nat64Discovery, Nat64Status
 from natkit.probe.hops import Hop
-from natkit.probe.nat64 import Nat64Discovery, Nat64Status
 
 #: Version of the JSON document ``natkit classify --json`` prints. Keys are
 #: only ever added; a change in meaning bumps this number.
@@ -144,7 +144,7 @@ class ClassificationReport:
     #: ...and the shortest after which it was gone.
     binding_lifetime_expired_after: float | None = None
     #: A carrier-grade NAT (RFC 6598) is on the path; ``None``: no evidence
-    #: either way (``natkit.probe.candidates_cgnat``; reason in ``reasons``).
+    #: either way (``natkit.probe.layering``; reason in ``reasons``).
     cgnat: bool | None = None
     #: More than one NAT is on the path; ``None``: no evidence either way.
     double_nat: bool | None = None

@@ -17,10 +17,9 @@ import pytest
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates import CandidateTransport, PathKind, ServerOutcome
-from natkit.probe.candidates_cgnat import nat_layering
-from natkit.probe.candidates_plan import find_disagreements, udp_blocked_verdict
-from natkit.probe.candidates_stun import (
+from natkit.gather.candidates import CandidateTransport, PathKind, ServerOutcome
+from natkit.gather.plan import find_disagreements, udp_blocked_verdict
+from natkit.gather.reflexive import (
     GathererConfig,
     GathererEvent,
     GatheringCompleted,
@@ -31,6 +30,7 @@ from natkit.probe.candidates_stun import (
     StreamTarget,
     StunTarget,
 )
+from natkit.probe.layering import nat_layering
 from natkit.stun.codec import binding_request, encode_message
 from natkit.stun.server import ServerConfig, StunServer, Transport
 from simulations import CoreDriver, Link, NatConfig

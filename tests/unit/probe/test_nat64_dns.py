@@ -24,8 +24,8 @@ import pytest
 
 from natkit.aio.dns import discover_nat64, dns_lookup, make_resolver, probe_nat64, resolve_server
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates_host import InterfaceAddress
-from natkit.probe.nat64 import Nat64Status
+from natkit.gather.host import InterfaceAddress
+from natkit.nat64 import Nat64Status
 from natkit.stun.uri import parse_server as parse
 
 Net6 = ipaddress.IPv6Network

@@ -22,9 +22,9 @@ from enum import Enum
 from typing import Any
 
 from natkit.endpoint import Endpoint, Family, IPAddress
-from natkit.probe.candidates_cgnat import NatLayering
-from natkit.probe.candidates_host import ClatDetection
-from natkit.probe.nat64 import Nat64Discovery
+from natkit.gather.host import ClatDetection
+from natkit.nat64 import Nat64Discovery
+from natkit.probe.layering import NatLayering
 
 #: Version of the JSON document ``natkit candidates --json`` prints.
 SCHEMA_VERSION = 1

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     CandidateTransport,
     PathKind,
     ServerObservation,

@@ -23,8 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint, Family, IPAddress
-from natkit.portmap.candidate import MAPPED_TYPE_PREFERENCE, candidate_priority
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     Candidate,
     CandidateKind,
     CandidateReport,
@@ -36,11 +35,12 @@ from natkit.probe.candidates import (
     PortMapStatus,
     ServerObservation,
 )
-from natkit.probe.candidates_cgnat import NatLayering, nat_layering
-from natkit.probe.candidates_host import ClatDetection, InterfaceAddress
-from natkit.probe.candidates_stun import StreamTarget, StunTarget
-from natkit.probe.nat64 import Nat64Discovery, embedded_ipv4, find_prefix, synthesize
-from natkit.probe.nat64 import translation_problem as nat64_problem
+from natkit.gather.host import ClatDetection, InterfaceAddress
+from natkit.gather.reflexive import StreamTarget, StunTarget
+from natkit.nat64 import Nat64Discovery, embedded_ipv4, find_prefix, synthesize
+from natkit.nat64 import translation_problem as nat64_problem
+from natkit.portmap.candidate import MAPPED_TYPE_PREFERENCE, candidate_priority
+from natkit.probe.layering import NatLayering, nat_layering
 
 #: RFC 8445 §5.1.2.2 type preferences; ``mapped`` is the port mapper's own.
 TYPE_PREFERENCE: dict[CandidateKind, int] = {
