@@ -13,8 +13,7 @@ from enum import Enum
 from typing import Any
 
 from natkit.endpoint import Endpoint
-from natkit.gather.candidates import nat64_to_dict
-from natkit.nat64 import Nat64Discovery, Nat64Status
+from natkit.nat64 import Nat64Discovery, Nat64Status, nat64_to_dict
 from natkit.probe.hops import Hop
 
 #: Version of the JSON document ``natkit classify --json`` prints. Keys are
