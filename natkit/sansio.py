@@ -27,6 +27,7 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 from natkit.endpoint import Endpoint, IPAddress
+from natkit.errors import InvalidDatagram
 
 #: ICMP (RFC 792) and ICMPv6 (RFC 4443) message types natkit tells apart.
 ICMP_DEST_UNREACHABLE = 3
@@ -49,7 +50,7 @@ class Datagram:
 
     def __post_init__(self) -> None:
         if self.ttl is not None and not 1 <= self.ttl <= 255:
-            raise ValueError(f"ttl must be in 1..255, not {self.ttl}")
+            raise InvalidDatagram("ttl", self.ttl, f"ttl must be in 1..255, not {self.ttl}")
 
 
 class IcmpKind(Enum):

@@ -30,7 +30,7 @@ from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import SendPlan, opener_plan, pacing_gap, spray_plan
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.errors import RemoteProtocolError
+from natkit.errors import NatkitTimeout
 from natkit.sansio import Datagram, SansIOCore
 
 #: ``on_send(now, datagram)``: called for every datagram the core sends.
@@ -180,8 +180,8 @@ async def probe_both_hard(
     )
 
 
-class StunUnansweredError(RemoteProtocolError):
-    """The STUN server did not answer, so the mapped endpoint is unknown."""
+class StunUnansweredError(NatkitTimeout):
+    """The STUN server did not answer in time, so the mapped endpoint is unknown."""
 
     def __init__(self, server: Endpoint) -> None:
         super().__init__(f"no STUN answer from {server}")

@@ -308,13 +308,11 @@ def assemble_candidates(
 
     # Reflexive addresses: one candidate per distinct address, every server
     # that reported it in ``sources``, the smallest RTT.
-    grouped: dict[tuple[object, ...], list[ServerObservation]] = {}
+    grouped: dict[tuple[Endpoint, CandidateTransport, PathKind], list[ServerObservation]] = {}
     for obs in observations:
         if obs.answered and obs.mapped is not None:
             grouped.setdefault((obs.mapped, obs.transport, obs.path), []).append(obs)
     for (mapped, transport, path), group in grouped.items():
-        assert isinstance(mapped, Endpoint)
-        assert isinstance(transport, CandidateTransport)
         first = group[0]
         if (mapped, transport) == (external, CandidateTransport.UDP):
             continue
