@@ -40,8 +40,9 @@ class InvalidEndpoint(LocalProtocolError, ValueError):
         self.problem = problem
 
 
-class InvalidDatagram(LocalProtocolError, ValueError):
-    """A datagram a core asked for cannot be sent as described (``field``, ``value``)."""
+class InvalidArgument(LocalProtocolError, ValueError):
+    """A field of something handed to natkit (a datagram, a stream request)
+    holds an impossible ``value``; ``field`` names it."""
 
     def __init__(self, field: str, value: object, problem: str) -> None:
         super().__init__(problem)

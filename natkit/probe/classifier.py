@@ -42,7 +42,8 @@ Module map: one test's bookkeeping and pacing is :mod:`natkit.probe.probes`;
 turning a finished run into verdicts and reasons is :mod:`natkit.probe.findings`.
 
 UDP blocked is decided with help from TCP: the driver is asked to run one
-Binding over TCP (:class:`TcpCheckRequested`); if TCP answers and UDP stays
+Binding over TCP (a :class:`~natkit.sansio.StreamRequest`, several staggered
+connections, first reply wins); if TCP answers and UDP stays
 silent for ``udp_blocked_min_attempts`` attempts and ``udp_blocked_min_wait``,
 UDP is blocked. With neither, the run ends at ``timeout`` as "unreachable".
 
@@ -60,7 +61,7 @@ from enum import IntEnum
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
+from natkit.probe.events import ClassificationCompleted, ClassifierEvent
 from natkit.probe.evidence import LossEvidence
 from natkit.probe.findings import Findings, ServerInfo, build_report
 from natkit.probe.hop_trace import HopPacing, HopProbe, HopTrace
@@ -79,7 +80,7 @@ from natkit.probe.report import (
     ClassificationReport,
     ProbeOutcome,
 )
-from natkit.sansio import Datagram, IcmpError, IcmpKind
+from natkit.sansio import Datagram, IcmpError, IcmpKind, StreamRequest, StreamResult
 from natkit.stun.attributes import ChangeRequest
 from natkit.stun.client import StunClient
 from natkit.stun.codec import (
@@ -97,6 +98,13 @@ from natkit.stun.constants import (
 )
 from natkit.stun.events import RequestReceived, ResponseReceived, TransactionTimedOut
 from natkit.stun.transaction import RetransmissionPolicy
+
+#: The TCP check's connection attempts start this far apart (seconds), so a
+#: lost SYN or SYN-ACK costs a fraction of a second, not the kernel's 1 s RTO.
+TCP_ATTEMPT_DELAYS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.9)
+
+#: The id of the TCP check's stream request (the classifier makes only one).
+TCP_CHECK = 0
 
 
 class Role(IntEnum):
@@ -140,6 +148,8 @@ class ClassifierConfig:
     hop_limit: int = 4
     #: Attempts per TTL (ICMP is rate-limited: few, and a gap is tolerated).
     hop_attempts: int = 2
+    #: Start times of the TCP check's parallel connections (first reply wins).
+    tcp_attempt_delays: tuple[float, ...] = TCP_ATTEMPT_DELAYS
 
     @property
     def sockets_needed(self) -> int:
@@ -217,7 +227,15 @@ class NatClassifier:
 
         tid = self._client.new_transaction_id()
         self._tcp = TcpCheck(reference, tid, now)
-        self._events.append(TcpCheckRequested(reference, encode_message(binding_request(tid))))
+        self._streams = [
+            StreamRequest(
+                TCP_CHECK,
+                reference,
+                encode_message(binding_request(tid)),
+                timeout=self.config.timeout,
+                stagger=self.config.tcp_attempt_delays,
+            )
+        ]
         self._advance(now)
 
     # -- SansIOCore ---------------------------------------------------------------
@@ -269,19 +287,24 @@ class NatClassifier:
         self._trace.record(probe, Hop(probe.ttl, reply, error.offender))
         self._advance(now)
 
-    # -- inputs from the driver ---------------------------------------------------
+    # -- streams (natkit.sansio.StreamAware) ------------------------------------------
 
-    def tcp_check_completed(
-        self, reply: bytes | None, now: float, rtt: float | None = None
-    ) -> None:
-        """The reply to :class:`TcpCheckRequested` (``None``: connect or read failed).
+    def stream_requests(self) -> list[StreamRequest]:
+        """The TCP check, once (the Binding over TCP that tells "UDP blocked"
+        from "nothing there" without waiting out a timeout)."""
+        out, self._streams = self._streams, []
+        return out
 
-        ``rtt`` is the driver's measure of the exchange itself; without it the
-        time since the request is used, which a lost SYN inflates by seconds."""
+    def stream_answered(self, request_id: int, result: StreamResult, now: float) -> None:
+        """The TCP check's outcome. Its ``rtt`` is the exchange itself; without
+        one the time since the request is used, which a lost SYN inflates."""
+        if request_id != TCP_CHECK:
+            raise LocalProtocolError(f"no stream request {request_id} was made")
         check = self._tcp
-        if check.done:
+        if check.done or self._report is not None:
             return
         check.done = True
+        reply = result.reply
         if reply is not None:
             try:
                 message = parse_message(reply)
@@ -292,7 +315,7 @@ class NatClassifier:
                 and message.transaction_id == check.transaction_id
                 and message.message_class is MessageClass.SUCCESS_RESPONSE
             ):
-                check.rtt = now - check.sent_at if rtt is None else rtt
+                check.rtt = now - check.sent_at if result.rtt is None else result.rtt
                 check.mapped = message.reflexive_address
         self._advance(now)
 

@@ -7,7 +7,7 @@ import pytest
 from natkit.aio.birthday import StunUnansweredError
 from natkit.endpoint import Endpoint
 from natkit.errors import (
-    InvalidDatagram,
+    InvalidArgument,
     InvalidEndpoint,
     LocalProtocolError,
     NatkitError,
@@ -41,7 +41,7 @@ def test_out_of_range_port_and_bad_address_are_local_errors() -> None:
 
 
 def test_a_ttl_out_of_range_names_the_field() -> None:
-    with pytest.raises(InvalidDatagram) as caught:
+    with pytest.raises(InvalidArgument) as caught:
         Datagram(b"x", SERVER, ttl=0)
     assert isinstance(caught.value, LocalProtocolError)
     assert isinstance(caught.value, ValueError)
