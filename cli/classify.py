@@ -271,7 +271,14 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
     # it, and only where a NAT64 could be used at all (an IPv6 address).
     nat64_task = None
     if not args.no_nat64 and has_routable_ipv6_here():
-        nat64_task = asyncio.ensure_future(_discover_nat64(args))
+        # Imported before the run starts: dnspython takes 0.1-0.3 s to
+        # import, and inside the run that would block the event loop while
+        # the first answers wait in the socket buffers (a start-up RTT spike).
+        from natkit.aio.dns import discover_nat64  # noqa: PLC0415 (see _check_dns_server)
+
+        nat64_task = asyncio.ensure_future(
+            discover_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
+        )
     try:
         report = await classify(servers, config=config, local_address=args.local_address)
     except BaseException:
@@ -308,12 +315,6 @@ def _check_dns_server(text: str) -> None:
     from natkit.aio.dns import parse_dns_server  # noqa: PLC0415
 
     parse_dns_server(text)
-
-
-async def _discover_nat64(args: argparse.Namespace) -> Nat64Discovery:
-    from natkit.aio.dns import discover_nat64  # noqa: PLC0415 (see _check_dns_server)
-
-    return await discover_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:

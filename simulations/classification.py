@@ -8,8 +8,10 @@ the virtual clock and returns the report with what it cost.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -22,6 +24,7 @@ from natkit.stun.constants import ChangeFlags
 from natkit.stun.server import ServerConfig, StunServer, Transport
 from simulations.driver import CoreDriver
 from simulations.firewall import FirewallConfig
+from simulations.link import Link
 from simulations.nat import NatConfig
 from simulations.topology import CARRIER_PREFIX, standard_topology
 
@@ -69,6 +72,7 @@ def simulate_classification(
     jitter: float = 0.0,
     seed: int = 1,
     config: ClassifierConfig | None = None,
+    link_changes: Sequence[tuple[float, Link]] = (),
 ) -> SimulatedRun:
     """Classify the client of :func:`standard_topology` (see module doc).
 
@@ -77,6 +81,9 @@ def simulate_classification(
     round trip later when ``tcp_reachable``, and fails otherwise. Without a
     ``config`` the hop probe is off (:data:`NO_HOP_PROBE`); pass
     ``ClassifierConfig()`` for the classifier's real defaults.
+    ``link_changes``: ``(t, link)`` pairs; ``t`` virtual seconds after the
+    start the client's access link becomes ``link`` (a datagram keeps the
+    delay it got when it left), e.g. an RTT that jumps and recovers.
     """
     topo = standard_topology(
         nat,
@@ -108,6 +115,9 @@ def simulate_classification(
     config = config or NO_HOP_PROBE
     sockets = topo.bind_client(config.sockets_needed)
     start = topo.loop.now
+    interface = topo.client.interface
+    for at, link in link_changes:
+        topo.loop.call_at(start + at, functools.partial(setattr, interface, "link"), link)
     core = NatClassifier(servers, [s.local for s in sockets], start, config, random.Random(seed))
 
     def tcp(request: StreamRequest) -> tuple[float, StreamResult]:

@@ -80,6 +80,7 @@ from natkit.probe.report import (
     ClassificationReport,
     ProbeOutcome,
 )
+from natkit.probe.rtt import PathRtt
 from natkit.sansio import Datagram, IcmpError, IcmpKind, StreamRequest, StreamResult
 from natkit.stun.attributes import ChangeRequest
 from natkit.stun.client import StunClient
@@ -106,6 +107,12 @@ TCP_ATTEMPT_DELAYS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.9)
 #: The id of the TCP check's stream request (the classifier makes only one).
 TCP_CHECK = 0
 
+#: Tests whose answers are the only samples of the alternate address's route
+#: (RFC 5780 §4.3 tests II and III)...
+ROUTE_TESTS = frozenset({ProbeName.MAPPING_ALT_ADDRESS, ProbeName.MAPPING_ALT_ADDRESS_PORT})
+#: ...and how many attempts may measure it again after a stalled first answer.
+RESAMPLE_ATTEMPTS = 3
+
 
 class Role(IntEnum):
     """Socket index of each role; allocation sockets follow ``ALLOCATION``."""
@@ -128,12 +135,14 @@ class ClassifierConfig:
     false_negative_target: float = 1e-5
     #: Attempts per test before it is called inconclusive.
     max_attempts: int = 40
-    #: Spacing of attempts: the smoothed RTT, clamped to [min, max]...
+    #: Spacing of attempts: the current RTT (:mod:`natkit.probe.rtt`),
+    #: clamped to [min, max]...
     min_interval: float = 0.005
     max_interval: float = 0.5
     #: ...or this while no UDP answer has been seen.
     initial_interval: float = 0.05
-    #: An attempt counts as lost once this long passed (or 2x the worst RTT seen)...
+    #: An attempt counts as lost once this long passed (or twice the current
+    #: RTTs plus the slowest route's excess)...
     min_window: float = 0.015
     #: ...or this while no RTT is known.
     initial_window: float = 0.5
@@ -150,6 +159,10 @@ class ClassifierConfig:
     hop_attempts: int = 2
     #: Start times of the TCP check's parallel connections (first reply wins).
     tcp_attempt_delays: tuple[float, ...] = TCP_ATTEMPT_DELAYS
+    #: RTT samples of attempts sent this much earlier than the newest
+    #: answered one no longer pace the run: a stall is forgotten this soon
+    #: after the path answers quickly again (:mod:`natkit.probe.rtt`).
+    rtt_memory: float = 0.1
 
     @property
     def sockets_needed(self) -> int:
@@ -196,7 +209,7 @@ class NatClassifier:
         self._events: deque[ClassifierEvent] = deque()
         self._outbox: list[Datagram] = []
         self._server_info: dict[Endpoint, ServerInfo] = {}
-        self._max_rtt = 0.0
+        self._rtt = PathRtt(self.config.rtt_memory)
         self._any_udp_answer = False
         self._discovery: Endpoint | None = None
         self._discovery_decided = False
@@ -430,31 +443,39 @@ class NatClassifier:
         self._record_answer(probe, attempt, Answer(event.source, now - attempt.sent_at), now)
 
     def _record_answer(self, probe: Probe, attempt: Attempt, answer: Answer, now: float) -> None:
+        first = not probe.answers
         if attempt.answered_at is None:
-            self._max_rtt = max(self._max_rtt, now - attempt.sent_at)
+            rtt = now - attempt.sent_at
+            # A route test's first answer far beyond what the path does now
+            # is a stall or a slow route; its route is measured again so that
+            # one stalled sample cannot set the waits (natkit.probe.rtt).
+            current_max = self._rtt.current_max
+            stalled = current_max is not None and rtt > self._window_for(current_max)
+            self._rtt.add(attempt.sent_at, rtt, answer.source.address)
+            if first and stalled and probe.test in ROUTE_TESTS:
+                probe.record(attempt, answer, now)
+                probe.resample(RESAMPLE_ATTEMPTS)
+                return
         probe.record(attempt, answer, now)
 
     # -- the schedule ------------------------------------------------------------
 
-    def _srtt(self) -> float | None:
-        estimator = self._client.rto_estimator
-        return estimator.srtt if estimator.samples else None
-
     def _interval(self) -> float:
-        srtt = self._srtt()
-        if srtt is None:
+        current = self._rtt.current
+        if current is None:
             return self.config.initial_interval
-        return min(self.config.max_interval, max(self.config.min_interval, srtt))
+        return min(self.config.max_interval, max(self.config.min_interval, current))
 
     def _window(self) -> float:
-        estimator = self._client.rto_estimator
-        if not estimator.samples or estimator.srtt is None or estimator.rttvar is None:
+        """How long an attempt's answer is waited for (:mod:`natkit.probe.rtt`):
+        twice what the path does now plus how much slower the slowest route is."""
+        current_max = self._rtt.current_max
+        if current_max is None:
             return self.config.initial_window
-        return max(
-            self.config.min_window,
-            2 * self._max_rtt,
-            estimator.srtt + 4 * estimator.rttvar,
-        )
+        return self._window_for(current_max + self._rtt.route_excess)
+
+    def _window_for(self, rtt: float) -> float:
+        return max(self.config.min_window, 2 * rtt)
 
     def _advance(self, now: float) -> None:
         if self._report is not None:
@@ -476,6 +497,8 @@ class NatClassifier:
                 control = probe.control
                 if control is not None and now - control.last_sent >= pacing.interval / 2:
                     self._send_attempt(control, now)
+            elif probe.resample_left and probe.resample_due(now, pacing.interval):
+                self._send_attempt(probe, now)
         # A TTL is retried only once its attempt counts as lost (a window):
         # routers rate-limit ICMP, and a needless retry spends their budget.
         hop_pacing = HopPacing(interval=pacing.window, window=pacing.window)
@@ -504,7 +527,7 @@ class NatClassifier:
         client_timer = self._client.get_timer()
         if client_timer is not None:
             candidates.append(client_timer)
-        candidates.extend(p.wake_at for p in self._probes if p.open)
+        candidates.extend(p.wake_at for p in self._probes if p.open or p.resample_left)
         candidates.extend(self._trace.wakeups())
         if self._settled_at is not None:
             candidates.append(self._settled_at + self._window())
@@ -594,9 +617,12 @@ class NatClassifier:
     # -- the report --------------------------------------------------------------
 
     def _finish(self, now: float, evidence: LossEvidence) -> None:
+        window = self._window()
         for probe in self._probes:
             if probe.open:
-                probe.false_negative = evidence.false_negative_probability(len(probe.attempts))
+                # Only attempts whose answer is overdue are evidence of silence.
+                expired = probe.expired(now, window)
+                probe.false_negative = evidence.false_negative_probability(expired)
                 probe.outcome = ProbeOutcome.INCONCLUSIVE
             for attempt in probe.attempts:
                 self._client.cancel(attempt.transaction_id)
@@ -622,7 +648,7 @@ class NatClassifier:
             probes=tuple(self._probes),
             tcp=self._tcp,
             any_udp_answer=self._any_udp_answer,
-            srtt=self._srtt(),
+            rtt=self._rtt.typical,
             evidence=evidence,
             duration=now - self._started,
             hops=self._trace.hops(),

@@ -65,7 +65,8 @@ class Findings:
     probes: tuple[Probe, ...]
     tcp: TcpCheck
     any_udp_answer: bool
-    srtt: float | None
+    #: The run's RTT (:attr:`natkit.probe.rtt.PathRtt.typical`).
+    rtt: float | None
     evidence: LossEvidence
     duration: float
     #: What the hop probe found toward the reference server (``None``: not run).
@@ -156,7 +157,7 @@ def build_report(f: Findings) -> ClassificationReport:
             )
             for server in f.servers
         ),
-        rtt=f.srtt if f.srtt is not None else f.tcp.rtt,
+        rtt=f.rtt if f.rtt is not None else f.tcp.rtt,
         loss_estimate=f.evidence.observed_loss,
         duration=f.duration,
         reasons=reasons,
