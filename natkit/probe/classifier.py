@@ -39,7 +39,9 @@ follows the measured RTT, so a negative answer costs a few RTTs, not a
 fixed multi-second timeout.
 
 Module map: one test's bookkeeping and pacing is :mod:`natkit.probe.probes`;
-turning a finished run into verdicts and reasons is :mod:`natkit.probe.findings`.
+the RTT estimates pacing follows are :mod:`natkit.probe.rtt`; the run's
+phases and their transition table are :mod:`natkit.probe.state`; turning a
+finished run into verdicts and reasons is :mod:`natkit.probe.findings`.
 
 UDP blocked is decided with help from TCP: the driver is asked to run one
 Binding over TCP (a :class:`~natkit.sansio.StreamRequest`, several staggered
@@ -81,6 +83,7 @@ from natkit.probe.report import (
     ProbeOutcome,
 )
 from natkit.probe.rtt import PathRtt
+from natkit.probe.state import Phase, PhaseEvent, RunPhase
 from natkit.sansio import Datagram, IcmpError, IcmpKind, StreamRequest, StreamResult
 from natkit.stun.attributes import ChangeRequest
 from natkit.stun.client import StunClient
@@ -212,8 +215,7 @@ class NatClassifier:
         self._rtt = PathRtt(self.config.rtt_memory)
         self._any_udp_answer = False
         self._discovery: Endpoint | None = None
-        self._discovery_decided = False
-        self._hairpin_decided = not self.config.test_hairpin
+        self._phase = RunPhase(hairpin=self.config.test_hairpin)
         self._report: ClassificationReport | None = None
 
         reference = self.servers[0]
@@ -232,8 +234,8 @@ class NatClassifier:
         ]
         self._trace = HopTrace(reference, hop_sockets, self.config.hop_attempts)
         self._hop_by_transaction: dict[bytes, HopProbe] = {}
-        # When every test but the hop probe was settled (its grace starts).
-        self._settled_at: float | None = None
+        # When the run entered Phase.SETTLING (the hop probe's grace starts).
+        self._settled_at = now
         self._mapping_tests: tuple[Probe, Probe] | None = None
         self._filtering_tests: tuple[Probe, Probe] | None = None
         self._hairpin: Probe | None = None
@@ -254,7 +256,7 @@ class NatClassifier:
     # -- SansIOCore ---------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        if self._report is not None:
+        if self._phase.finished:
             return
         hop_probe = self._hop_by_transaction.get(data[8:HEADER_LENGTH])
         if hop_probe is not None:
@@ -264,7 +266,7 @@ class NatClassifier:
         self._advance(now)
 
     def handle_timer(self, now: float) -> None:
-        if self._report is not None:
+        if self._phase.finished:
             return
         self._client.handle_timer(now)
         self._advance(now)
@@ -274,7 +276,7 @@ class NatClassifier:
         return out
 
     def get_timer(self) -> float | None:
-        if self._report is not None:
+        if self._phase.finished:
             return None
         return min(self._wakeups(), default=self._deadline)
 
@@ -284,7 +286,7 @@ class NatClassifier:
     def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
         """An ICMP error about one of our datagrams (:mod:`natkit.sansio`);
         only the hop probe's are used."""
-        if self._report is not None:
+        if self._phase.finished:
             return
         probe = self._trace.on_socket(socket)
         if probe is None or not probe.attempts or error.destination != self._trace.destination:
@@ -314,7 +316,7 @@ class NatClassifier:
         if request_id != TCP_CHECK:
             raise LocalProtocolError(f"no stream request {request_id} was made")
         check = self._tcp
-        if check.done or self._report is not None:
+        if check.done or self._phase.finished:
             return
         check.done = True
         reply = result.reply
@@ -335,6 +337,11 @@ class NatClassifier:
     @property
     def report(self) -> ClassificationReport | None:
         return self._report
+
+    @property
+    def phase(self) -> Phase:
+        """Where the run is (:mod:`natkit.probe.state`)."""
+        return self._phase.phase
 
     # -- probes ------------------------------------------------------------------
 
@@ -478,7 +485,7 @@ class NatClassifier:
         return max(self.config.min_window, 2 * rtt)
 
     def _advance(self, now: float) -> None:
-        if self._report is not None:
+        if self._phase.finished:
             return
         self._now = now
         self._drain_client(now)
@@ -507,13 +514,15 @@ class NatClassifier:
         if self._udp_blocked(now) or now >= self._deadline:
             self._finish(now, evidence)
             return
-        settled = self._discovery_decided and self._hairpin_decided
-        if settled and not any(probe.open for probe in self._probes):
-            if self._settled_at is None:
-                self._settled_at = now
-            # Unanswered TTLs get one more window, never more.
-            if self._trace.done or now >= self._settled_at + pacing.window:
-                self._finish(now, evidence)
+        phase = self._phase.phase
+        if phase is Phase.TESTING and not any(probe.open for probe in self._probes):
+            phase = self._phase.process(PhaseEvent.TESTS_SETTLED)
+            self._settled_at = now
+        # Unanswered TTLs get one more window, never more.
+        if phase is Phase.SETTLING and (
+            self._trace.done or now >= self._settled_at + pacing.window
+        ):
+            self._finish(now, evidence)
 
     def _hop_ready(self, probe: HopProbe) -> bool:
         """A TTL goes out on an allocation socket after that socket's own first packet."""
@@ -529,16 +538,16 @@ class NatClassifier:
             candidates.append(client_timer)
         candidates.extend(p.wake_at for p in self._probes if p.open or p.resample_left)
         candidates.extend(self._trace.wakeups())
-        if self._settled_at is not None:
+        if self._phase.phase is Phase.SETTLING:
             candidates.append(self._settled_at + self._window())
         if not self._any_udp_answer and self._tcp.rtt is not None:
             candidates.append(self._started + self.config.udp_blocked_min_wait)
         return (t for t in candidates if t > now)
 
     def _start_dependent_tests(self) -> None:
-        if not self._discovery_decided:
+        if not self._phase.discovery_decided:
             self._decide_discovery_server()
-        if not self._hairpin_decided:
+        if not self._phase.hairpin_decided:
             self._decide_hairpin()
 
     def _decide_discovery_server(self) -> None:
@@ -553,7 +562,7 @@ class NatClassifier:
             if other is None or other.address == server.address:
                 continue
             self._discovery = server
-            self._discovery_decided = True
+            self._phase.process(PhaseEvent.DISCOVERY_DECIDED)
             mapping = Role.MAPPING
             self._mapping_tests = (
                 self._add(
@@ -583,15 +592,15 @@ class NatClassifier:
                 ),
             )
             return
-        self._discovery_decided = True  # nobody offers RFC 5780
+        self._phase.process(PhaseEvent.DISCOVERY_DECIDED)  # nobody offers RFC 5780
 
     def _decide_hairpin(self) -> None:
         mapped = first_mapped(self.servers, self._bindings)
         if mapped is None:
             if not any(self._bindings[s].open for s in self.servers):
-                self._hairpin_decided = True  # no mapped address to aim at
+                self._phase.process(PhaseEvent.HAIRPIN_DECIDED)  # no mapped address to aim at
             return
-        self._hairpin_decided = True
+        self._phase.process(PhaseEvent.HAIRPIN_DECIDED)
         if mapped == self.sockets[Role.MAPPING]:
             return  # not behind a NAT: nothing to hairpin through
         self._hairpin = self._add(
@@ -654,4 +663,5 @@ class NatClassifier:
             hops=self._trace.hops(),
         )
         self._report = build_report(findings)
+        self._phase.process(PhaseEvent.FINISHED)
         self._events.append(ClassificationCompleted(self._report))
