@@ -30,7 +30,7 @@ from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import Expectation, check_expectations, parse_expectations
 from natkit.probe.hops import Hop, HopReply
 from natkit.probe.lifetime import LifetimeConfig
-from natkit.probe.report import ClassificationReport, RunStatus, report_to_dict
+from natkit.probe.report import ClassificationReport, RunStatus, Verdict, report_to_dict
 
 SCALAR_KEYS = (
     "status",
@@ -293,7 +293,7 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
         nat64 = NAT64_NOT_APPLICABLE
     if nat64 is not None:
         report = dataclasses.replace(
-            report, nat64=nat64, reasons={**report.reasons, "nat64": nat64.reason}
+            report, nat64=nat64, reasons={**report.reasons, Verdict.NAT64: nat64.reason}
         )
     if args.lifetime and report.status is RunStatus.OK:
         lifetime = await measure_binding_lifetime(
@@ -305,7 +305,7 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
             report,
             binding_lifetime=lifetime.lifetime,
             binding_lifetime_expired_after=lifetime.expired_after,
-            reasons={**report.reasons, "binding_lifetime": lifetime.reason},
+            reasons={**report.reasons, Verdict.BINDING_LIFETIME: lifetime.reason},
         )
     return report
 
@@ -392,26 +392,26 @@ def render_human(report: ClassificationReport) -> str:
     if report.local_address is not None and report.mapped_address is not None:
         mapped = f"{report.local_address} -> {report.mapped_address}"
     rows.append(("NAT type", report.nat_type, ""))
-    rows.append(("UDP", udp, reasons.get("udp_blocked", "")))
+    rows.append(("UDP", udp, reasons.get(Verdict.UDP_BLOCKED, "")))
     rows.append(("Behind NAT", _yes_no(report.behind_nat), mapped))
-    rows.append(("Mapping", report.mapping.value, reasons.get("mapping", "")))
-    rows.append(("Filtering", report.filtering.value, reasons.get("filtering", "")))
-    rows.append(("Hairpinning", _yes_no(report.hairpin), reasons.get("hairpin", "")))
+    rows.append(("Mapping", report.mapping.value, reasons.get(Verdict.MAPPING, "")))
+    rows.append(("Filtering", report.filtering.value, reasons.get(Verdict.FILTERING, "")))
+    rows.append(("Hairpinning", _yes_no(report.hairpin), reasons.get(Verdict.HAIRPIN, "")))
     allocation = report.port_allocation.value
     if report.port_allocation_delta is not None:
         allocation += f" (+{report.port_allocation_delta})"
-    rows.append(("Port allocation", allocation, reasons.get("port_allocation", "")))
+    rows.append(("Port allocation", allocation, reasons.get(Verdict.PORT_ALLOCATION, "")))
     if report.alg_detected:
         rows.append(("ALG", "detected", "MAPPED-ADDRESS differs from XOR-MAPPED-ADDRESS"))
-    if "binding_lifetime" in reasons:
+    if Verdict.BINDING_LIFETIME in reasons:
         lifetime = "unknown"
         if report.binding_lifetime is not None:
             lifetime = f">= {report.binding_lifetime:g} s"
             if report.binding_lifetime_expired_after is not None:
                 lifetime += f", < {report.binding_lifetime_expired_after:g} s"
-        rows.append(("Binding lifetime", lifetime, reasons["binding_lifetime"]))
-    rows.append(("CGNAT", _verdict(report.cgnat), reasons.get("cgnat", "")))
-    rows.append(("Double NAT", _verdict(report.double_nat), reasons.get("double_nat", "")))
+        rows.append(("Binding lifetime", lifetime, reasons[Verdict.BINDING_LIFETIME]))
+    rows.append(("CGNAT", _verdict(report.cgnat), reasons.get(Verdict.CGNAT, "")))
+    rows.append(("Double NAT", _verdict(report.double_nat), reasons.get(Verdict.DOUBLE_NAT, "")))
     rows.append(("Path", _path(report.path), ""))
     if report.nat64 is not None:
         prefixes = ", ".join(str(p) for p in report.nat64.prefixes)

@@ -5,27 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 from natkit.endpoint import Endpoint
 from natkit.probe.evidence import LossEvidence
-from natkit.probe.report import Answer, ProbeOutcome
+from natkit.probe.report import Answer, ProbeName, ProbeOutcome
 from natkit.probe.verdicts import CheckResult
+
+__all__ = ["Attempt", "Pacing", "Probe", "ProbeName", "TcpCheck", "first_mapped", "loss_evidence"]
 from natkit.stun.constants import ChangeFlags
-
-
-class ProbeName(Enum):
-    """Which test a probe is; the value is its name in the report's observations."""
-
-    BINDING = "binding"
-    MAPPING_ALT_ADDRESS = "mapping-II"
-    MAPPING_ALT_ADDRESS_PORT = "mapping-III"
-    FILTERING_CONTROL = "filtering-I"
-    FILTERING_CHANGE_IP_PORT = "filtering-II"
-    FILTERING_CHANGE_PORT = "filtering-III"
-    HAIRPIN_CONTROL = "hairpin-control"
-    HAIRPIN = "hairpin"
-    ALLOCATION = "allocation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ reason string saying which observations decided it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from natkit.endpoint import Endpoint
@@ -58,6 +58,43 @@ class RunStatus(Enum):
     UNREACHABLE = "unreachable"
 
 
+class ProbeName(StrEnum):
+    """Which test a probe is; the value is its name in the report's observations.
+
+    A ``StrEnum``, so code that compared the former plain strings
+    (``observation.test == "filtering-II"``) keeps working."""
+
+    BINDING = "binding"
+    MAPPING_ALT_ADDRESS = "mapping-II"
+    MAPPING_ALT_ADDRESS_PORT = "mapping-III"
+    FILTERING_CONTROL = "filtering-I"
+    FILTERING_CHANGE_IP_PORT = "filtering-II"
+    FILTERING_CHANGE_PORT = "filtering-III"
+    HAIRPIN_CONTROL = "hairpin-control"
+    HAIRPIN = "hairpin"
+    ALLOCATION = "allocation"
+
+
+class Verdict(StrEnum):
+    """What a reason in :attr:`ClassificationReport.reasons` explains; the
+    value is its key in the JSON ``reasons`` (a ``StrEnum``, so
+    ``reasons["mapping"]`` keeps working)."""
+
+    UDP_BLOCKED = "udp_blocked"
+    BEHIND_NAT = "behind_nat"
+    MAPPING = "mapping"
+    FILTERING = "filtering"
+    HAIRPIN = "hairpin"
+    PORT_ALLOCATION = "port_allocation"
+    CGNAT = "cgnat"
+    DOUBLE_NAT = "double_nat"
+    PATH = "path"
+    #: Added by the driver that ran NAT64 discovery (``natkit classify``).
+    NAT64 = "nat64"
+    #: Added with ``--lifetime`` (RFC 5780 §4.6).
+    BINDING_LIFETIME = "binding_lifetime"
+
+
 class ProbeOutcome(Enum):
     """How one test ended."""
 
@@ -87,7 +124,7 @@ class Answer:
 class ProbeObservation:
     """The raw record of one test: what was sent, what came back."""
 
-    test: str
+    test: ProbeName
     local: Endpoint
     destination: Endpoint
     change_ip: bool
@@ -135,7 +172,7 @@ class ClassificationReport:
     #: Fraction of attempts lost on paths that answered (round trip).
     loss_estimate: float | None
     duration: float
-    reasons: dict[str, str] = field(default_factory=dict)
+    reasons: dict[Verdict, str] = field(default_factory=dict)
     observations: tuple[ProbeObservation, ...] = ()
     tcp_mapped_address: Endpoint | None = None
     #: RFC 5780 §4.6 (opt-in): longest idle time a mapping was seen to survive...
@@ -244,10 +281,10 @@ def report_to_dict(report: ClassificationReport) -> dict[str, Any]:
             }
             for s in report.servers
         ],
-        "reasons": dict(report.reasons),
+        "reasons": {verdict.value: text for verdict, text in report.reasons.items()},
         "observations": [
             {
-                "test": o.test,
+                "test": o.test.value,
                 "local": str(o.local),
                 "destination": str(o.destination),
                 "change_ip": o.change_ip,
