@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 import dns.asyncresolver
 import dns.resolver
 
-from natkit.aio.dns import dns_lookup, make_resolver, probe_nat64, resolve_server
+from natkit.aio.dns import dns_lookup, make_resolver, probe_nat64, server_specs
 from natkit.aio.driver import CoreRunner
 from natkit.aio.interfaces import list_interface_addresses, open_gathering_sockets, source_address
 from natkit.aio.stun_stream import tls_context
@@ -251,7 +251,7 @@ async def gather_candidates(
         discovery = asyncio.ensure_future(_nat64_step(options, addresses, resolver))
         lookup = None if resolver is None else dns_lookup(resolver)
         try:
-            resolved = await asyncio.gather(*(resolve_server(item, lookup) for item in names))
+            resolved = await asyncio.gather(*(server_specs(item, lookup) for item in names))
         except BaseException:
             discovery.cancel()
             raise

@@ -43,10 +43,9 @@ async def resolve_server(text: str) -> Endpoint:
     if server.literal is not None:
         return Endpoint(server.literal, server.port)
     # Only names need the resolver module (it pulls in dnspython, ~0.1 s to import).
-    from natkit.aio.dns import resolve_server as resolve_spec  # noqa: PLC0415
-    from natkit.aio.dns import system_lookup  # noqa: PLC0415
+    from natkit.aio.dns import server_specs, system_lookup  # noqa: PLC0415
 
-    specs, problem = await resolve_spec(server, system_lookup)
+    specs, problem = await server_specs(server, system_lookup)
     if problem is not None:
         raise LocalProtocolError(problem)
     return specs[0].address

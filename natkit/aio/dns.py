@@ -5,7 +5,7 @@
 * :func:`discover_nat64` / :func:`probe_nat64`: RFC 7050 §3, the AAAA
   records of ``ipv4only.arpa``; the prefixes are read off by the pure
   :func:`natkit.nat64.prefixes_from_answers`.
-* :func:`resolve_server`: a parsed ``--server`` (:mod:`natkit.stun.uri`) to
+* :func:`server_specs`: a parsed ``--server`` (:mod:`natkit.stun.uri`) to
   the addresses to ask, through one of two lookups:
 
   - :func:`dns_lookup` (``natkit candidates``): the first A and the first
@@ -196,7 +196,7 @@ async def system_lookup(host: str) -> tuple[list[IPAddress], str]:
     return found, "no address"
 
 
-async def resolve_server(
+async def server_specs(
     server: ParsedServer, lookup: NameLookup | None
 ) -> tuple[list[ServerSpec], str | None]:
     """The addresses to ask ``server`` at (an IP literal as it is, a name
@@ -224,6 +224,6 @@ __all__ = [
     "make_resolver",
     "parse_dns_server",
     "probe_nat64",
-    "resolve_server",
+    "server_specs",
     "system_lookup",
 ]
