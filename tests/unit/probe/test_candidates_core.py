@@ -31,7 +31,9 @@ from natkit.gather.reflexive import (
 )
 from natkit.probe.layering import nat_layering
 from natkit.sansio import StreamRequest, StreamResult
-from natkit.stun.codec import binding_request, encode_message
+from natkit.stun.attributes import XorAddressAttribute
+from natkit.stun.codec import Message, binding_request, encode_message
+from natkit.stun.constants import AttributeType, MessageClass, Method
 from natkit.stun.server import ServerConfig, StunServer, Transport
 from simulations import CoreDriver, Link, NatConfig
 from simulations import MappingBehavior as SimMapping
@@ -304,3 +306,31 @@ def test_gatherer_config_is_checked() -> None:
         GathererConfig(timeout=0)
     with pytest.raises(LocalProtocolError):
         GathererConfig(straggler_factor=0.5)
+
+
+def test_an_answer_from_another_address_does_not_settle_a_target() -> None:
+    core = _core()
+    target = _target("203.0.113.10:3478")
+    core.add_target(target, 0.0)
+    core.no_more_targets(0.0)
+    (request,) = core.datagrams_to_send(0.0)
+    real = Endpoint.parse("198.51.100.1:40000")
+
+    def answer(mapped: Endpoint) -> bytes:
+        message = Message(
+            Method.BINDING,
+            MessageClass.SUCCESS_RESPONSE,
+            request.data[8:20],
+            (XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, mapped),),
+        )
+        return encode_message(message)
+
+    # RFC 8489 §6.3.1: a response must come from where the request went.
+    core.receive_datagram(
+        answer(Endpoint.parse("192.0.2.66:1")), Endpoint.parse("192.0.2.66:3478"), 0, 0.01
+    )
+    assert not core.done
+    core.receive_datagram(answer(real), target.destination, 0, 0.02)
+    assert core.done
+    (observation,) = core.observations
+    assert observation.mapped == real
