@@ -173,7 +173,7 @@ class ConnectAgent:
         session = Session(self, peer, role=role, ufrag=ufrag, rng=self._rng, now=now)
         self._sessions[peer] = session
         self._by_ufrag[ufrag] = session
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     def _role_toward(self, peer: Any) -> Role:
@@ -253,7 +253,7 @@ class ConnectAgent:
             session.signal.candidates_added((signal,), now)
             if pairing:
                 session.local_candidate_added(local, now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
         return local
 
@@ -278,7 +278,7 @@ class ConnectAgent:
         self.announced = tuple(c for c in self.announced if c.address != address)
         for session in self._sessions.values():
             session.local_candidates_removed(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     def holds(self, local: LocalCandidate) -> bool:
@@ -322,7 +322,7 @@ class ConnectAgent:
             self._locals.append(existing)
             self._by_address[local] = existing
         session.add_known_pair(existing, remote, now)
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     # -- the rest of the inputs ------------------------------------------------------------
@@ -331,7 +331,7 @@ class ConnectAgent:
         """A message from ``peer``'s agent, already unsealed and decoded."""
         session = self._session(peer, "receive_signal")
         session.receive_signal(message, now)
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     def path_unusable(self, peer: Any, now: float, reason: str = "") -> None:
@@ -339,14 +339,14 @@ class ConnectAgent:
         selection for ``unusable_hold``, and fail over."""
         session = self._session(peer, "path_unusable")
         session.path_unusable(now, reason)
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     def network_changed(self, now: float) -> None:
         """Local interfaces changed: re-check every pair of every peer at once."""
         for session in self._sessions.values():
             session.network_changed(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     def reannounce(self, now: float) -> None:
@@ -366,7 +366,7 @@ class ConnectAgent:
         self.report = report
         for session in self._sessions.values():
             session.signal.report_changed(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
@@ -388,7 +388,7 @@ class ConnectAgent:
                 continue
             session.scheduled = None
             session.on_timer(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     # -- outputs --------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ class ConnectAgent:
         else:
             self._outbox.append(datagram)
 
-    def touch(self, session: Session) -> None:
+    def mark_changed(self, session: Session) -> None:
         """``session`` changed: its deadline is recomputed before the call returns."""
         self._touched.append(session)
 
@@ -557,7 +557,7 @@ class ConnectAgent:
                 base=base,
                 now=now,
             )
-            self.touch(owner)
+            self.mark_changed(owner)
             return
         if message_class == 1:  # an indication (RFC 8445 §11 keepalives): nothing to do
             counters.unexpected += 1
@@ -582,7 +582,7 @@ class ConnectAgent:
         session.receive_request(
             request, transaction_id=message.transaction_id, source=remote, base=base, now=now
         )
-        self.touch(session)
+        self.mark_changed(session)
 
     def _parse(self, data: bytes) -> Message | None:
         try:

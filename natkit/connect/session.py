@@ -447,7 +447,7 @@ class Session:
             pair.next_send, pair.fail_at = now + interval, None
         else:
             pair.next_send, pair.fail_at = None, now + final
-        agent.touch(self)
+        agent.mark_changed(self)
 
     # -- receiving checks --------------------------------------------------------------------
 
@@ -494,7 +494,7 @@ class Session:
             self._trigger(pair, now)
         if request.use_candidate and self.role is Role.CONTROLLED:
             self._nominated(pair, now)
-        agent.touch(self)
+        agent.mark_changed(self)
 
     def _pair_for_request(self, source: Endpoint, base: Base, priority: int) -> Pair | None:
         local = self._agent.pairing_local(base, source)
@@ -551,7 +551,7 @@ class Session:
             else:
                 counters.error_responses += 1
                 self._check_failed(pair, now)
-            agent.touch(self)
+            agent.mark_changed(self)
             return
         mapped = message.xor_mapped_address
         if mapped is None:
@@ -559,7 +559,7 @@ class Session:
             return
         agent.stats.answers_received += 1
         self._check_succeeded(pair, now - sent_at, mapped, use_candidate, now)
-        agent.touch(self)
+        agent.mark_changed(self)
 
     # -- outcomes ---------------------------------------------------------------------------
 
