@@ -42,8 +42,9 @@ from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
 from natkit.connect import ConnectConfig, PathLost, PathSelected
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
-from natkit.identity import PrivateKey, PublicKey, load_private_key
-from natkit.probe.candidates_host import HostPolicy
+from natkit.gather.host import HostPolicy
+from natkit.identity import PrivateKey, PublicKey
+from natkit.identity.keyfile import load_private_key
 from natkit.signal.channel import ChannelState, StateChanged
 from natkit.stun.uri import parse_server, split_host_port
 

@@ -107,8 +107,8 @@ from natkit.connect.candidates import Candidate, LocalCandidate
 from natkit.connect.mux import ConnectMux, HelperEvent, MuxEvent
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.identity import PrivateKey, PublicKey, load_private_key, seal
-from natkit.probe.candidates_host import HostPolicy
+from natkit.gather.host import HostPolicy
+from natkit.identity import PrivateKey, PublicKey, seal
 from natkit.signal.channel import ChannelEvent, ChannelState, SignalChannel, StateChanged
 
 __all__ = [
@@ -396,8 +396,9 @@ class Connection:
 
     def remove_peer(self, peer: PublicKey | str) -> None:
         """Stop connecting to ``peer`` (no events for it any more)."""
-        self.agent.remove_peer(_peer_key(peer), self.loop.time())
-        self.runner.transmit()
+        now = self.loop.time()
+        self.agent.remove_peer(_peer_key(peer), now)
+        self.runner.transmit(now)
 
     def _check_peer(self, peer: PublicKey) -> None:
         if peer == self.key.public_key:
@@ -448,9 +449,10 @@ class Connection:
 
     def network_changed(self) -> None:
         """The local network changed: re-check every pair now and re-gather."""
-        self.agent.network_changed(self.loop.time())
+        now = self.loop.time()
+        self.agent.network_changed(now)
         self.gathering.regather()
-        self.runner.transmit()
+        self.runner.transmit(now)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -495,7 +497,7 @@ class Connection:
     def _deliver_signal(self, peer: PublicKey, message: SignalMessage) -> None:
         now = self.loop.time()
         self.agent.receive_signal(peer, message, now)
-        self.runner.transmit()
+        self.runner.transmit(now)
 
     def _on_channel_event(self, event: ChannelEvent) -> None:
         if self._closed:
@@ -507,7 +509,7 @@ class Connection:
             self.counters.signalling_up += 1
             now = self.loop.time()
             self.agent.reannounce(now)
-            self.runner.transmit()
+            self.runner.transmit(now)
         self._emit(event)
 
     def _candidates_changed(self, added: Sequence[Candidate], removed: Sequence[Candidate]) -> None:
@@ -527,7 +529,7 @@ class Connection:
             accepted.append(candidate)
         if accepted or removed:
             self._emit(LocalCandidatesChanged(tuple(accepted), tuple(removed)))
-        self.runner.transmit()
+        self.runner.transmit(now)
 
     def _socket_for(self, candidate: Candidate) -> int | None:
         """The socket a candidate's traffic arrives at: the one bound to its
@@ -579,7 +581,12 @@ async def connect(
     from natkit.aio.rendezvous_client import RendezvousChannel  # noqa: PLC0415
     from natkit.stun.uri import parse_server, split_host_port  # noqa: PLC0415
 
-    private = key if isinstance(key, PrivateKey) else load_private_key(key)
+    if isinstance(key, PrivateKey):
+        private = key
+    else:
+        from natkit.identity.keyfile import load_private_key  # noqa: PLC0415
+
+        private = load_private_key(key)
     if (rendezvous is None) == (channel is None):
         raise LocalProtocolError("connect: give exactly one of rendezvous= and channel=")
     wanted = [_peer_key(p) for p in peers]

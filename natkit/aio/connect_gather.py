@@ -4,10 +4,10 @@
 (:func:`natkit.aio.candidates.gather_candidates`); a connect node needs the
 same candidates *as they arrive*, from the sockets its checks already use,
 and again later. This module runs the same pieces (host addresses, the
-sans-IO :class:`~natkit.probe.candidates_stun.ReflexiveGatherer`, the NAT64
+sans-IO :class:`~natkit.gather.reflexive.ReflexiveGatherer`, the NAT64
 discovery, the port mapper, static endpoints) and turns what they found
 into candidates with the same pure function,
-:func:`~natkit.probe.candidates_plan.assemble_candidates`, after each
+:func:`~natkit.gather.plan.assemble_candidates`, after each
 finding. What changed since the last call goes to ``on_change(added,
 removed)`` (the node adds them to its agent, which trickles them).
 
@@ -48,11 +48,11 @@ import dns.asyncresolver
 import dns.resolver
 
 from natkit.aio.candidates import GatherOptions, PortMapProvider
-from natkit.aio.dns import dns_lookup, make_resolver, probe_nat64, resolve_server
+from natkit.aio.dns import dns_lookup, make_resolver, probe_nat64, server_specs
 from natkit.aio.interfaces import list_interface_addresses, source_address
 from natkit.connect.mux import ConnectMux
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     Candidate,
     CandidateKind,
     CandidateTransport,
@@ -60,26 +60,26 @@ from natkit.probe.candidates import (
     PortMapStatus,
     ServerObservation,
 )
-from natkit.probe.candidates_host import (
+from natkit.gather.host import (
     InterfaceAddress,
     detect_clat,
     select_host_addresses,
 )
-from natkit.probe.candidates_plan import (
+from natkit.gather.plan import (
     ServerSpec,
     TargetPlan,
     assemble_candidates,
     host_candidates,
     plan_targets,
 )
-from natkit.probe.candidates_stun import (
+from natkit.gather.reflexive import (
     GatheringCompleted,
     ReflexiveAddressFound,
     ReflexiveGatherer,
     ServerFailed,
     StunTarget,
 )
-from natkit.probe.nat64 import Nat64Discovery, Nat64Status
+from natkit.nat64 import Nat64Discovery, Nat64Status
 from natkit.stun.uri import ParsedServer, parse_server
 
 #: ``on_change(added, removed)``.
@@ -296,7 +296,7 @@ class TrickleGathering:
         names = [p for p in self.parsed if p.literal is None]
         discovery = self.loop.create_task(self._nat64(resolver))
         try:
-            resolved = await asyncio.gather(*(resolve_server(p, lookup) for p in names))
+            resolved = await asyncio.gather(*(server_specs(p, lookup) for p in names))
             await discovery
         finally:
             discovery.cancel()

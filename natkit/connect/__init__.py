@@ -23,18 +23,9 @@ Modules, one job each:
 ``mux``         the agent and helper cores (gatherer, TURN) on the same sockets
 =============== ==============================================================
 
-``natkit.connect`` is also the library's entry point: calling the package,
-``natkit.connect(key, peers, rendezvous=...)``, is
-:func:`natkit.aio.connect.connect` (imported on the first call, so the
-core stays free of asyncio). A package and a function cannot share one
-name otherwise: importing any ``natkit.connect.*`` module rebinds
-``natkit.connect`` to the package. Typed code may prefer
-``from natkit.aio.connect import connect``.
+The asyncio node on top (sockets, gathering, signalling) is
+:mod:`natkit.aio.connect`.
 """
-
-import sys
-import types
-from typing import Any
 
 from natkit.connect.agent import ConnectAgent
 from natkit.connect.candidates import Relay
@@ -67,19 +58,6 @@ from natkit.connect.signals import (
     decode_signal,
     encode_signal,
 )
-
-
-class _ConnectPackage(types.ModuleType):
-    """This package, callable as :func:`natkit.aio.connect.connect` (module doc)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from natkit.aio.connect import connect  # noqa: PLC0415 (asyncio only on demand)
-
-        return connect(*args, **kwargs)
-
-
-# Documented in the Python reference ("Customizing module attribute access").
-sys.modules[__name__].__class__ = _ConnectPackage
 
 __all__ = [
     "Acknowledgement",

@@ -356,7 +356,7 @@ class ConnectAgent:
         the backoff may have grown to minutes meanwhile)."""
         for session in self._sessions.values():
             session.signal.reannounce(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     def set_report(self, report: bytes, now: float) -> None:

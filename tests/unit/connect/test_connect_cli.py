@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from cli.main import main
-from natkit.identity import PrivateKey, save_private_key
+from natkit.identity import PrivateKey
+from natkit.identity.keyfile import save_private_key
 
 ROOT = Path(__file__).resolve().parents[3]
 LOOPBACK = ["--local-address", "127.0.0.1", "--include-loopback", "--no-portmap", "--no-nat64"]
