@@ -1,16 +1,15 @@
 """Connect to peers by public key: the connect core on asyncio sockets.
 
-:func:`connect` (``natkit.connect``) is the library's entry point, in the
-manner of ``aioquic.asyncio.connect``: an async context manager that starts
-a :class:`Connection` and closes it on the way out::
+:func:`connect` is the library's entry point, in the manner of
+``aioquic.asyncio.connect``: an async context manager that starts a
+:class:`Connection` and closes it on the way out::
 
     import asyncio
-    import natkit
-    from natkit.aio.connect import PathSelected
+    from natkit.aio.connect import PathSelected, connect
 
 
     async def main() -> None:
-        async with natkit.connect(
+        async with connect(
             "node.key",                                  # or a PrivateKey
             ["Jg2A0fU3bXb5xJ1pF9tYbQyF0q2m6wYb8pV1cZ0h3X8="],  # peers' public keys
             rendezvous="203.0.113.5:7000",               # or channel=any SignalChannel
