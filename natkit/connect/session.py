@@ -23,7 +23,7 @@ Theory of operation
    are repaired by tie-breaker (§7.3.1.1).
 4. **Selection** (controlling side): once every pair was checked, or
    ``selection_settle`` after the first success, the best valid pair by
-   :func:`~natkit.connect.selection.rank` is nominated with a USE-CANDIDATE
+   :func:`~natkit.connect.selection.choose` is nominated with a USE-CANDIDATE
    check; its answer selects it (:class:`PathSelected`). Later samples of
    other pairs may replace it through the hysteresis of
    :func:`~natkit.connect.selection.clearly_better`. The controlled side
@@ -75,7 +75,7 @@ from natkit.connect.events import (
     UnreachableReason,
 )
 from natkit.connect.pairs import CheckPurpose, Pair, PairState, PairStatus
-from natkit.connect.selection import clearly_better, rank
+from natkit.connect.selection import choose, clearly_better
 from natkit.connect.signalling import SignalState
 from natkit.connect.signals import SignalCandidate, SignalMessage
 from natkit.endpoint import Endpoint
@@ -677,7 +677,7 @@ class Session:
         eligible = self._eligible(now)
         if not eligible:
             return
-        best = min(eligible, key=rank)
+        best = choose(eligible, self._config)
         if not self._after_loss and self._settle_deadline(best) > now:
             return
         self._nominate(best, now)
@@ -874,7 +874,7 @@ class Session:
         ):
             eligible = self._eligible(now)
             if eligible:
-                settle = self._settle_deadline(min(eligible, key=rank))
+                settle = self._settle_deadline(choose(eligible, self._config))
                 if now < settle < earliest:
                     earliest = settle
         return None if earliest == inf else earliest

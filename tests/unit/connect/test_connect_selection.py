@@ -8,7 +8,7 @@ from connect_testlib import LOCAL, PEER, host
 from natkit.connect import ConnectConfig
 from natkit.connect.candidates import CandidateKind, LocalCandidate, priority_of
 from natkit.connect.pairs import Pair, PairState
-from natkit.connect.selection import clearly_better, rank
+from natkit.connect.selection import choose, clearly_better, rank
 from natkit.connect.signals import SignalCandidate
 
 CONFIG = ConnectConfig()
@@ -53,3 +53,16 @@ def test_rank_orders_direct_then_rtt_then_priority() -> None:
         slow,
         fast_relay,
     ]
+
+
+def test_the_first_choice_gives_near_equal_rtts_to_the_higher_priority() -> None:
+    # One LAN behind a hairpinning NAT: the pair through the NAT answered a few
+    # microseconds faster than the host pair; the host pair is chosen.
+    through_nat = pair(0.000180, preference=100)
+    lan = pair(0.000200, preference=65535)
+    assert choose([through_nat, lan], CONFIG) is lan
+    # A clearly faster pair still wins over priority...
+    slow_lan = pair(0.030, preference=65535)
+    assert choose([through_nat, slow_lan], CONFIG) is through_nat
+    # ...and a direct pair over any relay.
+    assert choose([pair(0.5), pair(0.001, relay=True)], CONFIG).relayed is False
