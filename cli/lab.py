@@ -11,8 +11,9 @@ namespaces, the STUN servers (with coturn's TLS port and certificate), the
 TURN servers (address, ports, user, password, realm, REST secret, CA file), the
 client's addresses, the other sites of two-site scenarios, the resolver and
 NAT64 prefix of IPv6 scenarios, the port-mapping gateway, and a command to
-try in the client's namespace. ``down`` removes labs by id, including labs
-left behind by killed processes. Thin by design: flags go to
+try in the client's namespace; for ``connect-*`` scenarios the rendezvous,
+the node keys and the ``natkit connect`` command each side runs. ``down``
+removes labs by id, including labs left behind by killed processes. Thin by design: flags go to
 ``natkit.lab``, and each output format has one renderer fed from the same
 summary dict.
 """
@@ -39,6 +40,7 @@ from natkit.lab import (
     remove_orphans,
     teardown_id,
 )
+from natkit.lab import rendezvous as lab_rendezvous
 from natkit.lab import state as lab_state
 from natkit.lab.ipv6 import DNS_PORT
 from natkit.lab.miniupnpd import HTTP_PORT, PMP_PORT
@@ -219,6 +221,7 @@ def lab_summary(lab: Lab, build_seconds: float | None = None) -> Summary:
         "sites": [_site_summary(lab, site.name) for site in lab.sites],
         "gateways": [_gateway_summary(lab, role) for role in lab.gateways],
         "client_exec": shlex.join(["ip", "netns", "exec", client_ns]),
+        **_connect_summary(lab),
     }
     summary["example_command"] = shlex.join(
         ["ip", "netns", "exec", client_ns, *example_argv(summary)]
@@ -226,6 +229,24 @@ def lab_summary(lab: Lab, build_seconds: float | None = None) -> Summary:
     if build_seconds is not None:
         summary["build_seconds"] = round(build_seconds, 3)
     return summary
+
+
+def _connect_summary(lab: Lab) -> Summary:
+    """The rendezvous, the node keys, and one ``natkit connect`` command per
+    client host, to run in its namespace (empty without a rendezvous)."""
+    keys = lab_rendezvous.node_keys(lab)
+    commands = []
+    for key in keys:
+        others = [k for k in keys if k is not key]
+        argv = lab_rendezvous.connect_argv(lab, key, others)
+        commands.append(shlex.join(["ip", "netns", "exec", lab.namespace(key.role), *argv]))
+    return {
+        "rendezvous": None if lab.rendezvous is None else str(lab.rendezvous),
+        "node_keys": {
+            k.role: {"key_file": str(k.path), "public_key": str(k.public_key)} for k in keys
+        },
+        "connect_commands": commands,
+    }
 
 
 def _has_tls(lab: Lab) -> bool:
@@ -242,6 +263,10 @@ def _site_summary(lab: Lab, name: str) -> Summary:
         "router_namespaces": [lab.namespace(role) for role in site.router_roles],
         "client_addresses": [str(a) for a in site.client_addresses],
         "public_address": str(site.public_address),
+        "lan_peers": [
+            {"role": role, "namespace": lab.namespace(role), "address": str(address)}
+            for role, address in site.lan_peers
+        ],
     }
 
 
@@ -314,6 +339,18 @@ def render_up(summary: Summary) -> str:
             f" PCP and NAT-PMP {gateway['pcp_nat_pmp']},"
             f" UPnP IGD:{gateway['upnp_igd_version']} {gateway['upnp_description']}"
         )
+    for site in summary["sites"]:
+        for peer in site["lan_peers"]:
+            lines.append(
+                f"lan peer: {peer['role']} {peer['address']} beside the client;"
+                f" run there: ip netns exec {peer['namespace']} COMMAND"
+            )
+    if summary["rendezvous"] is not None:
+        lines.append(f"rendezvous: {summary['rendezvous']}")
+        for role, key in summary["node_keys"].items():
+            lines.append(f"  {role:<9} key {key['key_file']}  public {key['public_key']}")
+        lines.append("connect them, one command each (e.g. two terminals):")
+        lines += [f"  {command}" for command in summary["connect_commands"]]
     if "build_seconds" in summary:
         lines.append(f"built in {summary['build_seconds']:.2f} s")
     lines += [

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from natkit.endpoint import Endpoint
 from natkit.lab import ipv6, miniupnpd, state
+from natkit.lab import rendezvous as lab_rendezvous
 from natkit.lab import turn as lab_turn
 from natkit.lab.build import build_network, reserve
 from natkit.lab.errors import LabError
@@ -104,8 +105,9 @@ class Lab:
 
         ``servers`` holds :class:`ServerKind` values (``"natkit"``, ``"coturn"``);
         pass ``()`` for a bare network. ``turn`` also starts the TURN servers
-        (:mod:`natkit.lab.turn`). ``run_id`` (5 hex digits) is drawn at
-        random when not given.
+        (:mod:`natkit.lab.turn`). A ``connect-*`` scenario also gets its
+        rendezvous and node keys (:mod:`natkit.lab.rendezvous`). ``run_id``
+        (5 hex digits) is drawn at random when not given.
         """
         require_root()
         chosen = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
@@ -137,6 +139,9 @@ class Lab:
             lab._build(kinds, loss_percent)
             if turn:
                 lab_turn.start(lab)
+            if chosen.rendezvous:
+                lab_rendezvous.make_keys(lab)
+                lab_rendezvous.start(lab)
         except BaseException:
             lab.down()
             raise
@@ -279,6 +284,19 @@ class Lab:
     def turn_servers(self) -> dict[str, lab_turn.LabTurnServer]:
         """Name -> TURN server, when the lab was started with ``turn``."""
         return {server.name: server for server in lab_turn.running(self)}
+
+    @property
+    def rendezvous(self) -> Endpoint | None:
+        """The lab's ``natkit rendezvous`` while it runs (``connect-*`` scenarios)."""
+        return lab_rendezvous.RENDEZVOUS if lab_rendezvous.running(self) else None
+
+    def start_rendezvous(self) -> None:
+        """(Re)start the rendezvous on 192.0.2.10:7000 (:mod:`natkit.lab.rendezvous`)."""
+        lab_rendezvous.start(self)
+
+    def stop_rendezvous(self) -> None:
+        """Stop it: what a rendezvous that disappears looks like."""
+        lab_rendezvous.stop(self)
 
     def start_turn(self, options: lab_turn.TurnOptions | None = None) -> None:
         """(Re)start the TURN servers, with coturn knobs (quotas, ports, nonce life)."""

@@ -205,6 +205,8 @@ class SitePlan:
     public_address: IPv4
     """The address the internet sees the site's client as (outermost NAT's WAN)."""
     client_link: tuple[LinkEnd, LinkEnd] = field(repr=False)
+    lan_peers: tuple[tuple[str, IPv4], ...] = ()
+    """More hosts on the client's LAN: (role, address), ``client2`` first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +333,12 @@ def plan_lab(scenario: Scenario, run_id: str) -> LabPlan:
         [(MAIN_SITE, scenario.nats)] + [(extra.name, extra.nats) for extra in scenario.sites]
     ):
         site_hosts, site_veths, site_ports, site_plan = _plan_site(
-            site, nats, _site_addressing(index), ns, inet_ns
+            site,
+            nats,
+            _site_addressing(index),
+            ns,
+            inet_ns,
+            lan_peers=scenario.lan_peers if index == 0 else 0,
         )
         hosts += site_hosts
         veths += site_veths
@@ -400,13 +407,18 @@ def _plan_site(
     addressing: _SiteAddressing,
     ns: Callable[[str], str],
     inet_ns: str,
+    *,
+    lan_peers: int = 0,
 ) -> tuple[list[HostPlan], list[VethPair], list[str], SitePlan]:
     """The routers and client of one site: hosts, veths, bridge ports, summary.
 
     Every site is built the same way, from the internet inwards: the
     outermost router (or, without NATs, the client) on the bridge; each
     inner router's WAN on the LAN of the one outside it; the client on the
-    innermost LAN.
+    innermost LAN. With ``lan_peers``, the innermost router's LAN is a bridge
+    (still ``nk-lan``, so its ruleset is unchanged) with a port per host:
+    the client's and one per peer (``client2``, ...), which talk to each
+    other through it without crossing the NAT.
     """
     hosts: list[HostPlan] = []
     veths: list[VethPair] = []
@@ -440,6 +452,16 @@ def _plan_site(
             lan_prefix = Net4(f"{CARRIER_SUPERNET.network_address + 256 * tier}/24")
         lan_address = IPv4(int(lan_prefix.network_address) + 1)
         placement = NatPlacement(public=wan_address, lan=lan_prefix)
+        bridged = innermost and lan_peers > 0
+        lan_bridge = (
+            (
+                f"link add {LAN_IF} type bridge",
+                *(f"link set {_lan_port(i)} master {LAN_IF}" for i in range(lan_peers + 1)),
+                *(f"link set {_lan_port(i)} up" for i in range(lan_peers + 1)),
+            )
+            if bridged
+            else ()
+        )
         late = (
             ((UDP_TIMEOUT_SYSCTL, str(spec.udp_timeout_s)),)
             if spec.udp_timeout_s is not None
@@ -452,13 +474,14 @@ def _plan_site(
                 kind=HostKind.ROUTER,
                 ip_commands=(
                     up,
+                    *lan_bridge,
                     f"address add {wan_address}/{uplink_prefix.prefixlen} dev {WAN_IF}",
                     f"address add {lan_address}/{lan_prefix.prefixlen} dev {LAN_IF}",
                     f"link set {WAN_IF} up",
                     f"link set {LAN_IF} up",
                     *wan_routes,
                 ),
-                sysctls=COMMON_SYSCTLS + ROUTER_SYSCTLS,
+                sysctls=COMMON_SYSCTLS + ROUTER_SYSCTLS + (BRIDGE_SYSCTLS if bridged else ()),
                 addresses=(wan_address, lan_address),
                 ruleset=render_ruleset(spec, placement),
                 dynamic_objects=tuple(dynamic_objects(spec)),
@@ -483,10 +506,11 @@ def _plan_site(
         client_routes = _on_link_routes(INTERNET_PREFIXES[1], HOST_IF)
         access_far_end = LinkEnd(inet_ns, port)
     else:
-        veths.append(VethPair(client_ns, HOST_IF, previous_lan.namespace, LAN_IF))
+        port = _lan_port(0) if lan_peers else LAN_IF
+        veths.append(VethPair(client_ns, HOST_IF, previous_lan.namespace, port))
         client_addresses = addressing.clients
         client_routes = [f"route add default via {uplink_gateway} dev {HOST_IF}"]
-        access_far_end = previous_lan
+        access_far_end = LinkEnd(previous_lan.namespace, port)
     hosts.append(
         HostPlan(
             role=client_role,
@@ -502,6 +526,28 @@ def _plan_site(
             addresses=client_addresses,
         )
     )
+    peers: list[tuple[str, IPv4]] = []
+    for index in range(lan_peers):
+        assert previous_lan is not None  # Scenario refuses LAN peers without a NAT
+        role = site_role(f"{CLIENT_ROLE}{index + 2}", site)
+        address = addressing.clients[-1] + 1 + index
+        veths.append(VethPair(ns(role), HOST_IF, previous_lan.namespace, _lan_port(index + 1)))
+        hosts.append(
+            HostPlan(
+                role=role,
+                namespace=ns(role),
+                kind=HostKind.CLIENT,
+                ip_commands=(
+                    up,
+                    *_addr_lines(HOST_IF, (address,), uplink_prefix.prefixlen),
+                    f"link set {HOST_IF} up",
+                    f"route add default via {uplink_gateway} dev {HOST_IF}",
+                ),
+                sysctls=COMMON_SYSCTLS,
+                addresses=(address,),
+            )
+        )
+        peers.append((role, address))
     summary = SitePlan(
         name=site,
         client_role=client_role,
@@ -509,8 +555,14 @@ def _plan_site(
         client_addresses=client_addresses,
         public_address=public_address,
         client_link=(LinkEnd(client_ns, HOST_IF), access_far_end),
+        lan_peers=tuple(peers),
     )
     return hosts, veths, bridge_ports, summary
+
+
+def _lan_port(index: int) -> str:
+    """The bridge port of LAN host ``index`` (0: the client) on a bridged LAN."""
+    return f"{LAN_IF}{index}"
 
 
 def _with_ipv6(

@@ -11,6 +11,13 @@ A scenario may also hold further sites (:class:`Site`): other networks
 on the same internet, each with its own NAT chain and client, for tests that
 connect two NATed hosts (birthday hole punching). The client and its NATs
 are the main site; a site named ``b`` adds roles ``nat-b`` and ``client-b``.
+``lan_peers`` puts more hosts on the main site's innermost LAN (roles
+``client2``, ``client3``, ...), behind the same NAT as the client.
+
+The ``connect-*`` scenarios (``rendezvous=True``) are for ``natkit
+connect``: the lab also runs a ``natkit rendezvous`` on the internet
+(192.0.2.10:7000) and makes a node key for every client
+(:mod:`natkit.lab.rendezvous`), so two sites connect with three commands.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ RANDOM = PortAllocation.RANDOM
 SITE_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
 #: Extra sites a scenario may have (each takes a WAN address and a 10.0.x.0/24).
 MAX_SITES = 8
+#: Extra hosts on the main LAN (each takes an address after the client's).
+MAX_LAN_PEERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,10 @@ class Scenario:
     ipv6: Ipv6Spec | None = None
     """IPv6 for the client: dual-stack, or IPv6-only behind NAT64/DNS64
     (:mod:`natkit.lab.ipv6`); ``None``: the lab is IPv4 only."""
+    lan_peers: int = 0
+    """More hosts on the main site's innermost LAN (``client2``, ...)."""
+    rendezvous: bool = False
+    """Run a rendezvous on the internet and make a node key per client."""
 
     def __post_init__(self) -> None:
         names = [site.name for site in self.sites]
@@ -84,13 +97,18 @@ class Scenario:
             raise ValueError(f"scenario {self.name!r} has more than {MAX_SITES} extra sites")
         if self.ipv6 is not None and (len(self.nats) != 1 or self.sites):
             raise ValueError(f"scenario {self.name!r}: IPv6 is built for one NAT and one site")
+        if self.lan_peers and (not self.nats or self.ipv6 is not None):
+            raise ValueError(f"scenario {self.name!r}: LAN peers need a NAT and IPv4 only")
+        if not 0 <= self.lan_peers <= MAX_LAN_PEERS:
+            raise ValueError(f"scenario {self.name!r}: 0-{MAX_LAN_PEERS} LAN peers")
 
     @property
     def generic(self) -> bool:
         """Whether the generic lab tests (every test taking ``lab`` without
         naming scenarios) apply: one site and an IPv4-only client whose NAT
-        the classifier can reach. IPv6 and multi-site scenarios have their own."""
-        return not self.sites and self.ipv6 is None
+        the classifier can reach. IPv6, multi-site and connect scenarios have
+        their own."""
+        return not self.sites and self.ipv6 is None and not self.lan_peers and not self.rendezvous
 
     @property
     def all_nats(self) -> tuple[NatSpec, ...]:
@@ -121,6 +139,11 @@ def _nat(
 _HARD = NatSpec(APDM, APDF, RANDOM, drop_unsolicited=True)
 #: The easy site's: Linux masquerade as is (port-preserving EIM, APDF), firewalled.
 _EASY = NatSpec(EIM, APDF, PRESERVING, drop_unsolicited=True)
+#: The connect scenarios' NATs drop unsolicited inbound packets, as home routers
+#: do: an early check to a port nobody sent from yet must not leave a conntrack
+#: entry that makes the NAT move the port once someone does (rule 4 of
+#: :mod:`natkit.lab.nat`; without it two masquerades rarely punch through).
+_CONE = _EASY
 #: Both-hard NATs allocate from 1,000 ports only, so a both-hard search fits
 #: in CI time: with N = 1000 there are 10^6 port pairs, and each side needs
 #: about 1,520 probes for 90 % (``natkit birthday plan --both-hard -k 8
@@ -222,6 +245,52 @@ _ALL: tuple[Scenario, ...] = (
         (_SMALL_HARD,),
         _nat(APDM, APDF, RANDOM),
         sites=(Site("b", (_SMALL_HARD,)),),
+    ),
+    Scenario(
+        "connect-eim",
+        "connect: two sites behind port-preserving masquerades (EIM/APDF; nat 198.51.100.1,"
+        " nat-b 198.51.100.2), the client with two addresses; a rendezvous on 192.0.2.10:7000",
+        (_CONE,),
+        _nat(EIM, APDF, PRESERVING),
+        sites=(Site("b", (_CONE,)),),
+        rendezvous=True,
+    ),
+    Scenario(
+        "connect-adf-apdm",
+        "connect: the client behind a restricted cone (EIM/ADF), client-b behind a symmetric"
+        " NAT (APDM/APDF, random ports); a rendezvous on 192.0.2.10:7000",
+        (NatSpec(EIM, ADF, PRESERVING, drop_unsolicited=True),),
+        _nat(EIM, ADF, PRESERVING),
+        sites=(Site("b", (NatSpec(APDM, APDF, RANDOM, drop_unsolicited=True),)),),
+        rendezvous=True,
+    ),
+    Scenario(
+        "connect-cgnat",
+        "connect: the client behind a home masquerade behind a carrier masquerade"
+        " (100.64.0.0/24), client-b behind a port-preserving masquerade (EIM/APDF);"
+        " a rendezvous on 192.0.2.10:7000",
+        (_CONE, _CONE),
+        _nat(EIM, APDF, PRESERVING),
+        sites=(Site("b", (_CONE,)),),
+        rendezvous=True,
+    ),
+    Scenario(
+        "connect-lan",
+        "connect: the client and client2 (192.168.1.4) on one LAN behind one masquerade that"
+        " hairpins, so the path through the NAT works too; a rendezvous on 192.0.2.10:7000",
+        (NatSpec(EIM, APDF, PRESERVING, hairpin=True, drop_unsolicited=True),),
+        _nat(EIM, APDF, PRESERVING, hairpin=True),
+        lan_peers=1,
+        rendezvous=True,
+    ),
+    Scenario(
+        "connect-apdm",
+        "connect: two sites, both behind symmetric NATs (APDM/APDF, random ports):"
+        " no direct path; a rendezvous on 192.0.2.10:7000",
+        (_HARD,),
+        _nat(APDM, APDF, RANDOM),
+        sites=(Site("b", (_HARD,)),),
+        rendezvous=True,
     ),
     Scenario(
         "dual-stack",

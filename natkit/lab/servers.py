@@ -120,6 +120,19 @@ def _project_root() -> str | None:
     return str(Path(next(iter(spec.submodule_search_locations))).parent)
 
 
+def natkit_cli_env() -> dict[str, str]:
+    """The environment for ``python -m cli ...`` in a lab namespace: this
+    checkout's ``cli`` package found even when it is not installed, and
+    unbuffered output (logs and ready lines appear as they are written)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    root = _project_root()
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH", "")) if p
+        )
+    return env
+
+
 def server_argv(kind: ServerKind, workdir: Path, *, ipv6: bool = False) -> list[str]:
     """The command line of ``kind`` (run inside its host's namespace)."""
     addresses = server_addresses(kind, ipv6=ipv6)
@@ -181,16 +194,9 @@ def start_server(
     kind: ServerKind, namespace: str, workdir: Path, *, ipv6: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start ``kind`` in ``namespace``, detached into its own session."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = natkit_cli_env() if kind is ServerKind.NATKIT else dict(os.environ, PYTHONUNBUFFERED="1")
     if kind is ServerKind.COTURN:
         make_certificate(workdir)
-    if kind is ServerKind.NATKIT:
-        # Find this checkout's ``cli`` package even when it is not installed.
-        root = _project_root()
-        if root is not None:
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (root, os.environ.get("PYTHONPATH", "")) if p
-            )
     with open(log_path(kind, workdir), "wb") as log:
         return subprocess.Popen(
             exec_argv(namespace, server_argv(kind, workdir, ipv6=ipv6)),

@@ -72,6 +72,11 @@ def test_scenario_names_are_the_public_contract() -> None:
         "upnp-igd1",
         "birthday-one-hard",
         "birthday-both-hard",
+        "connect-eim",
+        "connect-adf-apdm",
+        "connect-cgnat",
+        "connect-lan",
+        "connect-apdm",
         "dual-stack",
         "nat64",
         "nat64-56",
@@ -598,3 +603,50 @@ def test_cli_list_works_without_root(
     data = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in data["scenarios"]] == list(SCENARIOS)
     assert data["scenarios"][0]["expected"]["behind_nat"] is False
+
+
+def test_lan_peers_share_the_clients_lan_through_a_bridge_on_the_router() -> None:
+    plan = plan_lab(SCENARIOS["connect-lan"], "0a1b2")
+    (site,) = plan.sites
+    assert site.lan_peers == (("client2", ipaddress.ip_address("192.168.1.4")),)
+    router = plan.host("nat")
+    # The LAN is a bridge keeping the name the ruleset matches on.
+    assert router.ip_commands[1] == "link add nk-lan type bridge"
+    assert "link set nk-lan0 master nk-lan" in router.ip_commands
+    assert "link set nk-lan1 master nk-lan" in router.ip_commands
+    assert ("net.bridge.bridge-nf-call-iptables", "0") in router.sysctls
+    ends = {(v.namespace_a, v.name_b) for v in plan.veths if v.namespace_b == router.namespace}
+    assert ends == {(plan.namespaces["client"], "nk-lan0"), (plan.namespaces["client2"], "nk-lan1")}
+    assert plan.client_link[1].interface == "nk-lan0"
+    client2 = plan.host("client2")
+    assert "route add default via 192.168.1.1 dev nk-eth0" in client2.ip_commands
+    # Without LAN peers the router's LAN stays one veth end.
+    assert not any(
+        "bridge" in line
+        for line in plan_lab(SCENARIOS["eim-apdf"], "0a1b2").host("nat").ip_commands
+    )
+
+
+def test_connect_scenarios_are_not_generic() -> None:
+    connect = [s for s in SCENARIOS.values() if s.name.startswith("connect-")]
+    assert len(connect) == 5
+    assert all(s.rendezvous and not s.generic for s in connect)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"nats": (), "lan_peers": 1}, "LAN peers need a NAT"),
+        ({"lan_peers": 9}, "LAN peers"),
+    ],
+)
+def test_bad_lan_peers_are_refused(kwargs: dict[str, object], message: str) -> None:
+    values: dict[str, object] = {
+        "name": "x",
+        "description": "x",
+        "nats": (NatSpec(MappingBehavior.EIM, FilteringBehavior.APDF, PortAllocation.PRESERVING),),
+        "expected": SCENARIOS["eim-apdf"].expected,
+    }
+    values.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        Scenario(**values)  # type: ignore[arg-type]
