@@ -28,13 +28,26 @@ before each test.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
+import secrets
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from connect_nodes import LIVENESS, Line, Node, agree, start_node, when
+from connect_nodes import LIVENESS, STUN, Line, Node, agree, start_node, when
 
 from natkit.lab import Lab
+from natkit.lab.netns import socket_in
+from natkit.lab.rendezvous import RENDEZVOUS
+from natkit.lab.servers import natkit_cli_env
+from natkit.stun.attributes import TextAttribute
+from natkit.stun.codec import Message, encode_message, is_stun, parse_message
+from natkit.stun.constants import AttributeType, MessageClass, Method
 
 pytestmark = pytest.mark.lab
 
@@ -101,23 +114,21 @@ def test_two_peers_on_one_lan_take_the_lan_path(lab: Lab) -> None:
 
 @pytest.mark.scenarios("connect-apdm")
 def test_two_symmetric_nats_claim_no_direct_path(lab: Lab) -> None:
-    nodes = [
-        start_node(lab, A, [B], "--once", "--timeout", "25", "--no-portmap"),
-        start_node(lab, B, [A], "--once", "--timeout", "25", "--no-portmap"),
-    ]
+    nodes = [start_node(lab, A, [B], "--no-portmap"), start_node(lab, B, [A], "--no-portmap")]
     try:
-        statuses = [node.finish(timeout=60) for node in nodes]
+        for node in nodes:
+            # Every pair checked, none answered (about 10 s of retransmissions).
+            unreachable = node.wait_event("peer_unreachable", timeout=60)
+            assert unreachable["reason"] == "checks_failed"
+            assert unreachable["direct"] is False
+            assert unreachable["detail"].startswith("no direct path")
+            assert unreachable["pairs"] >= 1
+        for node in nodes:
+            assert node.stop() == 143
+            assert node.events("path_selected") == []
     finally:
         for node in nodes:
             node.kill()
-    assert statuses == [1, 1]
-    for node in nodes:
-        assert node.events("path_selected") == []
-        (unreachable, *_) = node.events("peer_unreachable")
-        assert unreachable["reason"] == "checks_failed"
-        assert unreachable["direct"] is False
-        assert unreachable["detail"].startswith("no direct path")
-        assert node.lines[-1]["reason"].startswith("no path to")
 
 
 def running_pair(lab: Lab, *extra_a: str, extra_b: tuple[str, ...] = ()) -> tuple[Node, Node]:
@@ -215,3 +226,246 @@ def test_a_cut_path_is_lost_within_the_bound_and_the_other_pair_takes_over(lab: 
         for node in (a, b):
             node.kill()
         uncut(lab, "nat")
+
+
+def sniff_stun(lab: Lab, role: str, port: int, timeout: float = LIVENESS) -> tuple[bytes, bytes]:
+    """A Binding request and a Binding success response arriving at ``port``
+    in ``role``'s namespace, as an on-path attacker would capture them
+    (a raw UDP socket sees every datagram the host receives)."""
+    sniffer = socket_in(lab.namespace(role), socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    sniffer.settimeout(1.0)
+    request = response = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while not (request and response) and time.monotonic() < deadline:
+            try:
+                packet = sniffer.recv(65535)
+            except TimeoutError:
+                continue
+            header = (packet[0] & 0x0F) * 4
+            if int.from_bytes(packet[header + 2 : header + 4], "big") != port:
+                continue
+            payload = packet[header + 8 :]
+            if not is_stun(payload):
+                continue
+            message = parse_message(payload)
+            if message.method != Method.BINDING:
+                continue
+            if message.message_class is MessageClass.REQUEST and not request:
+                request = payload
+            elif message.message_class is MessageClass.SUCCESS_RESPONSE and not response:
+                response = payload
+    finally:
+        sniffer.close()
+    assert request, "no check captured"
+    assert response, "no answer captured"
+    return request, response
+
+
+def forged_check(captured: bytes, *, username: str | None = None, key: bytes) -> bytes:
+    """A check like ``captured`` (same USERNAME, role, PRIORITY unless told),
+    a fresh transaction, MESSAGE-INTEGRITY made with ``key``."""
+    original = parse_message(captured)
+    attributes = [
+        a
+        for a in original.attributes
+        if a.type not in (AttributeType.MESSAGE_INTEGRITY, AttributeType.FINGERPRINT)
+    ]
+    if username is not None:
+        attributes = [a for a in attributes if a.type != AttributeType.USERNAME]
+        attributes.insert(0, TextAttribute(AttributeType.USERNAME, username))
+    message = Message(
+        Method.BINDING, MessageClass.REQUEST, secrets.token_bytes(12), tuple(attributes)
+    )
+    return encode_message(message, integrity_key=key, fingerprint=True)
+
+
+@pytest.mark.scenarios("connect-eim")
+def test_forged_checks_are_counted_and_never_make_a_path(lab: Lab) -> None:
+    a, b = running_pair(lab, "--keepalive", "1", "--stats", "--pairs", extra_b=("--keepalive", "1"))
+    try:
+        port = int(a.lines[0]["sockets"][0].rpartition(":")[2])
+        request, response = sniff_stun(lab, A, port)
+        username = parse_message(request).find(AttributeType.USERNAME)
+        assert isinstance(username, TextAttribute)
+        # The attacker sits on the client's LAN: its own socket, the node's address.
+        attacker = lab.socket(A)
+        attacker.bind(("192.168.1.3", 0))
+        attacker.settimeout(0.2)
+        target = (str(lab.client_addresses[0]), port)
+        rounds = 5
+        for _ in range(rounds):
+            attacker.sendto(forged_check(request, key=secrets.token_bytes(20)), target)
+            attacker.sendto(forged_check(request, username="nobody:here", key=b"k"), target)
+            attacker.sendto(response, target)  # an answer replayed: its check is over
+            attacker.sendto(request, target)  # a check replayed, from elsewhere
+            time.sleep(0.1)
+        answers = 0
+        with contextlib.suppress(TimeoutError):
+            while True:
+                attacker.recv(2048)
+                answers += 1
+        attacker.close()
+        assert answers >= 1  # the replayed genuine check was answered
+        time.sleep(2.0)  # the node's triggered checks toward the attacker go unanswered
+        assert a.stop() == 143
+        (stats,) = a.events("stats")
+        checks = stats["checks"]
+        assert checks["bad_integrity"] >= rounds
+        assert checks["unknown_username"] >= rounds
+        assert checks["late_response"] + checks["unknown_transaction"] >= rounds
+        # The replayed check (genuine integrity) was answered, and taught a
+        # peer-reflexive candidate whose checks the attacker cannot answer:
+        # no path ever leads to the attacker.
+        attacker_host = "192.168.1.3"
+        assert not [
+            e for e in a.events("path_selected") if e["remote"].startswith(f"{attacker_host}:")
+        ]
+        (*_, table) = a.events("pairs")
+        toward = [p for p in table["pairs"] if p["remote"].startswith(f"{attacker_host}:")]
+        assert toward, table  # the replayed check taught a peer-reflexive candidate...
+        assert all(not p["selected"] and p["answers"] == 0 for p in toward)  # ...never answered
+        assert a.events("path_lost") == []
+    finally:
+        for node in (a, b):
+            node.kill()
+
+
+def junk_at_the_rendezvous(lab: Lab, role: str, junk: bytes) -> bytes:
+    """Send ``junk`` to the lab's rendezvous from ``role``; what came back
+    before the server closed the connection."""
+    conn = lab.socket(role, socket.AF_INET, socket.SOCK_STREAM)
+    conn.settimeout(LIVENESS)
+    received = b""
+    try:
+        conn.connect((str(RENDEZVOUS.address), RENDEZVOUS.port))
+        conn.sendall(junk)
+        while chunk := conn.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        conn.close()
+    return received
+
+
+@pytest.mark.scenarios("connect-eim")
+def test_malformed_frames_leave_the_rendezvous_serving(lab: Lab) -> None:
+    a = start_node(lab, A, [B], "--no-portmap")
+    try:
+        a.wait_event("signalling", state="up")
+        junk = [
+            b"\xff" * 64,  # no such frame type
+            b"\x02\x00\xff\xff" + b"x" * 32,  # a CLIENT_HELLO claiming 65535 bytes
+            b"\x07\x00\x00\x03abc",  # a PING of the wrong length
+        ]
+        for each in junk:
+            junk_at_the_rendezvous(lab, "peer", each)
+        log = lab.record.workdir / "rendezvous.log"
+        reasons = [
+            json.loads(line).get("reason")
+            for line in log.read_text().splitlines()
+            if '"event":"disconnected"' in line
+        ]
+        assert reasons.count("malformed") + reasons.count("version") >= len(junk), reasons
+        # Still serving: a node started now connects through it.
+        b = start_node(lab, B, [A], "--no-portmap", "--once", "--timeout", "30")
+        assert b.finish(timeout=60) == 0
+        assert a.proc.poll() is None
+        assert [e["state"] for e in a.events("signalling")] == ["up"]  # never disturbed
+    finally:
+        a.kill()
+
+
+@pytest.mark.scenarios("connect-eim")
+def test_a_rendezvous_that_comes_back_is_reconnected_with_backoff(lab: Lab) -> None:
+    a, b = running_pair(lab)
+    try:
+        lab.stop_rendezvous()
+        a.wait(lambda e: e["event"] == "signalling" and e["state"] == "connecting")
+        # B restarts meanwhile: its new session can only be announced once the
+        # rendezvous is back.
+        assert b.stop() == 143
+        b = start_node(lab, B, [A], "--no-portmap")
+        time.sleep(4.0)
+        retries = [e["retry_in_s"] for e in b.events("signalling") if e["retry_in_s"]]
+        assert len(retries) >= 2
+        assert retries == sorted(retries)  # backoff: 0.5-1 s, 1-2 s, 2-4 s, ...
+        assert b.events("path_selected") == []
+        lab.start_rendezvous()
+        for node in (a, b):
+            node.wait(
+                lambda e: (
+                    e["event"] == "signalling"
+                    and e["state"] == "up"
+                    and e["previous_state"] == "connecting"
+                )
+            )
+        # Both re-announced on reconnection: the path is re-established.
+        new_b = b.wait_event("path_selected")
+        new_a = a.wait(lambda e: e["event"] == "path_selected" and agree(e, new_b))
+        assert new_a["direct"] is True
+        for node in (a, b):
+            assert node.proc.poll() is None
+            assert node.stop() == 143
+    finally:
+        for node in (a, b):
+            node.kill()
+        if lab.rendezvous is None:
+            lab.start_rendezvous()
+
+
+INTEROP = Path(__file__).with_name("connect_interop.py")
+
+
+def interop_end(lab: Lab, role: str, side: str, controlling: bool) -> subprocess.Popen[str]:
+    flag = "--controlling" if controlling else "--controlled"
+    argv = [sys.executable, str(INTEROP), side, flag, "--stun", STUN]
+    return lab.popen(
+        role,
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=natkit_cli_env(),
+    )
+
+
+def read_json(proc: subprocess.Popen[str]) -> Line:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read() if proc.stderr else "no output"
+    return dict(json.loads(line))
+
+
+@pytest.mark.parametrize(
+    "natkit_controls", [True, False], ids=["natkit-controlling", "aioice-controlling"]
+)
+@pytest.mark.scenarios("connect-eim")
+def test_natkit_and_aioice_connect_through_the_nats(lab: Lab, natkit_controls: bool) -> None:
+    ours = interop_end(lab, A, "natkit", natkit_controls)
+    theirs = interop_end(lab, B, "aioice", not natkit_controls)
+    try:
+        offers = read_json(ours), read_json(theirs)
+        for proc, offer in zip((theirs, ours), offers, strict=True):
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(offer) + "\n")
+            proc.stdin.flush()
+        natkit_path, aioice_path = read_json(ours), read_json(theirs)
+        # Both ends nominated the same pair: natkit's side of it is what aioice
+        # sends to, and aioice's socket is behind the public address natkit uses.
+        assert natkit_path["remote"].startswith(f"{lab.site('b').public_address}:")
+        assert aioice_path["remote"] == natkit_path["local"]
+        assert natkit_path["remote"].rpartition(":")[2] == aioice_path["local"].rpartition(":")[2]
+        assert natkit_path["kind"] in {"srflx", "prflx"}
+    finally:
+        for proc in (ours, theirs):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in (ours, theirs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
