@@ -31,7 +31,20 @@ more CPU. As a reference (not like for like: no local candidates, no pairs,
 no checks), the memory of aioice ``Connection`` objects holding the same
 8 remote candidates is measured in the same run.
 
+In the lab (``--lab``, root; ``--lab-only`` skips the simulation): time
+from start to the first confirmed direct path between two real ``natkit
+connect`` processes on the two sites of ``connect-eim`` (EIM ↔ EIM, real
+kernel NAT, the lab's rendezvous and STUN server), ``--runs`` times with NAT
+state reset before each, beside the physical floor measured in the same
+run: the signalling round trip through the rendezvous (a sealed message
+there and back between the two sites, ``--runs`` times) plus one check RTT
+(the path's RTT as natkit's checks measured it). Each run reports, per
+side, from its sockets being bound (``started``) to signalling up and to
+its ``path_selected``, and from the process being spawned (Python start-up
+included).
+
     .venv/bin/python benchmarks/connect.py [--peers 1000] [--steady 600] [--warmup 900] [--ta 0.005]
+    sudo .venv/bin/python benchmarks/connect.py --lab-only [--runs 10]
 """
 
 from __future__ import annotations
@@ -324,6 +337,9 @@ def aioice_reference(peers: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lab", action="store_true", help="also measure in the lab (root)")
+    parser.add_argument("--lab-only", action="store_true", help="only measure in the lab")
+    parser.add_argument("--runs", type=int, default=10, help="lab runs")
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--steady", type=float, default=600.0, help="virtual seconds measured")
     parser.add_argument(
@@ -335,6 +351,13 @@ def main() -> int:
     config = ConnectConfig(ta=args.ta)
     cpus = len(os.sched_getaffinity(0))
     print(f"{cpus} CPU(s), load average {os.getloadavg()[0]:.2f} (above 0: others share them)")
+    if args.lab or args.lab_only:
+        from connect_lab import lab_table  # noqa: PLC0415 (root and the lab only here)
+
+        status = lab_table(args.runs)
+        if args.lab_only:
+            return status
+        print()
     print(
         f"{args.peers} peers x {CANDIDATES} candidates, one hub agent on one socket,"
         f" ta {1000 * args.ta:g} ms, keepalive {config.keepalive_interval:g} s\n"
