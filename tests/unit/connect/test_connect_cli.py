@@ -199,3 +199,42 @@ def test_bad_command_lines_exit_64_without_a_traceback(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_every_path_event_carries_the_same_keys() -> None:
+    from cli.connect_render import event_to_dict  # noqa: PLC0415
+    from natkit.connect import (  # noqa: PLC0415
+        LossReason,
+        PathLost,
+        PathSelected,
+        PeerUnreachable,
+        UnreachableReason,
+    )
+    from natkit.connect.candidates import CandidateKind  # noqa: PLC0415
+    from natkit.endpoint import Endpoint  # noqa: PLC0415
+
+    local, remote = Endpoint.parse("198.51.100.1:4000"), Endpoint.parse("198.51.100.2:5000")
+    srflx = CandidateKind.SRFLX
+    events = [
+        PathSelected("p", local, remote, srflx, 0.0012, None, srflx, srflx, 0),
+        PathLost("p", local, remote, srflx, LossReason.KEEPALIVE_TIMEOUT, "gone", 0),
+        PeerUnreachable("p", UnreachableReason.CHECKS_FAILED, "no direct path", 3, 5.0),
+    ]
+    sockets = [Endpoint.parse("0.0.0.0:4000")]
+    documents = [event_to_dict(event, sockets) for event in events]
+    assert [d["event"] for d in documents if d] == [
+        "path_selected",
+        "path_lost",
+        "peer_unreachable",
+    ]
+    for document in documents:
+        assert document is not None
+        assert set(document) >= PATH_KEYS
+    selected, lost, unreachable = documents
+    assert selected is not None
+    assert lost is not None
+    assert unreachable is not None
+    assert selected["rtt_ms"] == 1.2
+    assert selected["base"] == "0.0.0.0:4000"
+    assert (lost["reason"], lost["rtt_ms"]) == ("keepalive_timeout", None)
+    assert (unreachable["kind"], unreachable["direct"]) == (None, False)
