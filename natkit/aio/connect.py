@@ -84,7 +84,7 @@ from natkit.aio.candidates import GatherOptions, PortMapperProvider, PortMapProv
 from natkit.aio.connect_gather import TrickleGathering
 from natkit.aio.connect_signal import SignalBridge, SignalCounters
 from natkit.aio.driver import CoreRunner, open_udp_sockets
-from natkit.aio.interfaces import open_gathering_sockets
+from natkit.aio.interfaces import list_interface_addresses, open_gathering_sockets
 from natkit.connect import (
     ConnectAgent,
     ConnectConfig,
@@ -106,7 +106,7 @@ from natkit.connect.candidates import Candidate, LocalCandidate
 from natkit.connect.mux import ConnectMux, HelperEvent, MuxEvent
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.gather.host import HostPolicy
+from natkit.gather.host import HostPolicy, InterfaceAddress
 from natkit.identity import PrivateKey, PublicKey, seal
 from natkit.signal.channel import ChannelEvent, ChannelState, SignalChannel, StateChanged
 
@@ -233,7 +233,11 @@ class Connection:
     """A connect node: sockets, agent, gatherer, signalling (module doc).
 
     Build it and ``await start()``, or use :func:`connect`. It owns
-    ``channel``: :meth:`close` closes it.
+    ``channel``: :meth:`close` closes it. ``sockets``: bound UDP sockets to
+    use instead of its own; ``port_mapper``: instead of natkit's
+    :class:`~natkit.aio.candidates.PortMapperProvider`; ``interfaces``: what
+    lists the host's addresses (tests); ``rng``: the source of ICE
+    credentials and tie-breakers (default: the operating system's).
     """
 
     def __init__(
@@ -247,6 +251,7 @@ class Connection:
         sockets: Sequence[socket.socket] | None = None,
         port_mapper: PortMapProvider | None = None,
         rng: random.Random | None = None,
+        interfaces: Callable[[], Sequence[InterfaceAddress]] | None = None,
     ) -> None:
         self.key = key
         self.channel = channel
@@ -256,6 +261,7 @@ class Connection:
         self.counters = NodeCounters()
         self._given_sockets = None if sockets is None else list(sockets)
         self._port_mapper = port_mapper
+        self._interfaces = interfaces
         # ICE credentials are keys (MESSAGE-INTEGRITY): from the OS's source.
         self._rng = rng if rng is not None else random.SystemRandom()
         self._events: deque[NodeEvent] = deque()
@@ -322,6 +328,7 @@ class Connection:
             ),
             on_change=self._candidates_changed,
             port_mapper=port_mapper,
+            interfaces=self._interfaces or list_interface_addresses,
         )
         for peer in peers:
             self._check_peer(peer)

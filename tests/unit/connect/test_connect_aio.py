@@ -9,6 +9,7 @@ name is looked up (NAT64 discovery off).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from natkit.connect.candidates import CandidateKind
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.gather.candidates import PortMapObservation, PortMapStatus
-from natkit.gather.host import HostPolicy
+from natkit.gather.host import HostPolicy, InterfaceAddress
 from natkit.identity import PrivateKey, PublicKey, WeakKeyError, seal
 from natkit.identity.keyfile import save_private_key
 from natkit.signal.channel import ChannelState
@@ -443,4 +444,33 @@ async def test_each_local_address_is_its_own_base_with_its_own_pairs() -> None:
     finally:
         await a.close()
         await b.close()
+        transport.close()
+
+
+async def test_a_new_interface_address_is_trickled_and_the_node_gathers_again() -> None:
+    _, address, transport = await lying_stun("198.51.100.77:40000")
+    loopback = [InterfaceAddress("lo", ipaddress.ip_address("127.0.0.1"), 8)]
+    listed = list(loopback)
+    hub = SignalHub()
+    keys = [PrivateKey.generate(), PrivateKey.generate()]
+    hub.channel(keys[1].public_key)
+    record = Recorder()
+    node = Connection(
+        keys[0],
+        hub.channel(keys[0].public_key),
+        stun=[address],
+        options=options(local_addresses=(), interface_poll=0.05),
+        on_event=record,
+        interfaces=lambda: listed,
+    )
+    try:
+        await node.start([keys[1].public_key])
+        await until(lambda: node.gathering.rounds == 1 and not node.gathering.gathering)
+        listed.append(InterfaceAddress("lo", ipaddress.ip_address("127.0.0.7"), 8))
+        new = Endpoint(ipaddress.ip_address("127.0.0.7"), node.local_endpoints[0].port)
+        await until(lambda: new in {c.address for c in node.local_candidates})
+        assert any(new in {c.address for c in e.added} for e in record.of(LocalCandidatesChanged))
+        await until(lambda: node.gathering.rounds == 2)
+    finally:
+        await node.close()
         transport.close()
