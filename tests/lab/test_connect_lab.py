@@ -32,6 +32,7 @@ import contextlib
 import ipaddress
 import json
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -469,3 +470,33 @@ def test_natkit_and_aioice_connect_through_the_nats(lab: Lab, natkit_controls: b
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.scenarios("connect-eim")
+def test_the_commands_lab_up_prints_connect_the_two_sites(lab: Lab) -> None:
+    from cli.lab import lab_summary, render_up  # noqa: PLC0415
+
+    summary = lab_summary(lab)
+    assert summary["rendezvous"] == "192.0.2.10:7000"
+    assert set(summary["node_keys"]) == {A, B}
+    text = render_up(summary)
+    commands = summary["connect_commands"]
+    assert len(commands) == 2
+    assert all(f"  {command}" in text for command in commands)
+    # Run them as printed (``natkit`` being this checkout's), with --once.
+    procs = []
+    for command in commands:
+        argv = shlex.split(command)
+        at = argv.index("natkit")
+        argv[at : at + 1] = [sys.executable, "-m", "cli"]
+        argv += ["--once", "--timeout", "30", "--json-line"]
+        procs.append(
+            subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=natkit_cli_env())
+        )
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    paths = [
+        next(line for line in map(json.loads, out.splitlines()) if line["event"] == "path_selected")
+        for out in outputs
+    ]
+    assert agree(*paths)

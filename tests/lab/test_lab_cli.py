@@ -103,7 +103,13 @@ def test_two_site_lab_shows_the_second_site(lab: Lab) -> None:
         "router_namespaces": [lab.namespace("nat-b")],
         "client_addresses": ["10.0.2.2", "10.0.2.3"],
         "public_address": "198.51.100.2",
+        "lan_peers": [],
     }
+    assert (summary["rendezvous"], summary["node_keys"], summary["connect_commands"]) == (
+        None,
+        {},
+        [],
+    )
     text = render_up(summary)
     assert (
         "site b: client-b 10.0.2.2, 10.0.2.3 seen as 198.51.100.2; routers nat-b;"
