@@ -251,7 +251,7 @@ async def test_a_lost_path_makes_the_node_gather_again() -> None:
         await b.close()  # the path dies
         await until(lambda: bool(record.of(PathLost)))
         await until(lambda: a.gathering.rounds == 2)
-        assert len(server.sources) == 2
+        await until(lambda: len(server.sources) == 2)
     finally:
         await a.close()
         await b.close()
