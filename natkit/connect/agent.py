@@ -18,6 +18,11 @@ Public API (all times are the driver's monotonic ``now``, in seconds)::
     agent.path_unusable(peer, now, reason="")
     agent.network_changed(now)
     agent.set_report(report, now)               # opaque classification report
+    agent.add_relay_server(RelayServer(name, TurnConfig(...)), now)   # TURN (part 2)
+    agent.relay_stream_data(socket, data, now)  # bytes from a TCP/TLS relay connection
+    agent.relay_stream_lost(socket, now, detail)
+    agent.send_data(peer, data, now) -> bool    # a datagram over the selected path
+    agent.close(now)                            # deallocate relays
     agent.handle_timer(now)
 
     # outputs (SansIOCore)
@@ -54,6 +59,9 @@ Theory of operation
   :class:`~natkit.connect.candidates.Relay`. Datagrams for a relayed pair
   go through ``relay.wrap``; what the relay receives comes back through
   :meth:`receive_relayed`. The session logic cannot tell the two apart.
+* **TURN** (:mod:`natkit.connect.relays`): the agent itself holds one
+  allocation per node on the configured servers (nearest by RTT), on its own
+  sockets and timer; its relayed candidate is a base like the others.
 
 Peers and roles: a peer id is any hashable value (natkit passes public
 keys, tests strings). By default the side whose ``local_id`` is smaller is
@@ -84,11 +92,17 @@ from natkit.connect.candidates import (
 from natkit.connect.checks import UFRAG_CHARS, random_ice_string, read_request, split_username
 from natkit.connect.config import ConnectConfig
 from natkit.connect.counters import ConnectCounters, ConnectStats
-from natkit.connect.events import ConnectEvent, Path, Role
+from natkit.connect.events import (
+    ConnectEvent,
+    Path,
+    RelayedDataReceived,
+    Role,
+)
 from natkit.connect.pairs import CheckPurpose, CheckSent, Pair, PairStatus, pairing_candidates
+from natkit.connect.relays import RelayManager, RelayPolicy, RelayServer, TurnBase
 from natkit.connect.session import Session
 from natkit.connect.signals import SignalCandidate, SignalMessage
-from natkit.endpoint import Endpoint
+from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.sansio import Datagram
 from natkit.stun.codec import Message, StunDecodeError, is_stun, parse_message
@@ -112,6 +126,7 @@ class ConnectAgent:
         config: ConnectConfig | None = None,
         sockets: Sequence[Endpoint] = (),
         log_checks: bool = False,
+        relay_policy: RelayPolicy | None = None,
     ) -> None:
         self.config = config if config is not None else ConnectConfig()
         #: Every request sent, with its purpose (only with ``log_checks``).
@@ -147,6 +162,8 @@ class ConnectAgent:
         self._next_check = float("-inf")
         self._outbox: list[Datagram] = []
         self._events: deque[ConnectEvent] = deque()
+        #: The node's TURN allocations (one at a time, shared by every peer).
+        self.relays = RelayManager(self, rng, relay_policy or RelayPolicy())
 
     # -- peers ----------------------------------------------------------------------------
 
@@ -238,6 +255,13 @@ class ConnectAgent:
     ) -> LocalCandidate:
         """Add (trickle) a local candidate: every peer gets it (``CandidatesAdded``)
         and it is paired with every remote candidate of its family."""
+        local = self._add_local(candidate, now, socket=socket, relay=relay)
+        self._after_input(now)
+        return local
+
+    def _add_local(
+        self, candidate: Candidate, now: float, *, socket: int | None, relay: Relay | None
+    ) -> LocalCandidate:
         if candidate.address in self._by_address:
             raise LocalProtocolError(f"add_local_candidate: {candidate.address} is already known")
         base = self._base_of(candidate, socket, relay)
@@ -253,7 +277,6 @@ class ConnectAgent:
             if pairing:
                 session.local_candidate_added(local, now)
             self.touch(session)
-        self._after_input(now)
         return local
 
     def _make_local(self, candidate: Candidate, base: Base, *, announced: bool) -> LocalCandidate:
@@ -269,6 +292,10 @@ class ConnectAgent:
     def remove_local_candidate(self, address: Endpoint, now: float) -> None:
         """Forget a local candidate (an interface went away); pairs move to
         another candidate of the same base, or go (a selected one is lost)."""
+        self._remove_local(address, now)
+        self._after_input(now)
+
+    def _remove_local(self, address: Endpoint, now: float) -> None:
         local = self._by_address.pop(address, None)
         if local is None:
             raise LocalProtocolError(f"remove_local_candidate: {address} is not a local candidate")
@@ -278,7 +305,6 @@ class ConnectAgent:
         for session in self._sessions.values():
             session.local_candidates_removed(now)
             self.touch(session)
-        self._after_input(now)
 
     def holds(self, local: LocalCandidate) -> bool:
         return self._by_address.get(local.address) is local
@@ -359,7 +385,8 @@ class ConnectAgent:
         self._after_input(now)
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        self._receive(data, remote, socket, now)
+        if not self.relays.receive(data, remote, socket, now):
+            self._receive(data, remote, socket, now)
         self._after_input(now)
 
     def receive_relayed(self, relay: Relay, data: bytes, remote: Endpoint, now: float) -> None:
@@ -369,7 +396,65 @@ class ConnectAgent:
         self._receive(data, remote, relay, now)
         self._after_input(now)
 
+    # -- TURN relays ---------------------------------------------------------------------
+
+    def add_relay_server(self, server: RelayServer, now: float) -> None:
+        """Relay through ``server`` too (several: the nearest by RTT is used,
+        one allocation per node; see :mod:`natkit.connect.relays`)."""
+        self.relays.add(server, now)
+        self._after_input(now)
+
+    def relay_stream_data(self, socket: int, data: bytes, now: float) -> None:
+        """Bytes read from the TCP/TLS connection of relay stream slot ``socket``."""
+        self.relays.stream_data(socket, data, now)
+        self._after_input(now)
+
+    def relay_stream_lost(self, socket: int, now: float, detail: str = "") -> None:
+        """The connection of stream slot ``socket`` closed or could not be made."""
+        self.relays.stream_lost(socket, now, detail or "connection closed")
+        self._after_input(now)
+
+    def close(self, now: float) -> None:
+        """Deallocate the relays (the agent keeps answering checks)."""
+        self.relays.close(now)
+        self._after_input(now)
+
+    def send_data(self, peer: Any, data: bytes, now: float) -> bool:
+        """Send ``data`` (a tunnel's datagram) to ``peer`` over its selected
+        path, through a relay when that path is relayed; ``False``: no path."""
+        session = self._session(peer, "send_data")
+        pair = session.selected
+        if pair is None:
+            return False
+        sent = self.send(pair.base, pair.destination, data, now)
+        self._after_input(now)
+        return sent
+
+    def permit(self, address: IPAddress, now: float) -> None:
+        """A peer's candidate address is known: let it reach our relayed one."""
+        self.relays.permit(address, now)
+
+    # RelayOwner: what the relay manager tells the agent.
+
+    def relay_ready(self, base: TurnBase, candidate: Candidate, now: float) -> None:
+        self._add_local(candidate, now, socket=None, relay=base)
+        for session in self._sessions.values():
+            for address in session.checks.remote:
+                base.permit(address.address, now)
+
+    def relay_gone(self, base: TurnBase, now: float) -> None:
+        self._relays.discard(base)
+        if self._by_address.get(base.relayed) is not None:
+            self._remove_local(base.relayed, now)
+
+    def relayed_data(self, base: TurnBase, data: bytes, peer: Endpoint, now: float) -> None:
+        if is_stun(data):
+            self._receive(data, peer, base, now)
+        else:
+            self.emit(RelayedDataReceived(base.name, peer, data))
+
     def handle_timer(self, now: float) -> None:
+        self.relays.handle_timer(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, session = heapq.heappop(heap)
@@ -384,7 +469,7 @@ class ConnectAgent:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out, self._outbox = self._outbox, []
-        return out
+        return out + self.relays.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
         heap = self._heap
@@ -394,6 +479,9 @@ class ConnectAgent:
         if self._urgent or self._ready:
             slot = self._next_check
             deadline = slot if deadline is None else min(deadline, slot)
+        relay = self.relays.get_timer()
+        if relay is not None and (deadline is None or relay < deadline):
+            deadline = relay
         return deadline
 
     def next_event(self) -> ConnectEvent | None:
@@ -459,15 +547,21 @@ class ConnectAgent:
             finished.append(tid)
             known.add(tid)
 
-    def send(self, base: Base, destination: Endpoint, data: bytes, now: float) -> None:
+    def send(self, base: Base, destination: Endpoint, data: bytes, now: float) -> bool:
         if isinstance(base, int):
             self._outbox.append(Datagram(data, destination, base))
-            return
+            return True
+        if isinstance(base, TurnBase):
+            if self.relays.send(base, data, destination, now):
+                return True
+            self.counters.relay_refused += 1
+            return False
         datagram = base.wrap(data, destination, now)
         if datagram is None:
             self.counters.relay_refused += 1
-        else:
-            self._outbox.append(datagram)
+            return False
+        self._outbox.append(datagram)
+        return True
 
     def touch(self, session: Session) -> None:
         """``session`` changed: its deadline is recomputed before the call returns."""

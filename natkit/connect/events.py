@@ -25,6 +25,8 @@ from typing import Any
 from natkit.connect.candidates import CandidateKind
 from natkit.connect.signals import SignalMessage
 from natkit.endpoint import Endpoint
+from natkit.turn.config import TurnTransport
+from natkit.turn.events import TurnFailure
 
 
 class Role(Enum):
@@ -74,6 +76,9 @@ class PathSelected:
     remote_kind: CandidateKind
     socket: int | None
     relay: str | None = None
+    #: Why this path, in one sentence (for a relayed one: why relayed, e.g.
+    #: "both sides APDM with random ports, no port mapping on either gateway").
+    reason: str = ""
 
     @property
     def path(self) -> Path:
@@ -190,6 +195,57 @@ class PeerReportReceived:
     report: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class RelayAllocated:
+    """The node has a relayed candidate on ``server`` (shared by every peer)."""
+
+    #: The server's name (``turn:...``/``turns:...``, as configured).
+    server: str
+    #: The relayed transport address (the relay candidate).
+    relayed: Endpoint
+    #: How the node reaches the server (the relayed leg is UDP either way).
+    transport: TurnTransport
+    #: Round trip to the server when it was picked (``None``: not measured).
+    rtt: float | None
+    #: Our address as the server saw it (``None``: not given).
+    mapped: Endpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayFailed:
+    """No allocation on ``server`` (``lost``: the one we had is gone); the
+    manager tries again in ``retry_in`` seconds (with other servers first)."""
+
+    server: str
+    failure: TurnFailure
+    #: The server's error code (401, 486, 508...), ``None`` for timeouts etc.
+    code: int | None
+    #: The server's reason phrase or natkit's description.
+    detail: str
+    lost: bool
+    retry_in: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStreamIdle:
+    """The driver may close the TCP/TLS connection of stream slot ``socket``
+    (its allocation ended); a later datagram on the slot opens a new one."""
+
+    socket: int
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedDataReceived:
+    """A datagram that is not a connectivity check arrived through the relay
+    (a tunnel's traffic on a relayed path): ``remote`` is the peer's endpoint
+    as the relay saw it (the ``remote`` of that peer's relayed ``Path``)."""
+
+    relay: str
+    remote: Endpoint
+    data: bytes = field(repr=False)
+
+
 ConnectEvent = (
     PathSelected
     | PathLost
@@ -199,4 +255,8 @@ ConnectEvent = (
     | PeerRestarted
     | RoleChanged
     | PeerReportReceived
+    | RelayAllocated
+    | RelayFailed
+    | RelayStreamIdle
+    | RelayedDataReceived
 )

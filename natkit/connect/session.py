@@ -256,6 +256,9 @@ class Session:
                 AttributeType.USERNAME, f"{signal.remote_ufrag}:{signal.local_ufrag}"
             )
         controlling = self.role is Role.CONTROLLING
+        for candidate in candidates:
+            # Peer-first traffic through our relay needs its permission (RFC 8656 §9).
+            self._agent.permit(candidate.address.address, now)
         if self.checks.add_remote(candidates, self._agent.pairing, controlling=controlling):
             self._unreachable_reported = False
             self.restart_checks(now)
@@ -357,7 +360,8 @@ class Session:
         pair = self.checks.next_queued()
         if pair is not None or not self.signal.remote_known:
             return pair
-        ordinary = self.checks.pick_ordinary()
+        relay_first = self._config.relay_first and self.selected is None
+        ordinary = self.checks.pick_ordinary(relay_first=relay_first)
         if ordinary is not None:
             ordinary.state = PairState.IN_PROGRESS
             ordinary.begin(CheckPurpose.CHECK, self._config.check_policy.rc)
@@ -486,7 +490,7 @@ class Session:
             return  # answered; our own checks start with the peer's announcement
         pair = self.pairs.get((base, source))
         if pair is None:
-            pair = self._pair_for_request(source, base, request.priority)
+            pair = self._pair_for_request(source, base, request.priority, now)
             if pair is None:
                 return
             self._unreachable_reported = False
@@ -496,7 +500,9 @@ class Session:
             self._nominated(pair, now)
         agent.touch(self)
 
-    def _pair_for_request(self, source: Endpoint, base: Base, priority: int) -> Pair | None:
+    def _pair_for_request(
+        self, source: Endpoint, base: Base, priority: int, now: float
+    ) -> Pair | None:
         local = self._agent.pairing_local(base, source)
         if local is None:
             self._agent.counters.unpaired_requests += 1
@@ -504,6 +510,7 @@ class Session:
         remote = self.checks.learn(source, priority)
         if remote is None:
             return None
+        self._agent.permit(source.address, now)
         controlling = self.role is Role.CONTROLLING
         return self.checks.form(local, remote, controlling=controlling, destination=source)
 
@@ -580,6 +587,12 @@ class Session:
         self._pair_event(pair, True, rtt)
         if pair is self.selected:
             self._schedule_keepalive(now)
+        elif pair is self.standby():
+            # The relayed fallback stays warm: its NAT mappings and the TURN
+            # permissions are exercised every keepalive interval, so a
+            # downgrade needs no new allocation and no re-learning.
+            pair.recheck_interval = config.keepalive_interval
+            pair.recheck_at = now + pair.recheck_interval
         elif purpose is CheckPurpose.RECHECK and was_valid:
             pair.recheck_interval = min(config.recheck_max, 2 * pair.recheck_interval)
             pair.recheck_at = now + pair.recheck_interval
@@ -678,7 +691,10 @@ class Session:
         if not eligible:
             return
         best = min(eligible, key=rank)
-        if not self._after_loss and self._settle_deadline(best) > now:
+        # Relay-first: a relayed pair is used at once (a direct one replaces it
+        # through the hysteresis); a direct one waits for the first round.
+        relay_now = best.relayed and self._config.relay_first
+        if not self._after_loss and not relay_now and self._settle_deadline(best) > now:
             return
         self._nominate(best, now)
 
@@ -694,7 +710,11 @@ class Session:
         held = pair.held_until is not None and pair.held_until > now
         if held or self._nominating is not None:
             return
-        if not clearly_better(pair, sample, selected, self._config):
+        if not clearly_better(pair, sample, selected, self._config) or (
+            pair.relayed and self._direct_valid(now)
+        ):
+            # A relayed challenger never races a valid direct one: direct
+            # beats relay, so a relay-to-relay switch then is wasted churn.
             pair.confirmations = 0
             return
         pair.confirmations += 1
@@ -732,10 +752,27 @@ class Session:
             )
         )
 
+    def _direct_valid(self, now: float) -> bool:
+        return any(not p.relayed for p in self._eligible(now))
+
+    def standby(self) -> Pair | None:
+        """The relayed pair that takes over if the selected direct path dies."""
+        selected = self.selected
+        if selected is None or selected.relayed:
+            return None
+        relayed = [p for p in self.pairs.values() if p.relayed and p.valid]
+        return min(relayed, key=rank) if relayed else None
+
+    def _keepalive_interval(self) -> float:
+        config = self._config
+        if self.standby() is not None:
+            return config.standby_interval
+        return config.keepalive_interval
+
     def _schedule_keepalive(self, now: float) -> None:
         config = self._config
         jitter = self._agent.random() * config.keepalive_jitter
-        self._keepalive_at = now + config.keepalive_interval * (1 - jitter)
+        self._keepalive_at = now + self._keepalive_interval() * (1 - jitter)
 
     def _emit_lost(self, pair: Pair, reason: LossReason, detail: str) -> None:
         path = self.path_of(pair)
