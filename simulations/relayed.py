@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from natkit.birthday.ports import PortRange
 from natkit.connect import (
     Announcement,
     ConnectAgent,
@@ -31,15 +32,18 @@ from natkit.connect import (
 )
 from natkit.connect.events import RelayedDataReceived
 from natkit.connect.relays import RelayServer
+from natkit.connect.report import BirthdayCapability, RelayInUse, TraversalReport
 from natkit.endpoint import Endpoint
 from natkit.sansio import Datagram
 from natkit.turn import Credentials, TurnConfig
+from simulations.classification import simulate_classification
 from simulations.clock import EventLoop
 from simulations.connect import ConnectNode, SignalHub, gather, learn_mapped
 from simulations.driver import CoreDriver
+from simulations.nat import NatConfig
 from simulations.reflexive import start_stun_server
 from simulations.sites import TwoSites, two_sites
-from simulations.traversal import SITE_DELAY, NatType, pair_seed
+from simulations.traversal import SITE_DELAY, NatType
 from simulations.turn import SimTurnServer, start_turn_server
 
 TURN_SERVER = Endpoint.parse("192.0.2.30:3478")
@@ -188,9 +192,30 @@ class RelayedPair:
         self.sites.network.unblock(self.sites.a.public_ip, self.sites.b.public_ip)
 
 
+#: What each simulated node offers for birthday probing when it sends reports.
+SIM_BIRTHDAY = BirthdayCapability(ports=64, probes=2048, rate=100)
+
+
+def site_report(
+    nat: NatConfig | None,
+    *,
+    relays: Sequence[RelayServer] = (),
+    birthday: BirthdayCapability | None = SIM_BIRTHDAY,
+) -> TraversalReport:
+    """The traversal report a node behind ``nat`` sends: natkit's classifier
+    run against that NAT (:mod:`simulations.classification`), the NAT's port
+    range, the node's relays and its birthday limits."""
+    classification = simulate_classification(nat).report
+    port_range = None if nat is None else PortRange(*nat.port_range)
+    in_use = tuple(RelayInUse(r.name, r.transport) for r in relays)
+    return TraversalReport.from_reports(
+        classification, relays=in_use, birthday=birthday, port_range=port_range
+    )
+
+
 def relayed_pair(
-    a: NatType,
-    b: NatType,
+    a: NatType | NatConfig | None,
+    b: NatType | NatConfig | None,
     *,
     seed: int = 1,
     config: ConnectConfig | None = None,
@@ -198,13 +223,18 @@ def relayed_pair(
     turn_delay: float = TURN_DELAY,
     connect: bool = True,
     allocate_first: bool = True,
+    reports: bool = False,
+    birthday: BirthdayCapability | None = SIM_BIRTHDAY,
 ) -> RelayedPair:
     """Two peers behind ``a`` and ``b``, each relaying through the simulated
     server when ``relays[i]``; ``connect``: add each as the other's peer
     (``allocate_first``: once the relays are allocated, as a node that
-    starts its relay before its peers come online)."""
-    rng = random.Random(pair_seed(a, b, seed))
-    sites = two_sites(a.config, b.config, rng=random.Random(rng.getrandbits(64)), delay=SITE_DELAY)
+    starts its relay before its peers come online); ``reports``: each node
+    sends its :func:`site_report` (the ladder then runs, birthday included)."""
+    nats = [x.config if isinstance(x, NatType) else x for x in (a, b)]
+    labels = "/".join(x.name if isinstance(x, NatType) else _label(x) for x in (a, b))
+    rng = random.Random(random.Random(f"{seed}/{labels}").getrandbits(63))
+    sites = two_sites(nats[0], nats[1], rng=random.Random(rng.getrandbits(64)), delay=SITE_DELAY)
     start_stun_server(sites)
     turn, turn_driver = start_turn_server(
         sites.network,
@@ -235,6 +265,11 @@ def relayed_pair(
         gather(node, mapped)
         if relays[index]:
             node.driver.invoke(partial(_add_relay, node.agent))
+        if reports:
+            report = site_report(
+                nats[index], relays=[relay_server()] if relays[index] else [], birthday=birthday
+            )
+            node.driver.invoke(partial(node.agent.set_traversal_report, report))
         nodes.append(node)
     pair = RelayedPair(sites, hub, (nodes[0], nodes[1]), turn, turn_driver, streams)
     if allocate_first:
@@ -248,6 +283,10 @@ def relayed_pair(
         nodes[0].connect("b")
         nodes[1].connect("a")
     return pair
+
+
+def _label(nat: NatConfig | None) -> str:
+    return "open" if nat is None else f"{nat.label}/{nat.port_range}"
 
 
 def _add_relay(agent: ConnectAgent, now: float) -> None:

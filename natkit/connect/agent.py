@@ -18,6 +18,8 @@ Public API (all times are the driver's monotonic ``now``, in seconds)::
     agent.path_unusable(peer, now, reason="")
     agent.network_changed(now)
     agent.set_report(report, now)               # opaque classification report
+    agent.set_traversal_report(report, now)     # part 2: TraversalReport (ladder, explain)
+    agent.birthday_sockets(peer, attempt, [(index, endpoint), ...], now)
     agent.add_relay_server(RelayServer(name, TurnConfig(...)), now)   # TURN (part 2)
     agent.relay_stream_data(socket, data, now)  # bytes from a TCP/TLS relay connection
     agent.relay_stream_lost(socket, now, detail)
@@ -33,6 +35,7 @@ Public API (all times are the driver's monotonic ``now``, in seconds)::
     # queries
     agent.peers, agent.selected(peer), agent.pairs(peer), agent.state(peer),
     agent.role(peer), agent.credentials(peer), agent.local_candidates,
+    agent.ladder(peer), agent.explain(peer, now) ("why relayed?"),
     agent.counters (dropped input), agent.stats (traffic), agent.check_log
 
 Theory of operation
@@ -80,6 +83,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from natkit.birthday.ports import PortRange
 from natkit.connect.candidates import (
     Base,
     Candidate,
@@ -98,11 +102,14 @@ from natkit.connect.events import (
     RelayedDataReceived,
     Role,
 )
+from natkit.connect.explain import Explanation
+from natkit.connect.ladder import Ladder
 from natkit.connect.pairs import CheckPurpose, CheckSent, Pair, PairStatus, pairing_candidates
 from natkit.connect.relays import RelayManager, RelayPolicy, RelayServer, TurnBase
+from natkit.connect.report import BirthdayCapability, TraversalReport, encode_report
 from natkit.connect.session import Session
 from natkit.connect.signals import SignalCandidate, SignalMessage
-from natkit.endpoint import Endpoint, IPAddress
+from natkit.endpoint import Endpoint, Family, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.sansio import Datagram
 from natkit.stun.codec import Message, StunDecodeError, is_stun, parse_message
@@ -140,6 +147,10 @@ class ConnectAgent:
         self.stats = ConnectStats()
         #: The opaque classification report sent in announcements.
         self.report = b""
+        #: This node's traversal report (``set_traversal_report``), for the ladder.
+        self.traversal_report: TraversalReport | None = None
+        # Sockets a birthday run listens on (agent socket -> sessions).
+        self._birthday_routes: dict[int, list[Session]] = {}
         self._sessions: dict[Any, Session] = {}
         self._by_ufrag: dict[str, Session] = {}
         self._locals: list[LocalCandidate] = []
@@ -206,6 +217,7 @@ class ConnectAgent:
     def remove_peer(self, peer: Any, now: float) -> None:
         """End the session with ``peer`` (no events; datagrams for it are dropped)."""
         session = self._session(peer, "remove_peer")
+        session.birthday.reset(now)
         for pair in list(session.pairs.values()):
             self.forget(pair.end())
             pair.removed = True
@@ -334,6 +346,13 @@ class ConnectAgent:
         socket bound to ``local``): the socket becomes a private base of this
         session only, paired with ``remote`` alone, and is checked at once."""
         session = self._session(peer, "add_known_pair")
+        self.add_known_pair_now(session, socket, local, remote, now)
+        self._after_input(now)
+
+    def add_known_pair_now(
+        self, session: Session, socket: int, local: Endpoint, remote: Endpoint, now: float
+    ) -> None:
+        peer = session.peer
         if not session.signal.remote_known:
             raise LocalProtocolError(
                 f"add_known_pair: no announcement from {peer!r} yet ({session.state})"
@@ -348,7 +367,6 @@ class ConnectAgent:
             self._by_address[local] = existing
         session.add_known_pair(existing, remote, now)
         self.touch(session)
-        self._after_input(now)
 
     # -- the rest of the inputs ------------------------------------------------------------
 
@@ -385,7 +403,11 @@ class ConnectAgent:
         self._after_input(now)
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        if not self.relays.receive(data, remote, socket, now):
+        routes = self._birthday_routes.get(socket)
+        if routes and any(s.birthday.datagram(data, remote, socket, now) for s in routes):
+            for session in routes:
+                self.touch(session)
+        elif not self.relays.receive(data, remote, socket, now):
             self._receive(data, remote, socket, now)
         self._after_input(now)
 
@@ -395,6 +417,71 @@ class ConnectAgent:
             raise LocalProtocolError(f"receive_relayed: {relay.name} is not a base of this agent")
         self._receive(data, remote, relay, now)
         self._after_input(now)
+
+    # -- the ladder, birthday probing, "why relayed?" -----------------------------------
+
+    def set_traversal_report(self, report: TraversalReport, now: float) -> None:
+        """This node's :class:`~natkit.connect.report.TraversalReport`: sent to
+        every peer (sealed through signalling) and the local half of each
+        session's escalation ladder."""
+        self.traversal_report = report
+        for session in self._sessions.values():
+            session.ladder_changed(now)
+            self.touch(session)
+        self.set_report(encode_report(report), now)
+
+    def ladder(self, peer: Any) -> Ladder:
+        """``peer``'s escalation ladder (from both reports)."""
+        return self._session(peer, "ladder").ladder
+
+    def explain(self, peer: Any, now: float) -> Explanation:
+        """Why ``peer``'s session is where it is ("why relayed?")."""
+        return self._session(peer, "explain").explain(now)
+
+    def birthday_sockets(
+        self, peer: Any, attempt: int, sockets: Sequence[tuple[int, Endpoint]], now: float
+    ) -> None:
+        """The sockets a ``BirthdaySocketsWanted`` asked for: (index, bound
+        endpoint) each; the indices are the driver's, beside the agent's own
+        sockets. An empty list: none could be bound (the attempt fails)."""
+        session = self._session(peer, "birthday_sockets")
+        for index, _ in sockets:
+            if index < len(self._sockets) or index in self._birthday_routes:
+                raise LocalProtocolError(f"birthday_sockets: socket {index} is already in use")
+        session.birthday.sockets_given(attempt, list(sockets), now)
+        self.touch(session)
+        self._after_input(now)
+
+    def birthday_capability(self) -> BirthdayCapability | None:
+        report = self.traversal_report
+        return None if report is None else report.birthday
+
+    def local_port_range(self) -> PortRange | None:
+        report = self.traversal_report
+        return None if report is None else report.port_range
+
+    def srflx_candidate(self, family: Family) -> LocalCandidate | None:
+        """This node's first server-reflexive candidate of ``family``."""
+        for local in self._locals:
+            if local.kind is CandidateKind.SRFLX and local.address.family is family:
+                return local
+        return None
+
+    def route_birthday(self, sockets: Sequence[int], session: Session) -> None:
+        for socket in sockets:
+            self._birthday_routes.setdefault(socket, []).append(session)
+
+    def unroute_birthday(self, sockets: Sequence[int], session: Session) -> None:
+        for socket in sockets:
+            routes = self._birthday_routes.get(socket)
+            if routes is not None and session in routes:
+                routes.remove(session)
+                if not routes:
+                    del self._birthday_routes[socket]
+
+    @property
+    def rng(self) -> random.Random:
+        return self._rng
 
     # -- TURN relays ---------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from natkit.endpoint import Endpoint, Family
-from natkit.probe.candidates import Candidate, CandidateKind, CandidateTransport
+from natkit.probe.candidates import Candidate, CandidateKind, CandidateReport, CandidateTransport
 from natkit.probe.candidates_plan import TYPE_PREFERENCE as GATHERER_TYPE_PREFERENCE
 from natkit.probe.candidates_plan import candidate_priority
 from natkit.probe.nat64 import synthesize, translation_problem
@@ -36,6 +36,7 @@ __all__ = [
     "Base",
     "Candidate",
     "CandidateKind",
+    "CandidateReport",
     "CandidateTransport",
     "Foundations",
     "LocalCandidate",

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+from natkit.connect.ladder import LadderConfig
 from natkit.errors import LocalProtocolError
 from natkit.stun.transaction import RetransmissionPolicy
 
@@ -114,6 +115,8 @@ class ConnectConfig:
     #: Keepalive interval of a selected direct path while a relayed pair
     #: stands by (RFC 7675 §5.1's 5 s consent checks).
     standby_keepalive: float = 5.0
+    #: When birthday probing is worth trying (the escalation ladder).
+    ladder: LadderConfig = field(default_factory=LadderConfig)
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -23,8 +23,9 @@ from enum import Enum
 from typing import Any
 
 from natkit.connect.candidates import CandidateKind
-from natkit.connect.signals import SignalMessage
-from natkit.endpoint import Endpoint
+from natkit.connect.ladder import Decision
+from natkit.connect.signals import BirthdayRole, SignalMessage
+from natkit.endpoint import Endpoint, Family
 from natkit.turn.config import TurnTransport
 from natkit.turn.events import TurnFailure
 
@@ -246,6 +247,62 @@ class RelayedDataReceived:
     data: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class EscalationDecided:
+    """One step of ``peer``'s escalation ladder was decided (or decided
+    again: the reports changed). The decision is a value: logged as is."""
+
+    peer: Any
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdaySocketsWanted:
+    """Bind ``count`` UDP sockets of ``family`` (any port) and give them to
+    ``ConnectAgent.birthday_sockets(peer, attempt, [(index, endpoint)...], now)``."""
+
+    peer: Any
+    attempt: int
+    count: int
+    family: Family
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdaySocketsReleased:
+    """Close these sockets (indices the driver gave); the agent is done with them."""
+
+    peer: Any
+    attempt: int
+    sockets: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayStarted:
+    """This side's part of a birthday attempt began."""
+
+    peer: Any
+    attempt: int
+    role: BirthdayRole
+    #: Where it opens mappings to (opener) or which address it probes.
+    target: Endpoint
+    ports: int
+    probes: int
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayFinished:
+    """This side's part of an attempt ended (``found``: a pair was found)."""
+
+    peer: Any
+    attempt: int
+    found: bool
+    probes: int
+    #: The peer's endpoint of the pair found.
+    remote: Endpoint | None
+    detail: str
+
+
 ConnectEvent = (
     PathSelected
     | PathLost
@@ -259,4 +316,9 @@ ConnectEvent = (
     | RelayFailed
     | RelayStreamIdle
     | RelayedDataReceived
+    | EscalationDecided
+    | BirthdaySocketsWanted
+    | BirthdaySocketsReleased
+    | BirthdayStarted
+    | BirthdayFinished
 )

@@ -44,6 +44,8 @@ import math
 import random
 from typing import TYPE_CHECKING, Any
 
+from natkit.birthday.ports import PortRange
+from natkit.connect.birthday import BirthdayCoordinator
 from natkit.connect.candidates import (
     Base,
     CandidateKind,
@@ -63,6 +65,7 @@ from natkit.connect.checks import (
 )
 from natkit.connect.config import ConnectConfig
 from natkit.connect.events import (
+    EscalationDecided,
     LossReason,
     PairChecked,
     Path,
@@ -72,13 +75,18 @@ from natkit.connect.events import (
     PeerUnreachable,
     Role,
     RoleChanged,
+    SignalReady,
     UnreachableReason,
 )
+from natkit.connect.explain import Explanation, Observed, explain_session
+from natkit.connect.ladder import Action, Ladder, Sides, Step, plan_ladder
 from natkit.connect.pairs import CheckPurpose, Pair, PairState, PairStatus
+from natkit.connect.relays import TurnBase
+from natkit.connect.report import ReportDecodeError, TraversalReport, decode_report
 from natkit.connect.selection import clearly_better, rank
 from natkit.connect.signalling import SignalState
-from natkit.connect.signals import SignalCandidate, SignalMessage
-from natkit.endpoint import Endpoint
+from natkit.connect.signals import BirthdayMessage, SignalCandidate, SignalMessage
+from natkit.endpoint import Endpoint, Family
 from natkit.errors import LocalProtocolError
 from natkit.stun.attributes import TextAttribute
 from natkit.stun.codec import Message
@@ -87,6 +95,10 @@ from natkit.stun.integrity import IntegrityError, short_term_key, verify_integri
 
 if TYPE_CHECKING:
     from natkit.connect.agent import ConnectAgent
+
+
+#: How live sentences name the two sides.
+LIVE_SIDES = Sides("this site", "the peer's site")
 
 
 class SessionState:
@@ -108,17 +120,22 @@ class Session:
         "_after_loss",
         "_agent",
         "_config",
+        "_direct_lost",
         "_first_valid_at",
         "_keepalive_at",
+        "_ladder",
+        "_last_recheck",
         "_nominating",
         "_nominee",
         "_unreachable_reported",
         "_username",
+        "birthday",
         "checks",
         "closed",
         "local_key",
         "peer",
         "queued",
+        "remote_report",
         "role",
         "scheduled",
         "selected",
@@ -152,6 +169,12 @@ class Session:
         self._after_loss = False
         self._keepalive_at: float | None = None
         self._unreachable_reported = False
+        # Part 2: the peer's report, the ladder, birthday attempts, what was seen.
+        self.remote_report: TraversalReport | None = None
+        self._ladder: Ladder | None = None
+        self.birthday = BirthdayCoordinator(agent, self)
+        self._direct_lost: str | None = None
+        self._last_recheck: float | None = None
         # The agent's bookkeeping.
         self.queued = False
         self.urgent = False
@@ -231,11 +254,117 @@ class Session:
     # -- signalling (SignalState calls back) ---------------------------------------------------
 
     def receive_signal(self, message: SignalMessage, now: float) -> None:
+        if isinstance(message, BirthdayMessage):
+            self.birthday.receive(message, now)
+            return
         self.signal.receive(message, now)
         self._check_unreachable(now)
+        self.maybe_birthday(now)
+
+    def send_signal(self, message: SignalMessage) -> None:
+        self._agent.emit(SignalReady(self.peer, message))
+
+    # -- reports, the ladder, "why relayed?" --------------------------------------------
+
+    def report_received(self, report: bytes, now: float) -> None:
+        """The peer's traversal report arrived or changed (bytes from signalling)."""
+        decoded = None
+        if report:
+            try:
+                decoded = decode_report(report)
+            except ReportDecodeError:
+                self._agent.counters.bad_reports += 1
+        self.remote_report = decoded
+        self.ladder_changed(now)
+
+    def ladder_changed(self, now: float) -> None:
+        """Either report changed: decide the ladder again, log what changed."""
+        old = self._ladder
+        ladder = plan_ladder(
+            self._agent.traversal_report, self.remote_report, self._config.ladder, LIVE_SIDES
+        )
+        self._ladder = ladder
+        if old is not None and old == ladder:
+            return
+        self.birthday.tried = False
+        for decision in ladder.decisions:
+            if old is None or decision not in old.decisions:
+                self._agent.emit(EscalationDecided(self.peer, decision))
+        self.maybe_birthday(now)
+
+    @property
+    def ladder(self) -> Ladder:
+        if self._ladder is None:
+            self._ladder = plan_ladder(
+                self._agent.traversal_report, self.remote_report, self._config.ladder, LIVE_SIDES
+            )
+        return self._ladder
+
+    def maybe_birthday(self, now: float) -> None:
+        """The controlling side starts birthday probing when the ladder says so."""
+        if (
+            self.role is not Role.CONTROLLING
+            or not self.signal.remote_known
+            or not self.signal.known_by_peer
+            or self.birthday.tried
+            or self.birthday.run is not None
+            or (self.selected is not None and not self.selected.relayed)
+        ):
+            return
+        decision = self.ladder.decision(Step.BIRTHDAY)
+        if decision.action is Action.TRY and decision.birthday is not None:
+            self.birthday.offer(decision.birthday, now)
+
+    def remote_srflx(self, family: Family) -> Endpoint | None:
+        """The peer's first server-reflexive candidate of ``family``."""
+        for candidate in self.checks.remote.values():
+            if candidate.kind is CandidateKind.SRFLX and candidate.address.family is family:
+                return candidate.address
+        return None
+
+    def remote_port_range(self) -> PortRange | None:
+        report = self.remote_report
+        return None if report is None else report.port_range
+
+    def observed(self, now: float) -> Observed:
+        """What this session saw, for :func:`~natkit.connect.explain.explain_session`."""
+        direct = [p for p in self.pairs.values() if not p.relayed]
+        selected = self.selected
+        relayed = selected is not None and selected.relayed
+        relay = transport = None
+        if selected is not None and isinstance(selected.base, TurnBase):
+            relay, transport = selected.base.name, selected.base.transport
+        elif relayed and self.remote_report is not None and self.remote_report.relays:
+            # Through the peer's allocation: its report names the server.
+            theirs = self.remote_report.relays[0]
+            relay, transport = theirs.name, theirs.transport
+        next_recheck = None
+        if relayed:
+            times = [p.recheck_at for p in direct if p.recheck_at is not None]
+            next_recheck = max(0.0, min(times) - now) if times else None
+        last = None if self._last_recheck is None else now - self._last_recheck
+        return Observed(
+            direct_pairs=len(direct),
+            direct_failed=self.checks.direct_failed(),
+            direct_lost=self._direct_lost,
+            relayed=relayed,
+            relay=relay,
+            transport=transport,
+            birthday=self.birthday.status,
+            birthday_plan=self.birthday.plan,
+            birthday_probes=self.birthday.probes,
+            rechecked=len(direct) if relayed else 0,
+            last_recheck=last if relayed else None,
+            next_recheck=next_recheck,
+        )
+
+    def explain(self, now: float) -> Explanation:
+        return explain_session(self.ladder, self.observed(now))
 
     def peer_restarted(self, generation: int, now: float) -> None:
         """The peer restarted (RFC 8445 §9: an ICE restart): forget its state."""
+        self.birthday.reset(now)
+        self._direct_lost = None
         if self.selected is not None:
             self._emit_lost(self.selected, LossReason.PEER_RESTARTED, "the peer restarted")
             self.selected = None
@@ -331,6 +460,8 @@ class Session:
 
     def network_changed(self, now: float) -> None:
         self.restart_checks(now)
+        self.birthday.reset(now)
+        self.maybe_birthday(now)
         if self.selected is not None and not self.selected.in_flight:
             self._keepalive_at = now
 
@@ -736,7 +867,10 @@ class Session:
             previous.recheck_interval = self._config.recheck_min
             previous.recheck_at = now + previous.recheck_interval
         self._schedule_keepalive(now)
+        if not pair.relayed:
+            self._direct_lost = None
         path = self.path_of(pair)
+        reason = self.explain(now).sentence if pair.relayed else self._direct_reason(pair)
         self._agent.emit(
             PathSelected(
                 peer=self.peer,
@@ -749,8 +883,16 @@ class Session:
                 remote_kind=path.remote_kind,
                 socket=path.socket,
                 relay=path.relay,
+                reason=reason,
             )
         )
+
+    def _direct_reason(self, pair: Pair) -> str:
+        if self.birthday.found is not None and pair.destination == self.birthday.found:
+            return "direct: birthday probing found a path"
+        if self.path_of(pair).kind is CandidateKind.MAPPED:
+            return "direct through a mapped port"
+        return "direct path confirmed by connectivity checks"
 
     def _direct_valid(self, now: float) -> bool:
         return any(not p.relayed for p in self._eligible(now))
@@ -804,6 +946,8 @@ class Session:
         self._after_loss = True
         if self._nominee is pair:
             self._nominee = None
+        if not pair.relayed:
+            self._direct_lost = detail
         self._emit_lost(pair, reason, detail)
         self._maybe_select(now)
         self.restart_checks(now)
@@ -876,21 +1020,26 @@ class Session:
             ):
                 pair.recheck_at = None
                 purpose = CheckPurpose.CONFIRM if pair.confirmations else CheckPurpose.RECHECK
+                if not pair.relayed:
+                    self._last_recheck = now
                 self._start(pair, purpose, now)
         if self._keepalive_at is not None and self._keepalive_at <= now:
             self._keepalive_at = None
             if self.selected is not None:
                 self._start(self.selected, CheckPurpose.KEEPALIVE, now)
         self.signal.on_timer(now)
+        self.birthday.on_timer(now)
         self._maybe_select(now)
 
     def deadline(self, now: float) -> float | None:
         """The earliest time something of this session is due (``None``: nothing)."""
         inf = math.inf
         signal = self.signal.deadline()
+        birthday = self.birthday.deadline()
         earliest = min(
             inf if self._keepalive_at is None else self._keepalive_at,
             inf if signal is None else signal,
+            inf if birthday is None else birthday,
         )
         for pair in self.pairs.values():
             due = pair.next_send if pair.next_send is not None else pair.fail_at
