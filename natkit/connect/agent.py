@@ -111,7 +111,7 @@ from natkit.connect.session import Session
 from natkit.connect.signals import SignalCandidate, SignalMessage
 from natkit.endpoint import Endpoint, Family, IPAddress
 from natkit.errors import LocalProtocolError
-from natkit.sansio import Datagram
+from natkit.sansio import Datagram, IcmpError
 from natkit.stun.codec import Message, StunDecodeError, is_stun, parse_message
 from natkit.stun.constants import HEADER_LENGTH, TRANSACTION_ID_LENGTH, Method
 from natkit.stun.integrity import IntegrityError, verify_integrity
@@ -386,7 +386,9 @@ class ConnectAgent:
         self._after_input(now)
 
     def network_changed(self, now: float) -> None:
-        """Local interfaces changed: re-check every pair of every peer at once."""
+        """Local interfaces changed: re-check every pair of every peer at once
+        (and refresh the relay allocation: its 5-tuple may have changed)."""
+        self.relays.doubt(now)
         for session in self._sessions.values():
             session.network_changed(now)
             self.touch(session)
@@ -409,6 +411,12 @@ class ConnectAgent:
                 self.touch(session)
         elif not self.relays.receive(data, remote, socket, now):
             self._receive(data, remote, socket, now)
+        self._after_input(now)
+
+    def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
+        """An ICMP error about a datagram sent from ``socket`` (used to notice a
+        dead TURN server early; the checks do not need them)."""
+        self.relays.icmp(error, socket, now)
         self._after_input(now)
 
     def receive_relayed(self, relay: Relay, data: bytes, remote: Endpoint, now: float) -> None:

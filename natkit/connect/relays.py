@@ -58,7 +58,7 @@ from natkit.connect.candidates import Candidate, CandidateKind
 from natkit.connect.events import RelayAllocated, RelayFailed, RelayStreamIdle
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
-from natkit.sansio import Datagram
+from natkit.sansio import Datagram, IcmpError
 from natkit.signal.backoff import Backoff
 from natkit.turn.client import TurnClient
 from natkit.turn.config import TurnConfig, TurnTransport
@@ -287,6 +287,21 @@ class RelayManager:
             if server.server.socket == socket and server.server.transport.reliable:
                 return client
         return None  # nothing open on it any more: late bytes
+
+    def doubt(self, now: float) -> None:
+        """The allocation may be gone (the network changed, a relayed path went
+        silent): refresh it now; 437 or no answer makes a new one (rule 3)."""
+        if self.active is not None:
+            self.active.client.refresh(now)
+            self._drain(now)
+
+    def icmp(self, error: IcmpError, socket: int, now: float) -> None:
+        """An ICMP error about a datagram from ``socket`` (the clients check
+        that it is about their server: a dead server is noticed sooner)."""
+        for _, client in list(self._clients):
+            if client.config.socket == socket and not client.config.transport.reliable:
+                client.receive_icmp_error(error, socket, now)
+        self._drain(now)
 
     def permit(self, address: IPAddress, now: float) -> None:
         """A peer's candidate address was learnt: let it reach us through the relay."""

@@ -748,6 +748,9 @@ class Session:
         pair.state = PairState.FAILED
         pair.confirmations = 0
         self._pair_event(pair, False, None)
+        if was_valid and isinstance(pair.base, TurnBase):
+            # A relayed pair went silent: is our allocation still there?
+            self._agent.relays.doubt(now)
         if pair is self._nominating:
             self._nominating = None
         if pair is self.selected:
