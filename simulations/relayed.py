@@ -36,6 +36,7 @@ from natkit.connect.report import BirthdayCapability, RelayInUse, TraversalRepor
 from natkit.endpoint import Endpoint
 from natkit.sansio import Datagram
 from natkit.turn import Credentials, TurnConfig
+from natkit.turn.channel_data import is_channel_data
 from simulations.classification import simulate_classification
 from simulations.clock import EventLoop
 from simulations.connect import ConnectNode, SignalHub, gather, learn_mapped
@@ -52,6 +53,8 @@ TURN_USER, TURN_PASSWORD = "natkit", "natkit-sim-password"
 TURN_DELAY = 0.005
 #: What a :class:`DataStream` datagram starts with (not STUN: first bits 01).
 DATA_MAGIC = b"NKdata"
+#: The STUN message type of a Data indication (RFC 8656 §18: method 0x007, indication).
+_DATA_INDICATION = b"\x00\x17"
 
 
 def relay_server(
@@ -67,16 +70,22 @@ def relay_server(
 
 
 class _DataTap:
-    """The agent, with :class:`DataStream` datagrams taken off its sockets first."""
+    """The agent, with :class:`DataStream` datagrams taken off its sockets
+    first, and the arrival of relayed datagrams noted."""
 
     def __init__(self, agent: ConnectAgent, stream_sink: list[DataStream]) -> None:
         self.agent = agent
         self.sinks = stream_sink
+        #: When a peer's datagram arrived through the relay (ChannelData or a
+        #: Data indication from the server).
+        self.relayed_arrivals: list[float] = []
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
         if data.startswith(DATA_MAGIC):
             _deliver(self.sinks, data, now, relayed=False)
             return
+        if remote == TURN_SERVER and (is_channel_data(data) or data[:2] == _DATA_INDICATION):
+            self.relayed_arrivals.append(now)
         self.agent.receive_datagram(data, remote, socket, now)
 
     def handle_timer(self, now: float) -> None:
@@ -157,6 +166,7 @@ class RelayedPair:
     turn: SimTurnServer
     turn_driver: CoreDriver[None]
     streams: list[DataStream]
+    taps: list[_DataTap]
 
     @property
     def loop(self) -> EventLoop:
@@ -183,6 +193,17 @@ class RelayedPair:
             times[recipient] = sent_at + self.hub.delay
         names = [n.name for n in self.nodes]
         return max(times[n] for n in names) if all(n in times for n in names) else None
+
+    def connect(self) -> None:
+        """Each node adds the other as its peer (when built with ``connect=False``)."""
+        first, second = self.nodes
+        first.connect(second.name)
+        second.connect(first.name)
+
+    def relayed_arrivals(self) -> list[float]:
+        """When datagrams relayed from one peer to the other (Data indications
+        and ChannelData from the TURN server) reached either node, in order."""
+        return sorted(t for tap in self.taps for t in tap.relayed_arrivals)
 
     def cut_direct(self) -> None:
         """A drop rule between the two sites' public addresses (the relay still works)."""
@@ -247,6 +268,7 @@ def relayed_pair(
     )
     hub = SignalHub(sites.loop)
     streams: list[DataStream] = []
+    taps: list[_DataTap] = []
     nodes = []
     for index, (name, site) in enumerate(zip(("a", "b"), sites.sites, strict=True)):
         sockets = site.bind(1, 40000)
@@ -258,7 +280,7 @@ def relayed_pair(
             hub,
             config=config,
             seed=rng.getrandbits(64),
-            wrap=partial(_DataTap, stream_sink=streams),
+            wrap=partial(_tap, taps, streams),
             on_event=partial(_relayed_data, holder, streams=streams),
         )
         holder.append(node)
@@ -271,7 +293,7 @@ def relayed_pair(
             )
             node.driver.invoke(partial(node.agent.set_traversal_report, report))
         nodes.append(node)
-    pair = RelayedPair(sites, hub, (nodes[0], nodes[1]), turn, turn_driver, streams)
+    pair = RelayedPair(sites, hub, (nodes[0], nodes[1]), turn, turn_driver, streams, taps)
     if allocate_first:
         wanted = sum(1 for r in relays if r)
 
@@ -280,9 +302,14 @@ def relayed_pair(
 
         sites.loop.run_until(allocated, timeout=10.0)
     if connect:
-        nodes[0].connect("b")
-        nodes[1].connect("a")
+        pair.connect()
     return pair
+
+
+def _tap(taps: list[_DataTap], streams: list[DataStream], agent: ConnectAgent) -> _DataTap:
+    tap = _DataTap(agent, streams)
+    taps.append(tap)
+    return tap
 
 
 def _label(nat: NatConfig | None) -> str:

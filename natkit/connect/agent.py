@@ -80,6 +80,7 @@ import heapq
 import itertools
 import random
 from collections import deque
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -106,7 +107,13 @@ from natkit.connect.explain import Explanation
 from natkit.connect.ladder import Ladder
 from natkit.connect.pairs import CheckPurpose, CheckSent, Pair, PairStatus, pairing_candidates
 from natkit.connect.relays import RelayManager, RelayPolicy, RelayServer, TurnBase
-from natkit.connect.report import BirthdayCapability, TraversalReport, encode_report
+from natkit.connect.report import (
+    MAX_RELAYS,
+    BirthdayCapability,
+    RelayInUse,
+    TraversalReport,
+    encode_report,
+)
 from natkit.connect.session import Session
 from natkit.connect.signals import SignalCandidate, SignalMessage
 from natkit.endpoint import Endpoint, Family, IPAddress
@@ -460,6 +467,16 @@ class ConnectAgent:
         self.touch(session)
         self._after_input(now)
 
+    def local_report(self) -> TraversalReport | None:
+        """The local half of every ladder: the traversal report, with the relays
+        this agent is configured with when the report names none."""
+        report = self.traversal_report
+        servers = self.relays.servers
+        if servers and (report is None or not report.relays):
+            relays = tuple(RelayInUse(s.name, s.transport) for s in servers[:MAX_RELAYS])
+            return replace(report or TraversalReport(), relays=relays)
+        return report
+
     def birthday_capability(self) -> BirthdayCapability | None:
         report = self.traversal_report
         return None if report is None else report.birthday
@@ -497,6 +514,9 @@ class ConnectAgent:
         """Relay through ``server`` too (several: the nearest by RTT is used,
         one allocation per node; see :mod:`natkit.connect.relays`)."""
         self.relays.add(server, now)
+        for session in self._sessions.values():
+            session.ladder_changed(now)
+            self.touch(session)
         self._after_input(now)
 
     def relay_stream_data(self, socket: int, data: bytes, now: float) -> None:

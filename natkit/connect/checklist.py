@@ -233,13 +233,16 @@ class CheckList:
 def relay_order(pair: Pair) -> tuple[int, int]:
     """How early a pair is checked while no path is selected (larger: sooner).
 
-    Relayed pairs first, and among them: relay to relay (only the two
-    allocations' permissions matter, both asked for as the candidates were
-    learnt, and no NAT filters the servers' own traffic), then from our
-    relayed base (our permission holds the check back until the server has
-    it), then toward the peer's relayed candidate from a direct base; then
-    priority (RFC 8445 §6.1.2.3)."""
+    Relayed pairs first, and among them: from a direct base toward the
+    peer's relayed candidate (it needs only the peer's permission for our
+    address, which the peer asked for as it learnt our candidates, so the
+    check of whichever side learnt the other's candidates last passes at
+    once, and the answer comes back through our NAT's own mapping toward the
+    relay); then relay to relay (both permissions, no NAT in the way: what a
+    site without UDP has); then from our relayed base toward the peer's
+    direct candidates (the peer's NAT lets it in only once the peer sent to
+    our relayed address); then priority (RFC 8445 §6.1.2.3)."""
     local = pair.local.kind is CandidateKind.RELAY
     remote = pair.remote.kind is CandidateKind.RELAY
-    rank = 3 if local and remote else 2 if local else 1 if remote else 0
+    rank = 3 if remote and not local else 2 if local and remote else 1 if local else 0
     return rank, pair.priority

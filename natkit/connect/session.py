@@ -280,9 +280,7 @@ class Session:
     def ladder_changed(self, now: float) -> None:
         """Either report changed: decide the ladder again, log what changed."""
         old = self._ladder
-        ladder = plan_ladder(
-            self._agent.traversal_report, self.remote_report, self._config.ladder, LIVE_SIDES
-        )
+        ladder = self._plan()
         self._ladder = ladder
         if old is not None and old == ladder:
             return
@@ -295,10 +293,13 @@ class Session:
     @property
     def ladder(self) -> Ladder:
         if self._ladder is None:
-            self._ladder = plan_ladder(
-                self._agent.traversal_report, self.remote_report, self._config.ladder, LIVE_SIDES
-            )
+            self._ladder = self._plan()
         return self._ladder
+
+    def _plan(self) -> Ladder:
+        return plan_ladder(
+            self._agent.local_report(), self.remote_report, self._config.ladder, LIVE_SIDES
+        )
 
     def maybe_birthday(self, now: float) -> None:
         """The controlling side starts birthday probing when the ladder says so."""
@@ -872,6 +873,9 @@ class Session:
         self._schedule_keepalive(now)
         if not pair.relayed:
             self._direct_lost = None
+        elif previous is not None and not previous.relayed and self._direct_lost is None:
+            # The controlled side follows the peer, which saw the direct path die.
+            self._direct_lost = "it stopped answering"
         path = self.path_of(pair)
         reason = self.explain(now).sentence if pair.relayed else self._direct_reason(pair)
         self._agent.emit(
