@@ -80,8 +80,8 @@ import heapq
 import itertools
 import random
 from collections import deque
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from natkit.birthday.ports import PortRange

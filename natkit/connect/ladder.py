@@ -232,46 +232,87 @@ def _blocked(a: TraversalReport, b: TraversalReport, sides: Sides) -> str | None
     return None
 
 
+#: One side's NAT as the direct step sees it.
+Nat = tuple[MappingBehavior, FilteringBehavior]
+_M, _F = MappingBehavior, FilteringBehavior
+_HARD_MAPPINGS = (_M.ADM, _M.APDM)
+_KNOWN_MAPPINGS = (_M.EIM, _M.ADM, _M.APDM)
+_KNOWN_FILTERINGS = (_F.EIF, _F.ADF, _F.APDF)
+
+
+def _fails_directly(a: Nat, b: Nat) -> bool:
+    """Whether checks between NATs ``a`` and ``b`` cannot find a path.
+
+    A decision table, derived by running natkit's connect agents through the
+    simulator's RFC 4787 NATs for all 81 combinations (the ladder's tests do
+    it again): a side whose mapping depends on the destination ("hard")
+    facing address-and-port filtering fails; two hard sides fail unless one
+    of them maps per address only (ADM) and either of the two filters nothing
+    (EIF): then the peer-reflexive endpoints each side learns stay the ones
+    the other's NAT lets in."""
+    for hard, other in ((a, b), (b, a)):
+        if hard[0] in _HARD_MAPPINGS and other[1] is _F.APDF:
+            return True
+    if a[0] in _HARD_MAPPINGS and b[0] in _HARD_MAPPINGS:
+        for adm, other in ((a, b), (b, a)):
+            if adm[0] is _M.ADM and _F.EIF in (adm[1], other[1]):
+                return False
+        return True
+    return False
+
+
+def _possible(report: TraversalReport) -> list[Nat]:
+    """Every NAT the report allows (an unknown verdict: all of them)."""
+    if report.behind_nat is False:
+        mappings: tuple[MappingBehavior, ...] = (_M.EIM,)
+    elif report.mapping is _M.UNKNOWN:
+        mappings = _KNOWN_MAPPINGS
+    else:
+        mappings = (report.mapping,)
+    if report.filtering is _F.UNKNOWN:
+        filterings: tuple[FilteringBehavior, ...] = (
+            (_F.EIF,) if report.behind_nat is False else _KNOWN_FILTERINGS
+        )
+    else:
+        filterings = (report.filtering,)
+    return [(m, f) for m in mappings for f in filterings]
+
+
 def _direct(a: TraversalReport, b: TraversalReport, sides: Sides) -> Decision:
     blocked = _blocked(a, b, sides)
     if blocked is not None:
         return Decision(Step.DIRECT, Action.TRY, Expect.FAILS, blocked)
-    if a.hard and b.hard:
-        if describe_nat(a) == describe_nat(b):
-            reason = f"both sides {describe_nat(a)}"
+    verdicts = {_fails_directly(x, y) for x in _possible(a) for y in _possible(b)}
+    if verdicts == {True}:
+        return Decision(Step.DIRECT, Action.TRY, Expect.FAILS, _why_not(a, b, sides))
+    if verdicts == {False}:
+        if a.behind_nat is False and b.behind_nat is False:
+            reason = "neither side is behind a NAT"
         else:
-            reason = f"{sides.local} {describe_nat(a)}, {sides.remote} {describe_nat(b)}"
-        return Decision(Step.DIRECT, Action.TRY, Expect.FAILS, reason)
-    for hard, other, hard_is_local in ((a, b, True), (b, a, False)):
-        if hard.hard and other.filtering is FilteringBehavior.APDF:
             reason = (
+                f"{sides.local} {describe_nat(a)}, {sides.remote} {describe_nat(b)}: punching works"
+            )
+        return Decision(Step.DIRECT, Action.TRY, Expect.WORKS, reason)
+    unknown = [sides.name(side is a) for side in (a, b) if len(_possible(side)) > 1]
+    reason = (
+        f"the NATs at {' and '.join(unknown)} are not classified"
+        if len(unknown) == 2
+        else f"the NAT at {unknown[0]} is not classified"
+    )
+    return Decision(Step.DIRECT, Action.TRY, Expect.UNKNOWN, reason)
+
+
+def _why_not(a: TraversalReport, b: TraversalReport, sides: Sides) -> str:
+    """Why the table says no, in the words of the reports."""
+    for hard, other, hard_is_local in ((a, b, True), (b, a, False)):
+        if hard.hard and other.filtering is _F.APDF and not other.hard:
+            return (
                 f"{sides.name(hard_is_local)} {describe_nat(hard)} and"
                 f" {sides.name(not hard_is_local)} filters by address and port (APDF)"
             )
-            return Decision(Step.DIRECT, Action.TRY, Expect.FAILS, reason)
-    unknown = [
-        sides.name(side is a)
-        for side in (a, b)
-        if side.behind_nat is not False
-        and (
-            side.mapping is MappingBehavior.UNKNOWN
-            or (side.filtering is FilteringBehavior.UNKNOWN and (a.hard or b.hard))
-        )
-    ]
-    if unknown:
-        reason = (
-            f"the NATs at {' and '.join(unknown)} are not classified"
-            if len(unknown) == 2
-            else f"the NAT at {unknown[0]} is not classified"
-        )
-        return Decision(Step.DIRECT, Action.TRY, Expect.UNKNOWN, reason)
-    if a.behind_nat is False and b.behind_nat is False:
-        reason = "neither side is behind a NAT"
-    else:
-        reason = (
-            f"{sides.local} {describe_nat(a)}, {sides.remote} {describe_nat(b)}: punching works"
-        )
-    return Decision(Step.DIRECT, Action.TRY, Expect.WORKS, reason)
+    if describe_nat(a) == describe_nat(b):
+        return f"both sides {describe_nat(a)}"
+    return f"{sides.local} {describe_nat(a)}, {sides.remote} {describe_nat(b)}"
 
 
 def _port_mapping(

@@ -127,6 +127,7 @@ class Session:
         "_last_recheck",
         "_nominating",
         "_nominee",
+        "_standby",
         "_unreachable_reported",
         "_username",
         "birthday",
@@ -175,6 +176,7 @@ class Session:
         self.birthday = BirthdayCoordinator(agent, self)
         self._direct_lost: str | None = None
         self._last_recheck: float | None = None
+        self._standby: Pair | None = None
         # The agent's bookkeeping.
         self.queued = False
         self.urgent = False
@@ -826,6 +828,9 @@ class Session:
         if not eligible:
             return
         best = min(eligible, key=rank)
+        standby = self._standby
+        if self._after_loss and standby is not None and standby in eligible and best.relayed:
+            best = standby  # the warm one: its mappings and permissions were just used
         # Relay-first: a relayed pair is used at once (a direct one replaces it
         # through the hysteresis); a direct one waits for the first round.
         relay_now = best.relayed and self._config.relay_first
@@ -905,12 +910,18 @@ class Session:
         return any(not p.relayed for p in self._eligible(now))
 
     def standby(self) -> Pair | None:
-        """The relayed pair that takes over if the selected direct path dies."""
+        """The relayed pair that takes over if the selected direct path dies:
+        the best valid one, kept while it stays valid (two near-equal relayed
+        pairs must not take turns, or neither would stay warm)."""
         selected = self.selected
         if selected is None or selected.relayed:
             return None
+        current = self._standby
+        if current is not None and current.valid and not current.removed:
+            return current
         relayed = [p for p in self.pairs.values() if p.relayed and p.valid]
-        return min(relayed, key=rank) if relayed else None
+        self._standby = min(relayed, key=rank) if relayed else None
+        return self._standby
 
     def _keepalive_interval(self) -> float:
         config = self._config

@@ -18,6 +18,7 @@ import pytest
 
 from natkit.birthday.planner import Mode
 from natkit.birthday.ports import FULL_RANGE, PortRange
+from natkit.connect import PathSelected
 from natkit.connect.ladder import (
     Action,
     Expect,
@@ -30,9 +31,13 @@ from natkit.connect.ladder import (
 from natkit.connect.report import BirthdayCapability, RelayInUse, TraversalReport
 from natkit.endpoint import Endpoint
 from natkit.portmap.mapping import MappingProtocol
-from natkit.probe.report import MappingBehavior
+from natkit.probe.report import FilteringBehavior, MappingBehavior
 from natkit.turn.config import TurnTransport
 from simulations.classification import simulate_classification
+from simulations.nat import FilteringBehavior as SimFiltering
+from simulations.nat import MappingBehavior as SimMapping
+from simulations.nat import NatConfig, PortAllocation
+from simulations.relayed import relayed_pair
 from simulations.traversal import BirthdayBudget, NatType, attempt_port_mapping, attempt_stun
 
 BUDGET = BirthdayBudget()
@@ -187,3 +192,47 @@ def test_no_relay_anywhere_and_unknown_reports() -> None:
     unknown = plan_ladder(None, None)
     assert unknown.decision(Step.DIRECT).expect is Expect.UNKNOWN
     assert unknown.predicted is Step.DIRECT
+
+
+# -- every combination of mapping and filtering ---------------------------------------------
+
+BEHAVIOURS = [(m, f) for m in SimMapping for f in SimFiltering]
+
+
+@cache
+def classified(mapping: SimMapping, filtering: SimFiltering) -> TraversalReport:
+    nat = NatConfig(mapping, filtering, PortAllocation.RANDOM)
+    return TraversalReport.from_reports(simulate_classification(nat).report)
+
+
+@cache
+def connects(a: tuple[SimMapping, SimFiltering], b: tuple[SimMapping, SimFiltering]) -> bool:
+    """Whether natkit's agents find a direct path between the two NATs."""
+    nats = [NatConfig(m, f, PortAllocation.RANDOM) for m, f in (a, b)]
+    pair = relayed_pair(nats[0], nats[1], relays=(False, False), allocate_first=False)
+    pair.run(12.0)
+    return any(isinstance(e, PathSelected) for _, e in pair.nodes[0].timeline)
+
+
+def test_the_direct_table_holds_for_all_81_combinations_of_mapping_and_filtering() -> None:
+    wrong = []
+    for a, b in itertools.product(BEHAVIOURS, BEHAVIOURS):
+        ra, rb = classified(*a), classified(*b)
+        assert (ra.mapping.name, ra.filtering.name) == (a[0].name, a[1].name)
+        expect = plan_ladder(ra, rb).decision(Step.DIRECT).expect
+        if expect is not (Expect.WORKS if connects(a, b) else Expect.FAILS):
+            wrong.append((a, b, expect))
+    assert not wrong
+
+
+def test_an_unclassified_side_is_unknown_unless_every_possibility_agrees() -> None:
+    hard = classified(SimMapping.APDM, SimFiltering.APDF)
+    unclassified = TraversalReport(behind_nat=True)
+    assert plan_ladder(hard, unclassified).decision(Step.DIRECT).expect is Expect.UNKNOWN
+    # Whatever its mapping, a side filtering by address and port fails a hard one.
+    filters = dataclasses.replace(unclassified, filtering=FilteringBehavior.APDF)
+    decision = plan_ladder(hard, filters).decision(Step.DIRECT)
+    assert decision.expect is Expect.FAILS
+    # An open host (no NAT) works with anything but UDP blocked.
+    open_host = TraversalReport(behind_nat=False)
+    assert plan_ladder(hard, open_host).decision(Step.DIRECT).expect is Expect.WORKS
