@@ -34,8 +34,8 @@ from typing import Any
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, gather_candidates
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.probe.candidates import PortMapObservation, PortMapStatus
-from natkit.probe.candidates_host import HostPolicy, InterfaceAddress
+from natkit.gather.candidates import PortMapObservation, PortMapStatus
+from natkit.gather.host import HostPolicy, InterfaceAddress
 from natkit.stun.attributes import XorAddressAttribute
 from natkit.stun.codec import Message, StunDecodeError, encode_message, parse_message
 from natkit.stun.constants import AttributeType, MessageClass, Method

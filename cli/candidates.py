@@ -25,14 +25,14 @@ from natkit.aio.candidates import GatherOptions, PortMapperProvider, gather_cand
 from natkit.aio.dns import parse_dns_server
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     CandidateReport,
     CandidateTransport,
     PortMapStatus,
     report_to_dict,
 )
-from natkit.probe.candidates_host import HostPolicy
-from natkit.probe.candidates_stun import GathererConfig
+from natkit.gather.host import HostPolicy
+from natkit.gather.reflexive import GathererConfig
 from natkit.stun.uri import parse_server
 
 EXIT_OK, EXIT_UNDETERMINED, EXIT_USAGE = 0, 2, 64

@@ -25,12 +25,12 @@ from cli.output import add_format_flags, print_report
 from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
 from natkit.aio.interfaces import has_routable_ipv6_here
 from natkit.errors import NatkitError
+from natkit.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import Expectation, check_expectations, parse_expectations
 from natkit.probe.hops import Hop, HopReply
 from natkit.probe.lifetime import LifetimeConfig
-from natkit.probe.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
-from natkit.probe.report import ClassificationReport, RunStatus, report_to_dict
+from natkit.probe.report import ClassificationReport, RunStatus, Verdict, report_to_dict
 
 SCALAR_KEYS = (
     "status",
@@ -271,7 +271,14 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
     # it, and only where a NAT64 could be used at all (an IPv6 address).
     nat64_task = None
     if not args.no_nat64 and has_routable_ipv6_here():
-        nat64_task = asyncio.ensure_future(_discover_nat64(args))
+        # Imported before the run starts: dnspython takes 0.1-0.3 s to
+        # import, and inside the run that would block the event loop while
+        # the first answers wait in the socket buffers (a start-up RTT spike).
+        from natkit.aio.dns import discover_nat64  # noqa: PLC0415 (see _check_dns_server)
+
+        nat64_task = asyncio.ensure_future(
+            discover_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
+        )
     try:
         report = await classify(servers, config=config, local_address=args.local_address)
     except BaseException:
@@ -286,7 +293,7 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
         nat64 = NAT64_NOT_APPLICABLE
     if nat64 is not None:
         report = dataclasses.replace(
-            report, nat64=nat64, reasons={**report.reasons, "nat64": nat64.reason}
+            report, nat64=nat64, reasons={**report.reasons, Verdict.NAT64: nat64.reason}
         )
     if args.lifetime and report.status is RunStatus.OK:
         lifetime = await measure_binding_lifetime(
@@ -298,7 +305,7 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
             report,
             binding_lifetime=lifetime.lifetime,
             binding_lifetime_expired_after=lifetime.expired_after,
-            reasons={**report.reasons, "binding_lifetime": lifetime.reason},
+            reasons={**report.reasons, Verdict.BINDING_LIFETIME: lifetime.reason},
         )
     return report
 
@@ -308,12 +315,6 @@ def _check_dns_server(text: str) -> None:
     from natkit.aio.dns import parse_dns_server  # noqa: PLC0415
 
     parse_dns_server(text)
-
-
-async def _discover_nat64(args: argparse.Namespace) -> Nat64Discovery:
-    from natkit.aio.dns import discover_nat64  # noqa: PLC0415 (see _check_dns_server)
-
-    return await discover_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
@@ -391,26 +392,26 @@ def render_human(report: ClassificationReport) -> str:
     if report.local_address is not None and report.mapped_address is not None:
         mapped = f"{report.local_address} -> {report.mapped_address}"
     rows.append(("NAT type", report.nat_type, ""))
-    rows.append(("UDP", udp, reasons.get("udp_blocked", "")))
+    rows.append(("UDP", udp, reasons.get(Verdict.UDP_BLOCKED, "")))
     rows.append(("Behind NAT", _yes_no(report.behind_nat), mapped))
-    rows.append(("Mapping", report.mapping.value, reasons.get("mapping", "")))
-    rows.append(("Filtering", report.filtering.value, reasons.get("filtering", "")))
-    rows.append(("Hairpinning", _yes_no(report.hairpin), reasons.get("hairpin", "")))
+    rows.append(("Mapping", report.mapping.value, reasons.get(Verdict.MAPPING, "")))
+    rows.append(("Filtering", report.filtering.value, reasons.get(Verdict.FILTERING, "")))
+    rows.append(("Hairpinning", _yes_no(report.hairpin), reasons.get(Verdict.HAIRPIN, "")))
     allocation = report.port_allocation.value
     if report.port_allocation_delta is not None:
         allocation += f" (+{report.port_allocation_delta})"
-    rows.append(("Port allocation", allocation, reasons.get("port_allocation", "")))
+    rows.append(("Port allocation", allocation, reasons.get(Verdict.PORT_ALLOCATION, "")))
     if report.alg_detected:
         rows.append(("ALG", "detected", "MAPPED-ADDRESS differs from XOR-MAPPED-ADDRESS"))
-    if "binding_lifetime" in reasons:
+    if Verdict.BINDING_LIFETIME in reasons:
         lifetime = "unknown"
         if report.binding_lifetime is not None:
             lifetime = f">= {report.binding_lifetime:g} s"
             if report.binding_lifetime_expired_after is not None:
                 lifetime += f", < {report.binding_lifetime_expired_after:g} s"
-        rows.append(("Binding lifetime", lifetime, reasons["binding_lifetime"]))
-    rows.append(("CGNAT", _verdict(report.cgnat), reasons.get("cgnat", "")))
-    rows.append(("Double NAT", _verdict(report.double_nat), reasons.get("double_nat", "")))
+        rows.append(("Binding lifetime", lifetime, reasons[Verdict.BINDING_LIFETIME]))
+    rows.append(("CGNAT", _verdict(report.cgnat), reasons.get(Verdict.CGNAT, "")))
+    rows.append(("Double NAT", _verdict(report.double_nat), reasons.get(Verdict.DOUBLE_NAT, "")))
     rows.append(("Path", _path(report.path), ""))
     if report.nat64 is not None:
         prefixes = ", ".join(str(p) for p in report.nat64.prefixes)

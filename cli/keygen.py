@@ -14,7 +14,8 @@ import os
 import stat
 import sys
 
-from natkit.identity import KeyFileError, PrivateKey, save_private_key
+from natkit.identity import PrivateKey
+from natkit.identity.keyfile import KeyFileError, save_private_key
 
 
 def register(parser: argparse.ArgumentParser) -> None:

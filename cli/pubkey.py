@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from natkit.identity import KeyFileError, parse_private_key
-from natkit.identity.keyfile import MAX_KEY_FILE
+from natkit.identity.keyfile import MAX_KEY_FILE, KeyFileError, parse_private_key
 
 
 def register(parser: argparse.ArgumentParser) -> None:

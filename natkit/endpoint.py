@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from enum import IntEnum
 
+from natkit.errors import InvalidEndpoint
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -25,13 +27,19 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 0xFFFF:
-            raise ValueError(f"port out of range: {self.port}")
+            raise InvalidEndpoint(str(self.port), f"port out of range: {self.port}")
 
     @classmethod
     def of(cls, host: str | IPAddress, port: int) -> Endpoint:
         """Build from a textual or parsed address (no name resolution)."""
-        address = ipaddress.ip_address(host) if isinstance(host, str) else host
-        return cls(address, port)
+        if not isinstance(host, str):
+            return cls(host, port)
+        try:
+            return cls(ipaddress.ip_address(host), port)
+        except InvalidEndpoint:
+            raise
+        except ValueError as exc:
+            raise InvalidEndpoint(host, str(exc)) from None
 
     @classmethod
     def parse(cls, text: str, default_port: int | None = None) -> Endpoint:
@@ -42,11 +50,11 @@ class Endpoint:
         if text.startswith("["):
             end = text.find("]")
             if end < 0:
-                raise ValueError(f"unterminated IPv6 literal: {text!r}")
+                raise InvalidEndpoint(text, f"unterminated IPv6 literal: {text!r}")
             host, rest = text[1:end], text[end + 1 :]
             if rest:
                 if not rest.startswith(":"):
-                    raise ValueError(f"bad endpoint: {text!r}")
+                    raise InvalidEndpoint(text, f"bad endpoint: {text!r}")
                 port = _parse_port(rest[1:], text)
         elif text.count(":") == 1:
             host, port_text = text.split(":")
@@ -54,11 +62,11 @@ class Endpoint:
         else:
             host = text
         if port is None:
-            raise ValueError(f"no port in {text!r}")
+            raise InvalidEndpoint(text, f"no port in {text!r}")
         try:
             return cls(ipaddress.ip_address(host), port)
         except ValueError as exc:
-            raise ValueError(f"bad endpoint {text!r}: {exc}") from None
+            raise InvalidEndpoint(text, f"bad endpoint {text!r}: {exc}") from None
 
     @classmethod
     def from_sockaddr(cls, sockaddr: tuple[object, ...]) -> Endpoint:
@@ -85,8 +93,8 @@ class Endpoint:
 
 def _parse_port(text: str, whole: str) -> int:
     if not text.isdigit():
-        raise ValueError(f"bad port in {whole!r}")
+        raise InvalidEndpoint(whole, f"bad port in {whole!r}")
     port = int(text)
     if port > 0xFFFF:
-        raise ValueError(f"port out of range in {whole!r}")
+        raise InvalidEndpoint(whole, f"port out of range in {whole!r}")
     return port

@@ -1,9 +1,15 @@
 """The exception tree shared by every natkit module.
 
-Two branches, as in h11: a ``LocalProtocolError`` means the caller asked for
-something the protocol cannot do (a bug or bad configuration on our side); a
-``RemoteProtocolError`` means a peer sent something malformed or hostile.
+Three branches, the first two as in h11: a ``LocalProtocolError`` means the
+caller asked for something the protocol cannot do (a bug or bad
+configuration on our side); a ``RemoteProtocolError`` means a peer sent
+something malformed or hostile; a ``NatkitTimeout`` means a peer said
+nothing in time (no bytes were wrong, so it is neither of the others).
 Fields carry the details so callers never parse messages.
+
+Errors about values a caller passed in (an endpoint, a hop limit) are also
+``ValueError``s, so code written against the standard library's conventions
+(``except ValueError``) keeps catching them.
 """
 
 from __future__ import annotations
@@ -19,3 +25,26 @@ class LocalProtocolError(NatkitError):
 
 class RemoteProtocolError(NatkitError):
     """A peer (server, gateway, client) sent bytes that break the protocol."""
+
+
+class NatkitTimeout(NatkitError, TimeoutError):
+    """A peer did not answer in time (also a built-in ``TimeoutError``)."""
+
+
+class InvalidEndpoint(LocalProtocolError, ValueError):
+    """An address or port that is not one: ``text`` as given, ``problem`` in words."""
+
+    def __init__(self, text: str, problem: str) -> None:
+        super().__init__(problem)
+        self.text = text
+        self.problem = problem
+
+
+class InvalidArgument(LocalProtocolError, ValueError):
+    """A field of something handed to natkit (a datagram, a stream request)
+    holds an impossible ``value``; ``field`` names it."""
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.value = value

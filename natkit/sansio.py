@@ -18,15 +18,33 @@ ICMP is opt-in on both sides, so cores written before it keep working
 unchanged: a :class:`Datagram` without ``ttl`` leaves with the socket's
 default hop limit, and a driver hands ICMP errors only to cores that define
 ``receive_icmp_error`` (it counts, and otherwise drops, the rest).
+
+Streams (TCP, TLS) are the one thing a core cannot do with datagrams: a
+check over TCP that tells "UDP blocked" from "nothing there", STUN over TLS.
+A core that needs one (:class:`StreamAware`) hands out a
+:class:`StreamRequest` from ``stream_requests()``, drained like the
+datagrams after every call; the driver opens the connection, sends the
+payload, reads one framed reply, and calls back
+``stream_answered(request_id, result, now)`` with a :class:`StreamResult`,
+exactly once per request, whatever the network did (no reply is a result,
+not an exception). The asyncio driver uses real sockets; the simulator
+answers from a responder the scenario gives it.
+
+Drivers also take two observers that see traffic without being a core:
+``on_send(now, datagram)`` for every datagram sent (stamped with the ``now``
+of the call into the core that produced it) and ``on_receive(now, data,
+remote, socket)`` for every datagram before the core gets it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, TypeVar
 
 from natkit.endpoint import Endpoint, IPAddress
+from natkit.errors import InvalidArgument
 
 #: ICMP (RFC 792) and ICMPv6 (RFC 4443) message types natkit tells apart.
 ICMP_DEST_UNREACHABLE = 3
@@ -49,7 +67,7 @@ class Datagram:
 
     def __post_init__(self) -> None:
         if self.ttl is not None and not 1 <= self.ttl <= 255:
-            raise ValueError(f"ttl must be in 1..255, not {self.ttl}")
+            raise InvalidArgument("ttl", self.ttl, f"ttl must be in 1..255, not {self.ttl}")
 
 
 class IcmpKind(Enum):
@@ -155,3 +173,85 @@ class IcmpAware(Protocol):
 
     def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
         """An ICMP error arrived about a datagram sent from local ``socket``."""
+
+
+class StreamTransport(Enum):
+    """How a :class:`StreamRequest` is carried."""
+
+    TCP = "tcp"
+    #: TLS over TCP; the certificate is checked against ``server_name``.
+    TLS = "tls"
+
+
+class StreamFraming(Enum):
+    """Where one reply ends in the byte stream."""
+
+    #: RFC 8489 §6.2.2: the 20-byte STUN header holds the message length.
+    STUN = "stun"
+
+
+#: Largest reply a driver reads for a request unless it says otherwise
+#: (a STUN Binding response is a few hundred bytes).
+MAX_STREAM_REPLY = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """Open a stream to ``remote``, send ``payload``, read one reply.
+
+    The driver starts one connection attempt per entry of ``stagger`` (that
+    many seconds after the request, in parallel) and the first reply wins,
+    so a lost SYN costs a fraction of a second rather than the kernel's 1 s
+    retransmission; after ``timeout`` seconds it answers without a reply.
+    """
+
+    #: Chosen by the core, unique among its requests; echoed in the answer.
+    id: int
+    remote: Endpoint
+    payload: bytes
+    timeout: float
+    transport: StreamTransport = StreamTransport.TCP
+    #: TLS: the name the certificate must carry (``None``: ``remote``'s address).
+    server_name: str | None = None
+    framing: StreamFraming = StreamFraming.STUN
+    #: A longer reply is refused (answered without a reply).
+    max_reply: int = MAX_STREAM_REPLY
+    #: Start times of the connection attempts, seconds after the request.
+    stagger: tuple[float, ...] = field(default=(0.0,))
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise InvalidArgument("timeout", self.timeout, "a stream request needs a timeout > 0")
+        if not self.stagger or any(delay < 0 for delay in self.stagger):
+            raise InvalidArgument("stagger", self.stagger, "stagger needs delays >= 0")
+        if self.max_reply < 1:
+            raise InvalidArgument("max_reply", self.max_reply, "max_reply must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """What the network did with one :class:`StreamRequest`."""
+
+    #: The whole framed reply (``None``: none; ``detail`` says why).
+    reply: bytes | None
+    #: Our end of the connection, once one was made (``None``: never connected).
+    local: Endpoint | None = None
+    #: From sending the payload to the end of the reply, on the winning connection.
+    rtt: float | None = None
+    detail: str = ""
+
+
+class StreamAware(Protocol):
+    """The optional stream half of a core (drivers look it up with ``getattr``)."""
+
+    def stream_requests(self) -> list[StreamRequest]:
+        """Drain the streams the core wants opened now."""
+
+    def stream_answered(self, request_id: int, result: StreamResult, now: float) -> None:
+        """The outcome of the request with ``request_id``."""
+
+
+#: ``on_send(now, datagram)``: a driver sent ``datagram`` for its core.
+SendObserver = Callable[[float, Datagram], None]
+#: ``on_receive(now, data, remote, socket)``: a datagram arrived for the core.
+ReceiveObserver = Callable[[float, bytes, Endpoint, int], None]

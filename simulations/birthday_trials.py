@@ -89,7 +89,6 @@ from natkit.birthday.schedule import (
 )
 from natkit.birthday.wire import Kind, PacketError, Side, parse_packet
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.sansio import Datagram
 from simulations.driver import CoreDriver
 from simulations.errors import SimulationError
 from simulations.nat import FilteringBehavior, MappingBehavior, NatConfig, PortAllocation
@@ -188,47 +187,32 @@ class BothHardSetup:
         return Scenario(self.ports, self.port_range, Mode.BOTH_HARD, self.rate)
 
 
-class _Relay:
-    """The core a site's driver runs: whichever prober is current, passed through.
+class _EndingProbe:
+    """Notes the datagram that ended a prober's run, to read its sequence number.
 
-    One driver (and one set of socket handlers) then serves successive
-    probers on the same sockets. It also notes the sequence number of the
-    PROBE that ended the current prober's run; only that datagram is parsed.
+    An ``on_receive`` observer of the prober's driver: the last datagram that
+    arrived while the prober was still running is the one that ended it
+    (when a datagram did); only that one is parsed, and only when asked.
     """
 
     def __init__(self, core: BirthdayProber) -> None:
         self.core = core
-        #: The sequence number of the peer's PROBE that ended the run, if one did.
-        self.ending_probe: int | None = None
+        self._last: bytes | None = None
 
-    def install(self, core: BirthdayProber) -> None:
-        """Hand the sockets to ``core`` (the driver must be flushed after)."""
-        self.core = core
-        self.ending_probe = None
+    def __call__(self, now: float, data: bytes, remote: Endpoint, socket: int) -> None:
+        if not self.core.finished:
+            self._last = data
 
-    def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        core = self.core
-        was_finished = core.finished
-        core.receive_datagram(data, remote, socket, now)
-        if not was_finished and core.finished:
-            try:
-                packet = parse_packet(data, core.config.key)
-            except PacketError:
-                return
-            if packet.kind is Kind.PROBE:
-                self.ending_probe = packet.sequence
-
-    def handle_timer(self, now: float) -> None:
-        self.core.handle_timer(now)
-
-    def datagrams_to_send(self, now: float) -> list[Datagram]:
-        return self.core.datagrams_to_send(now)
-
-    def get_timer(self) -> float | None:
-        return self.core.get_timer()
-
-    def next_event(self) -> BirthdayEvent | None:
-        return self.core.next_event()
+    @property
+    def sequence(self) -> int | None:
+        """The sequence number of the peer's PROBE that ended the run, if one did."""
+        if self._last is None or not self.core.finished:
+            return None
+        try:
+            packet = parse_packet(self._last, self.core.config.key)
+        except PacketError:
+            return None
+        return packet.sequence if packet.kind is Kind.PROBE else None
 
 
 def _session(number: int) -> bytes:
@@ -326,11 +310,10 @@ class _OneHardSite:
         hard_locals = [s.local for s in self.hard_sockets]
         openers = opener_plan(mapped, setup.ports, setup.rate, start=self.loop.now)
         self.spray_start = openers.sends[-1].at + gap
-        self.hard = _Relay(BirthdayProber(self._hard_config(), hard_locals, openers, self.loop.now))
+        self.hard = BirthdayProber(self._hard_config(), hard_locals, openers, self.loop.now)
         self.hard_driver: CoreDriver[BirthdayEvent] = CoreDriver(self.hard, self.hard_sockets)
         self.hard_driver.flush()
-        # The easy side gets a driver per prober (one socket: cheap, and no
-        # relay call on the path of every probe).
+        # The easy side gets a driver per prober (one socket: cheap).
         self.easy_driver: CoreDriver[BirthdayEvent] | None = None
 
     def _hard_config(self) -> ProberConfig:
@@ -358,7 +341,8 @@ class _OneHardSite:
                 now = self.loop.now
                 listener = SendPlan(Kind.OPEN, self.easy_mapped.address, ())
                 locals_ = [s.local for s in self.hard_sockets]
-                self.hard.install(BirthdayProber(self._hard_config(), locals_, listener, now))
+                self.hard = BirthdayProber(self._hard_config(), locals_, listener, now)
+                self.hard_driver.install(self.hard)
                 self.hard_driver.flush()
                 self.spray_start = now
             results.append(self._trial())
@@ -401,7 +385,7 @@ class _OneHardSite:
     def _hit_position(self, event: PairFound, plan: SendPlan) -> int:
         """Where in ``plan`` the probe that the ACK answered was; checks the hard side."""
         loop = self.loop
-        loop.run_until(_finished(self.hard.core), timeout=self.longest)
+        loop.run_until(_finished(self.hard), timeout=self.longest)
         hard_event = _only_event(self.hard_driver)
         if not isinstance(hard_event, PairFound) or hard_event.pair.remote != self.easy_mapped:
             raise SimulationError(f"the easy side found {event.pair}, the hard side {hard_event}")
@@ -432,7 +416,7 @@ def _both_hard_trial(setup: BothHardSetup, rng: random.Random, number: int) -> i
     sites = two_sites(nat, nat, rng=random.Random(rng.getrandbits(64)))
     loop = sites.loop
     timeout = setup.budget * pacing_gap(setup.rate) + 2 * ANSWER_WAIT + _MARGIN
-    runs: list[tuple[_Relay, SendPlan, CoreDriver[BirthdayEvent]]] = []
+    runs: list[tuple[_EndingProbe, SendPlan, CoreDriver[BirthdayEvent]]] = []
     for side, me, peer in ((Side.A, sites.a, sites.b), (Side.B, sites.b, sites.a)):
         config = ProberConfig(
             KEY,
@@ -453,20 +437,21 @@ def _both_hard_trial(setup: BothHardSetup, rng: random.Random, number: int) -> i
             sockets=setup.ports,
             start=loop.now,
         )
-        relay = _Relay(BirthdayProber(config, [s.local for s in sockets], plan, loop.now))
-        runs.append((relay, plan, CoreDriver(relay, sockets)))
+        core = BirthdayProber(config, [s.local for s in sockets], plan, loop.now)
+        ending = _EndingProbe(core)
+        runs.append((ending, plan, CoreDriver(core, sockets, on_receive=ending)))
     for _, _, driver in runs:
         driver.flush()
-    first, second = (relay.core for relay, _, _ in runs)
+    first, second = (ending.core for ending, _, _ in runs)
     loop.run_until(lambda: first.finished and second.finished, timeout=timeout)
     return _both_hard_value(_collisions(runs))
 
 
 def _collisions(
-    runs: Sequence[tuple[_Relay, SendPlan, CoreDriver[BirthdayEvent]]],
+    runs: Sequence[tuple[_EndingProbe, SendPlan, CoreDriver[BirthdayEvent]]],
 ) -> Iterator[tuple[int, int] | None]:
     """Per side: (the sender's probe number, ours) if a PROBE ended its run, else None."""
-    for relay, plan, driver in runs:
+    for ending, plan, driver in runs:
         event = _only_event(driver)
         if not isinstance(event, PairFound):
             yield None
@@ -474,7 +459,8 @@ def _collisions(
         if event.via is not Kind.PROBE:
             yield None  # our probe was answered: the other side saw the collision
             continue
-        if relay.ending_probe is None:
+        sender_probe = ending.sequence
+        if sender_probe is None:
             raise SimulationError("a PROBE ended the run but was not seen")
         # Our probe that opened the cell went from this socket to that port.
         pair = event.pair
@@ -488,7 +474,7 @@ def _collisions(
         )
         if own is None:
             raise SimulationError(f"no probe of ours opened {pair}")
-        yield relay.ending_probe, own
+        yield sender_probe, own
 
 
 def _both_hard_value(collisions: Iterator[tuple[int, int] | None]) -> int | None:

@@ -8,20 +8,23 @@ the virtual clock and returns the report with what it cost.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from natkit.endpoint import Endpoint
 from natkit.probe.classifier import ClassifierConfig, NatClassifier
-from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
+from natkit.probe.events import ClassificationCompleted, ClassifierEvent
 from natkit.probe.report import ClassificationReport
-from natkit.sansio import Datagram, IcmpError
+from natkit.sansio import StreamRequest, StreamResult
 from natkit.stun.constants import ChangeFlags
 from natkit.stun.server import ServerConfig, StunServer, Transport
 from simulations.driver import CoreDriver
 from simulations.firewall import FirewallConfig
+from simulations.link import Link
 from simulations.nat import NatConfig
 from simulations.topology import CARRIER_PREFIX, standard_topology
 
@@ -56,34 +59,6 @@ class SimulatedRun:
     datagrams: int
 
 
-class _CountingCore:
-    """Passes everything through to the classifier, counting what it sends."""
-
-    def __init__(self, core: NatClassifier) -> None:
-        self.core = core
-        self.sent = 0
-
-    def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        self.core.receive_datagram(data, remote, socket, now)
-
-    def handle_timer(self, now: float) -> None:
-        self.core.handle_timer(now)
-
-    def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
-        self.core.receive_icmp_error(error, socket, now)
-
-    def datagrams_to_send(self, now: float) -> list[Datagram]:
-        out = self.core.datagrams_to_send(now)
-        self.sent += len(out)
-        return out
-
-    def get_timer(self) -> float | None:
-        return self.core.get_timer()
-
-    def next_event(self) -> ClassifierEvent | None:
-        return self.core.next_event()
-
-
 def simulate_classification(
     nat: NatConfig | FirewallConfig | None,
     *,
@@ -97,6 +72,7 @@ def simulate_classification(
     jitter: float = 0.0,
     seed: int = 1,
     config: ClassifierConfig | None = None,
+    link_changes: Sequence[tuple[float, Link]] = (),
 ) -> SimulatedRun:
     """Classify the client of :func:`standard_topology` (see module doc).
 
@@ -105,6 +81,9 @@ def simulate_classification(
     round trip later when ``tcp_reachable``, and fails otherwise. Without a
     ``config`` the hop probe is off (:data:`NO_HOP_PROBE`); pass
     ``ClassifierConfig()`` for the classifier's real defaults.
+    ``link_changes``: ``(t, link)`` pairs; ``t`` virtual seconds after the
+    start the client's access link becomes ``link`` (a datagram keeps the
+    delay it got when it left), e.g. an RTT that jumps and recovers.
     """
     topo = standard_topology(
         nat,
@@ -136,17 +115,19 @@ def simulate_classification(
     config = config or NO_HOP_PROBE
     sockets = topo.bind_client(config.sockets_needed)
     start = topo.loop.now
+    interface = topo.client.interface
+    for at, link in link_changes:
+        topo.loop.call_at(start + at, functools.partial(setattr, interface, "link"), link)
     core = NatClassifier(servers, [s.local for s in sockets], start, config, random.Random(seed))
-    counting = _CountingCore(core)
 
-    def on_event(event: ClassifierEvent) -> None:
-        if isinstance(event, TcpCheckRequested):
-            reply = stun.handle(event.request, sockets[0].local, 0, Transport.TCP)
-            data = reply.data if reply is not None and tcp_reachable else None
-            wait = 2 * delay if tcp_reachable else config.timeout
-            driver.invoke_later(wait, lambda now: core.tcp_check_completed(data, now))
+    def tcp(request: StreamRequest) -> tuple[float, StreamResult]:
+        if not tcp_reachable:
+            return request.timeout, StreamResult(None, detail="TCP unreachable")
+        reply = stun.handle(request.payload, sockets[0].local, 0, Transport.TCP)
+        data = None if reply is None else reply.data
+        return 2 * delay, StreamResult(data, sockets[0].local)
 
-    driver: CoreDriver[ClassifierEvent] = CoreDriver(counting, sockets, on_event=on_event)
+    driver: CoreDriver[ClassifierEvent] = CoreDriver(core, sockets, streams=tcp)
     driver.flush()
 
     def done() -> bool:
@@ -158,4 +139,4 @@ def simulate_classification(
         raise AssertionError("the classifier did not finish before its own timeout")
     completed = [e for e in driver.events if isinstance(e, ClassificationCompleted)]
     assert len(completed) == 1
-    return SimulatedRun(report, topo.loop.now - start, counting.sent)
+    return SimulatedRun(report, topo.loop.now - start, driver.sent)

@@ -14,6 +14,13 @@ This is the simulator's counterpart of the asyncio driver, and as thin:
 There is one timer event in flight at a time for the earliest deadline
 seen; a timer event whose deadline moved is ignored and re-armed, so cores
 may move their deadline freely (the event loop has no cancellation).
+
+Streams are not simulated packet by packet: a core's
+:class:`~natkit.sansio.StreamRequest` goes to the ``streams`` responder the
+scenario gives, which says what the network did and after how long; the
+driver answers the core (``stream_answered``) that much virtual time later.
+Without a responder a request gets no reply once its timeout has passed.
+``on_send`` and ``on_receive`` observe the traffic, as in the asyncio driver.
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from natkit.endpoint import Endpoint
-from natkit.sansio import IcmpError, SansIOCore
+from natkit.sansio import (
+    IcmpError,
+    ReceiveObserver,
+    SansIOCore,
+    SendObserver,
+    StreamRequest,
+    StreamResult,
+)
 from simulations.errors import SimulationError
 from simulations.network import SimSocket
 from simulations.packet import IcmpInfo, Packet
@@ -33,6 +47,15 @@ EventT = TypeVar("EventT")
 #: How many times in a row a core may ignore a due timer before the driver
 #: gives up (raising beats spinning forever at one virtual instant).
 MAX_STUCK_TIMERS = 64
+
+#: Serves one stream request in virtual time: ``(seconds until the answer, the answer)``.
+StreamResponder = Callable[[StreamRequest], tuple[float, StreamResult]]
+
+
+def no_streams(request: StreamRequest) -> tuple[float, StreamResult]:
+    """The default :data:`StreamResponder`: nothing answers, so the request
+    times out (what a host with no route for TCP would see)."""
+    return request.timeout, StreamResult(None, None, None, f"no reply within {request.timeout:g} s")
 
 
 class CoreDriver(Generic[EventT]):
@@ -48,7 +71,8 @@ class CoreDriver(Generic[EventT]):
 
     A core that asks its driver for something (an event meaning "do X and
     call me back") is served by ``on_event``, which may call into the core
-    via :meth:`invoke` or :meth:`invoke_later`.
+    via :meth:`invoke` or :meth:`invoke_later`. Stream requests are served by
+    ``streams`` (module docstring).
 
     ``EventT`` is inferred from the core's ``next_event``; mypy widens a
     union of event classes to ``object``, so write ``CoreDriver[ClientEvent]
@@ -64,6 +88,9 @@ class CoreDriver(Generic[EventT]):
         sockets: Sequence[SimSocket],
         *,
         on_event: Callable[[None], object] | None = None,
+        on_send: SendObserver | None = None,
+        on_receive: ReceiveObserver | None = None,
+        streams: StreamResponder = no_streams,
     ) -> None: ...
 
     @overload
@@ -73,6 +100,9 @@ class CoreDriver(Generic[EventT]):
         sockets: Sequence[SimSocket],
         *,
         on_event: Callable[[EventT], object] | None = None,
+        on_send: SendObserver | None = None,
+        on_receive: ReceiveObserver | None = None,
+        streams: StreamResponder = no_streams,
     ) -> None: ...
 
     def __init__(
@@ -81,6 +111,9 @@ class CoreDriver(Generic[EventT]):
         sockets: Sequence[SimSocket],
         *,
         on_event: Callable[[Any], object] | None = None,
+        on_send: SendObserver | None = None,
+        on_receive: ReceiveObserver | None = None,
+        streams: StreamResponder = no_streams,
     ) -> None:
         if not sockets:
             raise SimulationError("a core needs at least one socket")
@@ -94,15 +127,23 @@ class CoreDriver(Generic[EventT]):
         #: Called with each event as it is collected, to answer requests a core
         #: makes of its driver (e.g. the classifier's TCP check) in virtual time.
         self.on_event: Callable[[EventT], object] | None = on_event
+        #: Sees every datagram sent for the core (``now``, the datagram).
+        self.on_send = on_send
+        #: Sees every datagram before the core does (``now``, data, source, socket).
+        self.on_receive = on_receive
+        self.streams = streams
         #: Datagrams handed to the core / sent on its behalf.
         self.received = 0
         self.sent = 0
         #: ICMP errors handed to the core, and those it has no method for.
         self.icmp_received = 0
         self.icmp_ignored = 0
-        self._icmp_handler: Callable[[IcmpError, int, float], None] | None = getattr(
-            core, "receive_icmp_error", None
-        )
+        #: Stream requests served.
+        self.stream_requests = 0
+        self._icmp_handler: Callable[[IcmpError, int, float], None] | None = None
+        self._stream_source: Callable[[], list[StreamRequest]] | None = None
+        self._stream_sink: Callable[[int, StreamResult, float], None] | None = None
+        self._bind_optional_inputs(core)
         self._loop = network.loop
         # Time of the earliest timer event in flight, if any.
         self._armed: float | None = None
@@ -136,6 +177,18 @@ class CoreDriver(Generic[EventT]):
             sock.close()
             self._released.add(index)
 
+    def _bind_optional_inputs(self, core: SansIOCore[Any]) -> None:
+        self._icmp_handler = getattr(core, "receive_icmp_error", None)
+        self._stream_source = getattr(core, "stream_requests", None)
+        self._stream_sink = getattr(core, "stream_answered", None)
+
+    def install(self, core: SansIOCore[EventT]) -> None:
+        """Hand the sockets to ``core`` (the old core gets nothing more), so
+        one driver serves successive cores; :meth:`flush` after."""
+        self.core = core
+        self._bind_optional_inputs(core)
+        self._stuck = 0
+
     @property
     def now(self) -> float:
         return self._loop.now
@@ -168,20 +221,39 @@ class CoreDriver(Generic[EventT]):
         core = self.core
         now = self._loop.now
         sockets = self.sockets
+        on_send = self.on_send
         for datagram in core.datagrams_to_send(now):
             if not 0 <= datagram.socket < len(sockets) or datagram.socket in self._released:
                 raise SimulationError(
                     f"core sent from socket {datagram.socket}, it has {len(sockets)}"
                     f" ({len(self._released)} released)"
                 )
+            if on_send is not None:
+                on_send(now, datagram)
             sockets[datagram.socket].send(datagram.data, datagram.remote, datagram.ttl)
             self.sent += 1
+        if self._stream_source is not None:
+            for request in self._stream_source():
+                self._serve_stream(core, request)
         event = core.next_event()
         while event is not None:
             self.events.append(event)
             if self.on_event is not None:
                 self.on_event(event)
             event = core.next_event()
+
+    def _serve_stream(self, core: SansIOCore[Any], request: StreamRequest) -> None:
+        delay, result = self.streams(request)
+        sink = self._stream_sink
+        self.stream_requests += 1
+        if sink is None:
+            raise SimulationError(f"{type(core).__name__} asks for streams but takes no answer")
+
+        def answer(now: float) -> None:
+            if not self._closed and self.core is core:
+                sink(request.id, result, now)
+
+        self.invoke_later(delay, answer)
 
     def close(self) -> None:
         """Detach from the sockets and stop the timer; the core gets nothing more."""
@@ -196,7 +268,10 @@ class CoreDriver(Generic[EventT]):
                 self._receive_icmp(packet, icmp, index)
                 return
             self.received += 1
-            self.core.receive_datagram(packet.data, packet.src, index, self._loop.now)
+            now = self._loop.now
+            if self.on_receive is not None:
+                self.on_receive(now, packet.data, packet.src, index)
+            self.core.receive_datagram(packet.data, packet.src, index, now)
             self.flush()
 
         return receive

@@ -30,45 +30,8 @@ from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import SendPlan, opener_plan, pacing_gap, spray_plan
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.errors import RemoteProtocolError
-from natkit.sansio import Datagram, SansIOCore
-
-#: ``on_send(now, datagram)``: called for every datagram the core sends.
-SendObserver = Callable[[float, Datagram], None]
-
-
-class _ObservedProber:
-    """A prober whose outgoing datagrams are reported with the core's send time.
-
-    The core decides to send inside ``handle_timer``/``receive_datagram`` (or
-    its constructor) and the driver collects right after, so the ``now`` of
-    the last such call is the time the core sent at.
-    """
-
-    def __init__(self, core: BirthdayProber, now: float, on_send: SendObserver) -> None:
-        self._core = core
-        self._now = now
-        self._on_send = on_send
-
-    def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        self._now = now
-        self._core.receive_datagram(data, remote, socket, now)
-
-    def handle_timer(self, now: float) -> None:
-        self._now = now
-        self._core.handle_timer(now)
-
-    def datagrams_to_send(self, now: float) -> list[Datagram]:
-        out = self._core.datagrams_to_send(now)
-        for datagram in out:
-            self._on_send(self._now, datagram)
-        return out
-
-    def get_timer(self) -> float | None:
-        return self._core.get_timer()
-
-    def next_event(self) -> BirthdayEvent | None:
-        return self._core.next_event()
+from natkit.errors import NatkitTimeout
+from natkit.sansio import SansIOCore, SendObserver
 
 
 async def run_prober(
@@ -81,13 +44,12 @@ async def run_prober(
     """Bind ``endpoints`` (port 0: any), plan with ``make_plan(bound, now)``, run."""
 
     def make_core(sockets: list[Endpoint], now: float) -> SansIOCore[BirthdayEvent]:
-        core = BirthdayProber(config, sockets, make_plan(sockets, now), now)
-        return core if on_send is None else _ObservedProber(core, now, on_send)
+        return BirthdayProber(config, sockets, make_plan(sockets, now), now)
 
     def result_of(event: BirthdayEvent) -> BirthdayEvent:
         return event  # every event a prober emits ends its run
 
-    return await run_to_completion(make_core, endpoints, result_of)
+    return await run_to_completion(make_core, endpoints, result_of, on_send=on_send)
 
 
 def opener_rounds(duration: float, keepalive: float) -> int:
@@ -180,8 +142,8 @@ async def probe_both_hard(
     )
 
 
-class StunUnansweredError(RemoteProtocolError):
-    """The STUN server did not answer, so the mapped endpoint is unknown."""
+class StunUnansweredError(NatkitTimeout):
+    """The STUN server did not answer in time, so the mapped endpoint is unknown."""
 
     def __init__(self, server: Endpoint) -> None:
         super().__init__(f"no STUN answer from {server}")

@@ -1,12 +1,12 @@
 """Gather every candidate of a socket pair on real sockets (asyncio).
 
-The I/O half of :mod:`natkit.probe.candidates_plan`: it lists interface
+The I/O half of :mod:`natkit.gather.plan`: it lists interface
 addresses and opens one UDP socket per family on the wildcard address (one
 port for both when it is free; :mod:`natkit.aio.interfaces`), asks DNS for
 the NAT64 prefix and for server names (:mod:`natkit.aio.dns`), runs the
-sans-IO :class:`~natkit.probe.candidates_stun.ReflexiveGatherer` on the
-sockets, answers its TCP/TLS checks (:mod:`natkit.aio.stun_stream`), and
-asks an optional port mapper at the same time. Everything runs
+sans-IO :class:`~natkit.gather.reflexive.ReflexiveGatherer` on the
+sockets (the driver serves its TCP/TLS checks), and asks an optional port
+mapper at the same time. Everything runs
 concurrently, so a gathering costs about one round trip to the slowest
 server that answers, or the port-mapping window when that is longer, not
 their sum.
@@ -34,40 +34,38 @@ from typing import TYPE_CHECKING, Protocol
 import dns.asyncresolver
 import dns.resolver
 
-from natkit.aio.dns import dns_lookup, make_resolver, probe_nat64, resolve_server
+from natkit.aio.dns import dns_lookup, make_resolver, probe_nat64, server_specs
 from natkit.aio.driver import CoreRunner
 from natkit.aio.interfaces import list_interface_addresses, open_gathering_sockets, source_address
-from natkit.aio.stun_stream import stun_over_stream, tls_context
+from natkit.aio.stun_stream import tls_context
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError, NatkitError
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     CandidateReport,
-    CandidateTransport,
     PortMapObservation,
     PortMapStatus,
     ServerObservation,
 )
-from natkit.probe.candidates_host import (
+from natkit.gather.host import (
     HostPolicy,
     InterfaceAddress,
     detect_clat,
     select_host_addresses,
 )
-from natkit.probe.candidates_plan import (
+from natkit.gather.plan import (
     ServerSpec,
     TargetPlan,
     build_report,
     host_candidates,
     plan_targets,
 )
-from natkit.probe.candidates_stun import (
+from natkit.gather.reflexive import (
     GathererConfig,
     GathererEvent,
     GatheringCompleted,
     ReflexiveGatherer,
-    StreamCheckRequested,
 )
-from natkit.probe.nat64 import Nat64Discovery, Nat64Status
+from natkit.nat64 import Nat64Discovery, Nat64Status
 from natkit.stun.uri import parse_server
 
 if TYPE_CHECKING:
@@ -222,48 +220,16 @@ async def gather_candidates(
     host = host_candidates(usable, bound)
 
     done: asyncio.Future[GatheringCompleted] = loop.create_future()
-    tasks: set[asyncio.Task[None]] = set()
     core = ReflexiveGatherer(bound, loop.time(), options.gatherer)
     runner: CoreRunner[GathererEvent] | None = None
-    contexts: list[ssl.SSLContext] = []
 
     def context() -> ssl.SSLContext:
-        # Made on first use: loading the system's CA store costs ~20 ms.
-        if not contexts:
-            contexts.append(tls_context(options.tls_ca, verify=options.tls_verify))
-        return contexts[0]
-
-    async def stream_check(event: StreamCheckRequested) -> None:
-        remaining = max(0.05, started + options.gatherer.timeout - loop.time())
-        target = event.target
-        tls = context() if target.transport is CandidateTransport.TLS else None
-        answer = await stun_over_stream(
-            target.destination,
-            event.request,
-            remaining,
-            tls=tls,
-            # A NAT64 path's certificate still names the IPv4 server.
-            server_name=target.server_name or str(target.server.address),
-        )
-        core.stream_check_completed(
-            event.target,
-            answer.reply,
-            loop.time(),
-            rtt=answer.rtt,
-            local=answer.local,
-            detail=answer.detail,
-        )
-        if runner is not None:
-            runner.transmit()
+        # Asked for on the first TLS target: loading the system's CA store costs ~20 ms.
+        return tls_context(options.tls_ca, verify=options.tls_verify)
 
     def on_event(event: GathererEvent) -> None:
-        if isinstance(event, GatheringCompleted):
-            if not done.done():
-                done.set_result(event)
-        elif isinstance(event, StreamCheckRequested):
-            task = loop.create_task(stream_check(event))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        if isinstance(event, GatheringCompleted) and not done.done():
+            done.set_result(event)
 
     portmap_task = None
     v4 = next((b for b in bound if b.address.version == 4), None)
@@ -271,7 +237,7 @@ async def gather_candidates(
         portmap_task = loop.create_task(port_mapper.map_port(v4))
 
     try:
-        runner = CoreRunner(core, on_event, loop)
+        runner = CoreRunner(core, on_event, loop, tls=context)
         await runner.attach(socks)
         # 2. direct paths of literal servers at once (NAT64 paths come with the prefix).
         literal = [
@@ -290,7 +256,7 @@ async def gather_candidates(
         discovery = asyncio.ensure_future(_nat64_step(options, addresses, resolver))
         lookup = None if resolver is None else dns_lookup(resolver)
         try:
-            resolved = await asyncio.gather(*(resolve_server(item, lookup) for item in names))
+            resolved = await asyncio.gather(*(server_specs(item, lookup) for item in names))
         except BaseException:
             discovery.cancel()
             raise
@@ -318,8 +284,6 @@ async def gather_candidates(
     finally:
         if runner is not None:
             runner.close()
-        for task in tasks:
-            task.cancel()
         for sock in socks:
             sock.close()
         if portmap_task is not None and not portmap_task.done():

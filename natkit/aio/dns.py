@@ -4,8 +4,8 @@
   (``/etc/resolv.conf``) or one ``--dns`` server.
 * :func:`discover_nat64` / :func:`probe_nat64`: RFC 7050 §3, the AAAA
   records of ``ipv4only.arpa``; the prefixes are read off by the pure
-  :func:`natkit.probe.nat64.prefixes_from_answers`.
-* :func:`resolve_server`: a parsed ``--server`` (:mod:`natkit.stun.uri`) to
+  :func:`natkit.nat64.prefixes_from_answers`.
+* :func:`server_specs`: a parsed ``--server`` (:mod:`natkit.stun.uri`) to
   the addresses to ask, through one of two lookups:
 
   - :func:`dns_lookup` (``natkit candidates``): the first A and the first
@@ -35,9 +35,9 @@ import dns.resolver
 from natkit.aio.interfaces import has_routable_ipv6_here
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates_host import InterfaceAddress, has_routable_ipv6
-from natkit.probe.candidates_plan import ServerSpec
-from natkit.probe.nat64 import (
+from natkit.gather.host import InterfaceAddress, has_routable_ipv6
+from natkit.gather.plan import ServerSpec
+from natkit.nat64 import (
     IPV4ONLY_ARPA,
     NAT64_NOT_APPLICABLE,
     Nat64Discovery,
@@ -91,7 +91,7 @@ async def discover_nat64(
     timeout: float = 2.0,
 ) -> Nat64Discovery:
     """RFC 7050 §3: ask for the AAAA records of ``ipv4only.arpa`` and read
-    the prefixes off (:func:`~natkit.probe.nat64.prefixes_from_answers`).
+    the prefixes off (:func:`~natkit.nat64.prefixes_from_answers`).
     Without ``resolver``, one is made from ``dns_server`` (:func:`make_resolver`).
 
     Never raises for what the resolver does: a timeout, an error, a bogus
@@ -196,7 +196,7 @@ async def system_lookup(host: str) -> tuple[list[IPAddress], str]:
     return found, "no address"
 
 
-async def resolve_server(
+async def server_specs(
     server: ParsedServer, lookup: NameLookup | None
 ) -> tuple[list[ServerSpec], str | None]:
     """The addresses to ask ``server`` at (an IP literal as it is, a name
@@ -224,6 +224,6 @@ __all__ = [
     "make_resolver",
     "parse_dns_server",
     "probe_nat64",
-    "resolve_server",
+    "server_specs",
     "system_lookup",
 ]

@@ -19,6 +19,12 @@ A datagram with a ``ttl`` carries its hop limit as ancillary data on that
 one ``sendmsg``, so the socket's default never changes and nothing queued
 behind it can pick the limit up; if the socket cannot take it at once it is
 dropped (counted) rather than queued without its hop limit.
+
+Streams (:class:`~natkit.sansio.StreamRequest`): after every input the
+runner drains the core's ``stream_requests()`` (when it has that method),
+serves each in a task (:func:`natkit.aio.stun_stream.serve_stream_request`,
+TLS with the context ``tls`` makes) and feeds the result back through
+``stream_answered``. ``on_send`` and ``on_receive`` observe the traffic.
 """
 
 from __future__ import annotations
@@ -26,17 +32,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket as socket_module
+import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from enum import Enum
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 from natkit.aio.errqueue import enable_errors, errors_enabled, read_errors, send_with_ttl
+from natkit.aio.stun_stream import serve_stream_request
 from natkit.endpoint import Endpoint
-from natkit.sansio import Datagram, IcmpError, SansIOCore
+from natkit.sansio import (
+    Datagram,
+    IcmpError,
+    ReceiveObserver,
+    SansIOCore,
+    SendObserver,
+    StreamRequest,
+    StreamResult,
+    StreamTransport,
+)
 
 EventT = TypeVar("EventT")
 
 IcmpHandler = Callable[[IcmpError, int, float], None]
+StreamSource = Callable[[], list[StreamRequest]]
+StreamSink = Callable[[int, StreamResult, float], None]
 
 
 def open_udp_sockets(endpoints: Sequence[Endpoint]) -> list[socket_module.socket]:
@@ -85,10 +105,24 @@ class CoreRunner(Generic[EventT]):
         core: SansIOCore[EventT],
         on_event: Callable[[EventT], None],
         loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        on_send: SendObserver | None = None,
+        on_receive: ReceiveObserver | None = None,
+        tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.core = core
         self.on_event = on_event
         self.loop = loop or asyncio.get_running_loop()
+        #: Sees every datagram sent, with the ``now`` of the input that made it.
+        self.on_send = on_send
+        #: Sees every datagram received, before the core does.
+        self.on_receive = on_receive
+        #: Makes the context for TLS stream requests (``None``: the system's CAs).
+        self.tls = tls
+        self._tls_context: ssl.SSLContext | None = None
+        self._stream_source: StreamSource | None = getattr(core, "stream_requests", None)
+        self._stream_sink: StreamSink | None = getattr(core, "stream_answered", None)
+        self._stream_tasks: set[asyncio.Task[None]] = set()
         self.transports: list[asyncio.DatagramTransport] = []
         self.sockets: list[socket_module.socket] = []
         self.local_endpoints: list[Endpoint] = []
@@ -126,16 +160,34 @@ class CoreRunner(Generic[EventT]):
     def datagram_received(self, index: int, data: bytes, addr: tuple[Any, ...]) -> None:
         if self._closed:
             return
-        self.core.receive_datagram(data, Endpoint.from_sockaddr(addr), index, self.loop.time())
-        self.transmit()
+        now = self.loop.time()
+        remote = Endpoint.from_sockaddr(addr)
+        if self.on_receive is not None:
+            self.on_receive(now, data, remote, index)
+        self.core.receive_datagram(data, remote, index, now)
+        self.transmit(now)
 
-    def transmit(self) -> None:
-        """Send what the core wants sent, deliver its events, re-arm its timer."""
+    def transmit(self, now: float | None = None) -> None:
+        """Send what the core wants sent, open the streams it asks for,
+        deliver its events, re-arm its timer.
+
+        ``now``: the time given to the call into the core that came just
+        before (the send time ``on_send`` sees); ``loop.time()`` by default.
+        """
         if self._closed:
             return
-        now = self.loop.time()
+        if now is None:
+            now = self.loop.time()
+        on_send = self.on_send
         for datagram in self.core.datagrams_to_send(now):
+            if on_send is not None:
+                on_send(now, datagram)
             self._send(datagram)
+        if self._stream_source is not None:
+            for request in self._stream_source():
+                task = self.loop.create_task(self._serve_stream(request))
+                self._stream_tasks.add(task)
+                task.add_done_callback(self._stream_tasks.discard)
         while (event := self.core.next_event()) is not None:
             self.on_event(event)
             if self._closed:
@@ -204,15 +256,29 @@ class CoreRunner(Generic[EventT]):
         while self._icmp_pending:
             index, error = self._icmp_pending.popleft()
             handler(error, index, now)
-        self.transmit()
+        self.transmit(now)
+
+    async def _serve_stream(self, request: StreamRequest) -> None:
+        tls = None
+        if self.tls is not None and request.transport is StreamTransport.TLS:
+            if self._tls_context is None:
+                self._tls_context = self.tls()  # made once: loading CAs costs ~20 ms
+            tls = self._tls_context
+        result = await serve_stream_request(request, tls)
+        if self._closed or self._stream_sink is None:
+            return
+        now = self.loop.time()
+        self._stream_sink(request.id, result, now)
+        self.transmit(now)
 
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
         if self._closed:
             return
-        self.core.handle_timer(self.loop.time())
-        self.transmit()
+        now = self.loop.time()
+        self.core.handle_timer(now)
+        self.transmit(now)
 
     def close(self) -> None:
         """Close every socket and the timer; safe to call twice."""
@@ -220,6 +286,9 @@ class CoreRunner(Generic[EventT]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for task in self._stream_tasks:
+            task.cancel()
+        self._stream_tasks.clear()
         self._icmp_pending.clear()
         for sock, was_set in zip(self.sockets, self._recverr_set, strict=True):
             if was_set and sock.fileno() >= 0:
@@ -235,36 +304,55 @@ class CoreRunner(Generic[EventT]):
 ResultT = TypeVar("ResultT")
 
 
+class Progress(Enum):
+    """What ``result_of`` says of an event that does not end the run."""
+
+    RUNNING = "running"
+
+
+#: ``result_of``'s answer for every event but the one that ends the run.
+RUNNING: Final = Progress.RUNNING
+#: Its type, for annotations: ``def result_of(e) -> Report | Running``.
+Running: TypeAlias = Literal[Progress.RUNNING]
+
+
 async def run_to_completion(
     make_core: Callable[[list[Endpoint], float], SansIOCore[EventT]],
     endpoints: Sequence[Endpoint],
-    result_of: Callable[[EventT], ResultT | None],
+    result_of: Callable[[EventT], ResultT | Running],
     on_event: Callable[[EventT, CoreRunner[EventT]], None] | None = None,
+    *,
+    on_send: SendObserver | None = None,
+    tls: Callable[[], ssl.SSLContext] | None = None,
 ) -> ResultT:
     """Bind ``endpoints``, build the core on their real local addresses, run
-    it until ``result_of`` maps an event to a result, and close everything.
+    it until ``result_of`` maps an event to a result (anything but
+    :data:`RUNNING`, ``None`` included), and close everything.
 
     ``on_event`` sees every other event (with the runner, to call
-    ``transmit()`` after feeding the core from outside).
+    ``transmit()`` after feeding the core from outside); ``on_send`` and
+    ``tls`` are the :class:`CoreRunner`'s.
     """
     loop = asyncio.get_running_loop()
     sockets = open_udp_sockets(endpoints)
     done: asyncio.Future[ResultT] = loop.create_future()
     runner: CoreRunner[EventT] | None = None
     try:
-        core = make_core([local_endpoint(s) for s in sockets], loop.time())
+        started = loop.time()
+        core = make_core([local_endpoint(s) for s in sockets], started)
 
         def dispatch(event: EventT) -> None:
             result = result_of(event)
-            if result is not None:
+            if result is not RUNNING:
                 if not done.done():
                     done.set_result(result)
             elif on_event is not None and runner is not None:
                 on_event(event, runner)
 
-        runner = CoreRunner(core, dispatch, loop)
+        runner = CoreRunner(core, dispatch, loop, on_send=on_send, tls=tls)
         await runner.attach(sockets)
-        runner.transmit()
+        # What the core queued when it was made was decided at ``started``.
+        runner.transmit(started)
         return await done
     finally:
         if runner is not None:

@@ -1,7 +1,7 @@
 """This host's side of the network: interface addresses, the source address
 the kernel picks, and the UDP sockets a gathering runs on.
 
-The I/O the pure :mod:`natkit.probe.candidates_host` is fed from
+The I/O the pure :mod:`natkit.gather.host` is fed from
 (``ifaddr`` lists the addresses), and the source-address question every
 driver asks before binding (:func:`route_source`: a connected UDP socket
 sends nothing, yet the kernel fills in the address it would send from).
@@ -14,7 +14,7 @@ import ipaddress
 import socket
 
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.probe.candidates_host import InterfaceAddress, has_routable_ipv6
+from natkit.gather.host import InterfaceAddress, has_routable_ipv6
 
 #: Any port does for asking the kernel for a route (nothing is sent).
 _ROUTE_PROBE_PORT = 3478

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from natkit.aio.driver import run_to_completion
+from natkit.aio.driver import RUNNING, Running, run_to_completion
 from natkit.endpoint import Endpoint
 from natkit.sansio import SansIOCore
 from natkit.stun.client import StunClient
@@ -31,16 +31,15 @@ async def stun_binding(
         client.send_request(binding_request(client.new_transaction_id()), server, now)
         return client
 
-    def result_of(event: ClientEvent) -> tuple[Endpoint | None] | None:
+    def result_of(event: ClientEvent) -> Endpoint | Running | None:
         if isinstance(event, ResponseReceived):
-            return (event.response.reflexive_address,)
+            return event.response.reflexive_address
         if isinstance(event, TransactionTimedOut):
-            return (None,)
-        return None
+            return None
+        return RUNNING
 
     try:
         async with asyncio.timeout(timeout):
-            found: tuple[Endpoint | None] = await run_to_completion(make, [local], result_of)
+            return await run_to_completion(make, [local], result_of)
     except TimeoutError:
         return None
-    return found[0]

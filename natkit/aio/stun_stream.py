@@ -1,11 +1,11 @@
-"""STUN over TCP and TLS (RFC 8489 §6.2.2, §6.2.3): one request, one reply.
+"""Streams for the cores (RFC 8489 §6.2.2 STUN over TCP, §6.2.3 over TLS).
 
-Every stream exchange natkit makes goes through :func:`stun_over_stream`:
-the candidate gatherer's TCP and TLS checks (one connection per server) and
-the classifier's TCP check (staggered parallel connections, first reply
-wins, :mod:`natkit.aio.classify`). It frames with natkit's own codec (the
-20-byte header gives the length) and reports what the network did as a
-:class:`StreamReply` instead of raising.
+Every stream exchange natkit makes goes through here: the asyncio driver
+(:mod:`natkit.aio.driver`) serves a core's :class:`~natkit.sansio.StreamRequest`
+with :func:`serve_stream_request`, one or several staggered connections of
+:func:`stun_over_stream` each. Replies are framed with natkit's own codec
+(the 20-byte header gives the length), and what the network did comes back
+as a :class:`~natkit.sansio.StreamResult` instead of an exception.
 """
 
 from __future__ import annotations
@@ -13,28 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint
+from natkit.sansio import MAX_STREAM_REPLY, StreamRequest, StreamResult, StreamTransport
 from natkit.stun.codec import message_length
 from natkit.stun.constants import HEADER_LENGTH
 
-#: Largest STUN message accepted over a stream (RFC 8489 has no limit;
-#: a Binding response is a few hundred bytes).
-MAX_STREAM_MESSAGE = 8192
-
-
-@dataclass(frozen=True, slots=True)
-class StreamReply:
-    """What one STUN exchange over a stream gave."""
-
-    #: The whole reply message (``None``: no reply, see ``detail``).
-    reply: bytes | None
-    #: Our end of the connection, once connected.
-    local: Endpoint | None = None
-    #: From sending the request to the end of the reply.
-    rtt: float | None = None
-    detail: str = ""
+#: Largest STUN message accepted over a stream unless a request says otherwise.
+MAX_STREAM_MESSAGE = MAX_STREAM_REPLY
 
 
 async def stun_over_stream(
@@ -44,13 +30,14 @@ async def stun_over_stream(
     *,
     tls: ssl.SSLContext | None = None,
     server_name: str | None = None,
-) -> StreamReply:
-    """Connect to ``destination`` (over TLS with ``tls``, checking the
-    certificate against ``server_name``, else ``destination``'s address),
-    send ``request``, read one message.
+    max_reply: int = MAX_STREAM_MESSAGE,
+) -> StreamResult:
+    """One connection: connect to ``destination`` (over TLS with ``tls``,
+    checking the certificate against ``server_name``, else ``destination``'s
+    address), send ``request``, read one STUN message.
 
     Never raises for what the network does: refusals, resets, TLS failures
-    and timeouts come back as a :class:`StreamReply` without a reply.
+    and timeouts come back as a :class:`StreamResult` without a reply.
     """
     loop = asyncio.get_running_loop()
     local: Endpoint | None = None
@@ -69,22 +56,61 @@ async def stun_over_stream(
                 await writer.drain()
                 header = await reader.readexactly(HEADER_LENGTH)
                 length = message_length(header) or HEADER_LENGTH
-                if length > MAX_STREAM_MESSAGE:
-                    return StreamReply(None, local, None, f"reply of {length} bytes refused")
+                if length > max_reply:
+                    return StreamResult(None, local, None, f"reply of {length} bytes refused")
                 body = await reader.readexactly(length - HEADER_LENGTH)
-                return StreamReply(header + body, local, loop.time() - sent_at)
+                return StreamResult(header + body, local, loop.time() - sent_at)
             finally:
                 writer.close()
                 with contextlib.suppress(OSError, ssl.SSLError):
                     await writer.wait_closed()
     except TimeoutError:
-        return StreamReply(None, local, None, f"no reply within {timeout:g} s")
+        return StreamResult(None, local, None, f"no reply within {timeout:g} s")
     except ssl.SSLError as exc:
-        return StreamReply(None, None, None, f"TLS failed: {exc.reason or exc}")
+        return StreamResult(None, None, None, f"TLS failed: {exc.reason or exc}")
     except asyncio.IncompleteReadError:
-        return StreamReply(None, local, None, "connection closed before a full reply")
+        return StreamResult(None, local, None, "connection closed before a full reply")
     except OSError as exc:
-        return StreamReply(None, None, None, f"cannot connect: {exc.strerror or exc}")
+        return StreamResult(None, None, None, f"cannot connect: {exc.strerror or exc}")
+
+
+async def serve_stream_request(
+    request: StreamRequest, tls: ssl.SSLContext | None = None
+) -> StreamResult:
+    """Serve a core's :class:`~natkit.sansio.StreamRequest`: one connection
+    per ``stagger`` entry, started that many seconds in, in parallel, each
+    given what is left of ``timeout``; the first reply wins. Without one,
+    the earliest attempt's failure is the answer. A TLS request without
+    ``tls`` is checked against the system's CA store (:func:`tls_context`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.timeout
+    if request.transport is StreamTransport.TCP:
+        tls = None
+    elif tls is None:
+        tls = tls_context()
+
+    async def attempt(delay: float) -> StreamResult:
+        await asyncio.sleep(delay)
+        return await stun_over_stream(
+            request.remote,
+            request.payload,
+            max(deadline - loop.time(), 0.001),
+            tls=tls,
+            server_name=request.server_name,
+            max_reply=request.max_reply,
+        )
+
+    delays = [d for d in request.stagger if d < request.timeout] or [0.0]
+    attempts = [asyncio.ensure_future(attempt(delay)) for delay in delays]
+    try:
+        for finished in asyncio.as_completed(attempts):
+            result = await finished
+            if result.reply is not None:
+                return result
+    finally:
+        for pending in attempts:
+            pending.cancel()
+    return attempts[0].result()
 
 
 def tls_context(cafile: str | None = None, *, verify: bool = True) -> ssl.SSLContext:
@@ -97,4 +123,4 @@ def tls_context(cafile: str | None = None, *, verify: bool = True) -> ssl.SSLCon
     return context
 
 
-__all__ = ["MAX_STREAM_MESSAGE", "StreamReply", "stun_over_stream", "tls_context"]
+__all__ = ["MAX_STREAM_MESSAGE", "serve_stream_request", "stun_over_stream", "tls_context"]

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
-from natkit.aio.dns import resolve_server, system_lookup
+from natkit.aio.dns import server_specs, system_lookup
 from natkit.aio.driver import CoreRunner
 from natkit.aio.stun_stream import tls_context
 from natkit.endpoint import Endpoint, IPAddress
@@ -100,7 +100,7 @@ class TurnServer:
 async def resolve_turn_server(text: str) -> list[TurnServer]:
     """``turn:``/``turns:`` URIs (RFC 7065) to servers, one per address."""
     parsed = parse_turn_server(text)
-    specs, why = await resolve_server(parsed, system_lookup)
+    specs, why = await server_specs(parsed, system_lookup)
     if not specs:
         raise LocalProtocolError(why or f"cannot resolve {text!r}")
     assert parsed.transport is not None

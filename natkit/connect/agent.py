@@ -207,7 +207,7 @@ class ConnectAgent:
         session = Session(self, peer, role=role, ufrag=ufrag, rng=self._rng, now=now)
         self._sessions[peer] = session
         self._by_ufrag[ufrag] = session
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     def _role_toward(self, peer: Any) -> Role:
@@ -295,7 +295,7 @@ class ConnectAgent:
             session.signal.candidates_added((signal,), now)
             if pairing:
                 session.local_candidate_added(local, now)
-            self.touch(session)
+            self.mark_changed(session)
         return local
 
     def _make_local(self, candidate: Candidate, base: Base, *, announced: bool) -> LocalCandidate:
@@ -323,7 +323,7 @@ class ConnectAgent:
         self.announced = tuple(c for c in self.announced if c.address != address)
         for session in self._sessions.values():
             session.local_candidates_removed(now)
-            self.touch(session)
+            self.mark_changed(session)
 
     def holds(self, local: LocalCandidate) -> bool:
         return self._by_address.get(local.address) is local
@@ -373,7 +373,7 @@ class ConnectAgent:
             self._locals.append(existing)
             self._by_address[local] = existing
         session.add_known_pair(existing, remote, now)
-        self.touch(session)
+        self.mark_changed(session)
 
     # -- the rest of the inputs ------------------------------------------------------------
 
@@ -381,7 +381,7 @@ class ConnectAgent:
         """A message from ``peer``'s agent, already unsealed and decoded."""
         session = self._session(peer, "receive_signal")
         session.receive_signal(message, now)
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     def path_unusable(self, peer: Any, now: float, reason: str = "") -> None:
@@ -389,7 +389,7 @@ class ConnectAgent:
         selection for ``unusable_hold``, and fail over."""
         session = self._session(peer, "path_unusable")
         session.path_unusable(now, reason)
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     def network_changed(self, now: float) -> None:
@@ -398,7 +398,7 @@ class ConnectAgent:
         self.relays.doubt(now)
         for session in self._sessions.values():
             session.network_changed(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     def set_report(self, report: bytes, now: float) -> None:
@@ -408,14 +408,14 @@ class ConnectAgent:
         self.report = report
         for session in self._sessions.values():
             session.signal.report_changed(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
         routes = self._birthday_routes.get(socket)
         if routes and any(s.birthday.datagram(data, remote, socket, now) for s in routes):
             for session in routes:
-                self.touch(session)
+                self.mark_changed(session)
         elif not self.relays.receive(data, remote, socket, now):
             self._receive(data, remote, socket, now)
         self._after_input(now)
@@ -442,7 +442,7 @@ class ConnectAgent:
         self.traversal_report = report
         for session in self._sessions.values():
             session.ladder_changed(now)
-            self.touch(session)
+            self.mark_changed(session)
         self.set_report(encode_report(report), now)
 
     def ladder(self, peer: Any) -> Ladder:
@@ -464,7 +464,7 @@ class ConnectAgent:
             if index < len(self._sockets) or index in self._birthday_routes:
                 raise LocalProtocolError(f"birthday_sockets: socket {index} is already in use")
         session.birthday.sockets_given(attempt, list(sockets), now)
-        self.touch(session)
+        self.mark_changed(session)
         self._after_input(now)
 
     def local_report(self) -> TraversalReport | None:
@@ -516,7 +516,7 @@ class ConnectAgent:
         self.relays.add(server, now)
         for session in self._sessions.values():
             session.ladder_changed(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     def relay_stream_data(self, socket: int, data: bytes, now: float) -> None:
@@ -577,7 +577,7 @@ class ConnectAgent:
                 continue
             session.scheduled = None
             session.on_timer(now)
-            self.touch(session)
+            self.mark_changed(session)
         self._after_input(now)
 
     # -- outputs --------------------------------------------------------------------------------
@@ -678,7 +678,7 @@ class ConnectAgent:
         self._outbox.append(datagram)
         return True
 
-    def touch(self, session: Session) -> None:
+    def mark_changed(self, session: Session) -> None:
         """``session`` changed: its deadline is recomputed before the call returns."""
         self._touched.append(session)
 
@@ -755,7 +755,7 @@ class ConnectAgent:
                 base=base,
                 now=now,
             )
-            self.touch(owner)
+            self.mark_changed(owner)
             return
         if message_class == 1:  # an indication (RFC 8445 §11 keepalives): nothing to do
             counters.unexpected += 1
@@ -780,7 +780,7 @@ class ConnectAgent:
         session.receive_request(
             request, transaction_id=message.transaction_id, source=remote, base=base, now=now
         )
-        self.touch(session)
+        self.mark_changed(session)
 
     def _parse(self, data: bytes) -> Message | None:
         try:

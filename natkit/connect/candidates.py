@@ -5,7 +5,7 @@ place the connect package imports them from, so the gatherer can move
 without touching the rest of ``natkit.connect``.
 
 * **Priority** (RFC 8445 §5.1.2.1) is computed by the gatherer's function
-  (``natkit.portmap.candidate.candidate_priority``) from the gatherer's type
+  (``natkit.gather.plan.candidate_priority``) from the gatherer's type
   preferences, extended with peer-reflexive (110, §5.1.2.2) and relay (0).
   A candidate that already carries a priority keeps it.
 * **Foundation** (§5.1.1.3): equal for candidates of the same kind, base
@@ -24,10 +24,15 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from natkit.endpoint import Endpoint, Family
-from natkit.probe.candidates import Candidate, CandidateKind, CandidateReport, CandidateTransport
-from natkit.probe.candidates_plan import TYPE_PREFERENCE as GATHERER_TYPE_PREFERENCE
-from natkit.probe.candidates_plan import candidate_priority
-from natkit.probe.nat64 import synthesize, translation_problem
+from natkit.gather.candidates import (
+    Candidate,
+    CandidateKind,
+    CandidateReport,
+    CandidateTransport,
+)
+from natkit.gather.plan import TYPE_PREFERENCE as GATHERER_TYPE_PREFERENCE
+from natkit.gather.plan import candidate_priority
+from natkit.nat64 import synthesize, translation_problem
 from natkit.sansio import Datagram
 
 __all__ = [

@@ -5,7 +5,7 @@ announcement, :attr:`~natkit.connect.signals.Announcement.report`), so the
 escalation ladder (:mod:`natkit.connect.ladder`) and "why relayed?"
 (:mod:`natkit.connect.explain`) see both sides. It is a summary of
 natkit's :class:`~natkit.probe.report.ClassificationReport` and the
-gatherer's :class:`~natkit.probe.candidates.CandidateReport`, plus what the
+gatherer's :class:`~natkit.gather.candidates.CandidateReport`, plus what the
 node is willing to do (relays in use, birthday probing), built by
 :meth:`TraversalReport.from_reports`.
 

@@ -585,7 +585,7 @@ class Session:
             pair.next_send, pair.fail_at = now + interval, None
         else:
             pair.next_send, pair.fail_at = None, now + final
-        agent.touch(self)
+        agent.mark_changed(self)
 
     # -- receiving checks --------------------------------------------------------------------
 
@@ -632,7 +632,7 @@ class Session:
             self._trigger(pair, now)
         if request.use_candidate and self.role is Role.CONTROLLED:
             self._nominated(pair, now)
-        agent.touch(self)
+        agent.mark_changed(self)
 
     def _pair_for_request(
         self, source: Endpoint, base: Base, priority: int, now: float
@@ -692,7 +692,7 @@ class Session:
             else:
                 counters.error_responses += 1
                 self._check_failed(pair, now)
-            agent.touch(self)
+            agent.mark_changed(self)
             return
         mapped = message.xor_mapped_address
         if mapped is None:
@@ -700,7 +700,7 @@ class Session:
             return
         agent.stats.answers_received += 1
         self._check_succeeded(pair, now - sent_at, mapped, use_candidate, now)
-        agent.touch(self)
+        agent.mark_changed(self)
 
     # -- outcomes ---------------------------------------------------------------------------
 

@@ -52,12 +52,13 @@ from natkit.lab.errors import (
     UnknownScenarioError,
 )
 from natkit.lab.ipv6 import Ipv6Spec
-from natkit.lab.lab import Lab, orphan_namespaces, remove_orphans, teardown_id
+from natkit.lab.lab import Lab
 from natkit.lab.nat import NatSpec
 from natkit.lab.plan import SitePlan
 from natkit.lab.scenarios import SCENARIOS, Scenario, Site, get_scenario
 from natkit.lab.servers import DEFAULT_SERVERS, ServerAddresses, ServerKind
 from natkit.lab.state import LabRecord
+from natkit.lab.teardown import orphan_namespaces, remove_orphans, teardown_id
 
 __all__ = [
     "DEFAULT_SERVERS",

@@ -47,7 +47,7 @@ from natkit.directory.names import instance_name, key_label
 from natkit.directory.tsig import TsigKey, parse_tsig_key
 from natkit.endpoint import Endpoint
 from natkit.lab.errors import LabError, MissingToolError, ServerStartError
-from natkit.lab.lab import Lab, terminate
+from natkit.lab.lab import Lab
 from natkit.lab.netns import (
     Command,
     add_namespaces,
@@ -69,6 +69,7 @@ from natkit.lab.plan import (
     namespace_name,
 )
 from natkit.lab.servers import _tail as tail  # miniupnpd.py and ipv6.py have copies of it
+from natkit.lab.teardown import terminate
 
 IPv4 = ipaddress.IPv4Address
 

@@ -1,32 +1,18 @@
-"""``Lab``: one running instance of a scenario, and its teardown.
+"""``Lab``: one running instance of a scenario.
 
-Build order (each step batched; independent steps run in parallel):
-
-1. reserve a run id by creating the state file (``state.reserve``);
-2. ``ip -batch``: create every namespace;
-3. sysctls per namespace (before links, so ``default`` values apply to them);
-4. ``ip -batch`` in the root namespace: veth pairs, each end created
-   directly inside its namespace;
-5. ``ip -n NS -batch`` per namespace, in parallel: addresses, routes, bridge;
-6. ``nft -f`` per router, in parallel; then conntrack sysctls;
-7. servers, started together and waited for against one deadline.
-
-Any failure, ``KeyboardInterrupt`` included, tears down what was built.
-Teardown works from the state file alone: it kills whatever runs in the
-lab's namespaces, deletes the namespaces (their links go with them) and
-removes the work directory and state file, in that order, so an
-interrupted teardown can simply be run again.
+:meth:`Lab.up` reserves a run id and builds the network
+(:mod:`natkit.lab.build`), then starts the servers (natkit's STUN server,
+coturn), the IPv6 gateways (unbound, tayga) and the port-mapping gateways
+(miniupnpd), keeping their processes. Any failure, ``KeyboardInterrupt``
+included, tears down what was built; :meth:`Lab.down` and every other
+teardown go through :mod:`natkit.lab.teardown`, which needs only the
+lab's record.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ipaddress
-import os
-import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -38,32 +24,25 @@ from typing import Any, TypeVar
 from natkit.endpoint import Endpoint
 from natkit.lab import ipv6, miniupnpd, state
 from natkit.lab import turn as lab_turn
-from natkit.lab.errors import LabError, UnknownLabError
+from natkit.lab.build import build_network, reserve
+from natkit.lab.errors import LabError
 from natkit.lab.loss import render_loss
 from natkit.lab.netns import (
     TOOLS,
     Command,
-    add_namespaces,
-    delete_namespaces,
     exec_argv,
     in_netns,
     ip_batch,
-    list_namespaces,
-    namespace_pids,
     nft_load,
     require_root,
     require_tools,
     run,
     run_all,
     socket_in,
-    write_sysctls,
 )
 from natkit.lab.plan import (
     CLIENT_ROLE,
     MAIN_SITE,
-    NAMESPACE_RE,
-    PREFIX,
-    RUN_ID_RE,
     HostPlan,
     IPv4,
     LabPlan,
@@ -85,13 +64,9 @@ from natkit.lab.servers import (
     wait_ready,
 )
 from natkit.lab.state import LabRecord
+from natkit.lab.teardown import teardown, terminate
 
 T = TypeVar("T")
-
-#: Seconds processes get between SIGTERM and SIGKILL at teardown.
-TERMINATE_GRACE_S = 2.0
-#: Attempts at drawing a free run id before giving up.
-_RUN_ID_ATTEMPTS = 32
 
 
 class Lab:
@@ -156,7 +131,7 @@ class Lab:
                 "natkit's STUN server (cli/stun_server.py) is not available;"
                 " start the lab without it, e.g. servers=('coturn',)"
             )
-        plan, record = _reserve(chosen, kinds, run_id)
+        plan, record = reserve(chosen, kinds, run_id)
         lab = cls(plan, record)
         try:
             lab._build(kinds, loss_percent)
@@ -481,7 +456,8 @@ class Lab:
         started: list[tuple[HostPlan, subprocess.Popen[bytes]]] = []
         for host in hosts:
             plan = host.gateway
-            assert plan is not None
+            if plan is None:
+                raise LabError(f"router {host.role!r} has no port-mapping gateway to start")
             config = miniupnpd.render_config(plan.spec, plan.placement, stun, workdir, host.role)
             proc = miniupnpd.start(host.namespace, workdir, host.role, config)
             self._processes[_gateway_key(host.role)] = proc
@@ -513,16 +489,7 @@ class Lab:
 
     def _build(self, kinds: tuple[ServerKind, ...], loss_percent: float) -> None:
         plan = self._plan
-        add_namespaces([h.namespace for h in plan.hosts])
-        for host in plan.hosts:
-            write_sysctls(host.namespace, host.sysctls)
-        run(ip_batch([v.ip_command() for v in plan.veths]))
-        run_all([ip_batch(h.ip_commands, h.namespace) for h in plan.hosts])
-        routers = plan.routers
-        run_all([nft_load(r.namespace, r.ruleset or "") for r in routers])
-        run_all([nft_load(g.namespace, miniupnpd.render_chains()) for g in plan.gateways])
-        for router in routers:
-            write_sysctls(router.namespace, router.late_sysctls)
+        build_network(plan)
         if loss_percent:
             self.set_loss(loss_percent)
         if plan.ipv6_gateways:
@@ -568,9 +535,11 @@ class Lab:
         workdir = self._record.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         started: list[tuple[HostPlan, subprocess.Popen[bytes]]] = []
+        plans = []
         for host in hosts:
             plan = host.ipv6
-            assert plan is not None
+            if plan is None:
+                raise LabError(f"router {host.role!r} has no IPv6 gateway to start")
             prefix = plan.spec.nat64_prefix
             if prefix is not None:
                 # A persistent TUN device first, so its routes are set before
@@ -583,12 +552,12 @@ class Lab:
             unbound = ipv6.start_unbound(plan, host.namespace, workdir, host.role, self._names())
             self._start_process(f"unbound:{host.role}", unbound)
             started.append((host, unbound))
+            plans.append(plan)
         deadline = time.monotonic() + ipv6.READY_TIMEOUT_S
-        for host, proc in started:
-            assert host.ipv6 is not None
+        for (host, proc), plan in zip(started, plans, strict=True):
             log = ipv6.log_path(workdir, "unbound", host.role)
             inside = self.namespace(host.inside_role or CLIENT_ROLE)
-            ipv6.wait_dns_ready(proc, host.ipv6, inside, log, deadline)
+            ipv6.wait_dns_ready(proc, plan, inside, log, deadline)
 
     def _names(self) -> dict[str, tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]]:
         """The lab resolver's names: each server's host, IPv4 and (coturn) IPv6."""
@@ -613,7 +582,8 @@ class Lab:
             if plan is None or plan.spec.nat64_prefix is None:
                 continue
             server = server_addresses(kinds[0]).primary
-            assert isinstance(server.address, ipaddress.IPv4Address)
+            if not isinstance(server.address, ipaddress.IPv4Address):
+                raise LabError(f"a NAT64 path needs an IPv4 server, not {server}")
             target = Endpoint(ipv6.synthesize(plan.spec.nat64_prefix, server.address), server.port)
             proc = self._processes[f"tayga:{host.role}"]
             log = ipv6.log_path(self._record.workdir, "tayga", host.role)
@@ -624,135 +594,5 @@ class Lab:
 # ---------------------------------------------------------------- helpers
 
 
-def _reserve(
-    scenario: Scenario, kinds: tuple[ServerKind, ...], run_id: str | None
-) -> tuple[LabPlan, LabRecord]:
-    """Plan the lab and claim its run id by creating the state file."""
-    candidates = [run_id] if run_id is not None else [_random_id() for _ in range(_RUN_ID_ATTEMPTS)]
-    in_use = {m.group(1) for n in list_namespaces() if (m := NAMESPACE_RE.match(n))}
-    for candidate in candidates:
-        if not RUN_ID_RE.match(candidate):
-            raise ValueError(f"run id must be 5 lowercase hex digits, got {candidate!r}")
-        if candidate in in_use:
-            continue
-        plan = plan_lab(scenario, candidate)
-        record = state.new_record(
-            candidate,
-            scenario.name,
-            tuple(plan.namespaces.values()),
-            tuple(k.value for k in kinds),
-        )
-        if state.reserve(record):
-            return plan, record
-    if run_id is not None:
-        raise LabError(f"lab id {run_id!r} is already in use")
-    raise LabError("could not find a free lab id")
-
-
 def _gateway_key(role: str) -> str:
     return f"miniupnpd:{role}"
-
-
-def _random_id() -> str:
-    return secrets.token_hex(3)[:5]
-
-
-def teardown(record: LabRecord, children: Iterable[subprocess.Popen[bytes]] = ()) -> None:
-    """Remove a lab given only its record: processes, namespaces, files.
-
-    Every process running in one of the lab's namespaces is terminated (the
-    lab's servers, and anything a user started there), then the namespaces
-    are deleted. Namespaces named after the run id but missing from the
-    record (an older plan, a half-written record) are included.
-    """
-    prefix = f"{PREFIX}{record.run_id}-"
-    namespaces = sorted(
-        set(record.namespaces) | {n for n in list_namespaces() if n.startswith(prefix)}
-    )
-    pids = set(namespace_pids(*namespaces)) - {os.getpid()}
-    terminate(pids, children)
-    delete_namespaces(namespaces)
-    shutil.rmtree(record.workdir, ignore_errors=True)
-    state.remove(record.run_id)
-
-
-def teardown_id(run_id: str) -> None:
-    """:func:`teardown` by run id.
-
-    A lab whose state file is gone but whose namespaces are still there is
-    removed too; :class:`UnknownLabError` when there is neither.
-    """
-    try:
-        record = state.load(run_id)
-    except UnknownLabError:
-        leftovers = tuple(n for n in list_namespaces() if n.startswith(f"{PREFIX}{run_id}-"))
-        if not leftovers:
-            raise
-        record = LabRecord(
-            run_id=run_id,
-            scenario="",
-            namespaces=leftovers,
-            servers=(),
-            owner_pid=0,
-            owner_start=None,
-            created=0.0,
-        )
-    teardown(record)
-
-
-def orphan_namespaces() -> list[str]:
-    """Lab namespaces (``nk-<id>-<role>``) whose run id has no state file."""
-    recorded = {r.run_id for r in state.load_all()}
-    return [
-        n
-        for n in list_namespaces()
-        if (m := NAMESPACE_RE.match(n))
-        and m.group(1) not in recorded
-        and not state.state_path(m.group(1)).exists()
-    ]
-
-
-def remove_orphans() -> list[str]:
-    """Delete :func:`orphan_namespaces` (and what runs in them); returns their names."""
-    orphans = orphan_namespaces()
-    pids = set(namespace_pids(*orphans)) - {os.getpid()}
-    terminate(pids)
-    delete_namespaces(orphans)
-    return orphans
-
-
-def terminate(pids: Iterable[int], children: Iterable[subprocess.Popen[bytes]] = ()) -> None:
-    """SIGTERM ``pids``, SIGKILL those left after a grace period, reap ``children``."""
-    pending = set(pids)
-    own = list(children)
-    pending |= {c.pid for c in own if c.poll() is None}
-    for pid in pending:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + TERMINATE_GRACE_S
-    while time.monotonic() < deadline:
-        for child in own:
-            child.poll()  # reap, so a finished child stops counting as alive
-        pending = {pid for pid in pending if _alive(pid)}
-        if not pending:
-            break
-        time.sleep(0.01)
-    for pid in pending:
-        _signal(pid, signal.SIGKILL)
-    for child in own:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=TERMINATE_GRACE_S)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    """Running and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")

@@ -39,10 +39,13 @@ follows the measured RTT, so a negative answer costs a few RTTs, not a
 fixed multi-second timeout.
 
 Module map: one test's bookkeeping and pacing is :mod:`natkit.probe.probes`;
-turning a finished run into verdicts and reasons is :mod:`natkit.probe.findings`.
+the RTT estimates pacing follows are :mod:`natkit.probe.rtt`; the run's
+phases and their transition table are :mod:`natkit.probe.state`; turning a
+finished run into verdicts and reasons is :mod:`natkit.probe.findings`.
 
 UDP blocked is decided with help from TCP: the driver is asked to run one
-Binding over TCP (:class:`TcpCheckRequested`); if TCP answers and UDP stays
+Binding over TCP (a :class:`~natkit.sansio.StreamRequest`, several staggered
+connections, first reply wins); if TCP answers and UDP stays
 silent for ``udp_blocked_min_attempts`` attempts and ``udp_blocked_min_wait``,
 UDP is blocked. With neither, the run ends at ``timeout`` as "unreachable".
 
@@ -60,7 +63,7 @@ from enum import IntEnum
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.probe.events import ClassificationCompleted, ClassifierEvent, TcpCheckRequested
+from natkit.probe.events import ClassificationCompleted, ClassifierEvent
 from natkit.probe.evidence import LossEvidence
 from natkit.probe.findings import Findings, ServerInfo, build_report
 from natkit.probe.hop_trace import HopPacing, HopProbe, HopTrace
@@ -79,7 +82,9 @@ from natkit.probe.report import (
     ClassificationReport,
     ProbeOutcome,
 )
-from natkit.sansio import Datagram, IcmpError, IcmpKind
+from natkit.probe.rtt import PathRtt
+from natkit.probe.state import Phase, PhaseEvent, RunPhase
+from natkit.sansio import Datagram, IcmpError, IcmpKind, StreamRequest, StreamResult
 from natkit.stun.attributes import ChangeRequest
 from natkit.stun.client import StunClient
 from natkit.stun.codec import (
@@ -97,6 +102,19 @@ from natkit.stun.constants import (
 )
 from natkit.stun.events import RequestReceived, ResponseReceived, TransactionTimedOut
 from natkit.stun.transaction import RetransmissionPolicy
+
+#: The TCP check's connection attempts start this far apart (seconds), so a
+#: lost SYN or SYN-ACK costs a fraction of a second, not the kernel's 1 s RTO.
+TCP_ATTEMPT_DELAYS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.9)
+
+#: The id of the TCP check's stream request (the classifier makes only one).
+TCP_CHECK = 0
+
+#: Tests whose answers are the only samples of the alternate address's route
+#: (RFC 5780 §4.3 tests II and III)...
+ROUTE_TESTS = frozenset({ProbeName.MAPPING_ALT_ADDRESS, ProbeName.MAPPING_ALT_ADDRESS_PORT})
+#: ...and how many attempts may measure it again after a stalled first answer.
+RESAMPLE_ATTEMPTS = 3
 
 
 class Role(IntEnum):
@@ -120,12 +138,14 @@ class ClassifierConfig:
     false_negative_target: float = 1e-5
     #: Attempts per test before it is called inconclusive.
     max_attempts: int = 40
-    #: Spacing of attempts: the smoothed RTT, clamped to [min, max]...
+    #: Spacing of attempts: the current RTT (:mod:`natkit.probe.rtt`),
+    #: clamped to [min, max]...
     min_interval: float = 0.005
     max_interval: float = 0.5
     #: ...or this while no UDP answer has been seen.
     initial_interval: float = 0.05
-    #: An attempt counts as lost once this long passed (or 2x the worst RTT seen)...
+    #: An attempt counts as lost once this long passed (or twice the current
+    #: RTTs plus the slowest route's excess)...
     min_window: float = 0.015
     #: ...or this while no RTT is known.
     initial_window: float = 0.5
@@ -140,6 +160,12 @@ class ClassifierConfig:
     hop_limit: int = 4
     #: Attempts per TTL (ICMP is rate-limited: few, and a gap is tolerated).
     hop_attempts: int = 2
+    #: Start times of the TCP check's parallel connections (first reply wins).
+    tcp_attempt_delays: tuple[float, ...] = TCP_ATTEMPT_DELAYS
+    #: RTT samples of attempts sent this much earlier than the newest
+    #: answered one no longer pace the run: a stall is forgotten this soon
+    #: after the path answers quickly again (:mod:`natkit.probe.rtt`).
+    rtt_memory: float = 0.1
 
     @property
     def sockets_needed(self) -> int:
@@ -186,11 +212,10 @@ class NatClassifier:
         self._events: deque[ClassifierEvent] = deque()
         self._outbox: list[Datagram] = []
         self._server_info: dict[Endpoint, ServerInfo] = {}
-        self._max_rtt = 0.0
+        self._rtt = PathRtt(self.config.rtt_memory)
         self._any_udp_answer = False
         self._discovery: Endpoint | None = None
-        self._discovery_decided = False
-        self._hairpin_decided = not self.config.test_hairpin
+        self._phase = RunPhase(hairpin=self.config.test_hairpin)
         self._report: ClassificationReport | None = None
 
         reference = self.servers[0]
@@ -209,21 +234,29 @@ class NatClassifier:
         ]
         self._trace = HopTrace(reference, hop_sockets, self.config.hop_attempts)
         self._hop_by_transaction: dict[bytes, HopProbe] = {}
-        # When every test but the hop probe was settled (its grace starts).
-        self._settled_at: float | None = None
+        # When the run entered Phase.SETTLING (the hop probe's grace starts).
+        self._settled_at = now
         self._mapping_tests: tuple[Probe, Probe] | None = None
         self._filtering_tests: tuple[Probe, Probe] | None = None
         self._hairpin: Probe | None = None
 
         tid = self._client.new_transaction_id()
         self._tcp = TcpCheck(reference, tid, now)
-        self._events.append(TcpCheckRequested(reference, encode_message(binding_request(tid))))
+        self._streams = [
+            StreamRequest(
+                TCP_CHECK,
+                reference,
+                encode_message(binding_request(tid)),
+                timeout=self.config.timeout,
+                stagger=self.config.tcp_attempt_delays,
+            )
+        ]
         self._advance(now)
 
     # -- SansIOCore ---------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        if self._report is not None:
+        if self._phase.finished:
             return
         hop_probe = self._hop_by_transaction.get(data[8:HEADER_LENGTH])
         if hop_probe is not None:
@@ -233,7 +266,7 @@ class NatClassifier:
         self._advance(now)
 
     def handle_timer(self, now: float) -> None:
-        if self._report is not None:
+        if self._phase.finished:
             return
         self._client.handle_timer(now)
         self._advance(now)
@@ -243,7 +276,7 @@ class NatClassifier:
         return out
 
     def get_timer(self) -> float | None:
-        if self._report is not None:
+        if self._phase.finished:
             return None
         return min(self._wakeups(), default=self._deadline)
 
@@ -253,7 +286,7 @@ class NatClassifier:
     def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
         """An ICMP error about one of our datagrams (:mod:`natkit.sansio`);
         only the hop probe's are used."""
-        if self._report is not None:
+        if self._phase.finished:
             return
         probe = self._trace.on_socket(socket)
         if probe is None or not probe.attempts or error.destination != self._trace.destination:
@@ -269,19 +302,24 @@ class NatClassifier:
         self._trace.record(probe, Hop(probe.ttl, reply, error.offender))
         self._advance(now)
 
-    # -- inputs from the driver ---------------------------------------------------
+    # -- streams (natkit.sansio.StreamAware) ------------------------------------------
 
-    def tcp_check_completed(
-        self, reply: bytes | None, now: float, rtt: float | None = None
-    ) -> None:
-        """The reply to :class:`TcpCheckRequested` (``None``: connect or read failed).
+    def stream_requests(self) -> list[StreamRequest]:
+        """The TCP check, once (the Binding over TCP that tells "UDP blocked"
+        from "nothing there" without waiting out a timeout)."""
+        out, self._streams = self._streams, []
+        return out
 
-        ``rtt`` is the driver's measure of the exchange itself; without it the
-        time since the request is used, which a lost SYN inflates by seconds."""
+    def stream_answered(self, request_id: int, result: StreamResult, now: float) -> None:
+        """The TCP check's outcome. Its ``rtt`` is the exchange itself; without
+        one the time since the request is used, which a lost SYN inflates."""
+        if request_id != TCP_CHECK:
+            raise LocalProtocolError(f"no stream request {request_id} was made")
         check = self._tcp
-        if check.done:
+        if check.done or self._phase.finished:
             return
         check.done = True
+        reply = result.reply
         if reply is not None:
             try:
                 message = parse_message(reply)
@@ -292,13 +330,18 @@ class NatClassifier:
                 and message.transaction_id == check.transaction_id
                 and message.message_class is MessageClass.SUCCESS_RESPONSE
             ):
-                check.rtt = now - check.sent_at if rtt is None else rtt
+                check.rtt = now - check.sent_at if result.rtt is None else result.rtt
                 check.mapped = message.reflexive_address
         self._advance(now)
 
     @property
     def report(self) -> ClassificationReport | None:
         return self._report
+
+    @property
+    def phase(self) -> Phase:
+        """Where the run is (:mod:`natkit.probe.state`)."""
+        return self._phase.phase
 
     # -- probes ------------------------------------------------------------------
 
@@ -407,34 +450,42 @@ class NatClassifier:
         self._record_answer(probe, attempt, Answer(event.source, now - attempt.sent_at), now)
 
     def _record_answer(self, probe: Probe, attempt: Attempt, answer: Answer, now: float) -> None:
+        first = not probe.answers
         if attempt.answered_at is None:
-            self._max_rtt = max(self._max_rtt, now - attempt.sent_at)
+            rtt = now - attempt.sent_at
+            # A route test's first answer far beyond what the path does now
+            # is a stall or a slow route; its route is measured again so that
+            # one stalled sample cannot set the waits (natkit.probe.rtt).
+            current_max = self._rtt.current_max
+            stalled = current_max is not None and rtt > self._window_for(current_max)
+            self._rtt.add(attempt.sent_at, rtt, answer.source.address)
+            if first and stalled and probe.test in ROUTE_TESTS:
+                probe.record(attempt, answer, now)
+                probe.resample(RESAMPLE_ATTEMPTS)
+                return
         probe.record(attempt, answer, now)
 
     # -- the schedule ------------------------------------------------------------
 
-    def _srtt(self) -> float | None:
-        estimator = self._client.rto_estimator
-        return estimator.srtt if estimator.samples else None
-
     def _interval(self) -> float:
-        srtt = self._srtt()
-        if srtt is None:
+        current = self._rtt.current
+        if current is None:
             return self.config.initial_interval
-        return min(self.config.max_interval, max(self.config.min_interval, srtt))
+        return min(self.config.max_interval, max(self.config.min_interval, current))
 
     def _window(self) -> float:
-        estimator = self._client.rto_estimator
-        if not estimator.samples or estimator.srtt is None or estimator.rttvar is None:
+        """How long an attempt's answer is waited for (:mod:`natkit.probe.rtt`):
+        twice what the path does now plus how much slower the slowest route is."""
+        current_max = self._rtt.current_max
+        if current_max is None:
             return self.config.initial_window
-        return max(
-            self.config.min_window,
-            2 * self._max_rtt,
-            estimator.srtt + 4 * estimator.rttvar,
-        )
+        return self._window_for(current_max + self._rtt.route_excess)
+
+    def _window_for(self, rtt: float) -> float:
+        return max(self.config.min_window, 2 * rtt)
 
     def _advance(self, now: float) -> None:
-        if self._report is not None:
+        if self._phase.finished:
             return
         self._now = now
         self._drain_client(now)
@@ -453,6 +504,8 @@ class NatClassifier:
                 control = probe.control
                 if control is not None and now - control.last_sent >= pacing.interval / 2:
                     self._send_attempt(control, now)
+            elif probe.resample_left and probe.resample_due(now, pacing.interval):
+                self._send_attempt(probe, now)
         # A TTL is retried only once its attempt counts as lost (a window):
         # routers rate-limit ICMP, and a needless retry spends their budget.
         hop_pacing = HopPacing(interval=pacing.window, window=pacing.window)
@@ -461,13 +514,15 @@ class NatClassifier:
         if self._udp_blocked(now) or now >= self._deadline:
             self._finish(now, evidence)
             return
-        settled = self._discovery_decided and self._hairpin_decided
-        if settled and not any(probe.open for probe in self._probes):
-            if self._settled_at is None:
-                self._settled_at = now
-            # Unanswered TTLs get one more window, never more.
-            if self._trace.done or now >= self._settled_at + pacing.window:
-                self._finish(now, evidence)
+        phase = self._phase.phase
+        if phase is Phase.TESTING and not any(probe.open for probe in self._probes):
+            phase = self._phase.process(PhaseEvent.TESTS_SETTLED)
+            self._settled_at = now
+        # Unanswered TTLs get one more window, never more.
+        if phase is Phase.SETTLING and (
+            self._trace.done or now >= self._settled_at + pacing.window
+        ):
+            self._finish(now, evidence)
 
     def _hop_ready(self, probe: HopProbe) -> bool:
         """A TTL goes out on an allocation socket after that socket's own first packet."""
@@ -481,18 +536,18 @@ class NatClassifier:
         client_timer = self._client.get_timer()
         if client_timer is not None:
             candidates.append(client_timer)
-        candidates.extend(p.wake_at for p in self._probes if p.open)
+        candidates.extend(p.wake_at for p in self._probes if p.open or p.resample_left)
         candidates.extend(self._trace.wakeups())
-        if self._settled_at is not None:
+        if self._phase.phase is Phase.SETTLING:
             candidates.append(self._settled_at + self._window())
         if not self._any_udp_answer and self._tcp.rtt is not None:
             candidates.append(self._started + self.config.udp_blocked_min_wait)
         return (t for t in candidates if t > now)
 
     def _start_dependent_tests(self) -> None:
-        if not self._discovery_decided:
+        if not self._phase.discovery_decided:
             self._decide_discovery_server()
-        if not self._hairpin_decided:
+        if not self._phase.hairpin_decided:
             self._decide_hairpin()
 
     def _decide_discovery_server(self) -> None:
@@ -507,7 +562,7 @@ class NatClassifier:
             if other is None or other.address == server.address:
                 continue
             self._discovery = server
-            self._discovery_decided = True
+            self._phase.process(PhaseEvent.DISCOVERY_DECIDED)
             mapping = Role.MAPPING
             self._mapping_tests = (
                 self._add(
@@ -537,15 +592,15 @@ class NatClassifier:
                 ),
             )
             return
-        self._discovery_decided = True  # nobody offers RFC 5780
+        self._phase.process(PhaseEvent.DISCOVERY_DECIDED)  # nobody offers RFC 5780
 
     def _decide_hairpin(self) -> None:
         mapped = first_mapped(self.servers, self._bindings)
         if mapped is None:
             if not any(self._bindings[s].open for s in self.servers):
-                self._hairpin_decided = True  # no mapped address to aim at
+                self._phase.process(PhaseEvent.HAIRPIN_DECIDED)  # no mapped address to aim at
             return
-        self._hairpin_decided = True
+        self._phase.process(PhaseEvent.HAIRPIN_DECIDED)
         if mapped == self.sockets[Role.MAPPING]:
             return  # not behind a NAT: nothing to hairpin through
         self._hairpin = self._add(
@@ -571,9 +626,12 @@ class NatClassifier:
     # -- the report --------------------------------------------------------------
 
     def _finish(self, now: float, evidence: LossEvidence) -> None:
+        window = self._window()
         for probe in self._probes:
             if probe.open:
-                probe.false_negative = evidence.false_negative_probability(len(probe.attempts))
+                # Only attempts whose answer is overdue are evidence of silence.
+                expired = probe.expired(now, window)
+                probe.false_negative = evidence.false_negative_probability(expired)
                 probe.outcome = ProbeOutcome.INCONCLUSIVE
             for attempt in probe.attempts:
                 self._client.cancel(attempt.transaction_id)
@@ -599,10 +657,11 @@ class NatClassifier:
             probes=tuple(self._probes),
             tcp=self._tcp,
             any_udp_answer=self._any_udp_answer,
-            srtt=self._srtt(),
+            rtt=self._rtt.typical,
             evidence=evidence,
             duration=now - self._started,
             hops=self._trace.hops(),
         )
         self._report = build_report(findings)
+        self._phase.process(PhaseEvent.FINISHED)
         self._events.append(ClassificationCompleted(self._report))

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from natkit.endpoint import Endpoint
 from natkit.probe.report import ClassificationReport
-
-
-@dataclass(frozen=True, slots=True)
-class TcpCheckRequested:
-    """Please send ``request`` to ``server`` over TCP and hand back the reply
-    (:meth:`NatClassifier.tcp_check_completed`). TCP reachability is what
-    lets the classifier call UDP blocked without waiting out a timeout."""
-
-    server: Endpoint
-    request: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,4 +14,6 @@ class ClassificationCompleted:
     report: ClassificationReport
 
 
-ClassifierEvent = TcpCheckRequested | ClassificationCompleted
+#: Everything the classifier emits (one event: the stream check is a
+#: :class:`~natkit.sansio.StreamRequest`, not an event).
+ClassifierEvent = ClassificationCompleted

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint
-from natkit.probe.candidates_cgnat import NatLayering, nat_layering
 from natkit.probe.evidence import LossEvidence
 from natkit.probe.hops import Hop, describe_path
+from natkit.probe.layering import NatLayering, nat_layering
 from natkit.probe.probes import Probe, TcpCheck, first_mapped
 from natkit.probe.report import (
     ClassificationReport,
@@ -23,6 +23,7 @@ from natkit.probe.report import (
     ProbeOutcome,
     RunStatus,
     ServerReport,
+    Verdict,
 )
 from natkit.probe.verdicts import (
     filtering_from_rfc5780,
@@ -65,7 +66,8 @@ class Findings:
     probes: tuple[Probe, ...]
     tcp: TcpCheck
     any_udp_answer: bool
-    srtt: float | None
+    #: The run's RTT (:attr:`natkit.probe.rtt.PathRtt.typical`).
+    rtt: float | None
     evidence: LossEvidence
     duration: float
     #: What the hop probe found toward the reference server (``None``: not run).
@@ -77,7 +79,7 @@ class Findings:
 
 
 def build_report(f: Findings) -> ClassificationReport:
-    reasons: dict[str, str] = {}
+    reasons: dict[Verdict, str] = {}
     mapped = f.mapped()
 
     if f.any_udp_answer:
@@ -86,7 +88,7 @@ def build_report(f: Findings) -> ClassificationReport:
         status = RunStatus.UDP_BLOCKED
     else:
         status = RunStatus.UNREACHABLE
-    reasons["udp_blocked"] = {
+    reasons[Verdict.UDP_BLOCKED] = {
         RunStatus.OK: "UDP answers received",
         RunStatus.UDP_BLOCKED: "the server answered over TCP but never over UDP",
         RunStatus.UNREACHABLE: "no answer over UDP or TCP from any server",
@@ -95,32 +97,32 @@ def build_report(f: Findings) -> ClassificationReport:
     behind_nat: bool | None
     if mapped is not None:
         behind_nat = mapped != f.local
-        reasons["behind_nat"] = f"local {f.local}, mapped {mapped}"
+        reasons[Verdict.BEHIND_NAT] = f"local {f.local}, mapped {mapped}"
     elif f.tcp.mapped is not None:
         behind_nat = f.tcp.mapped.address != f.local.address
-        reasons["behind_nat"] = f"local {f.local.address}, TCP mapped {f.tcp.mapped}"
+        reasons[Verdict.BEHIND_NAT] = f"local {f.local.address}, TCP mapped {f.tcp.mapped}"
     else:
         behind_nat = None
-        reasons["behind_nat"] = "no mapped address"
+        reasons[Verdict.BEHIND_NAT] = "no mapped address"
 
-    mapping, reasons["mapping"] = _mapping(f, mapped)
-    filtering, reasons["filtering"] = _filtering(f)
+    mapping, reasons[Verdict.MAPPING] = _mapping(f, mapped)
+    filtering, reasons[Verdict.FILTERING] = _filtering(f)
     if f.hairpin is not None:
-        hairpin, reasons["hairpin"] = hairpin_from_test(f.hairpin.result())
+        hairpin, reasons[Verdict.HAIRPIN] = hairpin_from_test(f.hairpin.result())
     else:
         hairpin = None
         if not f.hairpin_wanted:
-            reasons["hairpin"] = "not tested"
+            reasons[Verdict.HAIRPIN] = "not tested"
         elif behind_nat is False:
-            reasons["hairpin"] = "not behind a NAT"
+            reasons[Verdict.HAIRPIN] = "not behind a NAT"
         else:
-            reasons["hairpin"] = "not tested: no mapped address"
+            reasons[Verdict.HAIRPIN] = "not tested: no mapped address"
     samples = [
         (f.sockets[p.socket].port, p.mapped.port)
         for p in f.allocation_probes
         if p.mapped is not None
     ]
-    allocation, delta, reasons["port_allocation"] = port_allocation(samples)
+    allocation, delta, reasons[Verdict.PORT_ALLOCATION] = port_allocation(samples)
 
     both = [
         a
@@ -130,9 +132,9 @@ def build_report(f: Findings) -> ClassificationReport:
     ]
     alg = any(a.mapped_address != a.plain_mapped_address for a in both) if both else None
     layering = _layering(f)
-    reasons["cgnat"] = layering.cgnat_reason
-    reasons["double_nat"] = layering.double_nat_reason
-    reasons["path"] = (
+    reasons[Verdict.CGNAT] = layering.cgnat_reason
+    reasons[Verdict.DOUBLE_NAT] = layering.double_nat_reason
+    reasons[Verdict.PATH] = (
         "not probed" if f.hops is None else f"toward {f.servers[0]}: {describe_path(f.hops)}"
     )
     return ClassificationReport(
@@ -156,7 +158,7 @@ def build_report(f: Findings) -> ClassificationReport:
             )
             for server in f.servers
         ),
-        rtt=f.srtt if f.srtt is not None else f.tcp.rtt,
+        rtt=f.rtt if f.rtt is not None else f.tcp.rtt,
         loss_estimate=f.evidence.observed_loss,
         duration=f.duration,
         reasons=reasons,
@@ -214,7 +216,7 @@ def _layering(f: Findings) -> NatLayering:
 
 def _observe(f: Findings, probe: Probe) -> ProbeObservation:
     return ProbeObservation(
-        test=probe.test.value,
+        test=probe.test,
         local=f.sockets[probe.socket],
         destination=probe.destination,
         change_ip=bool(probe.change & ChangeFlags.CHANGE_IP),

@@ -5,27 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 from natkit.endpoint import Endpoint
 from natkit.probe.evidence import LossEvidence
-from natkit.probe.report import Answer, ProbeOutcome
+from natkit.probe.report import Answer, ProbeName, ProbeOutcome
 from natkit.probe.verdicts import CheckResult
+
+__all__ = ["Attempt", "Pacing", "Probe", "ProbeName", "TcpCheck", "first_mapped", "loss_evidence"]
 from natkit.stun.constants import ChangeFlags
-
-
-class ProbeName(Enum):
-    """Which test a probe is; the value is its name in the report's observations."""
-
-    BINDING = "binding"
-    MAPPING_ALT_ADDRESS = "mapping-II"
-    MAPPING_ALT_ADDRESS_PORT = "mapping-III"
-    FILTERING_CONTROL = "filtering-I"
-    FILTERING_CHANGE_IP_PORT = "filtering-II"
-    FILTERING_CHANGE_PORT = "filtering-III"
-    HAIRPIN_CONTROL = "hairpin-control"
-    HAIRPIN = "hairpin"
-    ALLOCATION = "allocation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +56,17 @@ class Probe:
     answers: list[Answer] = field(default_factory=list)
     outcome: ProbeOutcome | None = None
     false_negative: float | None = None
-    #: When the next attempt may go out.
+    #: When the first attempt may go out; later ones follow the last by the
+    #: current interval (re-read at every look, so a stall's long interval
+    #: is dropped as soon as the RTT estimate recovers).
     next_at: float = 0.0
     #: When the probe next needs attention (next attempt, or its last window ending).
     wake_at: float = 0.0
+    #: Attempts still allowed to measure this answered test's route again
+    #: (its first answer looked stalled: :meth:`resample`).
+    resample_left: int = 0
+    #: Answers it had when the new measurement was asked for.
+    resample_after: int = 0
 
     @property
     def open(self) -> bool:
@@ -89,29 +83,66 @@ class Probe:
                 return answer.mapped_address
         return None
 
+    def expired(self, now: float, window: float) -> int:
+        """Attempts unanswered for longer than ``window``: overdue, so lost or
+        never answered (an open probe has no answered attempt)."""
+        return sum(1 for attempt in self.attempts if now >= attempt.sent_at + window)
+
     def due(self, now: float, evidence: LossEvidence, pacing: Pacing) -> bool:
         """Whether an attempt must go out now; otherwise note when to look
-        again (``wake_at``), or conclude SILENT / INCONCLUSIVE once the last
-        attempt's window has passed."""
+        again (``wake_at``), or conclude SILENT / INCONCLUSIVE.
+
+        Silence is concluded as soon as the *overdue* attempts alone make
+        it improbable that an answer was sent and lost; attempts still
+        within their window can only add to that, so they are not waited
+        for (an attempt sent into a stall need not hold the verdict up).
+        Whether to send more counts every attempt sent, so a test never has
+        more in flight than its verdict needs.
+        """
         sent = len(self.attempts)
-        p_lost = evidence.false_negative_probability(sent)
-        if (sent == 0 or p_lost >= pacing.target) and sent < pacing.max_attempts:
-            if now >= self.next_at:
-                self.next_at = now + pacing.interval
-                self.wake_at = self.next_at
-                return True
-            self.wake_at = self.next_at
+        window = pacing.window
+        p_overdue = evidence.false_negative_probability(self.expired(now, window))
+        if sent and p_overdue < pacing.target:
+            self.false_negative = p_overdue
+            self.outcome = ProbeOutcome.SILENT
             return False
-        # Compare exactly the deadline we sleep until, or float rounding can
+        # Compare exactly the deadlines we sleep until, or float rounding can
         # leave a probe waiting for a moment that has already passed.
-        settled_at = self.last_sent + pacing.window
-        if now < settled_at:
-            self.wake_at = settled_at  # the last attempt may still be answered
+        waiting = [a.sent_at + window for a in self.attempts if now < a.sent_at + window]
+        p_sent = evidence.false_negative_probability(sent)
+        if (sent == 0 or p_sent >= pacing.target) and sent < pacing.max_attempts:
+            ready_at = self.last_sent + pacing.interval if sent else self.next_at
+            sending = now >= ready_at
+            if sending:
+                ready_at = now + pacing.interval
+            self.wake_at = min([ready_at, *waiting])
+            return sending
+        if waiting:
+            self.wake_at = min(waiting)  # an answer may still come, or silence be proven
             return False
-        self.false_negative = p_lost
-        silent = p_lost < pacing.target
-        self.outcome = ProbeOutcome.SILENT if silent else ProbeOutcome.INCONCLUSIVE
+        self.false_negative = p_overdue
+        self.outcome = ProbeOutcome.INCONCLUSIVE
         return False
+
+    def resample(self, attempts: int) -> None:
+        """Measure the route again: up to ``attempts`` more attempts, until one
+        is answered (the verdict keeps using the first answer)."""
+        self.resample_left = attempts
+        self.resample_after = len(self.answers)
+
+    def resample_due(self, now: float, interval: float) -> bool:
+        """Whether a re-measuring attempt must go out now (see :meth:`resample`)."""
+        if len(self.answers) > self.resample_after:
+            self.resample_left = 0  # measured again
+        if not self.resample_left:
+            return False
+        ready_at = self.last_sent + interval
+        if now < ready_at:
+            self.wake_at = ready_at
+            return False
+        self.resample_left -= 1
+        self.wake_at = now + interval
+        return True
 
     def record(self, attempt: Attempt, answer: Answer, now: float) -> None:
         """An answer arrived; a late one overrides a "silent" conclusion."""

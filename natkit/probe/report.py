@@ -9,13 +9,12 @@ reason string saying which observations decided it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from natkit.endpoint import Endpoint
-from natkit.probe.candidates import nat64_to_dict
+from natkit.nat64 import Nat64Discovery, Nat64Status, nat64_to_dict
 from natkit.probe.hops import Hop
-from natkit.probe.nat64 import Nat64Discovery, Nat64Status
 
 #: Version of the JSON document ``natkit classify --json`` prints. Keys are
 #: only ever added; a change in meaning bumps this number.
@@ -59,6 +58,43 @@ class RunStatus(Enum):
     UNREACHABLE = "unreachable"
 
 
+class ProbeName(StrEnum):
+    """Which test a probe is; the value is its name in the report's observations.
+
+    A ``StrEnum``, so code that compared the former plain strings
+    (``observation.test == "filtering-II"``) keeps working."""
+
+    BINDING = "binding"
+    MAPPING_ALT_ADDRESS = "mapping-II"
+    MAPPING_ALT_ADDRESS_PORT = "mapping-III"
+    FILTERING_CONTROL = "filtering-I"
+    FILTERING_CHANGE_IP_PORT = "filtering-II"
+    FILTERING_CHANGE_PORT = "filtering-III"
+    HAIRPIN_CONTROL = "hairpin-control"
+    HAIRPIN = "hairpin"
+    ALLOCATION = "allocation"
+
+
+class Verdict(StrEnum):
+    """What a reason in :attr:`ClassificationReport.reasons` explains; the
+    value is its key in the JSON ``reasons`` (a ``StrEnum``, so
+    ``reasons["mapping"]`` keeps working)."""
+
+    UDP_BLOCKED = "udp_blocked"
+    BEHIND_NAT = "behind_nat"
+    MAPPING = "mapping"
+    FILTERING = "filtering"
+    HAIRPIN = "hairpin"
+    PORT_ALLOCATION = "port_allocation"
+    CGNAT = "cgnat"
+    DOUBLE_NAT = "double_nat"
+    PATH = "path"
+    #: Added by the driver that ran NAT64 discovery (``natkit classify``).
+    NAT64 = "nat64"
+    #: Added with ``--lifetime`` (RFC 5780 §4.6).
+    BINDING_LIFETIME = "binding_lifetime"
+
+
 class ProbeOutcome(Enum):
     """How one test ended."""
 
@@ -88,7 +124,7 @@ class Answer:
 class ProbeObservation:
     """The raw record of one test: what was sent, what came back."""
 
-    test: str
+    test: ProbeName
     local: Endpoint
     destination: Endpoint
     change_ip: bool
@@ -136,7 +172,7 @@ class ClassificationReport:
     #: Fraction of attempts lost on paths that answered (round trip).
     loss_estimate: float | None
     duration: float
-    reasons: dict[str, str] = field(default_factory=dict)
+    reasons: dict[Verdict, str] = field(default_factory=dict)
     observations: tuple[ProbeObservation, ...] = ()
     tcp_mapped_address: Endpoint | None = None
     #: RFC 5780 §4.6 (opt-in): longest idle time a mapping was seen to survive...
@@ -144,7 +180,7 @@ class ClassificationReport:
     #: ...and the shortest after which it was gone.
     binding_lifetime_expired_after: float | None = None
     #: A carrier-grade NAT (RFC 6598) is on the path; ``None``: no evidence
-    #: either way (``natkit.probe.candidates_cgnat``; reason in ``reasons``).
+    #: either way (``natkit.probe.layering``; reason in ``reasons``).
     cgnat: bool | None = None
     #: More than one NAT is on the path; ``None``: no evidence either way.
     double_nat: bool | None = None
@@ -245,10 +281,10 @@ def report_to_dict(report: ClassificationReport) -> dict[str, Any]:
             }
             for s in report.servers
         ],
-        "reasons": dict(report.reasons),
+        "reasons": {verdict.value: text for verdict, text in report.reasons.items()},
         "observations": [
             {
-                "test": o.test,
+                "test": o.test.value,
                 "local": str(o.local),
                 "destination": str(o.destination),
                 "change_ip": o.change_ip,

@@ -182,7 +182,16 @@ def test_one_hard_hits_at_the_first_probe_to_a_mapped_port(lab: Lab) -> None:
         ports = [probe.remote.port for probe in run.b.probes]
         first = next((n for n, port in enumerate(ports, start=1) if port in mapped), None)
         found = run.b.found
-        assert (None if found is None else found.stats.probes_sent) == first, seed
+        if first is None:
+            assert found is None, seed
+            continue
+        assert found is not None, seed
+        # The hit is that very probe's port: no earlier probe got through and
+        # no later one won. The prober may have sent a probe or two more while
+        # the answer was on its way (paced sends go on until it arrives, more
+        # so on a loaded machine), never fewer than ``first``.
+        assert found.pair.remote.port == ports[first - 1], seed
+        assert first <= found.stats.probes_sent <= first + 3, seed
 
 
 @pytest.mark.scenarios("birthday-both-hard")

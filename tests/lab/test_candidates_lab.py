@@ -32,9 +32,9 @@ import pytest
 
 from natkit.aio.candidates import GatherOptions, gather_candidates
 from natkit.endpoint import Endpoint
+from natkit.gather.candidates import CandidateKind
 from natkit.lab import Lab
-from natkit.probe.candidates import CandidateKind
-from natkit.probe.nat64 import PRIMARY_WKA, SECONDARY_WKA, synthesize
+from natkit.nat64 import PRIMARY_WKA, SECONDARY_WKA, synthesize
 
 pytestmark = pytest.mark.lab
 

@@ -27,16 +27,16 @@ from natkit.aio.interfaces import open_gathering_sockets
 from natkit.aio.stun_stream import stun_over_stream
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     CandidateKind,
     CandidateTransport,
     PortMapObservation,
     PortMapStatus,
     ServerOutcome,
 )
-from natkit.probe.candidates_host import HostPolicy, InterfaceAddress
-from natkit.probe.candidates_stun import GathererConfig
-from natkit.probe.nat64 import Nat64Status
+from natkit.gather.host import HostPolicy, InterfaceAddress
+from natkit.gather.reflexive import GathererConfig
+from natkit.nat64 import Nat64Status
 from natkit.stun.attributes import XorAddressAttribute
 from natkit.stun.codec import Message, binding_request, encode_message, parse_message
 from natkit.stun.constants import AttributeType, MessageClass, Method

@@ -17,21 +17,23 @@ import pytest
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates import CandidateTransport, PathKind, ServerOutcome
-from natkit.probe.candidates_cgnat import nat_layering
-from natkit.probe.candidates_plan import find_disagreements, udp_blocked_verdict
-from natkit.probe.candidates_stun import (
+from natkit.gather.candidates import CandidateTransport, PathKind, ServerOutcome
+from natkit.gather.plan import find_disagreements, udp_blocked_verdict
+from natkit.gather.reflexive import (
     GathererConfig,
     GathererEvent,
     GatheringCompleted,
     ReflexiveAddressFound,
     ReflexiveGatherer,
     ServerFailed,
-    StreamCheckRequested,
     StreamTarget,
     StunTarget,
 )
-from natkit.stun.codec import binding_request, encode_message
+from natkit.probe.layering import nat_layering
+from natkit.sansio import StreamRequest, StreamResult
+from natkit.stun.attributes import XorAddressAttribute
+from natkit.stun.codec import Message, binding_request, encode_message
+from natkit.stun.constants import AttributeType, MessageClass, Method
 from natkit.stun.server import ServerConfig, StunServer, Transport
 from simulations import CoreDriver, Link, NatConfig
 from simulations import MappingBehavior as SimMapping
@@ -86,25 +88,19 @@ def simulate(
     start = topo.loop.now
     core = ReflexiveGatherer([sock.local], start, config, random.Random(seed))
 
-    def on_event(event: GathererEvent) -> None:
+    def tcp(request: StreamRequest) -> tuple[float, StreamResult]:
         # TCP is not simulated: the server core answers one round trip later.
-        if isinstance(event, StreamCheckRequested):
-            address = str(event.target.destination.address)
-            server = servers.get(address)
-            reply = None
-            if server is not None:
-                answer = server.handle(event.request, sock.local, 0, Transport.TCP)
-                reply = None if answer is None else answer.data
-            rtt = 2 * (ACCESS_DELAY + SERVER_DELAYS[address])
-            local = sock.local if server is not None else None
-            driver.invoke_later(
-                rtt,
-                lambda now: core.stream_check_completed(
-                    event.target, reply, now, rtt=rtt, local=local, detail="refused"
-                ),
-            )
+        address = str(request.remote.address)
+        server = servers.get(address)
+        reply = None
+        if server is not None:
+            answer = server.handle(request.payload, sock.local, 0, Transport.TCP)
+            reply = None if answer is None else answer.data
+        rtt = 2 * (ACCESS_DELAY + SERVER_DELAYS[address])
+        local = sock.local if server is not None else None
+        return rtt, StreamResult(reply, local, rtt, "refused")
 
-    driver: CoreDriver[GathererEvent] = CoreDriver(core, [sock], on_event=on_event)
+    driver: CoreDriver[GathererEvent] = CoreDriver(core, [sock], streams=tcp)
 
     def add(now: float) -> None:
         for address in SERVER_DELAYS:
@@ -279,11 +275,11 @@ def test_stream_replies_are_parsed_strictly() -> None:
     )
     core.add_stream_target(target, 0.0)
     core.no_more_targets(0.0)
-    requested = core.next_event()
-    assert isinstance(requested, StreamCheckRequested)
+    (requested,) = core.stream_requests()
+    assert requested.remote == target.destination
     stranger = encode_message(binding_request(b"\x00" * 12))
-    core.stream_check_completed(
-        target, stranger, 0.05, rtt=0.01, local=Endpoint.parse("192.168.1.2:5")
+    core.stream_answered(
+        requested.id, StreamResult(stranger, Endpoint.parse("192.168.1.2:5"), 0.01), 0.05
     )
     observation = core.observations[0]
     assert observation.outcome is ServerOutcome.ERROR_RESPONSE
@@ -298,7 +294,8 @@ def test_refused_connection_is_unreachable() -> None:
     server = Endpoint.parse("203.0.113.20:3478")
     target = StreamTarget("s", server, server, CandidateTransport.TCP)
     core.add_stream_target(target, 0.0)
-    core.stream_check_completed(target, None, 0.01, detail="cannot connect: refused")
+    (requested,) = core.stream_requests()
+    core.stream_answered(requested.id, StreamResult(None, detail="cannot connect: refused"), 0.01)
     observation = core.observations[0]
     assert observation.outcome is ServerOutcome.UNREACHABLE
     assert observation.detail == "cannot connect: refused"
@@ -309,3 +306,31 @@ def test_gatherer_config_is_checked() -> None:
         GathererConfig(timeout=0)
     with pytest.raises(LocalProtocolError):
         GathererConfig(straggler_factor=0.5)
+
+
+def test_an_answer_from_another_address_does_not_settle_a_target() -> None:
+    core = _core()
+    target = _target("203.0.113.10:3478")
+    core.add_target(target, 0.0)
+    core.no_more_targets(0.0)
+    (request,) = core.datagrams_to_send(0.0)
+    real = Endpoint.parse("198.51.100.1:40000")
+
+    def answer(mapped: Endpoint) -> bytes:
+        message = Message(
+            Method.BINDING,
+            MessageClass.SUCCESS_RESPONSE,
+            request.data[8:20],
+            (XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, mapped),),
+        )
+        return encode_message(message)
+
+    # RFC 8489 §6.3.1: a response must come from where the request went.
+    core.receive_datagram(
+        answer(Endpoint.parse("192.0.2.66:1")), Endpoint.parse("192.0.2.66:3478"), 0, 0.01
+    )
+    assert not core.done
+    core.receive_datagram(answer(real), target.destination, 0, 0.02)
+    assert core.done
+    (observation,) = core.observations
+    assert observation.mapped == real

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     CandidateKind,
     CandidateTransport,
     PathKind,
@@ -20,15 +20,14 @@ from natkit.probe.candidates import (
     ServerOutcome,
     report_to_dict,
 )
-from natkit.probe.candidates_cgnat import nat_layering
-from natkit.probe.candidates_host import (
+from natkit.gather.host import (
     HostPolicy,
     InterfaceAddress,
     detect_clat,
     has_routable_ipv6,
     select_host_addresses,
 )
-from natkit.probe.candidates_plan import (
+from natkit.gather.plan import (
     ServerSpec,
     assemble_candidates,
     build_report,
@@ -36,7 +35,8 @@ from natkit.probe.candidates_plan import (
     host_candidates,
     plan_targets,
 )
-from natkit.probe.nat64 import Nat64Discovery, Nat64Status
+from natkit.nat64 import Nat64Discovery, Nat64Status
+from natkit.probe.layering import nat_layering
 
 ip = ipaddress.ip_address
 E = Endpoint.parse

@@ -3,13 +3,19 @@ drop what does not parse; a response for no transaction of ours is dropped)."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from natkit.endpoint import Endpoint
-from natkit.probe.classifier import ClassifierConfig, NatClassifier
+from natkit.probe.classifier import ClassifierConfig, NatClassifier, Role
+from natkit.probe.hops import HopReply
+from natkit.probe.report import ClassificationReport, ProbeName, RunStatus
+from natkit.probe.state import Phase
+from natkit.sansio import ICMP_TIME_EXCEEDED, Datagram, IcmpError, IcmpKind, StreamResult
 from natkit.stun.attributes import XorAddressAttribute
 from natkit.stun.codec import Message, binding_request, encode_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
@@ -17,6 +23,8 @@ from natkit.stun.server import ServerConfig, StunServer, Transport
 
 SERVER = Endpoint.parse("203.0.113.10:3478")
 STRANGER = Endpoint.parse("192.0.2.66:3478")
+MAPPED = Endpoint.parse("198.51.100.1:40000")
+ROUTER = ipaddress.ip_address("192.168.1.1")
 LOCAL = [Endpoint.parse(f"192.168.1.2:{40000 + i}") for i in range(8)]
 
 
@@ -40,19 +48,40 @@ def test_random_bytes_never_crash_the_classifier(
     assert core.report is None
 
 
-def test_responses_to_unknown_transactions_and_from_strangers_change_nothing() -> None:
-    core = _classifier()
-    tids = _sent_transaction_ids(core)
-    assert tids
-    forged = Message(
-        Method.BINDING,
-        MessageClass.SUCCESS_RESPONSE,
-        b"\x00" * 12,
-        (XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, STRANGER),),
+def _answer(tid: bytes, mapped: Endpoint) -> bytes:
+    return encode_message(
+        Message(
+            Method.BINDING,
+            MessageClass.SUCCESS_RESPONSE,
+            tid,
+            (XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, mapped),),
+        )
     )
-    core.receive_datagram(encode_message(forged), SERVER, 0, 0.001)
+
+
+@pytest.mark.parametrize("source", [SERVER, STRANGER])
+def test_responses_to_unknown_transactions_and_from_strangers_change_nothing(
+    source: Endpoint,
+) -> None:
+    core = _classifier()
+    sent = core.datagrams_to_send(0.0)
+    binding = sent[0]  # the MAPPING socket's Binding to the server
+    assert (binding.socket, binding.remote) == (0, SERVER)
+    core.receive_datagram(_answer(b"\x00" * 12, STRANGER), source, 0, 0.001)
+    # Not used: no test was answered, so nothing was decided...
+    assert core.phase is Phase.STARTING
     assert core.report is None
-    assert core.get_timer() is not None
+    # ...and the binding test is still waiting for its real answer.
+    core.receive_datagram(_answer(binding.data[8:20], MAPPED), SERVER, 0, 0.002)
+    assert core.phase is not Phase.STARTING
+    core.handle_timer(core.config.timeout)
+    report = core.report
+    assert report is not None
+    assert report.mapped_address == MAPPED
+    seen = [a.mapped_address for o in report.observations for a in o.answers]
+    assert STRANGER not in seen
+    (first,) = [o for o in report.observations if o.test is ProbeName.BINDING]
+    assert [a.source for a in first.answers] == [SERVER]
 
 
 @settings(max_examples=300, deadline=None)
@@ -79,3 +108,92 @@ def test_mutated_requests_never_crash_the_server(data: st.DataObject) -> None:
     server.receive_datagram(bytes(request), STRANGER, 0, 0.0)
     for datagram in server.datagrams_to_send(0.0):
         assert len(datagram.data) <= 20 + 4 * 12 + 8 + 4 + 12  # never an amplified reply
+
+
+def _finish(core: NatClassifier) -> ClassificationReport:
+    core.handle_timer(core.config.timeout)
+    report = core.report
+    assert report is not None
+    return report
+
+
+def test_our_own_request_reflected_back_is_not_an_answer() -> None:
+    core = _classifier()
+    binding = core.datagrams_to_send(0.0)[0]
+    core.receive_datagram(binding.data, SERVER, 0, 0.001)  # a middlebox mirrors it
+    assert core.phase is Phase.STARTING
+    core.receive_datagram(_answer(binding.data[8:20], MAPPED), SERVER, 0, 0.002)
+    (first,) = [o for o in _finish(core).observations if o.test is ProbeName.BINDING]
+    assert [a.mapped_address for a in first.answers] == [MAPPED]
+
+
+@pytest.mark.parametrize(("socket", "hairpins"), [(Role.MAPPING, True), (Role.HAIRPIN, False)])
+def test_a_hairpinned_request_counts_only_on_the_socket_it_was_aimed_at(
+    socket: int, hairpins: bool
+) -> None:
+    core = _classifier()
+    binding = core.datagrams_to_send(0.0)[0]
+    core.receive_datagram(_answer(binding.data[8:20], MAPPED), SERVER, 0, 0.001)
+    (hairpin,) = [d for d in core.datagrams_to_send(0.001) if d.remote == MAPPED]
+    assert hairpin.socket == Role.HAIRPIN
+    # What the NAT delivers back: the request itself, from the mapped address.
+    core.receive_datagram(hairpin.data, MAPPED, socket, 0.002)
+    assert (_finish(core).hairpin is True) is hairpins
+
+
+@pytest.mark.parametrize("right_transaction", [True, False])
+def test_a_tcp_reply_to_another_transaction_is_no_tcp_answer(right_transaction: bool) -> None:
+    core = _classifier()
+    (request,) = core.stream_requests()
+    tid = request.payload[8:20] if right_transaction else b"\x01" * 12
+    core.stream_answered(request.id, StreamResult(_answer(tid, MAPPED)), 0.01)
+    report = _finish(core)
+    assert (report.status is RunStatus.UDP_BLOCKED) is right_transaction
+    assert (report.tcp_mapped_address == MAPPED) is right_transaction
+
+
+def _hop_datagram(core: NatClassifier) -> Datagram:
+    (first,) = [d for d in core.datagrams_to_send(0.0) if d.ttl == 1]
+    return first
+
+
+@pytest.mark.parametrize(
+    ("about", "quote", "counts"),
+    [
+        ("server", "hop", True),
+        ("stranger", "hop", False),  # an error about a datagram to somewhere else
+        ("server", "other", False),  # quoting another transaction of that socket
+    ],
+)
+def test_only_icmp_errors_about_a_hop_attempt_name_a_router(
+    about: str, quote: str, counts: bool
+) -> None:
+    core = _classifier()
+    hop = _hop_datagram(core)
+    other = encode_message(binding_request(b"\x02" * 12))
+    error = IcmpError(
+        kind=IcmpKind.TIME_EXCEEDED,
+        offender=ROUTER,
+        destination=SERVER if about == "server" else STRANGER,
+        icmp_type=ICMP_TIME_EXCEEDED,
+        icmp_code=0,
+        quoted=hop.data if quote == "hop" else other,
+    )
+    core.receive_icmp_error(error, hop.socket, 0.001)
+    path = _finish(core).path
+    assert path is not None
+    first = path[0]
+    assert first.ttl == 1
+    if counts:
+        assert (first.reply, first.address) == (HopReply.TIME_EXCEEDED, ROUTER)
+    else:
+        assert first.reply is HopReply.NONE
+
+
+def test_a_hop_attempt_mirrored_back_is_not_the_server_answering() -> None:
+    core = _classifier()
+    hop = _hop_datagram(core)
+    core.receive_datagram(hop.data, SERVER, hop.socket, 0.001)
+    path = _finish(core).path
+    assert path is not None
+    assert path[0].reply is HopReply.NONE

@@ -9,7 +9,6 @@ import pytest
 
 from natkit.addresses import AddressKind, address_kind, is_public, is_shared
 from natkit.endpoint import Endpoint
-from natkit.probe.candidates_cgnat import nat_layering
 from natkit.probe.hop_trace import HopPacing, HopProbe, HopTrace
 from natkit.probe.hops import (
     Hop,
@@ -18,6 +17,7 @@ from natkit.probe.hops import (
     describe_path,
     path_evidence,
 )
+from natkit.probe.layering import nat_layering
 
 ip = ipaddress.ip_address
 SERVER = Endpoint.parse("203.0.113.10:3478")

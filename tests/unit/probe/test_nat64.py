@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from natkit.errors import LocalProtocolError
-from natkit.probe.nat64 import (
+from natkit.nat64 import (
     PREFIX_LENGTHS,
     PRIMARY_WKA,
     SECONDARY_WKA,

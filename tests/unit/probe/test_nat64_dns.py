@@ -22,10 +22,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from natkit.aio.dns import discover_nat64, dns_lookup, make_resolver, probe_nat64, resolve_server
+from natkit.aio.dns import discover_nat64, dns_lookup, make_resolver, probe_nat64, server_specs
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates_host import InterfaceAddress
-from natkit.probe.nat64 import Nat64Status
+from natkit.gather.host import InterfaceAddress
+from natkit.nat64 import Nat64Status
 from natkit.stun.uri import parse_server as parse
 
 Net6 = ipaddress.IPv6Network
@@ -223,13 +223,13 @@ async def test_server_names_come_from_the_given_resolver(fake_dns: Any) -> None:
 
     server = await fake_dns(records)
     resolver = make_resolver(server.address, 1.0)
-    specs, problem = await resolve_server(parse("stun.lab.test:3478"), dns_lookup(resolver))
+    specs, problem = await server_specs(parse("stun.lab.test:3478"), dns_lookup(resolver))
     assert problem is None
     assert [str(s.address) for s in specs] == ["203.0.113.10:3478", "[2001:db8:64::cb00:710a]:3478"]
     assert all(s.server_name == "stun.lab.test" for s in specs)
 
     nothing = await fake_dns(aaaa())
-    specs, problem = await resolve_server(
+    specs, problem = await server_specs(
         parse("nowhere.test"), dns_lookup(make_resolver(nothing.address, 1.0))
     )
     assert specs == []

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from natkit.identity import (
+from natkit.identity import KeyFormatError, PrivateKey, PublicKey
+from natkit.identity.keyfile import (
     KeyFileError,
     KeyFileProblem,
-    KeyFormatError,
-    PrivateKey,
-    PublicKey,
     load_private_key,
     load_public_key,
     parse_private_key,

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from natkit.aio.rendezvous_client import RendezvousChannel
-from natkit.identity import PrivateKey, load_private_key, seal
+from natkit.identity import PrivateKey, seal
+from natkit.identity.keyfile import load_private_key
 from natkit.signal import ChannelState
 from natkit.signal.backoff import Backoff
 

@@ -22,9 +22,9 @@ from enum import Enum
 from typing import Any
 
 from natkit.endpoint import Endpoint, Family, IPAddress
-from natkit.probe.candidates_cgnat import NatLayering
-from natkit.probe.candidates_host import ClatDetection
-from natkit.probe.nat64 import Nat64Discovery
+from natkit.gather.host import ClatDetection
+from natkit.nat64 import Nat64Discovery, nat64_to_dict
+from natkit.probe.layering import NatLayering
 
 #: Version of the JSON document ``natkit candidates --json`` prints.
 SCHEMA_VERSION = 1
@@ -247,16 +247,9 @@ def candidate_to_dict(candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def nat64_to_dict(discovery: Nat64Discovery, clat: ClatDetection | None = None) -> dict[str, Any]:
-    """The ``nat64`` object (shared with ``natkit classify``)."""
-    document: dict[str, Any] = {
-        "status": discovery.status.value,
-        "prefixes": [str(p) for p in discovery.prefixes],
-        "reason": discovery.reason,
-        "dns_server": discovery.dns_server,
-        "answers": [str(a) for a in discovery.answers],
-        "rtt_ms": _ms(discovery.rtt),
-    }
+def _nat64_document(discovery: Nat64Discovery, clat: ClatDetection | None) -> dict[str, Any]:
+    """The ``nat64`` object: classify's (:func:`natkit.nat64.nat64_to_dict`) plus ``clat``."""
+    document = nat64_to_dict(discovery)
     if clat is not None:
         document["clat"] = {
             "present": clat.present,
@@ -275,7 +268,7 @@ def report_to_dict(report: CandidateReport) -> dict[str, Any]:
         "schema": "natkit.candidates",
         "schema_version": SCHEMA_VERSION,
         "candidates": [candidate_to_dict(c) for c in report.candidates],
-        "nat64": nat64_to_dict(report.nat64, report.clat),
+        "nat64": _nat64_document(report.nat64, report.clat),
         "cgnat": layering.cgnat,
         "double_nat": layering.double_nat,
         "udp_blocked": report.udp_blocked,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint, Family, IPAddress
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     Candidate,
     CandidateKind,
     CandidateReport,
@@ -35,11 +35,11 @@ from natkit.probe.candidates import (
     PortMapStatus,
     ServerObservation,
 )
-from natkit.probe.candidates_cgnat import NatLayering, nat_layering
-from natkit.probe.candidates_host import ClatDetection, InterfaceAddress
-from natkit.probe.candidates_stun import StreamTarget, StunTarget
-from natkit.probe.nat64 import Nat64Discovery, embedded_ipv4, find_prefix, synthesize
-from natkit.probe.nat64 import translation_problem as nat64_problem
+from natkit.gather.host import ClatDetection, InterfaceAddress
+from natkit.gather.reflexive import StreamTarget, StunTarget
+from natkit.nat64 import Nat64Discovery, embedded_ipv4, find_prefix, synthesize
+from natkit.nat64 import translation_problem as nat64_problem
+from natkit.probe.layering import NatLayering, nat_layering
 
 #: RFC 8445 §5.1.2.2 type preferences. A port mapping has no SDP type of its
 #: own (it is announced as ``srflx``); it ranks between host and srflx because
@@ -315,13 +315,11 @@ def assemble_candidates(
 
     # Reflexive addresses: one candidate per distinct address, every server
     # that reported it in ``sources``, the smallest RTT.
-    grouped: dict[tuple[object, ...], list[ServerObservation]] = {}
+    grouped: dict[tuple[Endpoint, CandidateTransport, PathKind], list[ServerObservation]] = {}
     for obs in observations:
         if obs.answered and obs.mapped is not None:
             grouped.setdefault((obs.mapped, obs.transport, obs.path), []).append(obs)
     for (mapped, transport, path), group in grouped.items():
-        assert isinstance(mapped, Endpoint)
-        assert isinstance(transport, CandidateTransport)
         first = group[0]
         if (mapped, transport) == (external, CandidateTransport.UDP):
             continue

@@ -13,10 +13,10 @@ Targets arrive with :meth:`ReflexiveGatherer.add_target` (UDP) and
 :meth:`~ReflexiveGatherer.add_stream_target` (TCP/TLS), so the driver can
 start the servers it knows while it still asks DNS for a NAT64 prefix;
 :meth:`~ReflexiveGatherer.no_more_targets` says the list is complete. A
-stream target becomes a :class:`StreamCheckRequested` event: the driver
+stream target becomes a :class:`~natkit.sansio.StreamRequest`: the driver
 opens the connection, sends the request, and hands back the reply
-(:meth:`~ReflexiveGatherer.stream_check_completed`), which is parsed here
-with the same strict codec.
+(:meth:`~ReflexiveGatherer.stream_answered`), which is parsed here with the
+same strict codec.
 
 When to stop: when every target is answered or failed, at ``timeout``, or
 when the stragglers have had long enough. A target still silent
@@ -37,13 +37,13 @@ from dataclasses import dataclass, field, replace
 
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.probe.candidates import (
+from natkit.gather.candidates import (
     CandidateTransport,
     PathKind,
     ServerObservation,
     ServerOutcome,
 )
-from natkit.sansio import Datagram
+from natkit.sansio import Datagram, StreamRequest, StreamResult, StreamTransport
 from natkit.stun.client import StunClient
 from natkit.stun.codec import (
     Message,
@@ -131,15 +131,6 @@ class ServerFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamCheckRequested:
-    """Connect to ``target``, send ``request``, and hand the reply back
-    (:meth:`ReflexiveGatherer.stream_check_completed`)."""
-
-    target: StreamTarget
-    request: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class GatheringCompleted:
     """Every target is settled; nothing more will be sent."""
 
@@ -147,7 +138,7 @@ class GatheringCompleted:
     duration: float
 
 
-GathererEvent = ReflexiveAddressFound | ServerFailed | StreamCheckRequested | GatheringCompleted
+GathererEvent = ReflexiveAddressFound | ServerFailed | GatheringCompleted
 
 
 # -- the core ---------------------------------------------------------------------------
@@ -160,7 +151,8 @@ class _Pending:
     observation: ServerObservation
     sent_at: float
     transaction_id: bytes
-    stream: StreamTarget | None = None
+    #: The stream request's id, for TCP/TLS targets.
+    stream: int | None = None
     result: ServerObservation | None = None
 
 
@@ -184,6 +176,8 @@ class ReflexiveGatherer:
         self._seen: set[tuple[object, ...]] = set()
         self._outbox: list[Datagram] = []
         self._events: deque[GathererEvent] = deque()
+        self._streams: list[StreamRequest] = []
+        self._by_stream: dict[int, _Pending] = {}
         self._max_rtt: float | None = None
         self._complete_list = False
         self._done = False
@@ -222,12 +216,13 @@ class ReflexiveGatherer:
         return True
 
     def add_stream_target(self, target: StreamTarget, now: float) -> bool:
-        """Ask ``target`` over TCP/TLS (emits :class:`StreamCheckRequested`)."""
+        """Ask ``target`` over TCP/TLS (a :class:`~natkit.sansio.StreamRequest`)."""
         key = (target.transport, target.destination)
         if self._done or key in self._seen:
             return False
         self._seen.add(key)
         tid = self._client.new_transaction_id()
+        request_id = len(self._by_stream)
         pending = _Pending(
             ServerObservation(
                 server=target.label,
@@ -240,10 +235,23 @@ class ReflexiveGatherer:
             ),
             now,
             tid,
-            stream=target,
+            stream=request_id,
         )
         self._pending.append(pending)
-        self._events.append(StreamCheckRequested(target, encode_message(binding_request(tid))))
+        self._by_stream[request_id] = pending
+        tls = target.transport is CandidateTransport.TLS
+        self._streams.append(
+            StreamRequest(
+                request_id,
+                target.destination,
+                encode_message(binding_request(tid)),
+                # What is left of the gathering (never nothing: a late target still goes).
+                timeout=max(0.05, self._deadline - now),
+                transport=StreamTransport.TLS if tls else StreamTransport.TCP,
+                # A NAT64 path's certificate still names the IPv4 server.
+                server_name=(target.server_name or str(target.server.address)) if tls else None,
+            )
+        )
         self._advance(now)
         return True
 
@@ -252,29 +260,30 @@ class ReflexiveGatherer:
         self._complete_list = True
         self._advance(now)
 
-    def stream_check_completed(
-        self,
-        target: StreamTarget,
-        reply: bytes | None,
-        now: float,
-        *,
-        rtt: float | None = None,
-        local: Endpoint | None = None,
-        detail: str = "",
-    ) -> None:
-        """The outcome of a :class:`StreamCheckRequested`: the reply bytes
-        (``None``: no connection or no reply, ``detail`` says why), the RTT
-        of the request on the open connection, and the connection's local end."""
-        pending = next((p for p in self._pending if p.stream == target and p.result is None), None)
-        if pending is None or self._done:
+    # -- streams (natkit.sansio.StreamAware) ---------------------------------------------
+
+    def stream_requests(self) -> list[StreamRequest]:
+        """The TCP/TLS exchanges to make now, one per stream target."""
+        out, self._streams = self._streams, []
+        return out
+
+    def stream_answered(self, request_id: int, result: StreamResult, now: float) -> None:
+        """The outcome of a stream request: the reply bytes (``None``: no
+        connection or no reply, ``detail`` says why), the RTT of the request
+        on the open connection, and the connection's local end."""
+        pending = self._by_stream.get(request_id)
+        if pending is None:
+            raise LocalProtocolError(f"no stream request {request_id} was made")
+        if pending.result is not None or self._done:
             return
-        base = replace(pending.observation, base=local, rtt=rtt)
-        if reply is None:
+        detail, local = result.detail, result.local
+        base = replace(pending.observation, base=local, rtt=result.rtt)
+        if result.reply is None:
             outcome = ServerOutcome.UNREACHABLE if local is None else ServerOutcome.TIMED_OUT
             self._settle(pending, replace(base, outcome=outcome, detail=detail or "no reply"))
         else:
             try:
-                message = parse_message(reply)
+                message = parse_message(result.reply)
             except StunDecodeError as exc:
                 message = None
                 detail = f"malformed reply: {exc}"

@@ -52,6 +52,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from natkit.errors import LocalProtocolError
 
@@ -223,6 +224,18 @@ class Nat64Discovery:
     @property
     def found(self) -> bool:
         return self.status is Nat64Status.FOUND
+
+
+def nat64_to_dict(discovery: Nat64Discovery) -> dict[str, Any]:
+    """The JSON ``nat64`` object of ``natkit classify`` and ``natkit candidates``."""
+    return {
+        "status": discovery.status.value,
+        "prefixes": [str(p) for p in discovery.prefixes],
+        "reason": discovery.reason,
+        "dns_server": discovery.dns_server,
+        "answers": [str(a) for a in discovery.answers],
+        "rtt_ms": None if discovery.rtt is None else round(discovery.rtt * 1000, 3),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,57 @@
+"""Every error natkit raises on purpose roots in natkit.errors, with fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from natkit.aio.birthday import StunUnansweredError
+from natkit.endpoint import Endpoint
+from natkit.errors import (
+    InvalidArgument,
+    InvalidEndpoint,
+    LocalProtocolError,
+    NatkitError,
+    NatkitTimeout,
+    RemoteProtocolError,
+)
+from natkit.sansio import Datagram
+
+SERVER = Endpoint.parse("203.0.113.10:3478")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["203.0.113.1", "[2001:db8::1", "[2001:db8::1]x", "host:99", "1.2.3.4:70000", "1.2.3.4:x"],
+)
+def test_bad_endpoint_text_is_a_local_error_and_still_a_value_error(text: str) -> None:
+    with pytest.raises(InvalidEndpoint) as caught:
+        Endpoint.parse(text)
+    assert isinstance(caught.value, LocalProtocolError)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.text == text
+    assert text in caught.value.problem
+
+
+def test_out_of_range_port_and_bad_address_are_local_errors() -> None:
+    with pytest.raises(InvalidEndpoint):
+        Endpoint(SERVER.address, 65536)
+    with pytest.raises(InvalidEndpoint) as caught:
+        Endpoint.of("not-an-address", 1)
+    assert caught.value.text == "not-an-address"
+
+
+def test_a_ttl_out_of_range_names_the_field() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        Datagram(b"x", SERVER, ttl=0)
+    assert isinstance(caught.value, LocalProtocolError)
+    assert isinstance(caught.value, ValueError)
+    assert (caught.value.field, caught.value.value) == ("ttl", 0)
+
+
+def test_an_unanswered_stun_server_is_a_timeout_not_a_protocol_violation() -> None:
+    error = StunUnansweredError(SERVER)
+    assert isinstance(error, NatkitTimeout)
+    assert isinstance(error, TimeoutError)
+    assert isinstance(error, NatkitError)
+    assert not isinstance(error, RemoteProtocolError)
+    assert error.server == SERVER
