@@ -530,7 +530,10 @@ class ConnectAgent:
         self._after_input(now)
 
     def close(self, now: float) -> None:
-        """Deallocate the relays (the agent keeps answering checks)."""
+        """Deallocate the relays and end birthday runs, giving their sockets
+        back (the agent keeps answering checks)."""
+        for session in self._sessions.values():
+            session.birthday.reset(now)
         self.relays.close(now)
         self._after_input(now)
 

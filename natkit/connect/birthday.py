@@ -352,7 +352,7 @@ class BirthdayCoordinator:
 
     def _offered(self, offer: BirthdayOffer, now: float) -> None:
         capability = self._agent.birthday_capability()
-        problem = _refusal(offer, capability)
+        problem = _refusal(offer, capability) or self._foreign_target(offer)
         if problem is not None:
             self._agent.counters.birthday_refused += 1
             self._session.send_signal(
@@ -375,6 +375,17 @@ class BirthdayCoordinator:
         self._begin(offer.attempt, part, key=offer.key, session=offer.session, side=Side.B, now=now)
         if part.role is BirthdayRole.SPRAYER and self.run is not None:
             self.run.state = RunState.WAITING_READY
+
+    def _foreign_target(self, offer: BirthdayOffer) -> str | None:
+        """Probes and openers go to the peer only: a peer may not aim this node
+        at a third party (the target must be one of its own candidates)."""
+        known = self._session.checks.remote
+        if offer.role is BirthdayRole.OPENER:
+            if offer.target in known:
+                return None
+        elif any(candidate.address == offer.target.address for candidate in known):
+            return None
+        return f"the target {offer.target} is none of the peer's candidates"
 
     def sockets_given(self, attempt: int, sockets: list[tuple[int, Endpoint]], now: float) -> None:
         run = self.run

@@ -232,6 +232,16 @@ def test_an_offer_beyond_this_nodes_limits_is_declined() -> None:
         assert harness.of(BirthdayFinished)[-1].detail == why  # type: ignore[union-attr]
     assert agent.counters.birthday_refused == 5
     assert not harness.of(BirthdaySocketsWanted)
+    # A peer may not aim this node at anyone but itself.
+    aimed = dataclasses.replace(offer, target=fake.address)
+    harness.call(lambda now: agent.receive_signal("b", aimed, now))
+    assert harness.of(BirthdaySocketsWanted)  # its own candidate: taken
+    third_party = Endpoint.parse("192.0.2.99:40000")
+    for role in BirthdayRole:
+        elsewhere = dataclasses.replace(offer, target=third_party, role=role, attempt=9)
+        harness.call(lambda now, e=elsewhere: agent.receive_signal("b", e, now))
+        detail = harness.of(BirthdayFinished)[-1].detail  # type: ignore[union-attr]
+        assert detail == "the target 192.0.2.99:40000 is none of the peer's candidates"
     # An offer of another generation (an old session's) is ignored outright.
     stale = dataclasses.replace(offer, generation=fake.generation + 1)
     before = agent.counters.signals_ignored
@@ -244,7 +254,7 @@ def test_a_driver_that_binds_nothing_fails_the_attempt_cleanly() -> None:
     agent = harness.agent
     capability = BirthdayCapability(ports=64, probes=1000, rate=100)
     harness.call(lambda now: agent.set_traversal_report(TraversalReport(birthday=capability), now))
-    offer = dataclasses.replace(OFFER, generation=fake.generation)
+    offer = dataclasses.replace(OFFER, generation=fake.generation, target=fake.address)
     harness.call(lambda now: agent.receive_signal("b", offer, now))
     (wanted,) = harness.of(BirthdaySocketsWanted)
     assert isinstance(wanted, BirthdaySocketsWanted)
@@ -256,3 +266,23 @@ def test_a_driver_that_binds_nothing_fails_the_attempt_cleanly() -> None:
     # The attempt is over: sockets for it now are a caller's mistake.
     with pytest.raises(LocalProtocolError, match="wants none"):
         harness.call(lambda now: agent.birthday_sockets("b", wanted.attempt, [(5, LOCAL)], now))
+
+
+def test_closing_the_agent_gives_a_running_attempts_sockets_back() -> None:
+    harness, fake = connected_to_fake()
+    agent = harness.agent
+    capability = BirthdayCapability(ports=64, probes=1000, rate=100)
+    harness.call(lambda now: agent.set_traversal_report(TraversalReport(birthday=capability), now))
+    offer = dataclasses.replace(OFFER, generation=fake.generation, target=fake.address)
+    harness.call(lambda now: agent.receive_signal("b", offer, now))
+    sockets = [(5, Endpoint.parse("192.0.2.1:41005")), (6, Endpoint.parse("192.0.2.1:41006"))]
+    harness.call(lambda now: agent.birthday_sockets("b", 1, sockets, now))
+    harness.advance(1.0)
+    opens = [d for d in harness.take() if d.socket in (5, 6)]
+    assert {d.remote for d in opens} == {fake.address}  # the mappings are being opened
+    harness.call(agent.close)
+    (released,) = harness.of(BirthdaySocketsReleased)
+    assert isinstance(released, BirthdaySocketsReleased)
+    assert released.sockets == (5, 6)
+    harness.advance(30.0)
+    assert not [d for d in harness.take() if d.socket in (5, 6)]
