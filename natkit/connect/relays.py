@@ -349,8 +349,16 @@ class RelayManager:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out: list[Datagram] = []
-        for _, client in self._clients:
+        ended = []
+        for entry in self._clients:
+            client = entry[1]
             out += client.datagrams_to_send(now)
+            if client.state.terminal:
+                ended.append(entry)
+        # A client that ended is dropped once its last datagram (a
+        # deallocation) is out; a stream's connection may be closed after it.
+        for entry in ended:
+            self._forget(entry)
         return out
 
     # -- rounds ---------------------------------------------------------------------
@@ -403,17 +411,15 @@ class RelayManager:
     # -- what the clients said ------------------------------------------------------
 
     def _drain(self, now: float) -> None:
-        """Act on every client's events; drop clients that ended."""
+        """Act on every client's events (clients that ended are dropped by
+        :meth:`datagrams_to_send`, after their last datagram)."""
         progress = True
         while progress:
             progress = False
-            for entry in list(self._clients):
-                server, client = entry
+            for server, client in list(self._clients):
                 while (event := client.next_event()) is not None:
                     progress = True
                     self._on_event(server, client, event, now)
-                if client.state.terminal and not client.get_timer():
-                    self._forget(entry)
         if (
             self._round_at is None
             and not self._closed
@@ -425,9 +431,7 @@ class RelayManager:
             self._start_round(now)
 
     def _forget(self, entry: tuple[_Server, TurnClient]) -> None:
-        server, client = entry
-        if client.datagrams_to_send(0.0):
-            return  # let a last datagram (a deallocation) leave first
+        server, _ = entry
         self._clients.remove(entry)
         if server.server.transport.reliable:
             self._owner.emit(RelayStreamIdle(server.server.socket, server.server.name))

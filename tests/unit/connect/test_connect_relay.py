@@ -527,3 +527,15 @@ def test_a_faster_relayed_pair_never_races_a_valid_direct_one() -> None:
     # Relay first (the first relayed pair answered), then straight to direct:
     # the faster relayed pair lost its lead the moment a direct pair was valid.
     assert chosen == [slow_relay, PEER]
+
+
+def test_closing_the_agent_deallocates_and_the_session_stays_direct() -> None:
+    pair, _ = upgraded_pair()
+    node = pair.nodes[0]
+    mapped = node.agent.relays.active.client.mapped  # type: ignore[union-attr]
+    assert mapped in pair.turn.allocations
+    node.driver.invoke(node.agent.close)
+    pair.run(1.0)
+    assert mapped not in pair.turn.allocations  # the Refresh with LIFETIME 0 arrived
+    assert not [c for c in node.agent.local_candidates if c.kind is CandidateKind.RELAY]
+    assert selections(node)[-1][1].kind is not CandidateKind.RELAY
