@@ -460,8 +460,9 @@ class ConnectAgent:
         endpoint) each; the indices are the driver's, beside the agent's own
         sockets. An empty list: none could be bound (the attempt fails)."""
         session = self._session(peer, "birthday_sockets")
+        slots = {s.socket for s in self.relays.servers if s.transport.reliable}
         for index, _ in sockets:
-            if index < len(self._sockets) or index in self._birthday_routes:
+            if index < len(self._sockets) or index in self._birthday_routes or index in slots:
                 raise LocalProtocolError(f"birthday_sockets: socket {index} is already in use")
         session.birthday.sockets_given(attempt, list(sockets), now)
         self.mark_changed(session)

@@ -24,6 +24,7 @@ from natkit.connect.events import (
     BirthdayStarted,
 )
 from natkit.connect.ladder import LadderConfig
+from natkit.connect.relays import RelayServer
 from natkit.connect.report import BirthdayCapability, TraversalReport
 from natkit.connect.signals import (
     BirthdayDone,
@@ -36,11 +37,13 @@ from natkit.connect.signals import (
 )
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
+from natkit.turn.config import TurnTransport
 from simulations.connect import ConnectNode
 from simulations.nat import FilteringBehavior, MappingBehavior, NatConfig, PortAllocation
-from simulations.relayed import RelayedPair, relayed_pair
+from simulations.relayed import RelayedPair, relay_server, relayed_pair
 from simulations.traversal import NatType
 
+TCP = TurnTransport.TCP
 SMALL = (40000, 40999)
 HARD = NatConfig(
     MappingBehavior.APDM, FilteringBehavior.APDF, PortAllocation.RANDOM, port_range=SMALL
@@ -286,3 +289,19 @@ def test_closing_the_agent_gives_a_running_attempts_sockets_back() -> None:
     assert released.sockets == (5, 6)
     harness.advance(30.0)
     assert not [d for d in harness.take() if d.socket in (5, 6)]
+
+
+def test_sockets_that_are_already_the_agents_are_refused() -> None:
+    harness, fake = connected_to_fake()
+    agent = harness.agent
+    capability = BirthdayCapability(ports=64, probes=1000, rate=100)
+    harness.call(lambda now: agent.set_traversal_report(TraversalReport(birthday=capability), now))
+    offer = dataclasses.replace(OFFER, generation=fake.generation, target=fake.address)
+    harness.call(lambda now: agent.receive_signal("b", offer, now))
+    for index in (0, 9):  # the agent's own socket; a TURN server's stream slot
+        if index == 9:
+            server = relay_server(socket=9)
+            tcp = RelayServer(server.name, dataclasses.replace(server.config, transport=TCP))
+            harness.call(lambda now, s=tcp: agent.add_relay_server(s, now))
+        with pytest.raises(LocalProtocolError, match=f"socket {index} is already in use"):
+            agent.birthday_sockets("b", 1, [(index, LOCAL)], harness.now)
