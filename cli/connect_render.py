@@ -17,12 +17,10 @@ from typing import Any
 from cli.output import utc_now
 from natkit.aio.connect import Connection, LocalCandidatesChanged, NodeEvent
 from natkit.connect import (
-    PairChecked,
     PairStatus,
     Path,
     PathLost,
     PathSelected,
-    PeerReportReceived,
     PeerRestarted,
     PeerUnreachable,
     RoleChanged,
@@ -163,7 +161,7 @@ def event_to_dict(event: NodeEvent, sockets: Sequence[Endpoint] = ()) -> dict[st
             return {"event": "peer_restarted", "peer": str(event.peer)}
         case RoleChanged():
             return {"event": "role_changed", "peer": str(event.peer), "role": event.role.value}
-        case PairChecked() | PeerReportReceived():
+        case _:
             return None
 
 
@@ -207,7 +205,7 @@ def event_to_text(event: NodeEvent) -> tuple[str, bool] | None:
             return f"{event.peer} restarted (ICE restart)", False
         case RoleChanged():
             return f"role toward {event.peer}: {event.role.value} (role conflict)", False
-        case PairChecked() | PeerReportReceived():
+        case _:
             return None
 
 

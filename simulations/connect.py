@@ -38,6 +38,7 @@ from natkit.connect import (
     encode_signal,
 )
 from natkit.connect.candidates import Candidate, CandidateKind, LocalCandidate, priority_of
+from natkit.connect.events import BirthdaySocketsReleased, BirthdaySocketsWanted
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.sansio import SansIOCore
 from simulations.clock import EventLoop
@@ -130,8 +131,24 @@ class ConnectNode:
         self.timeline.append((self.driver.now, event))
         if isinstance(event, SignalReady):
             self.hub.send(self.name, str(event.peer), encode_signal(event.message))
+        elif isinstance(event, BirthdaySocketsWanted):
+            self._bind_for_birthday(event)
+        elif isinstance(event, BirthdaySocketsReleased):
+            self.driver.release_sockets(event.sockets)
         if self._extra is not None:
             self._extra(event)
+
+    def _bind_for_birthday(self, event: BirthdaySocketsWanted) -> None:
+        """What a driver does for a birthday search: bind sockets (any port,
+        the seeded network picks), drive them, and hand them to the agent."""
+        host, ip = self.sockets[0].host, self.sockets[0].local.address
+        sockets = [host.bind(ip, 0) for _ in range(event.count)]
+        indices = self.driver.add_sockets(sockets)
+        given = [(i, s.local) for i, s in zip(indices, sockets, strict=True)]
+        peer, attempt = event.peer, event.attempt
+        self.driver.invoke_later(
+            0.0, lambda now: self.agent.birthday_sockets(peer, attempt, given, now)
+        )
 
     def add_host_candidates(self, *, preferences: Sequence[int] = ()) -> list[LocalCandidate]:
         """One host candidate per socket (``preferences``: local preference per socket)."""

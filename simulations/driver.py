@@ -150,10 +150,32 @@ class CoreDriver(Generic[EventT]):
         # Consecutive handle_timer calls that left the deadline where it was.
         self._stuck = 0
         self._closed = False
+        # Indices of sockets given back (``release_sockets``).
+        self._released: set[int] = set()
         for index, sock in enumerate(self.sockets):
             if sock.handler is not None:
                 raise SimulationError(f"{sock} is already driven")
             sock.handler = self._receiver(index)
+
+    def add_sockets(self, sockets: Sequence[SimSocket]) -> list[int]:
+        """Drive ``sockets`` too (a core that asked its driver for more, e.g. a
+        birthday search); returns their indices, after the existing ones."""
+        first = len(self.sockets)
+        for offset, sock in enumerate(sockets):
+            if sock.handler is not None:
+                raise SimulationError(f"{sock} is already driven")
+            sock.handler = self._receiver(first + offset)
+        self.sockets = (*self.sockets, *sockets)
+        return list(range(first, len(self.sockets)))
+
+    def release_sockets(self, indices: Sequence[int]) -> None:
+        """Unbind these sockets; their indices are never reused, and a core
+        that sends from one again is an error."""
+        for index in indices:
+            sock = self.sockets[index]
+            sock.handler = None
+            sock.close()
+            self._released.add(index)
 
     def _bind_optional_inputs(self, core: SansIOCore[Any]) -> None:
         self._icmp_handler = getattr(core, "receive_icmp_error", None)
@@ -201,9 +223,10 @@ class CoreDriver(Generic[EventT]):
         sockets = self.sockets
         on_send = self.on_send
         for datagram in core.datagrams_to_send(now):
-            if not 0 <= datagram.socket < len(sockets):
+            if not 0 <= datagram.socket < len(sockets) or datagram.socket in self._released:
                 raise SimulationError(
                     f"core sent from socket {datagram.socket}, it has {len(sockets)}"
+                    f" ({len(self._released)} released)"
                 )
             if on_send is not None:
                 on_send(now, datagram)

@@ -426,6 +426,8 @@ class Network:
         self.trace: list[TraceEvent] | None = [] if trace else None
         self.realms: list[Realm] = []
         self._names: set[str] = set()
+        # Drop rules: address pairs (either direction) whose datagrams are dropped.
+        self._blocked: set[tuple[IPAddress, IPAddress]] = set()
 
     @property
     def now(self) -> float:
@@ -522,12 +524,26 @@ class Network:
             raise SimulationError(f"a node is already named {name!r}")
         self._names.add(name)
 
+    def block(self, a: str | IPAddress, b: str | IPAddress) -> None:
+        """Drop every datagram between ``a`` and ``b`` from now on, both ways
+        (a drop rule on a router between them, e.g. two sites' public addresses)."""
+        first, second = _ip(a), _ip(b)
+        self._blocked |= {(first, second), (second, first)}
+
+    def unblock(self, a: str | IPAddress, b: str | IPAddress) -> None:
+        """Remove the drop rule between ``a`` and ``b``."""
+        first, second = _ip(a), _ip(b)
+        self._blocked -= {(first, second), (second, first)}
+
     # -- moving datagrams ----------------------------------------------------------
 
     def transmit(self, packet: Packet, sender: Interface) -> None:
         """Carry ``packet`` across ``sender``'s realm to the next interface."""
         realm = sender.realm
         address = packet.dst.address
+        if self._blocked and (packet.src.address, address) in self._blocked:
+            self.drop(packet, sender.name, DropReason.BLOCKED)
+            return
         # The common case, an address held in the realm, without a method call.
         target = realm._holders.get(address) or realm._route_unheld(address, sender)
         if target is None:

@@ -76,6 +76,8 @@ class DropReason(Enum):
     TTL_EXPIRED = "ttl-expired"
     #: An ICMP error from inside a NAT toward outside (not translated here).
     ICMP_UNTRANSLATED = "icmp-untranslated"
+    #: A drop rule between two addresses (``Network.block``), as an nftables rule.
+    BLOCKED = "blocked"
 
 
 class TraceKind(Enum):

@@ -89,6 +89,7 @@ from natkit.connect import (
     ConnectAgent,
     ConnectConfig,
     ConnectCounters,
+    ConnectEvent,
     ConnectStats,
     PairChecked,
     PairStatus,
@@ -140,18 +141,10 @@ class LocalCandidatesChanged:
     removed: tuple[Candidate, ...]
 
 
-#: What a :class:`Connection` reports.
-NodeEvent = (
-    PathSelected
-    | PathLost
-    | PeerUnreachable
-    | PairChecked
-    | PeerRestarted
-    | RoleChanged
-    | PeerReportReceived
-    | StateChanged
-    | LocalCandidatesChanged
-)
+#: What a :class:`Connection` reports: the core's events (never
+#: ``SignalReady``, which the connection handles), the channel's
+#: ``StateChanged`` and ``LocalCandidatesChanged``.
+NodeEvent = ConnectEvent | StateChanged | LocalCandidatesChanged
 EventCallback = Callable[[NodeEvent], object]
 
 
@@ -363,6 +356,10 @@ class Connection:
         if hasattr(self, "gathering"):
             await self.gathering.close()
         if hasattr(self, "runner"):
+            # Deallocates relays (part 2) with what can still be sent.
+            now = self.loop.time()
+            self.agent.close(now)
+            self.runner.transmit(now)
             self.runner.close()
         await self.channel.close()
         self._wake.set()

@@ -20,7 +20,12 @@ Modules, one job each:
 ``signals``     signal messages and their strict bytes codec
 ``events``      what the core reports
 ``config``      timings and limits
-``mux``         the agent and helper cores (gatherer, TURN) on the same sockets
+``relays``      TURN allocations as relayed bases (one per node, nearest server)
+``report``      the traversal report peers exchange, and its strict codec
+``ladder``      the escalation ladder: direct, port mapping, birthday, relay
+``birthday``    birthday probing coordinated through signalling
+``explain``     "why relayed?": ``explain()`` and live explanations
+``mux``         the agent and helper cores (the gatherer) on the same sockets
 =============== ==============================================================
 
 The asyncio node on top (sockets, gathering, signalling) is
@@ -32,7 +37,12 @@ from natkit.connect.candidates import Relay
 from natkit.connect.config import ConnectConfig
 from natkit.connect.counters import ConnectCounters, ConnectStats
 from natkit.connect.events import (
+    BirthdayFinished,
+    BirthdaySocketsReleased,
+    BirthdaySocketsWanted,
+    BirthdayStarted,
     ConnectEvent,
+    EscalationDecided,
     LossReason,
     PairChecked,
     Path,
@@ -41,15 +51,44 @@ from natkit.connect.events import (
     PeerReportReceived,
     PeerRestarted,
     PeerUnreachable,
+    RelayAllocated,
+    RelayedDataReceived,
+    RelayFailed,
+    RelayStreamIdle,
     Role,
     RoleChanged,
     SignalReady,
     UnreachableReason,
 )
+from natkit.connect.explain import BirthdayStatus, Explanation, Observed, Outcome, explain
+from natkit.connect.ladder import (
+    Action,
+    BirthdayPlan,
+    Decision,
+    Expect,
+    Ladder,
+    LadderConfig,
+    Sides,
+    Step,
+    plan_ladder,
+)
 from natkit.connect.pairs import PairState, PairStatus
+from natkit.connect.relays import RelayPolicy, RelayServer
+from natkit.connect.report import (
+    BirthdayCapability,
+    RelayInUse,
+    ReportDecodeError,
+    TraversalReport,
+    decode_report,
+    encode_report,
+)
 from natkit.connect.signals import (
     Acknowledgement,
     Announcement,
+    BirthdayDone,
+    BirthdayOffer,
+    BirthdayReady,
+    BirthdayRole,
     CandidatesAdded,
     SignalCandidate,
     SignalDecodeError,
@@ -61,14 +100,34 @@ from natkit.connect.signals import (
 
 __all__ = [
     "Acknowledgement",
+    "Action",
     "Announcement",
+    "BirthdayCapability",
+    "BirthdayDone",
+    "BirthdayFinished",
+    "BirthdayOffer",
+    "BirthdayPlan",
+    "BirthdayReady",
+    "BirthdayRole",
+    "BirthdaySocketsReleased",
+    "BirthdaySocketsWanted",
+    "BirthdayStarted",
+    "BirthdayStatus",
     "CandidatesAdded",
     "ConnectAgent",
     "ConnectConfig",
     "ConnectCounters",
     "ConnectEvent",
     "ConnectStats",
+    "Decision",
+    "EscalationDecided",
+    "Expect",
+    "Explanation",
+    "Ladder",
+    "LadderConfig",
     "LossReason",
+    "Observed",
+    "Outcome",
     "PairChecked",
     "PairState",
     "PairStatus",
@@ -79,14 +138,29 @@ __all__ = [
     "PeerRestarted",
     "PeerUnreachable",
     "Relay",
+    "RelayAllocated",
+    "RelayFailed",
+    "RelayInUse",
+    "RelayPolicy",
+    "RelayServer",
+    "RelayStreamIdle",
+    "RelayedDataReceived",
+    "ReportDecodeError",
     "Role",
     "RoleChanged",
+    "Sides",
     "SignalCandidate",
     "SignalDecodeError",
     "SignalFailure",
     "SignalMessage",
     "SignalReady",
+    "Step",
+    "TraversalReport",
     "UnreachableReason",
+    "decode_report",
     "decode_signal",
+    "encode_report",
     "encode_signal",
+    "explain",
+    "plan_ladder",
 ]

@@ -19,6 +19,13 @@ Public API (all times are the driver's monotonic ``now``, in seconds)::
     agent.network_changed(now)
     agent.reannounce(now)                       # the signalling channel is up again
     agent.set_report(report, now)               # opaque classification report
+    agent.set_traversal_report(report, now)     # part 2: TraversalReport (ladder, explain)
+    agent.birthday_sockets(peer, attempt, [(index, endpoint), ...], now)
+    agent.add_relay_server(RelayServer(name, TurnConfig(...)), now)   # TURN (part 2)
+    agent.relay_stream_data(socket, data, now)  # bytes from a TCP/TLS relay connection
+    agent.relay_stream_lost(socket, now, detail)
+    agent.send_data(peer, data, now) -> bool    # a datagram over the selected path
+    agent.close(now)                            # deallocate relays
     agent.handle_timer(now)
 
     # outputs (SansIOCore)
@@ -29,6 +36,7 @@ Public API (all times are the driver's monotonic ``now``, in seconds)::
     # queries
     agent.peers, agent.selected(peer), agent.pairs(peer), agent.state(peer),
     agent.role(peer), agent.credentials(peer), agent.local_candidates,
+    agent.ladder(peer), agent.explain(peer, now) ("why relayed?"),
     agent.counters (dropped input), agent.stats (traffic), agent.check_log
 
 Theory of operation
@@ -55,6 +63,9 @@ Theory of operation
   :class:`~natkit.connect.candidates.Relay`. Datagrams for a relayed pair
   go through ``relay.wrap``; what the relay receives comes back through
   :meth:`receive_relayed`. The session logic cannot tell the two apart.
+* **TURN** (:mod:`natkit.connect.relays`): the agent itself holds one
+  allocation per node on the configured servers (nearest by RTT), on its own
+  sockets and timer; its relayed candidate is a base like the others.
 
 Peers and roles: a peer id is any hashable value (natkit passes public
 keys, tests strings). By default the side whose ``local_id`` is smaller is
@@ -71,8 +82,10 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from natkit.birthday.ports import PortRange
 from natkit.connect.candidates import (
     Base,
     Candidate,
@@ -85,13 +98,28 @@ from natkit.connect.candidates import (
 from natkit.connect.checks import UFRAG_CHARS, random_ice_string, read_request, split_username
 from natkit.connect.config import ConnectConfig
 from natkit.connect.counters import ConnectCounters, ConnectStats
-from natkit.connect.events import ConnectEvent, Path, Role
+from natkit.connect.events import (
+    ConnectEvent,
+    Path,
+    RelayedDataReceived,
+    Role,
+)
+from natkit.connect.explain import Explanation
+from natkit.connect.ladder import Ladder
 from natkit.connect.pairs import CheckPurpose, CheckSent, Pair, PairStatus, pairing_candidates
+from natkit.connect.relays import RelayManager, RelayPolicy, RelayServer, TurnBase
+from natkit.connect.report import (
+    MAX_RELAYS,
+    BirthdayCapability,
+    RelayInUse,
+    TraversalReport,
+    encode_report,
+)
 from natkit.connect.session import Session
 from natkit.connect.signals import SignalCandidate, SignalMessage
-from natkit.endpoint import Endpoint
+from natkit.endpoint import Endpoint, Family, IPAddress
 from natkit.errors import LocalProtocolError
-from natkit.sansio import Datagram
+from natkit.sansio import Datagram, IcmpError
 from natkit.stun.codec import Message, StunDecodeError, is_stun, parse_message
 from natkit.stun.constants import HEADER_LENGTH, TRANSACTION_ID_LENGTH, Method
 from natkit.stun.integrity import IntegrityError, verify_integrity
@@ -113,6 +141,7 @@ class ConnectAgent:
         config: ConnectConfig | None = None,
         sockets: Sequence[Endpoint] = (),
         log_checks: bool = False,
+        relay_policy: RelayPolicy | None = None,
     ) -> None:
         self.config = config if config is not None else ConnectConfig()
         #: Every request sent, with its purpose (only with ``log_checks``).
@@ -126,6 +155,10 @@ class ConnectAgent:
         self.stats = ConnectStats()
         #: The opaque classification report sent in announcements.
         self.report = b""
+        #: This node's traversal report (``set_traversal_report``), for the ladder.
+        self.traversal_report: TraversalReport | None = None
+        # Sockets a birthday run listens on (agent socket -> sessions).
+        self._birthday_routes: dict[int, list[Session]] = {}
         self._sessions: dict[Any, Session] = {}
         self._by_ufrag: dict[str, Session] = {}
         self._locals: list[LocalCandidate] = []
@@ -148,6 +181,8 @@ class ConnectAgent:
         self._next_check = float("-inf")
         self._outbox: list[Datagram] = []
         self._events: deque[ConnectEvent] = deque()
+        #: The node's TURN allocations (one at a time, shared by every peer).
+        self.relays = RelayManager(self, rng, relay_policy or RelayPolicy())
 
     # -- peers ----------------------------------------------------------------------------
 
@@ -190,6 +225,7 @@ class ConnectAgent:
     def remove_peer(self, peer: Any, now: float) -> None:
         """End the session with ``peer`` (no events; datagrams for it are dropped)."""
         session = self._session(peer, "remove_peer")
+        session.birthday.reset(now)
         for pair in list(session.pairs.values()):
             self.forget(pair.end())
             pair.removed = True
@@ -239,6 +275,13 @@ class ConnectAgent:
     ) -> LocalCandidate:
         """Add (trickle) a local candidate: every peer gets it (``CandidatesAdded``)
         and it is paired with every remote candidate of its family."""
+        local = self._add_local(candidate, now, socket=socket, relay=relay)
+        self._after_input(now)
+        return local
+
+    def _add_local(
+        self, candidate: Candidate, now: float, *, socket: int | None, relay: Relay | None
+    ) -> LocalCandidate:
         if candidate.address in self._by_address:
             raise LocalProtocolError(f"add_local_candidate: {candidate.address} is already known")
         base = self._base_of(candidate, socket, relay)
@@ -254,7 +297,6 @@ class ConnectAgent:
             if pairing:
                 session.local_candidate_added(local, now)
             self.mark_changed(session)
-        self._after_input(now)
         return local
 
     def _make_local(self, candidate: Candidate, base: Base, *, announced: bool) -> LocalCandidate:
@@ -270,6 +312,10 @@ class ConnectAgent:
     def remove_local_candidate(self, address: Endpoint, now: float) -> None:
         """Forget a local candidate (an interface went away); pairs move to
         another candidate of the same base, or go (a selected one is lost)."""
+        self._remove_local(address, now)
+        self._after_input(now)
+
+    def _remove_local(self, address: Endpoint, now: float) -> None:
         local = self._by_address.pop(address, None)
         if local is None:
             raise LocalProtocolError(f"remove_local_candidate: {address} is not a local candidate")
@@ -279,7 +325,6 @@ class ConnectAgent:
         for session in self._sessions.values():
             session.local_candidates_removed(now)
             self.mark_changed(session)
-        self._after_input(now)
 
     def holds(self, local: LocalCandidate) -> bool:
         return self._by_address.get(local.address) is local
@@ -309,6 +354,13 @@ class ConnectAgent:
         socket bound to ``local``): the socket becomes a private base of this
         session only, paired with ``remote`` alone, and is checked at once."""
         session = self._session(peer, "add_known_pair")
+        self.add_known_pair_now(session, socket, local, remote, now)
+        self._after_input(now)
+
+    def add_known_pair_now(
+        self, session: Session, socket: int, local: Endpoint, remote: Endpoint, now: float
+    ) -> None:
+        peer = session.peer
         if not session.signal.remote_known:
             raise LocalProtocolError(
                 f"add_known_pair: no announcement from {peer!r} yet ({session.state})"
@@ -323,7 +375,6 @@ class ConnectAgent:
             self._by_address[local] = existing
         session.add_known_pair(existing, remote, now)
         self.mark_changed(session)
-        self._after_input(now)
 
     # -- the rest of the inputs ------------------------------------------------------------
 
@@ -343,7 +394,9 @@ class ConnectAgent:
         self._after_input(now)
 
     def network_changed(self, now: float) -> None:
-        """Local interfaces changed: re-check every pair of every peer at once."""
+        """Local interfaces changed: re-check every pair of every peer at once
+        (and refresh the relay allocation: its 5-tuple may have changed)."""
+        self.relays.doubt(now)
         for session in self._sessions.values():
             session.network_changed(now)
             self.mark_changed(session)
@@ -370,7 +423,18 @@ class ConnectAgent:
         self._after_input(now)
 
     def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
-        self._receive(data, remote, socket, now)
+        routes = self._birthday_routes.get(socket)
+        if routes and any(s.birthday.datagram(data, remote, socket, now) for s in routes):
+            for session in routes:
+                self.mark_changed(session)
+        elif not self.relays.receive(data, remote, socket, now):
+            self._receive(data, remote, socket, now)
+        self._after_input(now)
+
+    def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
+        """An ICMP error about a datagram sent from ``socket`` (used to notice a
+        dead TURN server early; the checks do not need them)."""
+        self.relays.icmp(error, socket, now)
         self._after_input(now)
 
     def receive_relayed(self, relay: Relay, data: bytes, remote: Endpoint, now: float) -> None:
@@ -380,7 +444,147 @@ class ConnectAgent:
         self._receive(data, remote, relay, now)
         self._after_input(now)
 
+    # -- the ladder, birthday probing, "why relayed?" -----------------------------------
+
+    def set_traversal_report(self, report: TraversalReport, now: float) -> None:
+        """This node's :class:`~natkit.connect.report.TraversalReport`: sent to
+        every peer (sealed through signalling) and the local half of each
+        session's escalation ladder."""
+        self.traversal_report = report
+        for session in self._sessions.values():
+            session.ladder_changed(now)
+            self.mark_changed(session)
+        self.set_report(encode_report(report), now)
+
+    def ladder(self, peer: Any) -> Ladder:
+        """``peer``'s escalation ladder (from both reports)."""
+        return self._session(peer, "ladder").ladder
+
+    def explain(self, peer: Any, now: float) -> Explanation:
+        """Why ``peer``'s session is where it is ("why relayed?")."""
+        return self._session(peer, "explain").explain(now)
+
+    def birthday_sockets(
+        self, peer: Any, attempt: int, sockets: Sequence[tuple[int, Endpoint]], now: float
+    ) -> None:
+        """The sockets a ``BirthdaySocketsWanted`` asked for: (index, bound
+        endpoint) each; the indices are the driver's, beside the agent's own
+        sockets. An empty list: none could be bound (the attempt fails)."""
+        session = self._session(peer, "birthday_sockets")
+        slots = {s.socket for s in self.relays.servers if s.transport.reliable}
+        for index, _ in sockets:
+            if index < len(self._sockets) or index in self._birthday_routes or index in slots:
+                raise LocalProtocolError(f"birthday_sockets: socket {index} is already in use")
+        session.birthday.sockets_given(attempt, list(sockets), now)
+        self.mark_changed(session)
+        self._after_input(now)
+
+    def local_report(self) -> TraversalReport | None:
+        """The local half of every ladder: the traversal report, with the relays
+        this agent is configured with when the report names none."""
+        report = self.traversal_report
+        servers = self.relays.servers
+        if servers and (report is None or not report.relays):
+            relays = tuple(RelayInUse(s.name, s.transport) for s in servers[:MAX_RELAYS])
+            return replace(report or TraversalReport(), relays=relays)
+        return report
+
+    def birthday_capability(self) -> BirthdayCapability | None:
+        report = self.traversal_report
+        return None if report is None else report.birthday
+
+    def local_port_range(self) -> PortRange | None:
+        report = self.traversal_report
+        return None if report is None else report.port_range
+
+    def srflx_candidate(self, family: Family) -> LocalCandidate | None:
+        """This node's first server-reflexive candidate of ``family``."""
+        for local in self._locals:
+            if local.kind is CandidateKind.SRFLX and local.address.family is family:
+                return local
+        return None
+
+    def route_birthday(self, sockets: Sequence[int], session: Session) -> None:
+        for socket in sockets:
+            self._birthday_routes.setdefault(socket, []).append(session)
+
+    def unroute_birthday(self, sockets: Sequence[int], session: Session) -> None:
+        for socket in sockets:
+            routes = self._birthday_routes.get(socket)
+            if routes is not None and session in routes:
+                routes.remove(session)
+                if not routes:
+                    del self._birthday_routes[socket]
+
+    @property
+    def rng(self) -> random.Random:
+        return self._rng
+
+    # -- TURN relays ---------------------------------------------------------------------
+
+    def add_relay_server(self, server: RelayServer, now: float) -> None:
+        """Relay through ``server`` too (several: the nearest by RTT is used,
+        one allocation per node; see :mod:`natkit.connect.relays`)."""
+        self.relays.add(server, now)
+        for session in self._sessions.values():
+            session.ladder_changed(now)
+            self.mark_changed(session)
+        self._after_input(now)
+
+    def relay_stream_data(self, socket: int, data: bytes, now: float) -> None:
+        """Bytes read from the TCP/TLS connection of relay stream slot ``socket``."""
+        self.relays.stream_data(socket, data, now)
+        self._after_input(now)
+
+    def relay_stream_lost(self, socket: int, now: float, detail: str = "") -> None:
+        """The connection of stream slot ``socket`` closed or could not be made."""
+        self.relays.stream_lost(socket, now, detail or "connection closed")
+        self._after_input(now)
+
+    def close(self, now: float) -> None:
+        """Deallocate the relays and end birthday runs, giving their sockets
+        back (the agent keeps answering checks)."""
+        for session in self._sessions.values():
+            session.birthday.reset(now)
+        self.relays.close(now)
+        self._after_input(now)
+
+    def send_data(self, peer: Any, data: bytes, now: float) -> bool:
+        """Send ``data`` (a tunnel's datagram) to ``peer`` over its selected
+        path, through a relay when that path is relayed; ``False``: no path."""
+        session = self._session(peer, "send_data")
+        pair = session.selected
+        if pair is None:
+            return False
+        sent = self.send(pair.base, pair.destination, data, now)
+        self._after_input(now)
+        return sent
+
+    def permit(self, address: IPAddress, now: float) -> None:
+        """A peer's candidate address is known: let it reach our relayed one."""
+        self.relays.permit(address, now)
+
+    # RelayOwner: what the relay manager tells the agent.
+
+    def relay_ready(self, base: TurnBase, candidate: Candidate, now: float) -> None:
+        self._add_local(candidate, now, socket=None, relay=base)
+        for session in self._sessions.values():
+            for address in session.checks.remote:
+                base.permit(address.address, now)
+
+    def relay_gone(self, base: TurnBase, now: float) -> None:
+        self._relays.discard(base)
+        if self._by_address.get(base.relayed) is not None:
+            self._remove_local(base.relayed, now)
+
+    def relayed_data(self, base: TurnBase, data: bytes, peer: Endpoint, now: float) -> None:
+        if is_stun(data):
+            self._receive(data, peer, base, now)
+        else:
+            self.emit(RelayedDataReceived(base.name, peer, data))
+
     def handle_timer(self, now: float) -> None:
+        self.relays.handle_timer(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, session = heapq.heappop(heap)
@@ -395,7 +599,7 @@ class ConnectAgent:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out, self._outbox = self._outbox, []
-        return out
+        return out + self.relays.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
         heap = self._heap
@@ -405,6 +609,9 @@ class ConnectAgent:
         if self._urgent or self._ready:
             slot = self._next_check
             deadline = slot if deadline is None else min(deadline, slot)
+        relay = self.relays.get_timer()
+        if relay is not None and (deadline is None or relay < deadline):
+            deadline = relay
         return deadline
 
     def next_event(self) -> ConnectEvent | None:
@@ -470,15 +677,21 @@ class ConnectAgent:
             finished.append(tid)
             known.add(tid)
 
-    def send(self, base: Base, destination: Endpoint, data: bytes, now: float) -> None:
+    def send(self, base: Base, destination: Endpoint, data: bytes, now: float) -> bool:
         if isinstance(base, int):
             self._outbox.append(Datagram(data, destination, base))
-            return
+            return True
+        if isinstance(base, TurnBase):
+            if self.relays.send(base, data, destination, now):
+                return True
+            self.counters.relay_refused += 1
+            return False
         datagram = base.wrap(data, destination, now)
         if datagram is None:
             self.counters.relay_refused += 1
-        else:
-            self._outbox.append(datagram)
+            return False
+        self._outbox.append(datagram)
+        return True
 
     def mark_changed(self, session: Session) -> None:
         """``session`` changed: its deadline is recomputed before the call returns."""

@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from natkit.endpoint import Endpoint, Family
-from natkit.gather.candidates import Candidate, CandidateKind, CandidateTransport
+from natkit.gather.candidates import (
+    Candidate,
+    CandidateKind,
+    CandidateReport,
+    CandidateTransport,
+)
 from natkit.gather.plan import TYPE_PREFERENCE as GATHERER_TYPE_PREFERENCE
 from natkit.gather.plan import candidate_priority
 from natkit.nat64 import synthesize, translation_problem
@@ -36,6 +41,7 @@ __all__ = [
     "Base",
     "Candidate",
     "CandidateKind",
+    "CandidateReport",
     "CandidateTransport",
     "Foundations",
     "LocalCandidate",

@@ -179,15 +179,26 @@ class CheckList:
                     return pair
         return None
 
-    def pick_ordinary(self) -> Pair | None:
+    def pick_ordinary(self, *, relay_first: bool = False) -> Pair | None:
         """RFC 8445 §6.1.4.2: the highest-priority waiting pair, else unfreeze one
-        whose foundation no waiting or in-progress pair has."""
+        whose foundation no waiting or in-progress pair has.
+
+        ``relay_first`` (issue 12: no path yet): waiting relayed pairs go
+        before direct ones, the most robust first (:func:`relay_order`), so
+        traffic can start over the relay while direct checks run."""
         waiting = None
         active: set[str] = set()
         for pair in self.pairs.values():
             state = pair.state
             if state is PairState.WAITING:
-                if not pair.in_flight and (waiting is None or pair.priority > waiting.priority):
+                if not pair.in_flight and (
+                    waiting is None
+                    or (
+                        relay_order(pair) > relay_order(waiting)
+                        if relay_first
+                        else pair.priority > waiting.priority
+                    )
+                ):
                     waiting = pair
                 active.add(pair.foundation)
             elif state is PairState.IN_PROGRESS:
@@ -204,6 +215,11 @@ class CheckList:
                 frozen = pair
         return frozen
 
+    def direct_failed(self) -> bool:
+        """Every direct (unrelayed) pair was checked and failed (and there is one)."""
+        direct = [p for p in self.pairs.values() if not p.relayed]
+        return bool(direct) and all(p.state is PairState.FAILED for p in direct)
+
     def unfreeze(self, foundation: str) -> bool:
         """RFC 8445 §7.2.5.3.3: a success unfreezes the pairs of its foundation."""
         woke = False
@@ -212,3 +228,21 @@ class CheckList:
                 pair.state = PairState.WAITING
                 woke = True
         return woke
+
+
+def relay_order(pair: Pair) -> tuple[int, int]:
+    """How early a pair is checked while no path is selected (larger: sooner).
+
+    Relayed pairs first, and among them: from a direct base toward the
+    peer's relayed candidate (it needs only the peer's permission for our
+    address, which the peer asked for as it learnt our candidates, so the
+    check of whichever side learnt the other's candidates last passes at
+    once, and the answer comes back through our NAT's own mapping toward the
+    relay); then relay to relay (both permissions, no NAT in the way: what a
+    site without UDP has); then from our relayed base toward the peer's
+    direct candidates (the peer's NAT lets it in only once the peer sent to
+    our relayed address); then priority (RFC 8445 §6.1.2.3)."""
+    local = pair.local.kind is CandidateKind.RELAY
+    remote = pair.remote.kind is CandidateKind.RELAY
+    rank = 3 if remote and not local else 2 if local and remote else 1 if local else 0
+    return rank, pair.priority

@@ -30,6 +30,14 @@ Every timing of :class:`~natkit.connect.agent.ConnectAgent` is a field here
   ``retry_max`` (5 min) for failed ones; it never stops, and restarts at
   ``recheck_min`` on ``network_changed``, a new remote candidate, a lost
   path or a peer restart.
+* **Relay** (issue 12): while no path is selected, relayed pairs are
+  checked first and the first valid one is nominated at once (no settling
+  wait: a direct path replaces it through the hysteresis). While a direct
+  path is selected and a relayed pair is valid, the relayed pair is
+  re-checked every keepalive interval (it stands by, warm), and the direct
+  path is kept alive every ``standby_keepalive`` (5 s, RFC 7675's consent
+  interval), so its loss is noticed within ``downgrade_bound`` (7.5 s) and
+  traffic moves to the relay one relay round trip later.
 * **Signalling**: an announcement not yet acknowledged is re-sent after 1,
   2, 4, ... s, at most every ``signal_retry_max`` (5 min).
 """
@@ -39,6 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+from natkit.connect.ladder import LadderConfig
 from natkit.errors import LocalProtocolError
 from natkit.stun.transaction import RetransmissionPolicy
 
@@ -100,6 +109,14 @@ class ConnectConfig:
     max_pairs: int = 100
     #: Emit a ``PairChecked`` event for every check that ends.
     pair_events: bool = False
+    #: Check relayed pairs first while no path is selected, and select the
+    #: first valid one at once (issue 12's relay-first).
+    relay_first: bool = True
+    #: Keepalive interval of a selected direct path while a relayed pair
+    #: stands by (RFC 7675 §5.1's 5 s consent checks).
+    standby_keepalive: float = 5.0
+    #: When birthday probing is worth trying (the escalation ladder).
+    ladder: LadderConfig = field(default_factory=LadderConfig)
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -114,6 +131,7 @@ class ConnectConfig:
             "keepalive_minimum",
             "recheck_min",
             "signal_retry_min",
+            "standby_keepalive",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -152,3 +170,15 @@ class ConnectConfig:
     def loss_bound(self) -> float:
         """Longest time from a path's death to its ``PathLost``."""
         return self.keepalive_interval + self.loss_window
+
+    @property
+    def standby_interval(self) -> float:
+        """Keepalive interval of a direct path with a relayed one standing by."""
+        return max(self.keepalive_minimum, min(self.keepalive_interval, self.standby_keepalive))
+
+    @property
+    def downgrade_bound(self) -> float:
+        """Longest time from a direct path's death to its ``PathLost`` when a
+        relayed pair stands by (the relayed path is selected one relay round
+        trip later: its nomination check)."""
+        return self.standby_interval + self.loss_window

@@ -41,6 +41,10 @@ class ConnectCounters:
     unpaired_requests: int = 0
     #: Signal messages of an unknown generation or with conflicting credentials.
     signals_ignored: int = 0
+    #: Peers' traversal reports that did not decode (treated as unknown).
+    bad_reports: int = 0
+    #: Birthday offers declined (beyond this node's limits, or no birthday here).
+    birthday_refused: int = 0
 
 
 @dataclass(slots=True)

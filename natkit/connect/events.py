@@ -23,8 +23,11 @@ from enum import Enum
 from typing import Any
 
 from natkit.connect.candidates import CandidateKind
-from natkit.connect.signals import SignalMessage
-from natkit.endpoint import Endpoint
+from natkit.connect.ladder import Decision
+from natkit.connect.signals import BirthdayRole, SignalMessage
+from natkit.endpoint import Endpoint, Family
+from natkit.turn.config import TurnTransport
+from natkit.turn.events import TurnFailure
 
 
 class Role(Enum):
@@ -74,6 +77,9 @@ class PathSelected:
     remote_kind: CandidateKind
     socket: int | None
     relay: str | None = None
+    #: Why this path, in one sentence (for a relayed one: why relayed, e.g.
+    #: "both sides APDM with random ports, no port mapping on either gateway").
+    reason: str = ""
 
     @property
     def path(self) -> Path:
@@ -190,6 +196,113 @@ class PeerReportReceived:
     report: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class RelayAllocated:
+    """The node has a relayed candidate on ``server`` (shared by every peer)."""
+
+    #: The server's name (``turn:...``/``turns:...``, as configured).
+    server: str
+    #: The relayed transport address (the relay candidate).
+    relayed: Endpoint
+    #: How the node reaches the server (the relayed leg is UDP either way).
+    transport: TurnTransport
+    #: Round trip to the server when it was picked (``None``: not measured).
+    rtt: float | None
+    #: Our address as the server saw it (``None``: not given).
+    mapped: Endpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayFailed:
+    """No allocation on ``server`` (``lost``: the one we had is gone); the
+    manager tries again in ``retry_in`` seconds (with other servers first)."""
+
+    server: str
+    failure: TurnFailure
+    #: The server's error code (401, 486, 508...), ``None`` for timeouts etc.
+    code: int | None
+    #: The server's reason phrase or natkit's description.
+    detail: str
+    lost: bool
+    retry_in: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStreamIdle:
+    """The driver may close the TCP/TLS connection of stream slot ``socket``
+    (its allocation ended); a later datagram on the slot opens a new one."""
+
+    socket: int
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedDataReceived:
+    """A datagram that is not a connectivity check arrived through the relay
+    (a tunnel's traffic on a relayed path): ``remote`` is the peer's endpoint
+    as the relay saw it (the ``remote`` of that peer's relayed ``Path``)."""
+
+    relay: str
+    remote: Endpoint
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationDecided:
+    """One step of ``peer``'s escalation ladder was decided (or decided
+    again: the reports changed). The decision is a value: logged as is."""
+
+    peer: Any
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdaySocketsWanted:
+    """Bind ``count`` UDP sockets of ``family`` (any port) and give them to
+    ``ConnectAgent.birthday_sockets(peer, attempt, [(index, endpoint)...], now)``."""
+
+    peer: Any
+    attempt: int
+    count: int
+    family: Family
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdaySocketsReleased:
+    """Close these sockets (indices the driver gave); the agent is done with them."""
+
+    peer: Any
+    attempt: int
+    sockets: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayStarted:
+    """This side's part of a birthday attempt began."""
+
+    peer: Any
+    attempt: int
+    role: BirthdayRole
+    #: Where it opens mappings to (opener) or which address it probes.
+    target: Endpoint
+    ports: int
+    probes: int
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayFinished:
+    """This side's part of an attempt ended (``found``: a pair was found)."""
+
+    peer: Any
+    attempt: int
+    found: bool
+    probes: int
+    #: The peer's endpoint of the pair found.
+    remote: Endpoint | None
+    detail: str
+
+
 ConnectEvent = (
     PathSelected
     | PathLost
@@ -199,4 +312,13 @@ ConnectEvent = (
     | PeerRestarted
     | RoleChanged
     | PeerReportReceived
+    | RelayAllocated
+    | RelayFailed
+    | RelayStreamIdle
+    | RelayedDataReceived
+    | EscalationDecided
+    | BirthdaySocketsWanted
+    | BirthdaySocketsReleased
+    | BirthdayStarted
+    | BirthdayFinished
 )

@@ -44,6 +44,8 @@ import math
 import random
 from typing import TYPE_CHECKING, Any
 
+from natkit.birthday.ports import PortRange
+from natkit.connect.birthday import BirthdayCoordinator
 from natkit.connect.candidates import (
     Base,
     CandidateKind,
@@ -63,6 +65,7 @@ from natkit.connect.checks import (
 )
 from natkit.connect.config import ConnectConfig
 from natkit.connect.events import (
+    EscalationDecided,
     LossReason,
     PairChecked,
     Path,
@@ -72,13 +75,18 @@ from natkit.connect.events import (
     PeerUnreachable,
     Role,
     RoleChanged,
+    SignalReady,
     UnreachableReason,
 )
+from natkit.connect.explain import Explanation, Observed, explain_session
+from natkit.connect.ladder import Action, Ladder, Sides, Step, plan_ladder
 from natkit.connect.pairs import CheckPurpose, Pair, PairState, PairStatus
-from natkit.connect.selection import choose, clearly_better
+from natkit.connect.relays import TurnBase
+from natkit.connect.report import ReportDecodeError, TraversalReport, decode_report
+from natkit.connect.selection import choose, clearly_better, rank
 from natkit.connect.signalling import SignalState
-from natkit.connect.signals import SignalCandidate, SignalMessage
-from natkit.endpoint import Endpoint
+from natkit.connect.signals import BirthdayMessage, SignalCandidate, SignalMessage
+from natkit.endpoint import Endpoint, Family
 from natkit.errors import LocalProtocolError
 from natkit.stun.attributes import TextAttribute
 from natkit.stun.codec import Message
@@ -87,6 +95,10 @@ from natkit.stun.integrity import IntegrityError, short_term_key, verify_integri
 
 if TYPE_CHECKING:
     from natkit.connect.agent import ConnectAgent
+
+
+#: How live sentences name the two sides.
+LIVE_SIDES = Sides("this site", "the peer's site")
 
 
 class SessionState:
@@ -108,17 +120,23 @@ class Session:
         "_after_loss",
         "_agent",
         "_config",
+        "_direct_lost",
         "_first_valid_at",
         "_keepalive_at",
+        "_ladder",
+        "_last_recheck",
         "_nominating",
         "_nominee",
+        "_standby",
         "_unreachable_reported",
         "_username",
+        "birthday",
         "checks",
         "closed",
         "local_key",
         "peer",
         "queued",
+        "remote_report",
         "role",
         "scheduled",
         "selected",
@@ -152,6 +170,13 @@ class Session:
         self._after_loss = False
         self._keepalive_at: float | None = None
         self._unreachable_reported = False
+        # Part 2: the peer's report, the ladder, birthday attempts, what was seen.
+        self.remote_report: TraversalReport | None = None
+        self._ladder: Ladder | None = None
+        self.birthday = BirthdayCoordinator(agent, self)
+        self._direct_lost: str | None = None
+        self._last_recheck: float | None = None
+        self._standby: Pair | None = None
         # The agent's bookkeeping.
         self.queued = False
         self.urgent = False
@@ -231,11 +256,118 @@ class Session:
     # -- signalling (SignalState calls back) ---------------------------------------------------
 
     def receive_signal(self, message: SignalMessage, now: float) -> None:
+        if isinstance(message, BirthdayMessage):
+            self.birthday.receive(message, now)
+            return
         self.signal.receive(message, now)
         self._check_unreachable(now)
+        self.maybe_birthday(now)
+
+    def send_signal(self, message: SignalMessage) -> None:
+        self._agent.emit(SignalReady(self.peer, message))
+
+    # -- reports, the ladder, "why relayed?" --------------------------------------------
+
+    def report_received(self, report: bytes, now: float) -> None:
+        """The peer's traversal report arrived or changed (bytes from signalling)."""
+        decoded = None
+        if report:
+            try:
+                decoded = decode_report(report)
+            except ReportDecodeError:
+                self._agent.counters.bad_reports += 1
+        self.remote_report = decoded
+        self.ladder_changed(now)
+
+    def ladder_changed(self, now: float) -> None:
+        """Either report changed: decide the ladder again, log what changed."""
+        old = self._ladder
+        ladder = self._plan()
+        self._ladder = ladder
+        if old is not None and old == ladder:
+            return
+        self.birthday.tried = False
+        for decision in ladder.decisions:
+            if old is None or decision not in old.decisions:
+                self._agent.emit(EscalationDecided(self.peer, decision))
+        self.maybe_birthday(now)
+
+    @property
+    def ladder(self) -> Ladder:
+        if self._ladder is None:
+            self._ladder = self._plan()
+        return self._ladder
+
+    def _plan(self) -> Ladder:
+        return plan_ladder(
+            self._agent.local_report(), self.remote_report, self._config.ladder, LIVE_SIDES
+        )
+
+    def maybe_birthday(self, now: float) -> None:
+        """The controlling side starts birthday probing when the ladder says so."""
+        if (
+            self.role is not Role.CONTROLLING
+            or not self.signal.remote_known
+            or not self.signal.known_by_peer
+            or self.birthday.tried
+            or self.birthday.run is not None
+            or (self.selected is not None and not self.selected.relayed)
+        ):
+            return
+        decision = self.ladder.decision(Step.BIRTHDAY)
+        if decision.action is Action.TRY and decision.birthday is not None:
+            self.birthday.offer(decision.birthday, now)
+
+    def remote_srflx(self, family: Family) -> Endpoint | None:
+        """The peer's first server-reflexive candidate of ``family``."""
+        for candidate in self.checks.remote.values():
+            if candidate.kind is CandidateKind.SRFLX and candidate.address.family is family:
+                return candidate.address
+        return None
+
+    def remote_port_range(self) -> PortRange | None:
+        report = self.remote_report
+        return None if report is None else report.port_range
+
+    def observed(self, now: float) -> Observed:
+        """What this session saw, for :func:`~natkit.connect.explain.explain_session`."""
+        direct = [p for p in self.pairs.values() if not p.relayed]
+        selected = self.selected
+        relayed = selected is not None and selected.relayed
+        relay = transport = None
+        if selected is not None and isinstance(selected.base, TurnBase):
+            relay, transport = selected.base.name, selected.base.transport
+        elif relayed and self.remote_report is not None and self.remote_report.relays:
+            # Through the peer's allocation: its report names the server.
+            theirs = self.remote_report.relays[0]
+            relay, transport = theirs.name, theirs.transport
+        next_recheck = None
+        if relayed:
+            times = [p.recheck_at for p in direct if p.recheck_at is not None]
+            next_recheck = max(0.0, min(times) - now) if times else None
+        last = None if self._last_recheck is None else now - self._last_recheck
+        return Observed(
+            direct_pairs=len(direct),
+            direct_failed=self.checks.direct_failed(),
+            direct_lost=self._direct_lost,
+            relayed=relayed,
+            relay=relay,
+            transport=transport,
+            birthday=self.birthday.status,
+            birthday_plan=self.birthday.plan,
+            birthday_probes=self.birthday.probes,
+            rechecked=len(direct) if relayed else 0,
+            last_recheck=last if relayed else None,
+            next_recheck=next_recheck,
+        )
+
+    def explain(self, now: float) -> Explanation:
+        return explain_session(self.ladder, self.observed(now))
 
     def peer_restarted(self, generation: int, now: float) -> None:
         """The peer restarted (RFC 8445 §9: an ICE restart): forget its state."""
+        self.birthday.reset(now)
+        self._direct_lost = None
         if self.selected is not None:
             self._emit_lost(self.selected, LossReason.PEER_RESTARTED, "the peer restarted")
             self.selected = None
@@ -256,6 +388,9 @@ class Session:
                 AttributeType.USERNAME, f"{signal.remote_ufrag}:{signal.local_ufrag}"
             )
         controlling = self.role is Role.CONTROLLING
+        for candidate in candidates:
+            # Peer-first traffic through our relay needs its permission (RFC 8656 §9).
+            self._agent.permit(candidate.address.address, now)
         if self.checks.add_remote(candidates, self._agent.pairing, controlling=controlling):
             self._unreachable_reported = False
             self.restart_checks(now)
@@ -328,6 +463,8 @@ class Session:
 
     def network_changed(self, now: float) -> None:
         self.restart_checks(now)
+        self.birthday.reset(now)
+        self.maybe_birthday(now)
         if self.selected is not None and not self.selected.in_flight:
             self._keepalive_at = now
 
@@ -357,7 +494,8 @@ class Session:
         pair = self.checks.next_queued()
         if pair is not None or not self.signal.remote_known:
             return pair
-        ordinary = self.checks.pick_ordinary()
+        relay_first = self._config.relay_first and self.selected is None
+        ordinary = self.checks.pick_ordinary(relay_first=relay_first)
         if ordinary is not None:
             ordinary.state = PairState.IN_PROGRESS
             ordinary.begin(CheckPurpose.CHECK, self._config.check_policy.rc)
@@ -486,7 +624,7 @@ class Session:
             return  # answered; our own checks start with the peer's announcement
         pair = self.pairs.get((base, source))
         if pair is None:
-            pair = self._pair_for_request(source, base, request.priority)
+            pair = self._pair_for_request(source, base, request.priority, now)
             if pair is None:
                 return
             self._unreachable_reported = False
@@ -496,7 +634,9 @@ class Session:
             self._nominated(pair, now)
         agent.mark_changed(self)
 
-    def _pair_for_request(self, source: Endpoint, base: Base, priority: int) -> Pair | None:
+    def _pair_for_request(
+        self, source: Endpoint, base: Base, priority: int, now: float
+    ) -> Pair | None:
         local = self._agent.pairing_local(base, source)
         if local is None:
             self._agent.counters.unpaired_requests += 1
@@ -504,6 +644,7 @@ class Session:
         remote = self.checks.learn(source, priority)
         if remote is None:
             return None
+        self._agent.permit(source.address, now)
         controlling = self.role is Role.CONTROLLING
         return self.checks.form(local, remote, controlling=controlling, destination=source)
 
@@ -580,6 +721,12 @@ class Session:
         self._pair_event(pair, True, rtt)
         if pair is self.selected:
             self._schedule_keepalive(now)
+        elif pair is self.standby():
+            # The relayed fallback stays warm: its NAT mappings and the TURN
+            # permissions are exercised every keepalive interval, so a
+            # downgrade needs no new allocation and no re-learning.
+            pair.recheck_interval = config.keepalive_interval
+            pair.recheck_at = now + pair.recheck_interval
         elif purpose is CheckPurpose.RECHECK and was_valid:
             pair.recheck_interval = min(config.recheck_max, 2 * pair.recheck_interval)
             pair.recheck_at = now + pair.recheck_interval
@@ -604,6 +751,9 @@ class Session:
         pair.state = PairState.FAILED
         pair.confirmations = 0
         self._pair_event(pair, False, None)
+        if was_valid and isinstance(pair.base, TurnBase):
+            # A relayed pair went silent: is our allocation still there?
+            self._agent.relays.doubt(now)
         if pair is self._nominating:
             self._nominating = None
         if pair is self.selected:
@@ -678,7 +828,13 @@ class Session:
         if not eligible:
             return
         best = choose(eligible, self._config)
-        if not self._after_loss and self._settle_deadline(best) > now:
+        standby = self._standby
+        if self._after_loss and standby is not None and standby in eligible and best.relayed:
+            best = standby  # the warm one: its mappings and permissions were just used
+        # Relay-first: a relayed pair is used at once (a direct one replaces it
+        # through the hysteresis); a direct one waits for the first round.
+        relay_now = best.relayed and self._config.relay_first
+        if not self._after_loss and not relay_now and self._settle_deadline(best) > now:
             return
         self._nominate(best, now)
 
@@ -694,7 +850,11 @@ class Session:
         held = pair.held_until is not None and pair.held_until > now
         if held or self._nominating is not None:
             return
-        if not clearly_better(pair, sample, selected, self._config):
+        if not clearly_better(pair, sample, selected, self._config) or (
+            pair.relayed and self._direct_valid(now)
+        ):
+            # A relayed challenger never races a valid direct one: direct
+            # beats relay, so a relay-to-relay switch then is wasted churn.
             pair.confirmations = 0
             return
         pair.confirmations += 1
@@ -716,7 +876,13 @@ class Session:
             previous.recheck_interval = self._config.recheck_min
             previous.recheck_at = now + previous.recheck_interval
         self._schedule_keepalive(now)
+        if not pair.relayed:
+            self._direct_lost = None
+        elif previous is not None and not previous.relayed and self._direct_lost is None:
+            # The controlled side follows the peer, which saw the direct path die.
+            self._direct_lost = "it stopped answering"
         path = self.path_of(pair)
+        reason = self.explain(now).sentence if pair.relayed else self._direct_reason(pair)
         self._agent.emit(
             PathSelected(
                 peer=self.peer,
@@ -729,13 +895,44 @@ class Session:
                 remote_kind=path.remote_kind,
                 socket=path.socket,
                 relay=path.relay,
+                reason=reason,
             )
         )
+
+    def _direct_reason(self, pair: Pair) -> str:
+        if self.birthday.found is not None and pair.destination == self.birthday.found:
+            return "direct: birthday probing found a path"
+        if self.path_of(pair).kind is CandidateKind.MAPPED:
+            return "direct through a mapped port"
+        return "direct path confirmed by connectivity checks"
+
+    def _direct_valid(self, now: float) -> bool:
+        return any(not p.relayed for p in self._eligible(now))
+
+    def standby(self) -> Pair | None:
+        """The relayed pair that takes over if the selected direct path dies:
+        the best valid one, kept while it stays valid (two near-equal relayed
+        pairs must not take turns, or neither would stay warm)."""
+        selected = self.selected
+        if selected is None or selected.relayed:
+            return None
+        current = self._standby
+        if current is not None and current.valid and not current.removed:
+            return current
+        relayed = [p for p in self.pairs.values() if p.relayed and p.valid]
+        self._standby = min(relayed, key=rank) if relayed else None
+        return self._standby
+
+    def _keepalive_interval(self) -> float:
+        config = self._config
+        if self.standby() is not None:
+            return config.standby_interval
+        return config.keepalive_interval
 
     def _schedule_keepalive(self, now: float) -> None:
         config = self._config
         jitter = self._agent.random() * config.keepalive_jitter
-        self._keepalive_at = now + config.keepalive_interval * (1 - jitter)
+        self._keepalive_at = now + self._keepalive_interval() * (1 - jitter)
 
     def _emit_lost(self, pair: Pair, reason: LossReason, detail: str) -> None:
         path = self.path_of(pair)
@@ -767,6 +964,8 @@ class Session:
         self._after_loss = True
         if self._nominee is pair:
             self._nominee = None
+        if not pair.relayed:
+            self._direct_lost = detail
         self._emit_lost(pair, reason, detail)
         self._maybe_select(now)
         self.restart_checks(now)
@@ -839,21 +1038,26 @@ class Session:
             ):
                 pair.recheck_at = None
                 purpose = CheckPurpose.CONFIRM if pair.confirmations else CheckPurpose.RECHECK
+                if not pair.relayed:
+                    self._last_recheck = now
                 self._start(pair, purpose, now)
         if self._keepalive_at is not None and self._keepalive_at <= now:
             self._keepalive_at = None
             if self.selected is not None:
                 self._start(self.selected, CheckPurpose.KEEPALIVE, now)
         self.signal.on_timer(now)
+        self.birthday.on_timer(now)
         self._maybe_select(now)
 
     def deadline(self, now: float) -> float | None:
         """The earliest time something of this session is due (``None``: nothing)."""
         inf = math.inf
         signal = self.signal.deadline()
+        birthday = self.birthday.deadline()
         earliest = min(
             inf if self._keepalive_at is None else self._keepalive_at,
             inf if signal is None else signal,
+            inf if birthday is None else birthday,
         )
         for pair in self.pairs.values():
             due = pair.next_send if pair.next_send is not None else pair.fail_at

@@ -55,6 +55,9 @@ class SignalOwner(Protocol):
     ) -> None:
         """The peer told us these candidates (``announced``: in an announcement)."""
 
+    def report_received(self, report: bytes, now: float) -> None:
+        """The peer's report arrived or changed."""
+
 
 class SignalState:
     """The signalling half of a session (see the module doc)."""
@@ -67,6 +70,7 @@ class SignalState:
         "acked",
         "generation",
         "heard",
+        "known_by_peer",
         "local_pwd",
         "local_ufrag",
         "remote_count",
@@ -109,6 +113,8 @@ class SignalState:
         self.acked = False
         #: We heard from the peer at all.
         self.heard = False
+        #: The peer's last message named our generation (it holds our credentials).
+        self.known_by_peer = False
         self._interval = self._config.signal_retry_min
         self.resend_at: float | None = now + self._interval
         self.silent_at: float | None = now + self._config.signal_timeout
@@ -144,7 +150,8 @@ class SignalState:
 
     def _peer_holds(self, generation: int | None, count: int, now: float) -> bool:
         """Record what the peer holds of ours; ``True`` when it holds everything."""
-        self.acked = generation == self.generation and count >= len(self._agent.announced)
+        self.known_by_peer = generation == self.generation
+        self.acked = self.known_by_peer and count >= len(self._agent.announced)
         if self.acked:
             self.resend_at = None
         elif self.resend_at is None:
@@ -153,7 +160,9 @@ class SignalState:
 
     # -- input -------------------------------------------------------------------------------
 
-    def receive(self, message: SignalMessage, now: float) -> None:
+    def receive(
+        self, message: Announcement | CandidatesAdded | Acknowledgement, now: float
+    ) -> None:
         self.heard = True
         self.silent_at = None
         if isinstance(message, Announcement):
@@ -164,7 +173,8 @@ class SignalState:
             self._acknowledgement_received(message, now)
 
     def _announcement_received(self, message: Announcement, now: float) -> None:
-        if message.generation != self.remote_generation:
+        new = message.generation != self.remote_generation
+        if new:
             if self.remote_generation is not None:
                 self._owner.peer_restarted(message.generation, now)
             self.remote_generation = message.generation
@@ -178,7 +188,8 @@ class SignalState:
         self.remote_tie_breaker = message.tie_breaker
         self.remote_count = max(self.remote_count, len(message.candidates))
         self._owner.remote_candidates(message.candidates, now, announced=True)
-        if message.report != self.report:
+        changed = message.report != self.report
+        if changed:
             self.report = message.report
             self._agent.emit(PeerReportReceived(self._owner.peer, message.report))
         if self._peer_holds(message.peer_generation, message.peer_candidates, now):
@@ -186,6 +197,10 @@ class SignalState:
         else:
             self._send(self.announcement())
             self._resend_later(now, reset=True)
+        if changed or new:
+            # After our answer: what the report sets off (a birthday offer)
+            # must reach the peer after our announcement.
+            self._owner.report_received(message.report, now)
 
     def _candidates_received(self, message: CandidatesAdded, now: float) -> None:
         if message.generation != self.remote_generation:

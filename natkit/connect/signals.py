@@ -20,6 +20,13 @@ Messages
 * :class:`Acknowledgement`: what the sender holds of the receiver's
   announcement, sent in reply to one the sender already knew (a re-send) or
   to trickled candidates.
+* Birthday probing (issue 12, :mod:`natkit.connect.birthday`):
+  :class:`BirthdayOffer` (the controlling side's plan: the shared probe key
+  and session, the receiver's role and target, ports, range, budget, rate,
+  how long), :class:`BirthdayReady` (the hard side's mappings are open: the
+  sprayer starts) and :class:`BirthdayDone` (a run ended: hit or not, probes
+  sent). Added in a minor revision as message types 4-6; a version 1
+  decoder without them rejects them as an unknown type.
 
 Wire format (version 1)
 -----------------------
@@ -70,6 +77,9 @@ class SignalType(Enum):
     ANNOUNCEMENT = 1
     CANDIDATES_ADDED = 2
     ACKNOWLEDGEMENT = 3
+    BIRTHDAY_OFFER = 4
+    BIRTHDAY_READY = 5
+    BIRTHDAY_DONE = 6
 
 
 class _Tag:
@@ -82,6 +92,17 @@ class _Tag:
     CANDIDATE = 7
     FIRST_INDEX = 8
     REPORT = 9
+    ATTEMPT = 10
+    BIRTHDAY_KEY = 11
+    BIRTHDAY_SESSION = 12
+    BIRTHDAY_ROLE = 13
+    TARGET = 14
+    PORTS = 15
+    PORT_RANGE = 16
+    PROBES = 17
+    RATE = 18
+    DURATION = 19
+    FOUND = 20
 
 
 _KIND_CODES: dict[CandidateKind, int] = {
@@ -211,7 +232,97 @@ class Acknowledgement:
         _check_count(self.peer_candidates)
 
 
-SignalMessage = Announcement | CandidatesAdded | Acknowledgement
+class BirthdayRole(Enum):
+    """What the receiver of a :class:`BirthdayOffer` does."""
+
+    #: The hard side of one-hard mode: open ``ports`` mappings toward
+    #: ``target`` (the easy side's mapped endpoint) and keep them open.
+    OPENER = 1
+    #: The easy side: spray probes from its one socket at ``target``'s IP.
+    SPRAYER = 2
+    #: Both hard: spray from ``ports`` sockets at ``target``'s IP.
+    BOTH = 3
+
+
+#: RFC-free limits of a birthday offer: the key and session of
+#: :mod:`natkit.birthday.wire`, and bounds that keep a hostile offer harmless.
+BIRTHDAY_KEY_LENGTH = 32
+BIRTHDAY_SESSION_LENGTH = 8
+MAX_BIRTHDAY_PORTS = 1024
+MAX_BIRTHDAY_RATE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayOffer:
+    """The controlling side's birthday plan, and the receiver's part in it."""
+
+    #: The sender's generation (an offer of an old generation is ignored).
+    generation: int
+    #: Which attempt this is (the sender counts).
+    attempt: int
+    #: The probe packets' shared key and session (:mod:`natkit.birthday.wire`).
+    key: bytes = field(repr=False)
+    session: bytes
+    role: BirthdayRole
+    #: OPENER: the endpoint to open mappings toward; sprayers: the address
+    #: to probe (its port unused).
+    target: Endpoint
+    #: Mappings to open (OPENER) or sockets to spray from (BOTH).
+    ports: int
+    #: The external ports the target's NAT allocates from (what is probed).
+    port_low: int
+    port_high: int
+    #: Probes the receiver sends at most, and its rate cap (per second).
+    probes: int
+    rate: int
+    #: How long the run may take, milliseconds.
+    duration_ms: int
+
+    def __post_init__(self) -> None:
+        _check_u32("generation", self.generation)
+        _check_u32("attempt", self.attempt)
+        if len(self.key) != BIRTHDAY_KEY_LENGTH or len(self.session) != BIRTHDAY_SESSION_LENGTH:
+            raise LocalProtocolError("a birthday key is 32 bytes and its session 8")
+        if not 1 <= self.ports <= MAX_BIRTHDAY_PORTS:
+            raise LocalProtocolError(f"birthday ports out of range: {self.ports}")
+        if not 1 <= self.port_low <= self.port_high <= 0xFFFF:
+            raise LocalProtocolError(f"bad port range {self.port_low}-{self.port_high}")
+        if not 1 <= self.rate <= MAX_BIRTHDAY_RATE:
+            raise LocalProtocolError(f"birthday rate out of range: {self.rate}")
+        _check_u32("probes", self.probes)
+        _check_u32("duration", self.duration_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayReady:
+    """The sender (an OPENER) has opened its mappings: spray now."""
+
+    generation: int
+    attempt: int
+
+    def __post_init__(self) -> None:
+        _check_u32("generation", self.generation)
+        _check_u32("attempt", self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayDone:
+    """The sender's part of attempt ``attempt`` ended."""
+
+    generation: int
+    attempt: int
+    found: bool
+    #: Probes the sender sent.
+    probes: int = 0
+
+    def __post_init__(self) -> None:
+        _check_u32("generation", self.generation)
+        _check_u32("attempt", self.attempt)
+        _check_u32("probes", self.probes)
+
+
+BirthdayMessage = BirthdayOffer | BirthdayReady | BirthdayDone
+SignalMessage = Announcement | CandidatesAdded | Acknowledgement | BirthdayMessage
 
 
 # -- validation shared by construction and decoding ------------------------------------
@@ -261,6 +372,34 @@ def _encode_candidate(candidate: SignalCandidate) -> bytes:
     )
 
 
+def _encode_endpoint(endpoint: Endpoint) -> bytes:
+    return bytes((endpoint.family,)) + struct.pack("!H", endpoint.port) + endpoint.address.packed
+
+
+def _encode_birthday(message: BirthdayMessage) -> tuple[SignalType, list[bytes]]:
+    fields = [_field(_Tag.ATTEMPT, struct.pack("!I", message.attempt))]
+    if isinstance(message, BirthdayOffer):
+        fields += [
+            _field(_Tag.BIRTHDAY_KEY, message.key),
+            _field(_Tag.BIRTHDAY_SESSION, message.session),
+            _field(_Tag.BIRTHDAY_ROLE, bytes((message.role.value,))),
+            _field(_Tag.TARGET, _encode_endpoint(message.target)),
+            _field(_Tag.PORTS, struct.pack("!H", message.ports)),
+            _field(_Tag.PORT_RANGE, struct.pack("!HH", message.port_low, message.port_high)),
+            _field(_Tag.PROBES, struct.pack("!I", message.probes)),
+            _field(_Tag.RATE, struct.pack("!H", message.rate)),
+            _field(_Tag.DURATION, struct.pack("!I", message.duration_ms)),
+        ]
+        return SignalType.BIRTHDAY_OFFER, fields
+    if isinstance(message, BirthdayReady):
+        return SignalType.BIRTHDAY_READY, fields
+    fields += [
+        _field(_Tag.FOUND, bytes((1 if message.found else 0,))),
+        _field(_Tag.PROBES, struct.pack("!I", message.probes)),
+    ]
+    return SignalType.BIRTHDAY_DONE, fields
+
+
 def encode_signal(message: SignalMessage) -> bytes:
     """The wire form of ``message`` (raises ``LocalProtocolError`` if too long)."""
     fields = [_field(_Tag.GENERATION, struct.pack("!I", message.generation))]
@@ -281,6 +420,10 @@ def encode_signal(message: SignalMessage) -> bytes:
         kind = SignalType.CANDIDATES_ADDED
         fields.append(_field(_Tag.FIRST_INDEX, struct.pack("!H", message.first_index)))
         candidates = message.candidates
+    elif isinstance(message, BirthdayMessage):
+        kind, birthday_fields = _encode_birthday(message)
+        fields += birthday_fields
+        candidates = ()
     else:
         kind = SignalType.ACKNOWLEDGEMENT
         fields.append(_field(_Tag.PEER_CANDIDATES, struct.pack("!H", message.peer_candidates)))
@@ -306,6 +449,19 @@ _INTEGER_WIDTH = {
     _Tag.PEER_CANDIDATES: 2,
     _Tag.TIE_BREAKER: 8,
     _Tag.FIRST_INDEX: 2,
+    _Tag.ATTEMPT: 4,
+    _Tag.PORTS: 2,
+    _Tag.PROBES: 4,
+    _Tag.RATE: 2,
+    _Tag.DURATION: 4,
+}
+#: Binary fields of an exact width (the target's width depends on its family).
+_RAW_WIDTH = {
+    _Tag.BIRTHDAY_KEY: BIRTHDAY_KEY_LENGTH,
+    _Tag.BIRTHDAY_SESSION: BIRTHDAY_SESSION_LENGTH,
+    _Tag.BIRTHDAY_ROLE: 1,
+    _Tag.PORT_RANGE: 4,
+    _Tag.FOUND: 1,
 }
 _REQUIRED: dict[SignalType, frozenset[int]] = {
     SignalType.ANNOUNCEMENT: frozenset(
@@ -313,6 +469,23 @@ _REQUIRED: dict[SignalType, frozenset[int]] = {
     ),
     SignalType.CANDIDATES_ADDED: frozenset({_Tag.GENERATION, _Tag.FIRST_INDEX, _Tag.CANDIDATE}),
     SignalType.ACKNOWLEDGEMENT: frozenset({_Tag.GENERATION, _Tag.PEER_CANDIDATES}),
+    SignalType.BIRTHDAY_OFFER: frozenset(
+        {
+            _Tag.GENERATION,
+            _Tag.ATTEMPT,
+            _Tag.BIRTHDAY_KEY,
+            _Tag.BIRTHDAY_SESSION,
+            _Tag.BIRTHDAY_ROLE,
+            _Tag.TARGET,
+            _Tag.PORTS,
+            _Tag.PORT_RANGE,
+            _Tag.PROBES,
+            _Tag.RATE,
+            _Tag.DURATION,
+        }
+    ),
+    SignalType.BIRTHDAY_READY: frozenset({_Tag.GENERATION, _Tag.ATTEMPT}),
+    SignalType.BIRTHDAY_DONE: frozenset({_Tag.GENERATION, _Tag.ATTEMPT, _Tag.FOUND, _Tag.PROBES}),
 }
 
 
@@ -389,7 +562,11 @@ def decode_signal(data: bytes) -> SignalMessage:
             if length != _INTEGER_WIDTH[tag]:
                 raise _bad(f"field {tag} of {length} bytes, want {_INTEGER_WIDTH[tag]}")
             integers[tag] = int.from_bytes(value, "big")
-        elif tag in (_Tag.UFRAG, _Tag.PWD, _Tag.REPORT):
+        elif tag in (_Tag.UFRAG, _Tag.PWD, _Tag.REPORT, _Tag.TARGET):
+            texts[tag] = value
+        elif tag in _RAW_WIDTH:
+            if length != _RAW_WIDTH[tag]:
+                raise _bad(f"field {tag} of {length} bytes, want {_RAW_WIDTH[tag]}")
             texts[tag] = value
         # Any other tag: a field of a later revision; skipped.
         seen.add(tag)
@@ -416,8 +593,59 @@ def decode_signal(data: bytes) -> SignalMessage:
             )
         if kind is SignalType.CANDIDATES_ADDED:
             return CandidatesAdded(generation, integers[_Tag.FIRST_INDEX], tuple(candidates))
+        if kind in _BIRTHDAY_TYPES:
+            if candidates:
+                raise _bad("a birthday message carries no candidates")
+            return _decode_birthday(kind, generation, integers, texts)
         if candidates:
             raise _bad("an acknowledgement carries no candidates")
         return Acknowledgement(generation, peer_generation, integers[_Tag.PEER_CANDIDATES])
     except LocalProtocolError as exc:  # a value the dataclass rejects
         raise _bad(str(exc)) from None
+
+
+_BIRTHDAY_TYPES = frozenset(
+    {SignalType.BIRTHDAY_OFFER, SignalType.BIRTHDAY_READY, SignalType.BIRTHDAY_DONE}
+)
+
+
+def _decode_endpoint(value: bytes) -> Endpoint:
+    width = {1: 4, 2: 16}.get(value[0]) if value else None
+    if width is None or len(value) != 3 + width:
+        raise _bad(f"target of {len(value)} bytes")
+    (port,) = struct.unpack_from("!H", value, 1)
+    raw = value[3:]
+    address = ipaddress.IPv4Address(raw) if width == 4 else ipaddress.IPv6Address(raw)
+    return Endpoint(address, port)
+
+
+def _decode_birthday(
+    kind: SignalType, generation: int, integers: dict[int, int], raw: dict[int, bytes]
+) -> BirthdayMessage:
+    attempt = integers[_Tag.ATTEMPT]
+    if kind is SignalType.BIRTHDAY_READY:
+        return BirthdayReady(generation, attempt)
+    if kind is SignalType.BIRTHDAY_DONE:
+        found = raw[_Tag.FOUND][0]
+        if found > 1:
+            raise _bad(f"found = {found}")
+        return BirthdayDone(generation, attempt, found == 1, integers[_Tag.PROBES])
+    try:
+        role = BirthdayRole(raw[_Tag.BIRTHDAY_ROLE][0])
+    except ValueError:
+        raise _bad(f"birthday role {raw[_Tag.BIRTHDAY_ROLE][0]}") from None
+    low, high = struct.unpack("!HH", raw[_Tag.PORT_RANGE])
+    return BirthdayOffer(
+        generation=generation,
+        attempt=attempt,
+        key=raw[_Tag.BIRTHDAY_KEY],
+        session=raw[_Tag.BIRTHDAY_SESSION],
+        role=role,
+        target=_decode_endpoint(raw[_Tag.TARGET]),
+        ports=integers[_Tag.PORTS],
+        port_low=low,
+        port_high=high,
+        probes=integers[_Tag.PROBES],
+        rate=integers[_Tag.RATE],
+        duration_ms=integers[_Tag.DURATION],
+    )

@@ -274,6 +274,14 @@ class TurnClient:
         self._transmit(peer, data, now)
         return True
 
+    def refresh(self, now: float) -> None:
+        """Refresh the allocation now, not at its schedule: the caller doubts it
+        (the network changed, so the 5-tuple may have; a relayed path went
+        silent). The answer proves the server still holds it; 437 or no answer
+        ends it (:class:`AllocationLost`). Nothing happens unless allocated."""
+        if self.state is AllocationState.ALLOCATED:
+            self._refresh(now)
+
     def ping(self, now: float) -> None:
         """Send a Binding request to the server (allowed before ``allocate()``
         too); :class:`PingCompleted` gives the round-trip time, and the answer
@@ -610,9 +618,8 @@ class TurnClient:
             return
         if self.state is not AllocationState.ALLOCATED:
             return
-        if what == "refresh" and not self._refreshing:
-            self._refreshing = True
-            self._send(Request(RequestKind.REFRESH, refresh_attributes(self.config.lifetime)), now)
+        if what == "refresh":
+            self._refresh(now)
         elif what == "expiry":
             self._end(Outcome(TurnFailure.TIMEOUT, None, "the allocation expired unrefreshed"))
         elif what == "permission":
@@ -627,6 +634,11 @@ class TurnClient:
                 self._request_channel(channel, now)
         elif what == "keepalive":
             self._keepalive_due(now)
+
+    def _refresh(self, now: float) -> None:
+        if not self._refreshing:
+            self._refreshing = True
+            self._send(Request(RequestKind.REFRESH, refresh_attributes(self.config.lifetime)), now)
 
     def _keepalive_due(self, now: float) -> None:
         interval = self.config.keepalive

@@ -170,8 +170,9 @@ def test_a_relayed_path_is_checked_and_used_when_the_direct_one_dies_and_left_wh
     pair, relay, server = relay_pair()
     node = pair.nodes[0]
     pair.run(3.0)
-    # Direct beats relay, whatever their RTTs.
-    (first,) = node.selections()
+    # Relay first (issue 12), then direct beats relay, whatever their RTTs.
+    relayed_first, first = node.selections()
+    assert relayed_first.kind is CandidateKind.RELAY
     assert first.kind is CandidateKind.HOST
     relayed_rows = [row for row in node.agent.pairs("p1") if row.relay == relay.name]
     assert relayed_rows
