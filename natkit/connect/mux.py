@@ -4,13 +4,14 @@ A connect node's server-reflexive candidates must be learnt from the very
 sockets its checks use (a NAT mapping belongs to a socket), while the agent
 runs, and again later (a NAT that rebinds to a new port is only recovered
 by learning the new mapping, then trickling it). So short-lived STUN
-clients, *helpers* (natkit's gatherer, part 2's TURN allocations), share
-the agent's sockets, and this core sits in front of them all.
+clients, *helpers* (natkit's gatherer), share the agent's sockets, and this
+core sits in front of them all. (TURN allocations live inside the agent,
+:mod:`natkit.connect.relays`, on sockets and streams of their own.)
 
 Routing, per received datagram:
 
-1. from a remote a helper claimed (``sources``: e.g. its TURN server) →
-   that helper, whatever the bytes;
+1. from a remote a helper claimed (``sources``: a server only it talks
+   to) → that helper, whatever the bytes;
 2. a STUN response whose transaction ID a helper's request carried → that
    helper (the IDs are read from the requests as they leave, so a helper
    needs no interface beyond :class:`~natkit.sansio.SansIOCore`);
