@@ -86,7 +86,7 @@ def test_a_removed_helpers_late_answer_reaches_the_agent_and_is_counted() -> Non
 
 
 def test_a_claimed_source_goes_to_its_helper_whatever_the_bytes() -> None:
-    # Part 2: a TURN client claims its server; ChannelData is not STUN.
+    # A helper that alone talks to a server claims it (ChannelData, say, is not STUN).
     core = mux()
     helper = Helper(b"T" * 12)
     core.add_helper(helper, 0.0, sources=[RELAY_SERVER])
