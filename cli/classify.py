@@ -21,9 +21,9 @@ import sys
 import time
 from typing import Any
 
-from cli.output import add_format_flags, print_report
 from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
 from natkit.aio.interfaces import has_routable_ipv6_here
+from natkit.cli.output import add_format_flags, print_report
 from natkit.errors import NatkitError
 from natkit.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
 from natkit.probe.classifier import ClassifierConfig
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"natkit classify: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if args.lab is not None:
-        from cli.lab import classify_in_lab  # noqa: PLC0415 (the lab is root-only, load it lazily)
+        from natkit.cli.lab import classify_in_lab  # noqa: PLC0415 (the lab is root-only, load it lazily)
 
         return classify_in_lab(args.lab, _passthrough(args))
     if not args.server:

@@ -1,6 +1,6 @@
 """The birthday table by Monte Carlo, beside natkit's analytic model.
 
-    python -m simulations.birthday_montecarlo [--trials 10000] [--seed 1] [--jobs 2]
+    python -m natkit.simulations.birthday_montecarlo [--trials 10000] [--seed 1] [--jobs 2]
 
 Prints two tables, each point with the simulated success rate, its 95 %
 Wilson interval, and the difference from :mod:`natkit.birthday`'s model in
@@ -8,7 +8,7 @@ percentage points:
 
 1. **One hard side**, k = 256 mappings on the whole port range, at the
    issue's points (174, 256, 1024 and 2048 probes), from ``--trials``
-   packet-level trials (:func:`simulations.birthday_trials.run_one_hard`).
+   packet-level trials (:func:`natkit.simulations.birthday_trials.run_one_hard`).
    The exit status is 1 if any point is more than ``--tolerance`` (1
    percentage point) from the model.
 2. **Both sides hard** on a reduced range (``--both-range``, 1024 ports by
@@ -30,9 +30,14 @@ from dataclasses import dataclass
 
 from natkit.birthday.planner import Mode, Scenario
 from natkit.birthday.ports import FULL_RANGE, PortRange
-from simulations.birthday_trials import BothHardSetup, OneHardSetup, run_both_hard, run_one_hard
-from simulations.parallel import default_jobs, run_trials
-from simulations.stats import HitCurve
+from natkit.simulations.birthday_trials import (
+    BothHardSetup,
+    OneHardSetup,
+    run_both_hard,
+    run_one_hard,
+)
+from natkit.simulations.parallel import default_jobs, run_trials
+from natkit.simulations.stats import HitCurve
 
 #: The issue's table: probes -> the success rate it quotes (k = 256, one hard side).
 ISSUE_TABLE: dict[int, float] = {174: 0.50, 256: 0.64, 1024: 0.98, 2048: 0.999}

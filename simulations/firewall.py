@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint
-from simulations.errors import SimulationError
-from simulations.nat import FILTER_SCOPE, FilteringBehavior, Scope
-from simulations.packet import DropReason
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.nat import FILTER_SCOPE, FilteringBehavior, Scope
+from natkit.simulations.packet import DropReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,8 @@ from enum import Enum
 from typing import Final
 
 from natkit.endpoint import Endpoint, IPAddress
-from simulations.errors import SimulationError
-from simulations.packet import DropReason
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.packet import DropReason
 
 
 class MappingBehavior(Enum):

@@ -11,7 +11,7 @@ Theory of operation.
   holds goes to the gateway, unless the address lies in one of the realm's
   own ``prefixes`` (then nobody has it, and it is dropped). NATs nest: a home
   NAT's outside interface can sit in a carrier NAT's inside realm.
-* Every interface has a :class:`~simulations.link.Link`. A datagram crossing
+* Every interface has a :class:`~natkit.simulations.link.Link`. A datagram crossing
   a realm from interface A to interface B suffers A's ``up`` and B's ``down``
   impairments; loss and jitter are drawn from the network's seeded
   ``random.Random`` when the datagram is sent, and its arrival at B becomes
@@ -48,12 +48,12 @@ from natkit.sansio import (
     ICMP_TIME_EXCEEDED,
     IcmpKind,
 )
-from simulations.clock import EventLoop
-from simulations.errors import SimulationError
-from simulations.firewall import Firewall, FirewallConfig
-from simulations.link import PERFECT, Link
-from simulations.nat import Nat, NatConfig
-from simulations.packet import (
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.firewall import Firewall, FirewallConfig
+from natkit.simulations.link import PERFECT, Link
+from natkit.simulations.nat import Nat, NatConfig
+from natkit.simulations.packet import (
     DEFAULT_TTL,
     ICMP_QUOTE,
     DropReason,

@@ -1,6 +1,6 @@
 """PNG plots of birthday success against probes: the model, with Monte Carlo points.
 
-    python -m simulations.plots --out simulations/out/ [--trials 2000] [--both-trials 1000]
+    python -m natkit.simulations.plots --out simulations/out/ [--trials 2000] [--both-trials 1000]
 
 Writes two files into ``--out``:
 
@@ -33,15 +33,15 @@ from matplotlib.figure import Figure
 
 from natkit.birthday.planner import Mode, Sampling, Scenario
 from natkit.birthday.ports import FULL_RANGE, PortRange
-from simulations.birthday_montecarlo import DEFAULT_BOTH_RANGE, both_hard_setup
-from simulations.birthday_trials import (
+from natkit.simulations.birthday_montecarlo import DEFAULT_BOTH_RANGE, both_hard_setup
+from natkit.simulations.birthday_trials import (
     BothHardSetup,
     OneHardSetup,
     run_both_hard,
     run_one_hard,
 )
-from simulations.parallel import default_jobs, run_trials
-from simulations.stats import HitCurve
+from natkit.simulations.parallel import default_jobs, run_trials
+from natkit.simulations.stats import HitCurve
 
 #: The k values of the one-hard figure.
 ONE_HARD_PORTS = (64, 256, 1024)

@@ -1,8 +1,8 @@
 """The traversal matrix for every pair of NAT types, beside the classic table.
 
-    python -m simulations.traversal_matrix [--seed 1]
+    python -m natkit.simulations.traversal_matrix [--seed 1]
 
-Runs :func:`simulations.traversal.traversal_matrix` (every method on every
+Runs :func:`natkit.simulations.traversal.traversal_matrix` (every method on every
 ordered pair, in the simulator, with natkit's cores) and prints:
 
 1. the first method that connects each pair when no NAT offers port
@@ -24,7 +24,7 @@ from enum import Enum
 
 from natkit.birthday.planner import Mode, Scenario
 from natkit.birthday.ports import FULL_RANGE
-from simulations.traversal import (
+from natkit.simulations.traversal import (
     RATE,
     Attempt,
     BirthdayBudget,

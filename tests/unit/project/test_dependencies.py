@@ -1,7 +1,8 @@
 """The declared dependencies say what natkit's code imports, and where.
 
 Runtime ``dependencies`` must be exactly the third-party distributions that
-natkit's installed code (``natkit``, ``cli``, ``simulations``) imports; a
+natkit's installed code (``natkit``; ``natkit.cli`` and ``natkit.simulations`` live in the
+``cli/`` and ``simulations/`` folders) imports; a
 distribution only the tests import belongs in the ``test`` extra.
 """
 

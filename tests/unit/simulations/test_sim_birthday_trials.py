@@ -15,16 +15,16 @@ import pytest
 
 from natkit.birthday.planner import Scenario
 from natkit.birthday.ports import PortRange
-from simulations.birthday_montecarlo import both_hard_setup
-from simulations.birthday_trials import (
+from natkit.simulations.birthday_montecarlo import both_hard_setup
+from natkit.simulations.birthday_trials import (
     BothHardSetup,
     OneHardSetup,
     run_both_hard,
     run_one_hard,
 )
-from simulations.errors import SimulationError
-from simulations.parallel import chunk_plan, run_trials
-from simulations.stats import HitCurve
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.parallel import chunk_plan, run_trials
+from natkit.simulations.stats import HitCurve
 
 Z = 4.0
 TRIALS = 200

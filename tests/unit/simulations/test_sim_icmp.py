@@ -10,7 +10,7 @@ from collections import deque
 
 from natkit.endpoint import Endpoint
 from natkit.sansio import Datagram, IcmpError, IcmpKind
-from simulations import (
+from natkit.simulations import (
     CoreDriver,
     DropReason,
     FirewallConfig,
@@ -21,8 +21,8 @@ from simulations import (
     OneWay,
     standard_topology,
 )
-from simulations.packet import DEFAULT_TTL
-from simulations.topology import CARRIER_NAT_INSIDE_IP, HOME_NAT_INSIDE_IP
+from natkit.simulations.packet import DEFAULT_TTL
+from natkit.simulations.topology import CARRIER_NAT_INSIDE_IP, HOME_NAT_INSIDE_IP
 
 ip = ipaddress.ip_address
 

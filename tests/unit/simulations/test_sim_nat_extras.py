@@ -12,7 +12,7 @@ import random
 import pytest
 
 from natkit.endpoint import Endpoint
-from simulations import (
+from natkit.simulations import (
     DropReason,
     FilteringBehavior,
     MappingBehavior,

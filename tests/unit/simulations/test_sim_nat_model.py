@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from natkit.endpoint import Endpoint
-from simulations import (
+from natkit.simulations import (
     DropReason,
     FilteringBehavior,
     MappingBehavior,
@@ -22,7 +22,7 @@ from simulations import (
     PortAllocation,
     SimulationError,
 )
-from simulations.firewall import Firewall, FirewallConfig
+from natkit.simulations.firewall import Firewall, FirewallConfig
 
 PUBLIC = ipaddress.IPv4Address("198.51.100.1")
 X = Endpoint.of("192.168.1.2", 40000)

@@ -9,7 +9,7 @@ import pytest
 from sim_cores import SAME, Prober, Reflected, Reflector, Replied, TimedOut
 
 from natkit.endpoint import Endpoint
-from simulations import (
+from natkit.simulations import (
     CoreDriver,
     DropReason,
     FilteringBehavior,
@@ -25,7 +25,7 @@ from simulations import (
     TraceKind,
     standard_topology,
 )
-from simulations.topology import CLIENT_IP, CLIENT_PUBLIC_IP, NAT_PUBLIC_IP
+from natkit.simulations.topology import CLIENT_IP, CLIENT_PUBLIC_IP, NAT_PUBLIC_IP
 
 # Reflector socket indices, RFC 5780 layout (bit 1 = address, bit 0 = port).
 A1P1, A1P2, A2P1, A2P2 = range(4)
