@@ -30,14 +30,13 @@ from natkit.simulations.nat import (
     PortAllocation,
 )
 from natkit.simulations.network import Host, Interface, Network, Realm, SimSocket
-from natkit.simulations.packet import DropReason, Packet, TraceEvent, TraceKind
+from natkit.simulations.packet import Packet, PacketDropReason, TraceEvent, TraceKind
 from natkit.simulations.topology import StandardTopology, standard_topology
 
 __all__ = [
     "FILTER_SCOPE",
     "MAPPING_SCOPE",
     "CoreDriver",
-    "DropReason",
     "EventLoop",
     "FilteringBehavior",
     "Firewall",
@@ -52,6 +51,7 @@ __all__ = [
     "Network",
     "OneWay",
     "Packet",
+    "PacketDropReason",
     "PortAllocation",
     "Realm",
     "SimSocket",

@@ -20,8 +20,8 @@ Modules, one job each:
 """
 
 from natkit.birthday.events import (
+    BirthdayDropReason,
     BirthdayEvent,
-    DropReason,
     ExhaustReason,
     PairFound,
     ProberStats,
@@ -46,9 +46,9 @@ from natkit.birthday.wire import Kind, Packet, PacketError, PacketFailure, Side
 __all__ = [
     "DEFAULT_RATE",
     "MAX_RATE",
+    "BirthdayDropReason",
     "BirthdayEvent",
     "BirthdayProber",
-    "DropReason",
     "Estimate",
     "ExhaustReason",
     "Kind",

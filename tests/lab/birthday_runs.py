@@ -79,8 +79,8 @@ from typing import Any
 
 from natkit.aio.birthday import learn_mapped_endpoint, probe_easy, probe_hard, run_prober
 from natkit.birthday import (
+    BirthdayDropReason,
     BirthdayEvent,
-    DropReason,
     Kind,
     Mode,
     PairFound,
@@ -115,7 +115,11 @@ SELECT_MAX_SOCKETS = 1000
 #: The GIL switch interval during a run (the default is 5 ms).
 SWITCH_INTERVAL_S = 0.0002
 #: Drops that would mean a stranger's or a forged packet reached a prober.
-FOREIGN_DROPS = (DropReason.MALFORMED, DropReason.UNAUTHENTICATED, DropReason.WRONG_SESSION)
+FOREIGN_DROPS = (
+    BirthdayDropReason.MALFORMED,
+    BirthdayDropReason.UNAUTHENTICATED,
+    BirthdayDropReason.WRONG_SESSION,
+)
 
 COUNT_TABLE = "nk_bcount"
 ANY_V4 = "0.0.0.0"
