@@ -41,7 +41,7 @@ from natkit.birthday.schedule import (
     pacing_gap,
     spray_plan,
 )
-from natkit.birthday.wire import Kind, Packet, PacketError, PacketFailure, Side
+from natkit.birthday.wire import BirthdayRole, Kind, Packet, PacketError, PacketFailure, Side
 
 __all__ = [
     "DEFAULT_RATE",
@@ -49,6 +49,7 @@ __all__ = [
     "BirthdayDropReason",
     "BirthdayEvent",
     "BirthdayProber",
+    "BirthdayRole",
     "Estimate",
     "ExhaustReason",
     "Kind",
