@@ -19,8 +19,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-#: Optional extras whose imports are guarded (plots need matplotlib only then).
-OPTIONAL = {"sim"}
+#: Optional extras whose imports are guarded (plots need matplotlib only
+#: then; the pytest plugin is only ever imported by pytest).
+OPTIONAL = {"sim", "pytest"}
 
 
 def _top_level_imports(folders: list[str]) -> set[str]:
