@@ -24,7 +24,7 @@ from typing import Any
 
 from natkit.aio.birthday import StunUnansweredError, probe_birthday
 from natkit.birthday.events import BirthdayEvent, PairFound
-from natkit.birthday.planner import Estimate, Mode, Sampling, Scenario, estimate
+from natkit.birthday.planner import BirthdayScenario, Estimate, Mode, Sampling, estimate
 from natkit.birthday.ports import PortRange
 from natkit.birthday.report import estimate_to_dict, event_to_dict
 from natkit.birthday.schedule import DEFAULT_RATE
@@ -147,7 +147,7 @@ def _fail(action: str, message: object) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     try:
-        scenario = Scenario(
+        scenario = BirthdayScenario(
             ports=args.ports,
             port_range=PortRange.parse(args.port_range),
             mode=Mode.BOTH_HARD if args.both_hard else Mode.ONE_HARD,

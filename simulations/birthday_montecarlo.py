@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.simulations.birthday_trials import (
     BothHardSetup,
@@ -81,7 +81,7 @@ class Comparison:
     """A curve checked against the model at some points."""
 
     title: str
-    scenario: Scenario
+    scenario: BirthdayScenario
     curve: HitCurve
     points: tuple[Point, ...]
     #: Wall-clock seconds the trials took.
@@ -91,7 +91,7 @@ class Comparison:
 
 def compare(
     title: str,
-    scenario: Scenario,
+    scenario: BirthdayScenario,
     curve: HitCurve,
     probes: Sequence[int],
     *,
@@ -127,7 +127,7 @@ def one_hard_comparison(
 
 def both_hard_setup(port_range: PortRange, ports: int = 16) -> BothHardSetup:
     """A budget that reaches the model's top level, so the curve covers every level."""
-    model = Scenario(ports, port_range, Mode.BOTH_HARD)
+    model = BirthdayScenario(ports, port_range, Mode.BOTH_HARD)
     budget = model.probes_for(max(BOTH_HARD_LEVELS))
     if budget is None:
         raise ValueError(f"{ports} sockets x {port_range} cannot reach the top level")
@@ -187,7 +187,7 @@ def render(comparison: Comparison, *, issue: dict[int, float] | None = None) -> 
 
 def render_full_range_both_hard(ports: int = 256, rate: float = ISSUE_RATE) -> str:
     """The model's both-hard figures at the full range (no simulation)."""
-    scenario = Scenario(ports, FULL_RANGE, Mode.BOTH_HARD, rate)
+    scenario = BirthdayScenario(ports, FULL_RANGE, Mode.BOTH_HARD, rate)
     lines = [
         f"Both sides hard, full range {FULL_RANGE} (M = {scenario.space:,} cells): model only",
         f"{'P(success)':>10} {'probes/side':>12} {'at 100/s':>10}",

@@ -76,7 +76,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from natkit.birthday.events import BirthdayEvent, PairFound
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import (
@@ -144,9 +144,9 @@ class OneHardSetup:
         if self.trials_per_site < 1:
             raise SimulationError(f"trials_per_site must be >= 1, not {self.trials_per_site}")
 
-    def scenario(self) -> Scenario:
+    def scenario(self) -> BirthdayScenario:
         """The model of these trials (``natkit.birthday``'s planner)."""
-        return Scenario(self.ports, self.port_range, Mode.ONE_HARD, self.rate)
+        return BirthdayScenario(self.ports, self.port_range, Mode.ONE_HARD, self.rate)
 
     def stages(self) -> tuple[int, ...]:
         """How many probes each stage of a spray sends (they sum to the budget)."""
@@ -182,9 +182,9 @@ class BothHardSetup:
             # so k sockets aiming at the same remote port need k ports.
             raise SimulationError(f"{self.ports} sockets need more than {self.port_range}")
 
-    def scenario(self) -> Scenario:
+    def scenario(self) -> BirthdayScenario:
         """The model of these trials (``natkit.birthday``'s planner)."""
-        return Scenario(self.ports, self.port_range, Mode.BOTH_HARD, self.rate)
+        return BirthdayScenario(self.ports, self.port_range, Mode.BOTH_HARD, self.rate)
 
 
 class _EndingProbe:

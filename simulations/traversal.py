@@ -33,7 +33,7 @@ from enum import Enum
 from functools import cache
 
 from natkit.aio.birthday import opener_rounds, spray_seconds
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import DEFAULT_RATE, opener_plan, pacing_gap, spray_plan
@@ -74,13 +74,13 @@ class BirthdayBudget:
     #: mapping lifetime: every probe's mapping must stay open throughout).
     both_hard_probes: int = 6000
 
-    def one_hard(self) -> Scenario:
+    def one_hard(self) -> BirthdayScenario:
         """The model of the one-hard attempt."""
-        return Scenario(self.one_hard_ports, FULL_RANGE, Mode.ONE_HARD, RATE)
+        return BirthdayScenario(self.one_hard_ports, FULL_RANGE, Mode.ONE_HARD, RATE)
 
-    def both_hard(self) -> Scenario:
+    def both_hard(self) -> BirthdayScenario:
         """The model of the both-hard attempt."""
-        return Scenario(self.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE)
+        return BirthdayScenario(self.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE)
 
 
 class NatType(Enum):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from enum import Enum
 
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE
 from natkit.simulations.traversal import (
     RATE,
@@ -196,7 +196,9 @@ def render_comparison(matrix: Matrix) -> str:
 def render_birthday_footnote(matrix: Matrix, budget: BirthdayBudget) -> str:
     one, both = budget.one_hard(), budget.both_hard()
     sprayed, probes = budget.one_hard_probes, budget.both_hard_probes
-    full = Scenario(budget.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE).probes_for(0.5)
+    full = BirthdayScenario(budget.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE).probes_for(
+        0.5
+    )
     hard = [t.value for t in dict.fromkeys(a for a, _ in matrix) if is_hard(t)]
     return "\n".join(
         [

@@ -28,7 +28,7 @@ from natkit.birthday.events import (
     SearchExhausted,
     WinningPair,
 )
-from natkit.birthday.planner import Estimate, Mode, Sampling, Scenario, estimate
+from natkit.birthday.planner import BirthdayScenario, Estimate, Mode, Sampling, estimate
 from natkit.birthday.ports import PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import (
@@ -50,6 +50,7 @@ __all__ = [
     "BirthdayEvent",
     "BirthdayProber",
     "BirthdayRole",
+    "BirthdayScenario",
     "Estimate",
     "ExhaustReason",
     "Kind",
@@ -63,7 +64,6 @@ __all__ = [
     "ProberConfig",
     "ProberStats",
     "Sampling",
-    "Scenario",
     "SearchExhausted",
     "SendPlan",
     "Side",

@@ -81,6 +81,7 @@ from natkit.aio.birthday import learn_mapped_endpoint, probe_easy, probe_hard, r
 from natkit.birthday import (
     BirthdayDropReason,
     BirthdayEvent,
+    BirthdayScenario,
     Kind,
     Mode,
     PairFound,
@@ -92,7 +93,6 @@ from natkit.birthday import (
     pacing_gap,
     spray_plan,
 )
-from natkit.birthday import Scenario as Model
 from natkit.birthday.wire import parse_packet
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
@@ -177,8 +177,10 @@ class Setup:
         return self.rate
 
     @property
-    def model(self) -> Model:
-        return Model(ports=self.ports, port_range=self.port_range, mode=self.mode, rate=self.rate)
+    def model(self) -> BirthdayScenario:
+        return BirthdayScenario(
+            ports=self.ports, port_range=self.port_range, mode=self.mode, rate=self.rate
+        )
 
     @property
     def success_probability(self) -> float:

@@ -112,9 +112,10 @@ def _type_checking_nodes(tree: ast.Module) -> set[int]:
     """The ids of the nodes inside ``if TYPE_CHECKING:`` blocks."""
     inside: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name):
-            if node.test.id == "TYPE_CHECKING":
-                inside.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+        if not isinstance(node, ast.If):
+            continue
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            inside.update(id(child) for stmt in node.body for child in ast.walk(stmt))
     return inside
 
 
