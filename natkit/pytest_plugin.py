@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -39,24 +39,12 @@ import pytest
 if TYPE_CHECKING:
     from natkit.lab import Lab, Scenario
 
-#: Every program natkit's lab drives (some scenarios only), with the Debian
-#: package that provides it.
-LAB_TOOLS: Mapping[str, str] = {
-    "ip": "iproute2",
-    "nft": "nftables",
-    "conntrack": "conntrack",
-    "turnserver": "coturn",
-    "turnutils_natdiscovery": "coturn",
-    "miniupnpd": "miniupnpd-nftables",
-    "upnpc": "miniupnpc",
-    "tayga": "tayga",
-    "unbound": "unbound",
-    "openssl": "openssl",
-    "wireguard-go": "wireguard-go",
-    "wg": "wireguard-tools",
-    "unshare": "util-linux",
-    "nsenter": "util-linux",
-}
+#: The programs every scenario of natkit's lab needs between them (natkit's
+#: own lab tests ask for all; :mod:`natkit.lab.netns` knows their packages).
+LAB_TOOLS: tuple[str, ...] = (
+    "ip", "nft", "conntrack", "turnserver", "turnutils_natdiscovery", "miniupnpd", "upnpc",
+    "tayga", "unbound", "openssl", "wireguard-go", "wg", "unshare", "nsenter",
+)  # fmt: skip
 
 
 def in_ci() -> bool:
@@ -64,15 +52,17 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def lab_unavailable_reason(tools: Mapping[str, str] = LAB_TOOLS) -> str | None:
+def lab_unavailable_reason(tools: Iterable[str] = LAB_TOOLS) -> str | None:
     """Why labs cannot be built here (no root, or one of ``tools`` missing),
     or ``None`` when they can."""
     if os.geteuid() != 0:
         return "the NAT lab needs root to create network namespaces"
-    for tool, package in tools.items():
-        if shutil.which(tool) is None:
-            return f"the NAT lab needs {tool!r} (Debian package {package!r})"
-    return None
+    missing = next((tool for tool in tools if shutil.which(tool) is None), None)
+    if missing is None:
+        return None
+    from natkit.lab.netns import TOOL_PACKAGES  # noqa: PLC0415 (the lab: only when asked)
+
+    return f"the NAT lab needs {missing!r} (Debian package {TOOL_PACKAGES.get(missing, missing)!r})"
 
 
 def lab_unavailable(reason: str) -> NoReturn:
@@ -82,7 +72,7 @@ def lab_unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def require_lab(tools: Mapping[str, str] = LAB_TOOLS) -> None:
+def require_lab(tools: Iterable[str] = LAB_TOOLS) -> None:
     """Skip (or, with ``CI=true``, fail) the current test unless labs can be
     built here with ``tools``."""
     reason = lab_unavailable_reason(tools)
@@ -160,7 +150,7 @@ class LabPool:
 @pytest.fixture(scope="session")
 def natkit_lab_pool() -> Iterator[LabPool]:
     """One lab per scenario for the session: ``natkit_lab_pool.get(name)``."""
-    require_lab({})
+    require_lab(())
     pool = LabPool(default_pool_servers())
     try:
         yield pool
@@ -172,7 +162,7 @@ def natkit_lab_pool() -> Iterator[LabPool]:
 def natkit_lab() -> Iterator[Callable[..., Lab]]:
     """``natkit_lab(scenario, **Lab.up keywords)``: a running lab of its
     own, torn down after the test (also when it fails)."""
-    require_lab({})
+    require_lab(())
     made: list[Lab] = []
 
     def factory(scenario: str | Scenario, **kwargs: Any) -> Lab:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from natkit.pytest_plugin import require_lab
+from natkit.pytest_plugin import lab_unavailable_reason, require_lab
 
 NOBODY = 65534
 
@@ -125,3 +125,14 @@ def test_a_failing_test_still_has_its_lab_torn_down(project: Path) -> None:
     ).stdout
     assert run_id
     assert f"nk-{run_id}" not in namespaces
+
+
+def test_a_missing_tool_is_named_with_its_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "miniupnpd" else "/bin/x")
+    assert lab_unavailable_reason() == (
+        "the NAT lab needs 'miniupnpd' (Debian package 'miniupnpd-nftables')"
+    )
+    assert lab_unavailable_reason(["ip", "nft"]) is None
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert lab_unavailable_reason(()) == "the NAT lab needs root to create network namespaces"
