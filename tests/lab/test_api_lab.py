@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from natkit.cli.classify import VERDICT_KEYS
 from natkit.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -32,19 +33,6 @@ from natkit.probe.report import report_to_dict
 server, dns = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
 print(json.dumps(report_to_dict(asyncio.run(natkit.classify(server, dns_server=dns)))))
 """
-VERDICTS = (
-    "status",
-    "udp_blocked",
-    "behind_nat",
-    "mapping",
-    "filtering",
-    "hairpin",
-    "port_allocation",
-    "nat_type",
-    "alg_detected",
-    "cgnat",
-    "double_nat",
-)
 TRIES = 3
 ICMP_REFILL_S = 1.1
 
@@ -67,7 +55,7 @@ def comparable(document: dict[str, Any]) -> dict[str, Any]:
     """What must not differ between two runs of one classification."""
     nat64 = document["nat64"]
     return {
-        **{key: document[key] for key in VERDICTS},
+        **{key: document[key] for key in VERDICT_KEYS},
         "nat64": (nat64["status"], nat64["prefixes"], nat64["dns_server"]),
         "path": [(h["ttl"], h["address"], h["kind"], h["reply"]) for h in document["path"]],
         "reasons": sorted(document["reasons"]),
