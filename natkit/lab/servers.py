@@ -4,7 +4,7 @@ Two servers, each an RFC 5780 pair (two addresses, two ports) on its own
 host, so a classifier can be checked against natkit's own server and against
 an independent one:
 
-* ``natkit``: ``python -m cli stun-server``, which prints ``ready`` on stdout
+* ``natkit``: ``python -m natkit.cli stun-server``, which prints ``ready`` on stdout
   once it listens;
 * ``coturn``: ``turnserver`` in STUN-only mode, which turns on RFC 5780 by
   itself when given two listening addresses; readiness is a STUN Binding
@@ -106,15 +106,16 @@ def server_addresses(kind: ServerKind, *, ipv6: bool = False) -> ServerAddresses
 
 
 def natkit_server_available() -> bool:
-    """Whether ``python -m cli stun-server`` exists in this checkout."""
+    """Whether ``python -m natkit.cli stun-server`` exists in this checkout."""
     try:
-        return importlib.util.find_spec("cli.stun_server") is not None
+        return importlib.util.find_spec("natkit.cli.stun_server") is not None
     except ModuleNotFoundError:
         return False
 
 
 def _project_root() -> str | None:
-    spec = importlib.util.find_spec("cli")
+    """The folder holding the ``natkit`` package this process imported."""
+    spec = importlib.util.find_spec("natkit")
     if spec is None or not spec.submodule_search_locations:
         return None
     return str(Path(next(iter(spec.submodule_search_locations))).parent)
@@ -126,7 +127,7 @@ def server_argv(kind: ServerKind, workdir: Path, *, ipv6: bool = False) -> list[
     first, second = str(addresses.primary.address), str(addresses.alternate.address)
     if kind is ServerKind.NATKIT:
         return [
-            sys.executable, "-m", "cli", "stun-server",
+            sys.executable, "-m", "natkit.cli", "stun-server",
             "--bind", first, "--bind", second,
             "--port", str(PRIMARY_PORT), "--alt-port", str(ALTERNATE_PORT),
         ]  # fmt: skip
@@ -185,7 +186,7 @@ def start_server(
     if kind is ServerKind.COTURN:
         make_certificate(workdir)
     if kind is ServerKind.NATKIT:
-        # Find this checkout's ``cli`` package even when it is not installed.
+        # Find this checkout's ``natkit`` package even when it is not installed.
         root = _project_root()
         if root is not None:
             env["PYTHONPATH"] = os.pathsep.join(

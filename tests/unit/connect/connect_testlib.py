@@ -4,7 +4,7 @@
 test knows, and builds (or forges) checks and answers with natkit's STUN
 codec, so a test can feed one :class:`ConnectAgent` exactly the bytes it
 wants and read exactly what comes out. The simulated helpers run two real
-agents on the simulator (:mod:`simulations.connect`).
+agents on the simulator (:mod:`natkit.simulations.connect`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from natkit.connect import (
 from natkit.connect.candidates import Candidate, CandidateKind, priority_of
 from natkit.endpoint import Endpoint
 from natkit.sansio import Datagram
+from natkit.simulations.connect import ConnectNode, Multihomed, SignalHub, multihomed
 from natkit.stun.attributes import (
     ErrorCodeAttribute,
     FlagAttribute,
@@ -34,7 +35,6 @@ from natkit.stun.attributes import (
 from natkit.stun.codec import Message, encode_message, parse_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
 from natkit.stun.integrity import short_term_key
-from simulations.connect import ConnectNode, Multihomed, SignalHub, multihomed
 
 LOCAL = Endpoint.parse("192.0.2.1:40000")
 PEER = Endpoint.parse("198.51.100.7:50000")

@@ -32,12 +32,12 @@ from natkit.connect import (
 from natkit.connect.candidates import Candidate, CandidateKind
 from natkit.endpoint import Endpoint
 from natkit.sansio import Datagram
-from simulations.connect import ConnectNode, SignalHub, connect_pair, gather, learn_mapped
-from simulations.driver import CoreDriver
-from simulations.link import Link
-from simulations.reflexive import start_stun_server
-from simulations.sites import two_sites
-from simulations.traversal import SITE_DELAY, NatType
+from natkit.simulations.connect import ConnectNode, SignalHub, connect_pair, gather, learn_mapped
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.link import Link
+from natkit.simulations.reflexive import start_stun_server
+from natkit.simulations.sites import two_sites
+from natkit.simulations.traversal import SITE_DELAY, NatType
 
 SERVER = Endpoint.parse("192.0.2.200:3478")
 RELAYED = Endpoint.parse("192.0.2.200:50000")

@@ -29,22 +29,22 @@ from natkit.connect import (
 from natkit.connect.candidates import CandidateKind
 from natkit.connect.pairs import CheckPurpose
 from natkit.endpoint import Endpoint
-from natkit.stun.server import ServerConfig, StunServer
-from simulations.connect import (
+from natkit.simulations.connect import (
     ConnectNode,
     SignalHub,
     connect_pair,
     gather,
     learn_mapped,
 )
-from simulations.driver import CoreDriver
-from simulations.link import Link
-from simulations.nat import NatConfig, PortAllocation
-from simulations.network import Network
-from simulations.reflexive import STUN_SERVER, start_stun_server
-from simulations.sites import two_sites
-from simulations.traversal import SITE_DELAY, NatType, attempt_stun, pair_seed
-from simulations.traversal_matrix import Classic, classic_expectation
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.link import Link
+from natkit.simulations.nat import NatConfig, PortAllocation
+from natkit.simulations.network import Network
+from natkit.simulations.reflexive import STUN_SERVER, start_stun_server
+from natkit.simulations.sites import two_sites
+from natkit.simulations.traversal import SITE_DELAY, NatType, attempt_stun, pair_seed
+from natkit.simulations.traversal_matrix import Classic, classic_expectation
+from natkit.stun.server import ServerConfig, StunServer
 
 
 def selections(pair: SimPair, node: int = 0) -> list[tuple[float, PathSelected]]:
