@@ -48,9 +48,9 @@ from types import FunctionType, ModuleType
 
 import aioice
 
-from natkit.connect import ConnectAgent, ConnectConfig, ConnectEvent, PathSelected
-from natkit.connect.candidates import Candidate, CandidateKind, priority_of
 from natkit.endpoint import Endpoint
+from natkit.ice import ConnectAgent, ConnectConfig, ConnectEvent, PathSelected
+from natkit.ice.candidates import Candidate, CandidateKind, priority_of
 from natkit.sansio import Datagram
 from natkit.simulations.connect import ConnectNode, SignalHub, multihomed
 

@@ -5,7 +5,7 @@
   the way the rendezvous carries them sealed. A node can be taken offline
   (its messages are dropped, as a rendezvous drops messages for a peer
   that is not connected); ``delivered`` and ``dropped`` count.
-* :class:`ConnectNode` is one peer: a :class:`~natkit.connect.ConnectAgent`
+* :class:`ConnectNode` is one peer: a :class:`~natkit.ice.ConnectAgent`
   on its simulated sockets, driven by a :class:`~natkit.simulations.driver.CoreDriver`
   (through ``wrap``, a core around the agent, when a test demultiplexes
   first, e.g. a relay's traffic),
@@ -27,7 +27,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from natkit.connect import (
+from natkit.endpoint import Endpoint, IPAddress
+from natkit.ice import (
     ConnectAgent,
     ConnectConfig,
     ConnectEvent,
@@ -37,9 +38,8 @@ from natkit.connect import (
     decode_signal,
     encode_signal,
 )
-from natkit.connect.candidates import Candidate, CandidateKind, LocalCandidate, priority_of
-from natkit.connect.events import BirthdaySocketsReleased, BirthdaySocketsWanted
-from natkit.endpoint import Endpoint, IPAddress
+from natkit.ice.candidates import Candidate, CandidateKind, LocalCandidate, priority_of
+from natkit.ice.events import BirthdaySocketsReleased, BirthdaySocketsWanted
 from natkit.sansio import SansIOCore
 from natkit.simulations.clock import EventLoop
 from natkit.simulations.driver import CoreDriver

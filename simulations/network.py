@@ -542,7 +542,7 @@ class Network:
         realm = sender.realm
         address = packet.dst.address
         if self._blocked and (packet.src.address, address) in self._blocked:
-            self.drop(packet, sender.name, DropReason.BLOCKED)
+            self.drop(packet, sender.name, PacketDropReason.BLOCKED)
             return
         # The common case, an address held in the realm, without a method call.
         target = realm._holders.get(address) or realm._route_unheld(address, sender)

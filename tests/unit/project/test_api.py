@@ -90,15 +90,16 @@ def _natkit_module_names() -> set[str]:
 
 
 def test_no_export_is_also_a_submodule() -> None:
-    """``natkit.connect`` cannot be a function while ``natkit/connect/`` is a
-    package: importing ``natkit.connect.checks`` sets the attribute
-    ``natkit.connect`` to the package, over the function."""
+    """An export cannot share its name with a package (as ``natkit.gather``):
+    importing ``natkit.gather.plan`` sets the attribute ``natkit.gather`` to
+    the package, over the function. (That is why the connect core is
+    ``natkit.ice`` and ``natkit.connect`` the entry point.)"""
     clashes = sorted(set(natkit._EXPORTS) & _natkit_module_names())
     assert not clashes, f"exports named like natkit's own modules: {clashes}"
 
 
 def test_the_clash_check_sees_a_package() -> None:
-    assert {"gather", "connect", "cli", "simulations"} <= _natkit_module_names()
+    assert {"gather", "ice", "cli", "simulations"} <= _natkit_module_names()
 
 
 def test_one_exception_tree() -> None:

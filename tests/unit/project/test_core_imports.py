@@ -65,7 +65,7 @@ CORE_PACKAGES = [
     "natkit.gather",
     "natkit.birthday",
     "natkit.portmap",
-    "natkit.connect",
+    "natkit.ice",
     "natkit.turn",
     "natkit.signal",
     "natkit.directory",
