@@ -22,8 +22,8 @@ import os
 import sys
 import time
 
-from simulations.birthday_trials import OneHardSetup, run_one_hard
-from simulations.parallel import default_jobs, run_trials
+from natkit.simulations.birthday_trials import OneHardSetup, run_one_hard
+from natkit.simulations.parallel import default_jobs, run_trials
 
 TARGET_SECONDS = 60.0
 TARGET_TRIALS = 10_000

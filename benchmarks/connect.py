@@ -2,7 +2,7 @@
 
 One *hub* agent (one socket, the way a VPN node with many peers runs it)
 connects to ``--peers`` peers, each a real agent of its own, all on the
-simulator's virtual clock (:mod:`simulations.connect`), signalling through
+simulator's virtual clock (:mod:`natkit.simulations.connect`), signalling through
 the simulated hub with a delay. Each peer announces 8 candidates: 2 host
 candidates on two interfaces with different delays, and 6 that nothing
 reaches (addresses of private networks), so the hub forms, checks and
@@ -61,11 +61,11 @@ from types import FunctionType, ModuleType
 
 import aioice
 
-from natkit.connect import ConnectAgent, ConnectConfig, ConnectEvent, PathSelected
-from natkit.connect.candidates import Candidate, CandidateKind, priority_of
 from natkit.endpoint import Endpoint
+from natkit.ice import ConnectAgent, ConnectConfig, ConnectEvent, PathSelected
+from natkit.ice.candidates import Candidate, CandidateKind, priority_of
 from natkit.sansio import Datagram
-from simulations.connect import ConnectNode, SignalHub, multihomed
+from natkit.simulations.connect import ConnectNode, SignalHub, multihomed
 
 TARGET_BYTES = 20 * 1024
 TARGET_SHARE = 0.02

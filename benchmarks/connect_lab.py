@@ -54,7 +54,7 @@ def run_once(lab: Lab) -> list[Side]:
     spawned = time.time()
     for role, other in (SITES, SITES[::-1]):
         argv = [
-            sys.executable, "-m", "cli", "connect", "--rendezvous", str(RENDEZVOUS),
+            sys.executable, "-m", "natkit.cli", "connect", "--rendezvous", str(RENDEZVOUS),
             "--key", str(keys[role]), "--peer", public[other], "--stun", STUN,
             "--once", "--timeout", str(TIMEOUT), "--json-line", "--no-portmap",
         ]  # fmt: skip

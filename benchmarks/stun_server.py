@@ -162,7 +162,7 @@ def subjects(load: Path, workdir: Path, taken: set[int]) -> list[Subject]:
         "--pidfile", str(workdir / "coturn.pid"), "--userdb", str(workdir / "coturn.db"),
         "--log-file", str(workdir / "coturn.log"),
     ]  # fmt: skip
-    stun_server = [sys.executable, "-m", "cli", "stun-server", "--bind", HOST, "--stats"]
+    stun_server = [sys.executable, "-m", "natkit.cli", "stun-server", "--bind", HOST, "--stats"]
     return [
         Subject("coturn turnserver", turnserver, coturn),
         Subject("natkit stun-server", [*stun_server, "--port", str(natkit)], natkit, signal.SIGINT),

@@ -22,21 +22,13 @@ import random
 import sys
 from typing import Any
 
-from natkit.aio.birthday import (
-    StunUnansweredError,
-    learn_mapped_endpoint,
-    probe_both_hard,
-    probe_easy,
-    probe_hard,
-    spray_seconds,
-)
+from natkit.aio.birthday import StunUnansweredError, probe_birthday
 from natkit.birthday.events import BirthdayEvent, PairFound
-from natkit.birthday.planner import Estimate, Mode, Sampling, Scenario, estimate
+from natkit.birthday.planner import BirthdayScenario, Estimate, Mode, Sampling, estimate
 from natkit.birthday.ports import PortRange
-from natkit.birthday.prober import ProberConfig
 from natkit.birthday.report import estimate_to_dict, event_to_dict
 from natkit.birthday.schedule import DEFAULT_RATE
-from natkit.birthday.wire import Side
+from natkit.birthday.wire import BirthdayRole
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 
@@ -155,7 +147,7 @@ def _fail(action: str, message: object) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     try:
-        scenario = Scenario(
+        scenario = BirthdayScenario(
             ports=args.ports,
             port_range=PortRange.parse(args.port_range),
             mode=Mode.BOTH_HARD if args.both_hard else Mode.ONE_HARD,
@@ -245,17 +237,7 @@ def run_probe(args: argparse.Namespace) -> int:
     try:
         port_range = PortRange.parse(args.port_range)
         stun = None if args.stun is None else Endpoint.parse(args.stun, default_port=3478)
-        peer = Endpoint.parse(args.peer, default_port=None if _needs_peer_port(args) else 0)
-        config = ProberConfig(
-            key=key,
-            session=session,
-            side=Side.A if args.role == "hard" else Side.B,
-            rate=args.rate,
-            budget=0 if _needs_peer_port(args) else args.budget,
-            answer_timeout=args.answer_timeout,
-            peer_address=peer.address,
-        )
-        started, event, mapped = asyncio.run(_probe(args, config, peer, port_range, stun))
+        started, event, mapped = asyncio.run(_probe(args, key, session, port_range, stun))
     except StunUnansweredError as exc:
         print(f"natkit birthday probe: {exc}", file=sys.stderr)
         return 2
@@ -274,60 +256,43 @@ def run_probe(args: argparse.Namespace) -> int:
     return 0 if isinstance(event, PairFound) else 1
 
 
-def _needs_peer_port(args: argparse.Namespace) -> bool:
-    """Only the hard side of one-hard mode aims at one endpoint."""
-    return args.role == "hard" and not args.both_hard
-
-
 async def _probe(
     args: argparse.Namespace,
-    config: ProberConfig,
-    peer: Endpoint,
+    key: bytes,
+    session: bytes,
     port_range: PortRange,
     stun: Endpoint | None,
 ) -> tuple[float, BirthdayEvent, Endpoint | None]:
+    """The library's :func:`natkit.aio.birthday.probe_birthday` with the flags."""
     started = asyncio.get_running_loop().time()
-    local = args.local_address or ("0.0.0.0" if peer.address.version == 4 else "::")
-    rng = random.Random(args.seed)
-    mapped: Endpoint | None = None
-    if args.both_hard:
-        event = await probe_both_hard(
-            config,
-            peer.address,
-            rng,
-            ports=args.ports,
-            port_range=port_range,
-            local_address=local,
-        )
-    elif args.role == "hard":
-        start_delay = args.ports / args.rate
-        duration = args.duration
-        if duration is None:
-            duration = start_delay + spray_seconds(args.budget, args.rate) + 10.0
-        event = await probe_hard(
-            config,
-            peer,
-            ports=args.ports,
-            duration=duration,
-            keepalive=args.keepalive,
-            local_address=local,
-        )
-    else:
-        start_delay = args.start_delay if args.start_delay is not None else args.ports / args.rate
-        bound = Endpoint.of(local, args.local_port)
-        if stun is not None:
-            bound, mapped = await learn_mapped_endpoint(stun, bound)
-            # The hard side needs this before it can start: say it now.
-            print(f"natkit birthday probe: mapped endpoint {mapped}", file=sys.stderr, flush=True)
-        event = await probe_easy(
-            config,
-            peer.address,
-            rng,
-            port_range=port_range,
-            local=bound,
-            start_delay=start_delay,
-        )
-    return started, event, mapped
+    learnt: list[Endpoint] = []
+
+    def announce(mapped: Endpoint) -> None:
+        # The hard side needs this before it can start: say it now.
+        learnt.append(mapped)
+        print(f"natkit birthday probe: mapped endpoint {mapped}", file=sys.stderr, flush=True)
+
+    event = await probe_birthday(
+        BirthdayRole(args.role),
+        args.peer,
+        key=key,
+        session=session,
+        both_hard=args.both_hard,
+        ports=args.ports,
+        budget=args.budget,
+        rate=args.rate,
+        port_range=port_range,
+        local_address=args.local_address,
+        local_port=args.local_port,
+        stun=stun,
+        on_mapped=announce,
+        start_delay=args.start_delay,
+        duration=args.duration,
+        keepalive=args.keepalive,
+        answer_timeout=args.answer_timeout,
+        rng=random.Random(args.seed),
+    )
+    return started, event, learnt[0] if learnt else None
 
 
 def render_event(document: dict[str, Any]) -> str:

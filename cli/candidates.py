@@ -20,9 +20,9 @@ import argparse
 import asyncio
 import sys
 
-from cli.output import add_format_flags, print_report
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, gather_candidates
 from natkit.aio.dns import parse_dns_server
+from natkit.cli.output import add_format_flags, print_report
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.gather.candidates import (
@@ -208,8 +208,8 @@ def render_human(report: CandidateReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cli.candidates``: ``natkit candidates`` by another name."""
-    from cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
+    """``python -m natkit.cli.candidates``: ``natkit candidates`` by another name."""
+    from natkit.cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
 
     return natkit(["candidates", *(sys.argv[1:] if argv is None else argv)])
 

@@ -21,11 +21,9 @@ import sys
 import time
 from typing import Any
 
-from cli.output import add_format_flags, print_report
-from natkit.aio.classify import classify, measure_binding_lifetime, resolve_server
-from natkit.aio.interfaces import has_routable_ipv6_here
+from natkit.aio.classify import classify
+from natkit.cli.output import add_format_flags, print_report
 from natkit.errors import NatkitError
-from natkit.nat64 import NAT64_NOT_APPLICABLE, Nat64Discovery
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.expect import Expectation, check_expectations, parse_expectations
 from natkit.probe.hops import Hop, HopReply
@@ -150,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"natkit classify: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if args.lab is not None:
-        from cli.lab import classify_in_lab  # noqa: PLC0415 (the lab is root-only, load it lazily)
+        from natkit.cli.lab import classify_in_lab  # noqa: PLC0415 (the lab is root-only, load it lazily)
 
         return classify_in_lab(args.lab, _passthrough(args))
     if not args.server:
@@ -259,7 +257,7 @@ def _word(value: object) -> str:
 
 
 async def _classify(args: argparse.Namespace) -> ClassificationReport:
-    servers = [await resolve_server(text) for text in args.server]
+    """The library's :func:`natkit.aio.classify.classify` with the flags' settings."""
     config = ClassifierConfig(
         allocation_sockets=args.allocation_sockets,
         test_hairpin=not args.no_hairpin,
@@ -267,47 +265,15 @@ async def _classify(args: argparse.Namespace) -> ClassificationReport:
     )
     if args.no_path:
         config = dataclasses.replace(config, hop_limit=0)
-    # NAT64 discovery (RFC 7050) runs beside the classification, not after
-    # it, and only where a NAT64 could be used at all (an IPv6 address).
-    nat64_task = None
-    if not args.no_nat64 and has_routable_ipv6_here():
-        # Imported before the run starts: dnspython takes 0.1-0.3 s to
-        # import, and inside the run that would block the event loop while
-        # the first answers wait in the socket buffers (a start-up RTT spike).
-        from natkit.aio.dns import discover_nat64  # noqa: PLC0415 (see _check_dns_server)
-
-        nat64_task = asyncio.ensure_future(
-            discover_nat64(dns_server=args.dns, timeout=min(2.0, args.timeout))
-        )
-    try:
-        report = await classify(servers, config=config, local_address=args.local_address)
-    except BaseException:
-        if nat64_task is not None:
-            nat64_task.cancel()
-        raise
-    nat64: Nat64Discovery | None = None
-    if nat64_task is not None:
-        # Bounded by its own timeout; discovery never raises for DNS trouble.
-        nat64 = await nat64_task
-    elif not args.no_nat64:
-        nat64 = NAT64_NOT_APPLICABLE
-    if nat64 is not None:
-        report = dataclasses.replace(
-            report, nat64=nat64, reasons={**report.reasons, Verdict.NAT64: nat64.reason}
-        )
-    if args.lifetime and report.status is RunStatus.OK:
-        lifetime = await measure_binding_lifetime(
-            servers[0],
-            config=LifetimeConfig(max_lifetime=args.lifetime_max),
-            local_address=args.local_address,
-        )
-        report = dataclasses.replace(
-            report,
-            binding_lifetime=lifetime.lifetime,
-            binding_lifetime_expired_after=lifetime.expired_after,
-            reasons={**report.reasons, Verdict.BINDING_LIFETIME: lifetime.reason},
-        )
-    return report
+    lifetime = LifetimeConfig(max_lifetime=args.lifetime_max) if args.lifetime else None
+    return await classify(
+        args.server,
+        config=config,
+        local_address=args.local_address,
+        nat64=not args.no_nat64,
+        dns_server=args.dns,
+        lifetime=lifetime,
+    )
 
 
 def _check_dns_server(text: str) -> None:

@@ -7,7 +7,7 @@
 
 Runs a :class:`natkit.aio.connect.Connection` and prints one line per path
 change (``--json-line``: one JSON object per event, schema
-``natkit.connect`` v1, :mod:`cli.connect_render`). Exit status:
+``natkit.connect`` v1, :mod:`natkit.cli.connect_render`). Exit status:
 
 * 0: ``--once`` and every peer has a confirmed path (printed; the node keeps
   answering for :data:`ONCE_LINGER` s so the peer confirms it too), or
@@ -29,7 +29,9 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from cli.connect_render import (
+from natkit.aio.candidates import PortMapProvider
+from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.cli.connect_render import (
     event_to_dict,
     event_to_text,
     json_line,
@@ -37,12 +39,10 @@ from cli.connect_render import (
     pairs_table,
     stats_to_dict,
 )
-from natkit.aio.candidates import PortMapProvider
-from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
-from natkit.connect import ConnectConfig, PathLost, PathSelected
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.gather.host import HostPolicy
+from natkit.ice import ConnectConfig, PathLost, PathSelected
 from natkit.identity import PrivateKey, PublicKey
 from natkit.identity.keyfile import load_private_key
 from natkit.signal.channel import ChannelState, StateChanged
@@ -396,8 +396,8 @@ def _stats_text(connection: Connection) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cli.connect``: ``natkit connect`` by another name."""
-    from cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
+    """``python -m natkit.cli.connect``: ``natkit connect`` by another name."""
+    from natkit.cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
 
     return natkit(["connect", *(sys.argv[1:] if argv is None else argv)])
 

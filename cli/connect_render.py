@@ -14,9 +14,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cli.output import utc_now
 from natkit.aio.connect import Connection, LocalCandidatesChanged, NodeEvent
-from natkit.connect import (
+from natkit.cli.output import utc_now
+from natkit.endpoint import Endpoint
+from natkit.ice import (
     PairStatus,
     Path,
     PathLost,
@@ -25,8 +26,7 @@ from natkit.connect import (
     PeerUnreachable,
     RoleChanged,
 )
-from natkit.connect.candidates import Candidate
-from natkit.endpoint import Endpoint
+from natkit.ice.candidates import Candidate
 from natkit.signal.channel import StateChanged
 
 SCHEMA = "natkit.connect"

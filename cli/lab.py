@@ -141,7 +141,7 @@ def classify_in_lab(scenario: str, classify_argv: Sequence[str]) -> int:
             )
             print(f"natkit lab: {lab.run_id} {scenario}; expected {expected}", file=sys.stderr)
             servers = [f"--server={s.primary}" for s in lab.stun_servers.values()]
-            argv = [sys.executable, "-m", "cli", "classify", *servers, *classify_argv]
+            argv = [sys.executable, "-m", "natkit.cli", "classify", *servers, *classify_argv]
             return int(lab.popen(CLIENT_ROLE, argv).wait())
     except UnknownScenarioError as exc:
         print(f"natkit classify: {exc}", file=sys.stderr)

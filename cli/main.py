@@ -16,16 +16,25 @@ EXIT_USAGE = 64
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "classify": ("cli.classify", "classify the NAT between this host and STUN servers"),
-    "stun-server": ("cli.stun_server", "run an RFC 5780-capable STUN server"),
-    "lab": ("cli.lab", "build, list and tear down the network-namespace lab"),
-    "birthday": ("cli.birthday", "birthday-paradox hole punching through hard (APDM) NATs"),
-    "portmap": ("cli.portmap", "map a port on the gateway (PCP, NAT-PMP, UPnP IGD) and hold it"),
-    "candidates": ("cli.candidates", "gather every address a peer might reach this host at"),
-    "keygen": ("cli.keygen", "print a new private node key (like wg genkey)"),
-    "pubkey": ("cli.pubkey", "print the public key of the private key on stdin (like wg pubkey)"),
-    "rendezvous": ("cli.rendezvous", "relay sealed signalling messages between nodes"),
-    "connect": ("cli.connect", "find and keep the best direct path to peers, by public key"),
+    "classify": ("natkit.cli.classify", "classify the NAT between this host and STUN servers"),
+    "stun-server": ("natkit.cli.stun_server", "run an RFC 5780-capable STUN server"),
+    "lab": ("natkit.cli.lab", "build, list and tear down the network-namespace lab"),
+    "birthday": ("natkit.cli.birthday", "birthday-paradox hole punching through hard (APDM) NATs"),
+    "portmap": (
+        "natkit.cli.portmap",
+        "map a port on the gateway (PCP, NAT-PMP, UPnP IGD) and hold it",
+    ),
+    "candidates": ("natkit.cli.candidates", "gather every address a peer might reach this host at"),
+    "keygen": ("natkit.cli.keygen", "print a new private node key (like wg genkey)"),
+    "pubkey": (
+        "natkit.cli.pubkey",
+        "print the public key of the private key on stdin (like wg pubkey)",
+    ),
+    "rendezvous": ("natkit.cli.rendezvous", "relay sealed signalling messages between nodes"),
+    "connect": (
+        "natkit.cli.connect",
+        "find and keep the best direct path to peers, by public key",
+    ),
 }
 
 

@@ -316,8 +316,8 @@ def _print_event(event: PortmapEvent, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cli.portmap``: ``natkit portmap`` by another name."""
-    from cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
+    """``python -m natkit.cli.portmap``: ``natkit portmap`` by another name."""
+    from natkit.cli.main import main as natkit  # noqa: PLC0415 (it imports this module)
 
     return natkit(["portmap", *(sys.argv[1:] if argv is None else argv)])
 

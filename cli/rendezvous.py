@@ -19,8 +19,8 @@ import signal
 import sys
 from typing import Any
 
-from cli.output import utc_now
 from natkit.aio.rendezvous_server import AsyncRendezvousServer
+from natkit.cli.output import utc_now
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.signal.server import (

@@ -12,7 +12,7 @@ a socket, a clock or a random source of its own. Drivers feed it
 and after each call collect ``datagrams_to_send(now)`` and ``next_event()``
 until it returns ``None``. ``now`` is a monotonic time in seconds; only its
 differences matter. The asyncio driver (``natkit.aio.driver``) and the
-virtual-clock simulator (``simulations``) are the two drivers.
+virtual-clock simulator (``natkit.simulations``) are the two drivers.
 
 ICMP is opt-in on both sides, so cores written before it keep working
 unchanged: a :class:`Datagram` without ``ttl`` leaves with the socket's

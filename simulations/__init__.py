@@ -14,12 +14,12 @@ Quick start::
     topo.loop.run_until(lambda: bool(client.events), timeout=10.0)
 """
 
-from simulations.clock import EventLoop
-from simulations.driver import CoreDriver
-from simulations.errors import SimulationError
-from simulations.firewall import Firewall, FirewallConfig
-from simulations.link import Link, OneWay
-from simulations.nat import (
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.firewall import Firewall, FirewallConfig
+from natkit.simulations.link import Link, OneWay
+from natkit.simulations.nat import (
     FILTER_SCOPE,
     MAPPING_SCOPE,
     FilteringBehavior,
@@ -29,15 +29,14 @@ from simulations.nat import (
     NatConfig,
     PortAllocation,
 )
-from simulations.network import Host, Interface, Network, Realm, SimSocket
-from simulations.packet import DropReason, Packet, TraceEvent, TraceKind
-from simulations.topology import StandardTopology, standard_topology
+from natkit.simulations.network import Host, Interface, Network, Realm, SimSocket
+from natkit.simulations.packet import Packet, PacketDropReason, TraceEvent, TraceKind
+from natkit.simulations.topology import StandardTopology, standard_topology
 
 __all__ = [
     "FILTER_SCOPE",
     "MAPPING_SCOPE",
     "CoreDriver",
-    "DropReason",
     "EventLoop",
     "FilteringBehavior",
     "Firewall",
@@ -52,6 +51,7 @@ __all__ = [
     "Network",
     "OneWay",
     "Packet",
+    "PacketDropReason",
     "PortAllocation",
     "Realm",
     "SimSocket",

@@ -1,6 +1,6 @@
 """The birthday table by Monte Carlo, beside natkit's analytic model.
 
-    python -m simulations.birthday_montecarlo [--trials 10000] [--seed 1] [--jobs 2]
+    python -m natkit.simulations.birthday_montecarlo [--trials 10000] [--seed 1] [--jobs 2]
 
 Prints two tables, each point with the simulated success rate, its 95 %
 Wilson interval, and the difference from :mod:`natkit.birthday`'s model in
@@ -8,7 +8,7 @@ percentage points:
 
 1. **One hard side**, k = 256 mappings on the whole port range, at the
    issue's points (174, 256, 1024 and 2048 probes), from ``--trials``
-   packet-level trials (:func:`simulations.birthday_trials.run_one_hard`).
+   packet-level trials (:func:`natkit.simulations.birthday_trials.run_one_hard`).
    The exit status is 1 if any point is more than ``--tolerance`` (1
    percentage point) from the model.
 2. **Both sides hard** on a reduced range (``--both-range``, 1024 ports by
@@ -28,11 +28,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE, PortRange
-from simulations.birthday_trials import BothHardSetup, OneHardSetup, run_both_hard, run_one_hard
-from simulations.parallel import default_jobs, run_trials
-from simulations.stats import HitCurve
+from natkit.simulations.birthday_trials import (
+    BothHardSetup,
+    OneHardSetup,
+    run_both_hard,
+    run_one_hard,
+)
+from natkit.simulations.parallel import default_jobs, run_trials
+from natkit.simulations.stats import HitCurve
 
 #: The issue's table: probes -> the success rate it quotes (k = 256, one hard side).
 ISSUE_TABLE: dict[int, float] = {174: 0.50, 256: 0.64, 1024: 0.98, 2048: 0.999}
@@ -76,7 +81,7 @@ class Comparison:
     """A curve checked against the model at some points."""
 
     title: str
-    scenario: Scenario
+    scenario: BirthdayScenario
     curve: HitCurve
     points: tuple[Point, ...]
     #: Wall-clock seconds the trials took.
@@ -86,7 +91,7 @@ class Comparison:
 
 def compare(
     title: str,
-    scenario: Scenario,
+    scenario: BirthdayScenario,
     curve: HitCurve,
     probes: Sequence[int],
     *,
@@ -122,7 +127,7 @@ def one_hard_comparison(
 
 def both_hard_setup(port_range: PortRange, ports: int = 16) -> BothHardSetup:
     """A budget that reaches the model's top level, so the curve covers every level."""
-    model = Scenario(ports, port_range, Mode.BOTH_HARD)
+    model = BirthdayScenario(ports, port_range, Mode.BOTH_HARD)
     budget = model.probes_for(max(BOTH_HARD_LEVELS))
     if budget is None:
         raise ValueError(f"{ports} sockets x {port_range} cannot reach the top level")
@@ -182,7 +187,7 @@ def render(comparison: Comparison, *, issue: dict[int, float] | None = None) -> 
 
 def render_full_range_both_hard(ports: int = 256, rate: float = ISSUE_RATE) -> str:
     """The model's both-hard figures at the full range (no simulation)."""
-    scenario = Scenario(ports, FULL_RANGE, Mode.BOTH_HARD, rate)
+    scenario = BirthdayScenario(ports, FULL_RANGE, Mode.BOTH_HARD, rate)
     lines = [
         f"Both sides hard, full range {FULL_RANGE} (M = {scenario.space:,} cells): model only",
         f"{'P(success)':>10} {'probes/side':>12} {'at 100/s':>10}",

@@ -1,7 +1,7 @@
 """Birthday-paradox searches, packet by packet, with natkit's real prober.
 
 Each trial runs :class:`~natkit.birthday.prober.BirthdayProber` on both
-peers of :func:`~simulations.sites.two_sites`, behind simulated RFC 4787
+peers of :func:`~natkit.simulations.sites.two_sites`, behind simulated RFC 4787
 NATs, and records *when the search first succeeded*, in probes, so that one
 trial gives the whole curve P(hit within n) for every n up to the budget.
 
@@ -29,7 +29,7 @@ Both sides hard (:func:`run_both_hard`)
 ---------------------------------------
 Both sites are behind APDM/APDF NATs with random, *shared* ports (Linux
 style: a port may carry mappings toward different remotes; see
-:mod:`simulations.nat`). Both spray from k sockets with natkit's
+:mod:`natkit.simulations.nat`). Both spray from k sockets with natkit's
 :func:`~natkit.birthday.schedule.spray_plan`, at the same rate from the
 same instant, and every probe opens a mapping that the other side's probes
 can hit. The first side to receive a PROBE records the sender's probe
@@ -76,7 +76,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from natkit.birthday.events import BirthdayEvent, PairFound
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import (
@@ -89,11 +89,11 @@ from natkit.birthday.schedule import (
 )
 from natkit.birthday.wire import Kind, PacketError, Side, parse_packet
 from natkit.endpoint import Endpoint, IPAddress
-from simulations.driver import CoreDriver
-from simulations.errors import SimulationError
-from simulations.nat import FilteringBehavior, MappingBehavior, NatConfig, PortAllocation
-from simulations.reflexive import mapped_endpoint, start_stun_server
-from simulations.sites import two_sites
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.nat import FilteringBehavior, MappingBehavior, NatConfig, PortAllocation
+from natkit.simulations.reflexive import mapped_endpoint, start_stun_server
+from natkit.simulations.sites import two_sites
 
 #: The peers' shared secret (any 16+ bytes; both simulated peers know it).
 KEY = b"natkit simulations shared key 01"
@@ -144,9 +144,9 @@ class OneHardSetup:
         if self.trials_per_site < 1:
             raise SimulationError(f"trials_per_site must be >= 1, not {self.trials_per_site}")
 
-    def scenario(self) -> Scenario:
+    def scenario(self) -> BirthdayScenario:
         """The model of these trials (``natkit.birthday``'s planner)."""
-        return Scenario(self.ports, self.port_range, Mode.ONE_HARD, self.rate)
+        return BirthdayScenario(self.ports, self.port_range, Mode.ONE_HARD, self.rate)
 
     def stages(self) -> tuple[int, ...]:
         """How many probes each stage of a spray sends (they sum to the budget)."""
@@ -182,9 +182,9 @@ class BothHardSetup:
             # so k sockets aiming at the same remote port need k ports.
             raise SimulationError(f"{self.ports} sockets need more than {self.port_range}")
 
-    def scenario(self) -> Scenario:
+    def scenario(self) -> BirthdayScenario:
         """The model of these trials (``natkit.birthday``'s planner)."""
-        return Scenario(self.ports, self.port_range, Mode.BOTH_HARD, self.rate)
+        return BirthdayScenario(self.ports, self.port_range, Mode.BOTH_HARD, self.rate)
 
 
 class _EndingProbe:

@@ -20,13 +20,13 @@ from natkit.probe.classifier import ClassifierConfig, NatClassifier
 from natkit.probe.events import ClassificationCompleted, ClassifierEvent
 from natkit.probe.report import ClassificationReport
 from natkit.sansio import StreamRequest, StreamResult
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.firewall import FirewallConfig
+from natkit.simulations.link import Link
+from natkit.simulations.nat import NatConfig
+from natkit.simulations.topology import CARRIER_PREFIX, standard_topology
 from natkit.stun.constants import ChangeFlags
 from natkit.stun.server import ServerConfig, StunServer, Transport
-from simulations.driver import CoreDriver
-from simulations.firewall import FirewallConfig
-from simulations.link import Link
-from simulations.nat import NatConfig
-from simulations.topology import CARRIER_PREFIX, standard_topology
 
 #: The classifier's defaults without the hop probe: what a run without a
 #: ``config`` uses (see :func:`simulate_classification`).

@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from simulations.errors import SimulationError
+from natkit.simulations.errors import SimulationError
 
 T = TypeVar("T")
 

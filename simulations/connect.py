@@ -5,15 +5,15 @@
   the way the rendezvous carries them sealed. A node can be taken offline
   (its messages are dropped, as a rendezvous drops messages for a peer
   that is not connected); ``delivered`` and ``dropped`` count.
-* :class:`ConnectNode` is one peer: a :class:`~natkit.connect.ConnectAgent`
-  on its simulated sockets, driven by a :class:`~simulations.driver.CoreDriver`
+* :class:`ConnectNode` is one peer: a :class:`~natkit.ice.ConnectAgent`
+  on its simulated sockets, driven by a :class:`~natkit.simulations.driver.CoreDriver`
   (through ``wrap``, a core around the agent, when a test demultiplexes
   first, e.g. a relay's traffic),
   whose ``SignalReady`` events go to the hub. Candidates are added the way
   the gatherer makes them: host candidates of its sockets, server-reflexive
-  ones learnt from the sites' STUN server (:mod:`simulations.reflexive`).
+  ones learnt from the sites' STUN server (:mod:`natkit.simulations.reflexive`).
 * :func:`connect_pair` connects the two peers of a
-  :func:`~simulations.sites.two_sites` pair of NAT types and says whether
+  :func:`~natkit.simulations.sites.two_sites` pair of NAT types and says whether
   they found a direct path (used by the traversal tests and the benchmark).
 
 Peer ids are strings; the smaller one is controlling, as natkit's public
@@ -27,7 +27,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from natkit.connect import (
+from natkit.endpoint import Endpoint, IPAddress
+from natkit.ice import (
     ConnectAgent,
     ConnectConfig,
     ConnectEvent,
@@ -37,18 +38,17 @@ from natkit.connect import (
     decode_signal,
     encode_signal,
 )
-from natkit.connect.candidates import Candidate, CandidateKind, LocalCandidate, priority_of
-from natkit.connect.events import BirthdaySocketsReleased, BirthdaySocketsWanted
-from natkit.endpoint import Endpoint, IPAddress
+from natkit.ice.candidates import Candidate, CandidateKind, LocalCandidate, priority_of
+from natkit.ice.events import BirthdaySocketsReleased, BirthdaySocketsWanted
 from natkit.sansio import SansIOCore
-from simulations.clock import EventLoop
-from simulations.driver import CoreDriver
-from simulations.errors import SimulationError
-from simulations.link import Link
-from simulations.network import Host, Network, Realm, SimSocket
-from simulations.reflexive import mapped_endpoint, start_stun_server
-from simulations.sites import TwoSites, two_sites
-from simulations.traversal import SITE_DELAY, NatType, pair_seed
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.link import Link
+from natkit.simulations.network import Host, Network, Realm, SimSocket
+from natkit.simulations.reflexive import mapped_endpoint, start_stun_server
+from natkit.simulations.sites import TwoSites, two_sites
+from natkit.simulations.traversal import SITE_DELAY, NatType, pair_seed
 
 #: One-way delay of the simulated signalling channel (a rendezvous on the internet).
 SIGNAL_DELAY = 0.05

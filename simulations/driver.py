@@ -38,9 +38,9 @@ from natkit.sansio import (
     StreamRequest,
     StreamResult,
 )
-from simulations.errors import SimulationError
-from simulations.network import SimSocket
-from simulations.packet import IcmpInfo, Packet
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.network import SimSocket
+from natkit.simulations.packet import IcmpInfo, Packet
 
 EventT = TypeVar("EventT")
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint
-from simulations.errors import SimulationError
-from simulations.nat import FILTER_SCOPE, FilteringBehavior, Scope
-from simulations.packet import DropReason
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.nat import FILTER_SCOPE, FilteringBehavior, Scope
+from natkit.simulations.packet import PacketDropReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,27 +48,27 @@ class Firewall:
         self._scope = FILTER_SCOPE[config.filtering]
         self._permits: dict[Endpoint, dict[Scope, float]] = {}
 
-    def outbound(self, src: Endpoint, dst: Endpoint, now: float) -> DropReason | None:
+    def outbound(self, src: Endpoint, dst: Endpoint, now: float) -> PacketDropReason | None:
         """Record that ``src`` sent to ``dst``; ``None`` means forward it."""
         if self.config.udp_blocked:
-            return DropReason.UDP_BLOCKED
+            return PacketDropReason.UDP_BLOCKED
         permits = self._permits.get(src)
         if permits is None:
             permits = self._permits[src] = {}
         permits[self._scope(dst)] = now + self.config.timeout
         return None
 
-    def inbound(self, src: Endpoint, dst: Endpoint, now: float) -> DropReason | None:
+    def inbound(self, src: Endpoint, dst: Endpoint, now: float) -> PacketDropReason | None:
         """Whether a datagram from ``src`` may reach inside endpoint ``dst``."""
         if self.config.udp_blocked:
-            return DropReason.UDP_BLOCKED
+            return PacketDropReason.UDP_BLOCKED
         permits = self._permits.get(dst)
         if permits is None:
-            return DropReason.FILTERED
+            return PacketDropReason.FILTERED
         scope = self._scope(src)
         until = permits.get(scope)
         if until is None or until <= now:
-            return DropReason.FILTERED
+            return PacketDropReason.FILTERED
         if self.config.inbound_refresh:
             permits[scope] = now + self.config.timeout
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from simulations.errors import SimulationError
+from natkit.simulations.errors import SimulationError
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,8 @@ from enum import Enum
 from typing import Final
 
 from natkit.endpoint import Endpoint, IPAddress
-from simulations.errors import SimulationError
-from simulations.packet import DropReason
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.packet import PacketDropReason
 
 
 class MappingBehavior(Enum):
@@ -257,7 +257,7 @@ class Nat:
     """One NAT's translation state; the network glue calls it per datagram.
 
     Every method takes ``now`` and returns either the translated endpoint or
-    the :class:`DropReason` for discarding the datagram.
+    the :class:`PacketDropReason` for discarding the datagram.
     """
 
     def __init__(self, config: NatConfig, public_ip: IPAddress, rng: random.Random) -> None:
@@ -282,10 +282,10 @@ class Nat:
 
     # -- per datagram ----------------------------------------------------------
 
-    def outbound(self, src: Endpoint, dst: Endpoint, now: float) -> Endpoint | DropReason:
+    def outbound(self, src: Endpoint, dst: Endpoint, now: float) -> Endpoint | PacketDropReason:
         """Translate a datagram leaving ``src`` for ``dst``: its external source."""
         if self.config.udp_blocked:
-            return DropReason.UDP_BLOCKED
+            return PacketDropReason.UDP_BLOCKED
         if self._static:
             fixed = self._static.get(src)
             if fixed is not None:
@@ -296,7 +296,7 @@ class Nat:
             if binding is not None:
                 self._forget(binding)
             created = self._create(src, key, now)
-            if isinstance(created, DropReason):
+            if isinstance(created, PacketDropReason):
                 return created
             binding = created
         expires = now + self._timeout
@@ -304,28 +304,28 @@ class Nat:
         binding.permits[self._filter_scope(dst)] = expires
         return binding.external
 
-    def inbound(self, src: Endpoint, dst: Endpoint, now: float) -> Endpoint | DropReason:
+    def inbound(self, src: Endpoint, dst: Endpoint, now: float) -> Endpoint | PacketDropReason:
         """Translate a datagram from ``src`` to our ``dst``: the internal destination."""
         if self.config.udp_blocked:
-            return DropReason.UDP_BLOCKED
+            return PacketDropReason.UDP_BLOCKED
         binding = self._by_port.get(dst.port)
         if binding is None:
             if not self._sharing:
-                return DropReason.NO_MAPPING
+                return PacketDropReason.NO_MAPPING
             # A shared port: only the 5-tuple tells its mappings apart, so a
             # stranger finds no mapping at all (as in Linux's conntrack).
             binding = self._shared.get((dst.port, src))
             if binding is None:
-                return DropReason.NO_MAPPING
+                return PacketDropReason.NO_MAPPING
         elif binding.static:
             return binding.internal
         if binding.expires <= now:
             self._forget(binding)
-            return DropReason.NO_MAPPING
+            return PacketDropReason.NO_MAPPING
         scope = self._filter_scope(src)
         permit = binding.permits.get(scope)
         if permit is None or permit <= now:
-            return DropReason.FILTERED
+            return PacketDropReason.FILTERED
         if self.config.inbound_refresh:
             expires = now + self._timeout
             binding.expires = expires
@@ -351,21 +351,21 @@ class Nat:
 
     def hairpin(
         self, src: Endpoint, dst: Endpoint, now: float
-    ) -> tuple[Endpoint, Endpoint] | DropReason:
+    ) -> tuple[Endpoint, Endpoint] | PacketDropReason:
         """Loop a datagram from inside to our own public ``dst`` back inside.
 
         Returns the (source, destination) it arrives with: the sender's
         external endpoint (REQ-9b) and the internal endpoint mapped at ``dst``.
         """
         if self.config.udp_blocked:
-            return DropReason.UDP_BLOCKED
+            return PacketDropReason.UDP_BLOCKED
         if not self.config.hairpinning:
-            return DropReason.HAIRPIN_DISABLED
+            return PacketDropReason.HAIRPIN_DISABLED
         external = self.outbound(src, dst, now)
-        if isinstance(external, DropReason):
+        if isinstance(external, PacketDropReason):
             return external
         internal = self.inbound(external, dst, now)
-        if isinstance(internal, DropReason):
+        if isinstance(internal, PacketDropReason):
             return internal
         return external, internal
 
@@ -430,14 +430,14 @@ class Nat:
 
     def _create(
         self, internal: Endpoint, key: tuple[Endpoint, Scope], now: float
-    ) -> _Binding | DropReason:
+    ) -> _Binding | PacketDropReason:
         cap = self.config.max_mappings
         if cap is not None and len(self._by_key) >= cap and self.expire(now) == 0:
-            return DropReason.TABLE_FULL
+            return PacketDropReason.TABLE_FULL
         remote = key[1] if self._sharing else None
         port = self._pick_port(internal.port, remote, now)
         if port is None:
-            return DropReason.PORTS_EXHAUSTED
+            return PacketDropReason.PORTS_EXHAUSTED
         binding = _Binding(internal, Endpoint(self.public_ip, port), key)
         self._by_key[key] = binding
         if self._sharing:

@@ -11,7 +11,7 @@ Theory of operation.
   holds goes to the gateway, unless the address lies in one of the realm's
   own ``prefixes`` (then nobody has it, and it is dropped). NATs nest: a home
   NAT's outside interface can sit in a carrier NAT's inside realm.
-* Every interface has a :class:`~simulations.link.Link`. A datagram crossing
+* Every interface has a :class:`~natkit.simulations.link.Link`. A datagram crossing
   a realm from interface A to interface B suffers A's ``up`` and B's ``down``
   impairments; loss and jitter are drawn from the network's seeded
   ``random.Random`` when the datagram is sent, and its arrival at B becomes
@@ -31,7 +31,7 @@ Theory of operation.
   costs none (a realm is one link).
 
 Every discarded datagram is counted in ``Network.dropped`` by
-:class:`DropReason`; with ``trace=True`` every send, forward, delivery and
+:class:`PacketDropReason`; with ``trace=True`` every send, forward, delivery and
 drop is also appended to ``Network.trace``.
 """
 
@@ -48,17 +48,17 @@ from natkit.sansio import (
     ICMP_TIME_EXCEEDED,
     IcmpKind,
 )
-from simulations.clock import EventLoop
-from simulations.errors import SimulationError
-from simulations.firewall import Firewall, FirewallConfig
-from simulations.link import PERFECT, Link
-from simulations.nat import Nat, NatConfig
-from simulations.packet import (
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.firewall import Firewall, FirewallConfig
+from natkit.simulations.link import PERFECT, Link
+from natkit.simulations.nat import Nat, NatConfig
+from natkit.simulations.packet import (
     DEFAULT_TTL,
     ICMP_QUOTE,
-    DropReason,
     IcmpInfo,
     Packet,
+    PacketDropReason,
     TraceEvent,
     TraceKind,
 )
@@ -245,7 +245,7 @@ class Host:
         icmp = packet.icmp
         sock = self._sockets.get(packet.dst if icmp is None else icmp.source)
         if sock is None:
-            network.drop(packet, self.name, DropReason.NO_SOCKET)
+            network.drop(packet, self.name, PacketDropReason.NO_SOCKET)
             return
         network.delivered += 1
         if network.trace is not None:
@@ -287,28 +287,28 @@ class _NatNode:
         now = self.loop.now
         if packet.icmp is not None:
             # Only errors from outside are mapped back (RFC 5508 §7 REQ-4).
-            self.network.drop(packet, self.name, DropReason.ICMP_UNTRANSLATED)
+            self.network.drop(packet, self.name, PacketDropReason.ICMP_UNTRANSLATED)
             return
         if type(packet.dst.address) is not type(nat.public_ip):
             # A NAT44 has no way to carry another family (no NAT64 is modelled).
-            self.network.drop(packet, self.name, DropReason.NO_ROUTE)
+            self.network.drop(packet, self.name, PacketDropReason.NO_ROUTE)
             return
         if packet.dst.address == self.inside_ip:
-            self.network.drop(packet, self.name, DropReason.NO_SOCKET)  # the router itself
+            self.network.drop(packet, self.name, PacketDropReason.NO_SOCKET)  # the router itself
             return
         if packet.ttl <= 1:
             self._expired(packet, self.inside_ip, self.inside)
             return
         if packet.dst.address == nat.public_ip:
             pair = nat.hairpin(packet.src, packet.dst, now)
-            if isinstance(pair, DropReason):
+            if isinstance(pair, PacketDropReason):
                 self.network.drop(packet, self.name, pair)
             else:
                 hairpinned = Packet(pair[0], pair[1], packet.data, packet.ttl - 1)
                 self.network.forward(hairpinned, self.inside)
             return
         external = nat.outbound(packet.src, packet.dst, now)
-        if isinstance(external, DropReason):
+        if isinstance(external, PacketDropReason):
             self.network.drop(packet, self.name, external)
         else:
             outbound = Packet(external, packet.dst, packet.data, packet.ttl - 1)
@@ -320,7 +320,7 @@ class _NatNode:
             self._icmp_from_outside(packet, icmp)
             return
         internal = self.nat.inbound(packet.src, packet.dst, self.loop.now)
-        if isinstance(internal, DropReason):
+        if isinstance(internal, PacketDropReason):
             self.network.drop(packet, self.name, internal)
         elif packet.ttl <= 1:
             self._expired(packet, self.nat.public_ip, self.outside)
@@ -333,10 +333,10 @@ class _NatNode:
         the error to its inside sender, leave the offender's address alone."""
         internal = self.nat.icmp_inbound(icmp.source, icmp.destination, self.loop.now)
         if internal is None:
-            self.network.drop(packet, self.name, DropReason.NO_MAPPING)
+            self.network.drop(packet, self.name, PacketDropReason.NO_MAPPING)
             return
         if packet.ttl <= 1:
-            self.network.drop(packet, self.name, DropReason.TTL_EXPIRED)
+            self.network.drop(packet, self.name, PacketDropReason.TTL_EXPIRED)
             return
         reverted = IcmpInfo(icmp.kind, icmp.icmp_type, icmp.icmp_code, internal, icmp.destination)
         error = Packet(
@@ -345,7 +345,7 @@ class _NatNode:
         self.network.forward(error, self.inside)
 
     def _expired(self, packet: Packet, address: IPAddress | None, interface: Interface) -> None:
-        self.network.drop(packet, self.name, DropReason.TTL_EXPIRED)
+        self.network.drop(packet, self.name, PacketDropReason.TTL_EXPIRED)
         if address is not None and self.nat.config.sends_time_exceeded:
             self.network.send_time_exceeded(packet, address, interface)
 
@@ -400,7 +400,7 @@ class _FirewallNode:
 
     def _pass(self, packet: Packet, interface: Interface) -> None:
         if packet.ttl <= 1:
-            self.network.drop(packet, self.name, DropReason.TTL_EXPIRED)
+            self.network.drop(packet, self.name, PacketDropReason.TTL_EXPIRED)
         else:
             self.network.forward(packet._replace(ttl=packet.ttl - 1), interface)
 
@@ -421,7 +421,7 @@ class Network:
         #: ICMP errors routers originated.
         self.icmp_sent = 0
         #: Datagrams discarded, by reason.
-        self.dropped: Counter[DropReason] = Counter()
+        self.dropped: Counter[PacketDropReason] = Counter()
         #: Every send, forward, delivery and drop, when tracing is on.
         self.trace: list[TraceEvent] | None = [] if trace else None
         self.realms: list[Realm] = []
@@ -542,19 +542,19 @@ class Network:
         realm = sender.realm
         address = packet.dst.address
         if self._blocked and (packet.src.address, address) in self._blocked:
-            self.drop(packet, sender.name, DropReason.BLOCKED)
+            self.drop(packet, sender.name, PacketDropReason.BLOCKED)
             return
         # The common case, an address held in the realm, without a method call.
         target = realm._holders.get(address) or realm._route_unheld(address, sender)
         if target is None:
-            self.drop(packet, sender.name, DropReason.NO_ROUTE)
+            self.drop(packet, sender.name, PacketDropReason.NO_ROUTE)
             return
         up = sender.link.up
         down = target.link.down
         rng = self.rng
         # Zero loss and jitter draw nothing, so ideal links cost no RNG calls.
         if (up.loss and rng.random() < up.loss) or (down.loss and rng.random() < down.loss):
-            self.drop(packet, sender.name, DropReason.LOSS)
+            self.drop(packet, sender.name, PacketDropReason.LOSS)
             return
         delay = up.delay + down.delay
         if up.jitter:
@@ -591,14 +591,14 @@ class Network:
         self.icmp_sent += 1
         self.forward(error, interface)
 
-    def drop(self, packet: Packet, node: str, reason: DropReason) -> None:
+    def drop(self, packet: Packet, node: str, reason: PacketDropReason) -> None:
         """Discard ``packet`` at ``node``, counting why."""
         self.dropped[reason] += 1
         if self.trace is not None:
             self.record(TraceKind.DROPPED, node, packet, reason)
 
     def record(
-        self, kind: TraceKind, node: str, packet: Packet, reason: DropReason | None = None
+        self, kind: TraceKind, node: str, packet: Packet, reason: PacketDropReason | None = None
     ) -> None:
         """Append one trace line (only called when tracing is on)."""
         if self.trace is not None:

@@ -51,7 +51,7 @@ class Packet(NamedTuple):
     icmp: IcmpInfo | None = None
 
 
-class DropReason(Enum):
+class PacketDropReason(Enum):
     """Why the network discarded a datagram (counted in ``Network.dropped``)."""
 
     #: Random link loss (``OneWay.loss``).
@@ -107,7 +107,7 @@ class TraceEvent:
     #: Payload length in bytes.
     size: int
     #: Set only for ``TraceKind.DROPPED``.
-    reason: DropReason | None = None
+    reason: PacketDropReason | None = None
 
     def __str__(self) -> str:
         why = f" ({self.reason.value})" if self.reason is not None else ""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
-from simulations.errors import SimulationError
+from natkit.simulations.errors import SimulationError
 
 SetupT = TypeVar("SetupT")
 OutcomeT = TypeVar("OutcomeT")

@@ -1,6 +1,6 @@
 """PNG plots of birthday success against probes: the model, with Monte Carlo points.
 
-    python -m simulations.plots --out simulations/out/ [--trials 2000] [--both-trials 1000]
+    python -m natkit.simulations.plots --out simulations/out/ [--trials 2000] [--both-trials 1000]
 
 Writes two files into ``--out``:
 
@@ -31,17 +31,17 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from natkit.birthday.planner import Mode, Sampling, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode, Sampling
 from natkit.birthday.ports import FULL_RANGE, PortRange
-from simulations.birthday_montecarlo import DEFAULT_BOTH_RANGE, both_hard_setup
-from simulations.birthday_trials import (
+from natkit.simulations.birthday_montecarlo import DEFAULT_BOTH_RANGE, both_hard_setup
+from natkit.simulations.birthday_trials import (
     BothHardSetup,
     OneHardSetup,
     run_both_hard,
     run_one_hard,
 )
-from simulations.parallel import default_jobs, run_trials
-from simulations.stats import HitCurve
+from natkit.simulations.parallel import default_jobs, run_trials
+from natkit.simulations.stats import HitCurve
 
 #: The k values of the one-hard figure.
 ONE_HARD_PORTS = (64, 256, 1024)
@@ -58,7 +58,7 @@ def _figure(width: float, height: float) -> Figure:
     return figure
 
 
-def curve_points(scenario: Scenario, low: float, high: float, count: int) -> list[int]:
+def curve_points(scenario: BirthdayScenario, low: float, high: float, count: int) -> list[int]:
     """``count`` probe counts spaced evenly in log between the model's ``low``
     and ``high`` success probabilities."""
     first = scenario.probes_for(low) or 1
@@ -67,7 +67,7 @@ def curve_points(scenario: Scenario, low: float, high: float, count: int) -> lis
     return sorted({round(first * ratio**i) for i in range(count)})
 
 
-def _model_line(scenario: Scenario, top: int) -> tuple[list[float], list[float]]:
+def _model_line(scenario: BirthdayScenario, top: int) -> tuple[list[float], list[float]]:
     ns = sorted({max(1, round(10 ** (i / 100))) for i in range(round(100 * math.log10(top)) + 1)})
     return [float(n) for n in ns], [scenario.success_probability(n) for n in ns]
 
@@ -83,7 +83,7 @@ def _error_bars(curve: HitCurve, ns: Sequence[int]) -> tuple[list[float], list[l
 
 def one_hard_setup(ports: int) -> OneHardSetup:
     """A setup whose budget reaches the model's 99.9 % point for ``ports``."""
-    scenario = Scenario(ports, FULL_RANGE)
+    scenario = BirthdayScenario(ports, FULL_RANGE)
     return OneHardSetup(ports=ports, budget=scenario.probes_for(0.999) or FULL_RANGE.size)
 
 
@@ -93,8 +93,8 @@ def one_hard_figure(curves: dict[int, HitCurve]) -> Figure:
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1.2)})
     top_x = max(c.budget for c in curves.values())
     for colour, (ports, curve) in zip(COLOURS, sorted(curves.items()), strict=False):
-        exact = Scenario(ports, FULL_RANGE, Mode.ONE_HARD, RATE)
-        drawn = Scenario(ports, FULL_RANGE, Mode.ONE_HARD, RATE, Sampling.WITH_REPLACEMENT)
+        exact = BirthdayScenario(ports, FULL_RANGE, Mode.ONE_HARD, RATE)
+        drawn = BirthdayScenario(ports, FULL_RANGE, Mode.ONE_HARD, RATE, Sampling.WITH_REPLACEMENT)
         top.plot(*_model_line(exact, top_x), color=colour, label=f"k = {ports}, model")
         top.plot(*_model_line(drawn, top_x), color=colour, linestyle="--", linewidth=1)
         ns = curve_points(exact, 0.02, 0.999, POINTS)
@@ -146,7 +146,7 @@ def one_hard_figure(curves: dict[int, HitCurve]) -> Figure:
 
 
 def _mark_level(
-    axes: Axes, scenario: Scenario, level: float, scale: float, offset: tuple[float, float]
+    axes: Axes, scenario: BirthdayScenario, level: float, scale: float, offset: tuple[float, float]
 ) -> None:
     probes = scenario.probes_for(level)
     if probes is None:
@@ -191,8 +191,8 @@ def both_hard_figure(curve: HitCurve, setup: BothHardSetup) -> Figure:
     small.grid(True, alpha=0.3)
     small.legend(loc="lower right", fontsize=8)
 
-    exact = Scenario(256, FULL_RANGE, Mode.BOTH_HARD, RATE)
-    drawn = Scenario(256, FULL_RANGE, Mode.BOTH_HARD, RATE, Sampling.WITH_REPLACEMENT)
+    exact = BirthdayScenario(256, FULL_RANGE, Mode.BOTH_HARD, RATE)
+    drawn = BirthdayScenario(256, FULL_RANGE, Mode.BOTH_HARD, RATE, Sampling.WITH_REPLACEMENT)
     top = exact.probes_for(0.9999) or 250_000
     ns = list(range(0, top + 1, top // 400))
     scale = 1000.0

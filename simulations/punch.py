@@ -24,10 +24,10 @@ from natkit.birthday.prober import BirthdayProber
 from natkit.birthday.schedule import PlannedSend, SendPlan
 from natkit.birthday.wire import Kind
 from natkit.endpoint import Endpoint
-from simulations.clock import EventLoop
-from simulations.driver import CoreDriver
-from simulations.errors import SimulationError
-from simulations.network import SimSocket
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.network import SimSocket
 
 #: Punch packets per side, and the gap between them: a second of trying.
 PUNCH_ATTEMPTS = 20

@@ -1,6 +1,6 @@
 """Learn a socket's STUN-mapped endpoint with natkit's own client and server.
 
-The peers of :mod:`simulations.sites` find out how their NAT maps them the
+The peers of :mod:`natkit.simulations.sites` find out how their NAT maps them the
 way real peers do: :class:`~natkit.stun.client.StunClient` sends a Binding
 request to :class:`~natkit.stun.server.StunServer` on the simulated STUN
 host, and the XOR-MAPPED-ADDRESS of the response is the answer. The client's
@@ -13,13 +13,13 @@ from __future__ import annotations
 import random
 
 from natkit.endpoint import Endpoint
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.network import SimSocket
+from natkit.simulations.sites import STUN_SERVER, TwoSites
 from natkit.stun.client import StunClient
 from natkit.stun.codec import binding_request
 from natkit.stun.events import ClientEvent, ResponseReceived
 from natkit.stun.server import ServerConfig, StunServer
-from simulations.driver import CoreDriver
-from simulations.network import SimSocket
-from simulations.sites import STUN_SERVER, TwoSites
 
 #: A Binding transaction gives up after 39.5 s with the RFC 8489 defaults.
 STUN_GIVE_UP = 40.0

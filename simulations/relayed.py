@@ -1,7 +1,7 @@
 """Relayed peers on the simulator: a TURN server, nodes that relay, steady data streams.
 
-* :func:`relayed_pair` builds :func:`~simulations.sites.two_sites` for two
-  NAT types, puts a :class:`~simulations.turn.SimTurnServer` on the internet
+* :func:`relayed_pair` builds :func:`~natkit.simulations.sites.two_sites` for two
+  NAT types, puts a :class:`~natkit.simulations.turn.SimTurnServer` on the internet
   (``TURN_SERVER``, ``turn_delay`` away), gives each node its host and
   server-reflexive candidates and the relay server, and connects them.
 * :class:`DataStream` sends a numbered datagram from one node to the other
@@ -23,29 +23,29 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from natkit.birthday.ports import PortRange
-from natkit.connect import (
+from natkit.endpoint import Endpoint
+from natkit.ice import (
     Announcement,
     ConnectAgent,
     ConnectConfig,
     ConnectEvent,
     decode_signal,
 )
-from natkit.connect.events import RelayedDataReceived
-from natkit.connect.relays import RelayServer
-from natkit.connect.report import BirthdayCapability, RelayInUse, TraversalReport
-from natkit.endpoint import Endpoint
+from natkit.ice.events import RelayedDataReceived
+from natkit.ice.relays import RelayServer
+from natkit.ice.report import BirthdayCapability, RelayInUse, TraversalReport
 from natkit.sansio import Datagram
+from natkit.simulations.classification import simulate_classification
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.connect import ConnectNode, SignalHub, gather, learn_mapped
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.nat import NatConfig
+from natkit.simulations.reflexive import start_stun_server
+from natkit.simulations.sites import TwoSites, two_sites
+from natkit.simulations.traversal import SITE_DELAY, NatType
+from natkit.simulations.turn import SimTurnServer, start_turn_server
 from natkit.turn import Credentials, TurnConfig
 from natkit.turn.channel_data import is_channel_data
-from simulations.classification import simulate_classification
-from simulations.clock import EventLoop
-from simulations.connect import ConnectNode, SignalHub, gather, learn_mapped
-from simulations.driver import CoreDriver
-from simulations.nat import NatConfig
-from simulations.reflexive import start_stun_server
-from simulations.sites import TwoSites, two_sites
-from simulations.traversal import SITE_DELAY, NatType
-from simulations.turn import SimTurnServer, start_turn_server
 
 TURN_SERVER = Endpoint.parse("192.0.2.30:3478")
 TURN_USER, TURN_PASSWORD = "natkit", "natkit-sim-password"
@@ -224,7 +224,7 @@ def site_report(
     birthday: BirthdayCapability | None = SIM_BIRTHDAY,
 ) -> TraversalReport:
     """The traversal report a node behind ``nat`` sends: natkit's classifier
-    run against that NAT (:mod:`simulations.classification`), the NAT's port
+    run against that NAT (:mod:`natkit.simulations.classification`), the NAT's port
     range, the node's relays and its birthday limits."""
     classification = simulate_classification(nat).report
     port_range = None if nat is None else PortRange(*nat.port_range)

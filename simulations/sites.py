@@ -9,7 +9,7 @@
        │
        └─ 198.51.100.1 site B's NAT ── LAN 10.2.0.0/24 ── host 10.2.0.2
 
-This is the peer-to-peer counterpart of :func:`~simulations.topology.standard_topology`
+This is the peer-to-peer counterpart of :func:`~natkit.simulations.topology.standard_topology`
 (which has one client and an RFC 5780 server): the birthday Monte Carlo and
 the traversal matrix both build it, once per run.
 
@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint, IPAddress
-from simulations.clock import EventLoop
-from simulations.link import PERFECT, Link
-from simulations.nat import Nat, NatConfig
-from simulations.network import Host, Network, Realm, SimSocket
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.link import PERFECT, Link
+from natkit.simulations.nat import Nat, NatConfig
+from natkit.simulations.network import Host, Network, Realm, SimSocket
 
 STUN_SERVER = Endpoint(ipaddress.IPv4Address("192.0.2.10"), 3478)
 

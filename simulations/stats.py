@@ -16,7 +16,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from simulations.errors import SimulationError
+from natkit.simulations.errors import SimulationError
 
 #: z for a two-sided 95 % interval.
 Z95 = 1.959963984540054

@@ -32,12 +32,12 @@ import random
 from dataclasses import dataclass
 
 from natkit.endpoint import Endpoint
-from simulations.clock import EventLoop
-from simulations.errors import SimulationError
-from simulations.firewall import Firewall, FirewallConfig
-from simulations.link import Link
-from simulations.nat import Nat, NatConfig
-from simulations.network import Host, Network, Realm, SimSocket
+from natkit.simulations.clock import EventLoop
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.firewall import Firewall, FirewallConfig
+from natkit.simulations.link import Link
+from natkit.simulations.nat import Nat, NatConfig
+from natkit.simulations.network import Host, Network, Realm, SimSocket
 
 SERVER_PRIMARY_IP = ipaddress.IPv4Address("203.0.113.10")
 SERVER_ALTERNATE_IP = ipaddress.IPv4Address("203.0.113.11")

@@ -1,19 +1,19 @@
 """Which traversal method connects two peers, decided by simulation.
 
 For a pair of NAT types (:class:`NatType`), each method is tried on a
-fresh pair of sites (:func:`simulations.sites.two_sites`, 10 ms from each
+fresh pair of sites (:func:`natkit.simulations.sites.two_sites`, 10 ms from each
 site to the internet), with natkit's cores doing the work:
 
 * **STUN only**: each peer learns its mapped endpoint with natkit's STUN
   client against natkit's STUN server, the two are swapped out of band, and
-  both punch at once toward the other's (:mod:`simulations.punch`).
+  both punch at once toward the other's (:mod:`natkit.simulations.punch`).
 * **Port mapping**: the row peer's NAT grants a port mapping (what PCP or
   UPnP IGD would), modelled as a static EIM/EIF port on that NAT
-  (:meth:`simulations.nat.Nat.add_static_mapping`); the row peer announces
+  (:meth:`natkit.simulations.nat.Nat.add_static_mapping`); the row peer announces
   that endpoint, the column peer its STUN-mapped one, and both punch. The
   column peer's NAT grants nothing: one mapping is all it takes.
 * **Birthday**: each peer's NAT is first classified by natkit's RFC 5780
-  classifier (:mod:`simulations.classification`); a peer whose mapping is
+  classifier (:mod:`natkit.simulations.classification`); a peer whose mapping is
   not endpoint-independent is *hard*. One hard side: the hard peer opens
   k = 256 mappings toward the easy peer's STUN-mapped endpoint and the easy
   peer sprays 2048 probes (99.97 % by the model); both hard: both spray for
@@ -33,19 +33,19 @@ from enum import Enum
 from functools import cache
 
 from natkit.aio.birthday import opener_rounds, spray_seconds
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import DEFAULT_RATE, opener_plan, pacing_gap, spray_plan
 from natkit.birthday.wire import Side
 from natkit.endpoint import Endpoint
 from natkit.probe.report import MappingBehavior as ReportedMapping
-from simulations.classification import simulate_classification
-from simulations.nat import FilteringBehavior, MappingBehavior, NatConfig, PortAllocation
-from simulations.network import SimSocket
-from simulations.punch import PUNCH_ATTEMPTS, PUNCH_INTERVAL, PairRun, direct_plan, run_pair
-from simulations.reflexive import mapped_endpoint, start_stun_server
-from simulations.sites import TwoSites, two_sites
+from natkit.simulations.classification import simulate_classification
+from natkit.simulations.nat import FilteringBehavior, MappingBehavior, NatConfig, PortAllocation
+from natkit.simulations.network import SimSocket
+from natkit.simulations.punch import PUNCH_ATTEMPTS, PUNCH_INTERVAL, PairRun, direct_plan, run_pair
+from natkit.simulations.reflexive import mapped_endpoint, start_stun_server
+from natkit.simulations.sites import TwoSites, two_sites
 
 #: One-way delay between each site and the internet.
 SITE_DELAY = 0.01
@@ -74,13 +74,13 @@ class BirthdayBudget:
     #: mapping lifetime: every probe's mapping must stay open throughout).
     both_hard_probes: int = 6000
 
-    def one_hard(self) -> Scenario:
+    def one_hard(self) -> BirthdayScenario:
         """The model of the one-hard attempt."""
-        return Scenario(self.one_hard_ports, FULL_RANGE, Mode.ONE_HARD, RATE)
+        return BirthdayScenario(self.one_hard_ports, FULL_RANGE, Mode.ONE_HARD, RATE)
 
-    def both_hard(self) -> Scenario:
+    def both_hard(self) -> BirthdayScenario:
         """The model of the both-hard attempt."""
-        return Scenario(self.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE)
+        return BirthdayScenario(self.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE)
 
 
 class NatType(Enum):

@@ -1,8 +1,8 @@
 """The traversal matrix for every pair of NAT types, beside the classic table.
 
-    python -m simulations.traversal_matrix [--seed 1]
+    python -m natkit.simulations.traversal_matrix [--seed 1]
 
-Runs :func:`simulations.traversal.traversal_matrix` (every method on every
+Runs :func:`natkit.simulations.traversal.traversal_matrix` (every method on every
 ordered pair, in the simulator, with natkit's cores) and prints:
 
 1. the first method that connects each pair when no NAT offers port
@@ -22,9 +22,9 @@ import time
 from collections.abc import Mapping, Sequence
 from enum import Enum
 
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import FULL_RANGE
-from simulations.traversal import (
+from natkit.simulations.traversal import (
     RATE,
     Attempt,
     BirthdayBudget,
@@ -196,7 +196,9 @@ def render_comparison(matrix: Matrix) -> str:
 def render_birthday_footnote(matrix: Matrix, budget: BirthdayBudget) -> str:
     one, both = budget.one_hard(), budget.both_hard()
     sprayed, probes = budget.one_hard_probes, budget.both_hard_probes
-    full = Scenario(budget.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE).probes_for(0.5)
+    full = BirthdayScenario(budget.both_hard_ports, FULL_RANGE, Mode.BOTH_HARD, RATE).probes_for(
+        0.5
+    )
     hard = [t.value for t in dict.fromkeys(a for a, _ in matrix) if is_hard(t)]
     return "\n".join(
         [

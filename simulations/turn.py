@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.sansio import Datagram
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.link import Link
+from natkit.simulations.network import Network, Realm
 from natkit.stun.attributes import (
     Attribute,
     ErrorCodeAttribute,
@@ -54,9 +57,6 @@ from natkit.turn.channel_data import (
     valid_channel,
 )
 from natkit.turn.messages import data_indication
-from simulations.driver import CoreDriver
-from simulations.link import Link
-from simulations.network import Network, Realm
 
 #: RFC 8656 §9 and §12 lifetimes.
 PERMISSION_LIFETIME = 300.0

@@ -14,6 +14,10 @@ Through a real NAT the hard side needs the easy side's *mapped* endpoint:
 :func:`learn_mapped_endpoint` asks a STUN server from the very local
 endpoint the easy side will then spray from (an EIM NAT keeps that mapping
 for every destination).
+
+:func:`probe_birthday` (``natkit.probe_birthday``) is one side of a search
+as ``natkit birthday probe`` runs it: the role's sockets, timing and
+defaults, the STUN step included.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from natkit.aio.stun_query import stun_binding
 from natkit.birthday.events import BirthdayEvent
 from natkit.birthday.ports import FULL_RANGE, PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
-from natkit.birthday.schedule import SendPlan, opener_plan, pacing_gap, spray_plan
+from natkit.birthday.schedule import DEFAULT_RATE, SendPlan, opener_plan, pacing_gap, spray_plan
+from natkit.birthday.wire import BirthdayRole
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.errors import NatkitTimeout
+from natkit.errors import LocalProtocolError, NatkitTimeout
 from natkit.sansio import SansIOCore, SendObserver
 
 
@@ -169,3 +174,92 @@ async def learn_mapped_endpoint(
     if mapped is None:
         raise StunUnansweredError(server)
     return bound, mapped
+
+
+async def probe_birthday(
+    role: BirthdayRole | str,
+    peer: Endpoint | IPAddress | str,
+    *,
+    key: bytes,
+    session: bytes = bytes(8),
+    both_hard: bool = False,
+    ports: int = 256,
+    budget: int = 2048,
+    rate: float = DEFAULT_RATE,
+    port_range: PortRange = FULL_RANGE,
+    local_address: str | None = None,
+    local_port: int = 0,
+    stun: Endpoint | None = None,
+    on_mapped: Callable[[Endpoint], None] | None = None,
+    start_delay: float | None = None,
+    duration: float | None = None,
+    keepalive: float = 15.0,
+    answer_timeout: float = 2.0,
+    rng: random.Random | None = None,
+    on_send: SendObserver | None = None,
+) -> BirthdayEvent:
+    """Run one side of a birthday search against ``peer``; the outcome is
+    :class:`~natkit.birthday.events.PairFound` (the pair of endpoints that
+    reached each other) or :class:`~natkit.birthday.events.SearchExhausted`.
+
+    Both peers agree on ``key`` (at least 16 bytes), ``session`` (8 bytes),
+    ``both_hard``, ``ports``, ``budget`` and ``rate`` out of band and take
+    different roles. One-hard mode (``both_hard=False``): the hard side opens ``ports`` mappings
+    toward the easy side's *mapped* endpoint ``peer`` (``IP:PORT``) and
+    keeps them open for ``duration`` (default: the easy side's spray plus
+    10 s), refreshed every ``keepalive`` seconds; the easy side sprays
+    ``budget`` probes at random ports of the hard side's address ``peer``
+    after ``start_delay`` (default ``ports / rate``, the time the hard
+    side needs). With ``stun`` the easy side first learns its mapped
+    endpoint from that STUN server, on the socket it then sprays from, and
+    hands it to ``on_mapped`` (to pass to the hard side) before it starts.
+    Both-hard mode (both behind APDM NATs): both sides spray from ``ports``
+    sockets.
+    ``port_range``: the hard NAT's ports. Raises
+    :class:`~natkit.errors.LocalProtocolError` for settings that cannot
+    work, :class:`StunUnansweredError` when ``stun`` does not answer.
+    """
+    role = BirthdayRole(role)
+    aims_at_endpoint = role is BirthdayRole.HARD and not both_hard
+    if isinstance(peer, str):
+        peer = Endpoint.parse(peer, default_port=None if aims_at_endpoint else 0)
+    elif not isinstance(peer, Endpoint):
+        if aims_at_endpoint:
+            raise LocalProtocolError("the hard side aims at the easy side's IP:PORT")
+        peer = Endpoint(peer, 0)
+    if ports < 1 or keepalive <= 0 or budget < 0:
+        raise LocalProtocolError("ports and keepalive must be positive, budget not negative")
+    if stun is not None and (role is not BirthdayRole.EASY or both_hard):
+        raise LocalProtocolError("stun is for the easy side of one-hard mode")
+    config = ProberConfig(
+        key=key,
+        session=session,
+        side=role.side,
+        rate=rate,
+        budget=0 if aims_at_endpoint else budget,
+        answer_timeout=answer_timeout,
+        peer_address=peer.address,
+    )
+    local = local_address or ("0.0.0.0" if peer.address.version == 4 else "::")
+    rng = rng or random.Random()
+    if both_hard:
+        return await probe_both_hard(
+            config, peer.address, rng, ports=ports, port_range=port_range,
+            local_address=local, on_send=on_send,
+        )  # fmt: skip
+    if role is BirthdayRole.HARD:
+        if duration is None:
+            duration = ports / rate + spray_seconds(budget, rate) + 10.0
+        return await probe_hard(
+            config, peer, ports=ports, duration=duration, keepalive=keepalive,
+            local_address=local, on_send=on_send,
+        )  # fmt: skip
+    bound = Endpoint.of(local, local_port)
+    if stun is not None:
+        bound, mapped = await learn_mapped_endpoint(stun, bound)
+        if on_mapped is not None:
+            on_mapped(mapped)
+    return await probe_easy(
+        config, peer.address, rng, port_range=port_range, local=bound,
+        start_delay=ports / rate if start_delay is None else start_delay, on_send=on_send,
+    )  # fmt: skip

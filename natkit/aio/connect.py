@@ -29,17 +29,17 @@ What a :class:`Connection` runs
   its own base, so each uplink makes its own pairs, and answers leave from
   the address they were sent to), on ``port`` (0: any free one, the same for
   all when it can), served by one :class:`~natkit.aio.driver.CoreRunner`.
-* **The core**: a :class:`~natkit.connect.ConnectAgent` (peers are
+* **The core**: a :class:`~natkit.ice.ConnectAgent` (peers are
   :class:`~natkit.identity.PublicKey` objects, which order as their raw
   bytes, so the smaller key is controlling on both sides without a message),
-  behind a :class:`~natkit.connect.mux.ConnectMux` that lets the candidate
+  behind a :class:`~natkit.ice.mux.ConnectMux` that lets the candidate
   gatherer (and, in part 2, TURN clients) share its sockets.
 * **Candidates** (:mod:`natkit.aio.connect_gather`): host and static at
   once; server-reflexive from every ``stun`` server at once, from the same
   sockets; a port mapping (PCP, NAT-PMP, UPnP IGD) unless ``portmap`` is off;
   NAT64. Each is added to the agent as it arrives, which trickles it to the
   peers. Server-reflexive candidates are gathered again after any
-  :class:`~natkit.connect.PathLost` and whenever the interface addresses
+  :class:`~natkit.ice.PathLost` and whenever the interface addresses
   change (polled every ``interface_poll`` seconds, or on
   :meth:`Connection.network_changed`), so a NAT that rebinds to a new
   port is recovered.
@@ -85,7 +85,10 @@ from natkit.aio.connect_gather import TrickleGathering
 from natkit.aio.connect_signal import SignalBridge, SignalCounters
 from natkit.aio.driver import CoreRunner, open_udp_sockets
 from natkit.aio.interfaces import list_interface_addresses, open_gathering_sockets
-from natkit.connect import (
+from natkit.endpoint import Endpoint
+from natkit.errors import LocalProtocolError
+from natkit.gather.host import HostPolicy, InterfaceAddress
+from natkit.ice import (
     ConnectAgent,
     ConnectConfig,
     ConnectCounters,
@@ -103,11 +106,8 @@ from natkit.connect import (
     SignalMessage,
     SignalReady,
 )
-from natkit.connect.candidates import Candidate, LocalCandidate
-from natkit.connect.mux import ConnectMux, HelperEvent, MuxEvent
-from natkit.endpoint import Endpoint
-from natkit.errors import LocalProtocolError
-from natkit.gather.host import HostPolicy, InterfaceAddress
+from natkit.ice.candidates import Candidate, LocalCandidate
+from natkit.ice.mux import ConnectMux, HelperEvent, MuxEvent
 from natkit.identity import PrivateKey, PublicKey, seal
 from natkit.signal.channel import ChannelEvent, ChannelState, SignalChannel, StateChanged
 

@@ -16,7 +16,7 @@ Order, with the reason:
 1. host and static candidates, at once (no round trip);
 2. at once: the port mapper; a round of STUN to every literal server from
    the node's own sockets (the gatherer is a helper of the node's
-   :class:`~natkit.connect.mux.ConnectMux`, so the mappings learnt are the
+   :class:`~natkit.ice.mux.ConnectMux`, so the mappings learnt are the
    sockets' own); NAT64 discovery and server names;
 3. the NAT64 paths and named servers join the round as soon as DNS answered.
 
@@ -50,7 +50,6 @@ import dns.resolver
 from natkit.aio.candidates import GatherOptions, PortMapProvider
 from natkit.aio.dns import dns_lookup, make_resolver, probe_nat64, server_specs
 from natkit.aio.interfaces import list_interface_addresses, source_address
-from natkit.connect.mux import ConnectMux
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.gather.candidates import (
     Candidate,
@@ -79,6 +78,7 @@ from natkit.gather.reflexive import (
     ServerFailed,
     StunTarget,
 )
+from natkit.ice.mux import ConnectMux
 from natkit.nat64 import Nat64Discovery, Nat64Status
 from natkit.stun.uri import ParsedServer, parse_server
 

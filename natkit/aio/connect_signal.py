@@ -1,6 +1,6 @@
 """The connect agent's signal messages on a :class:`~natkit.signal.channel.SignalChannel`.
 
-Out: ``SignalReady(peer, message)`` → :func:`~natkit.connect.signals.encode_signal`
+Out: ``SignalReady(peer, message)`` → :func:`~natkit.ice.signals.encode_signal`
 → :func:`~natkit.identity.seal` to the peer's key → ``channel.send``. Sends
 leave in order from one task through a bounded outbox (the core re-sends
 what matters, so dropping the oldest when a slow backend lets it fill up
@@ -8,7 +8,7 @@ costs a little time, never correctness).
 
 In: ``channel.receive()`` → the sender must be a peer → :func:`~natkit.identity.unseal`
 (a forged, garbled or misaddressed box fails here) →
-:func:`~natkit.connect.signals.decode_signal` (strict; malformed bytes fail
+:func:`~natkit.ice.signals.decode_signal` (strict; malformed bytes fail
 here) → the node's ``deliver``. Every failure is counted and the message
 dropped; nothing a peer or the backend sends can end the loop.
 """
@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from natkit.connect.signals import SignalDecodeError, SignalMessage, decode_signal, encode_signal
 from natkit.errors import LocalProtocolError
+from natkit.ice.signals import SignalDecodeError, SignalMessage, decode_signal, encode_signal
 from natkit.identity import PrivateKey, PublicKey, SealError, seal, unseal
 from natkit.signal.channel import Envelope, SignalChannel
 

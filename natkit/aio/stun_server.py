@@ -6,6 +6,9 @@ With ``workers`` > 0 UDP is served instead by that many worker processes
 batched system calls) and this process keeps TCP; :attr:`counters` then
 adds up the workers' counts once :meth:`AsyncStunServer.close` collected
 them.
+
+:func:`serve_stun` (``natkit.serve_stun``) runs one for the length of an
+``async with`` block.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import AsyncIterator
 
-from natkit.aio.driver import CoreRunner
+from natkit.aio.driver import CoreRunner, local_endpoint, open_udp_sockets
 from natkit.aio.stun_workers import WorkerError, WorkerPool
 from natkit.endpoint import Endpoint
 from natkit.stun.codec import message_length
@@ -27,6 +31,8 @@ TCP_IDLE_TIMEOUT = 30.0
 TCP_MAX_MESSAGE = HEADER_LENGTH + 0xFFFF
 #: Concurrent TCP connections before new ones are refused.
 TCP_MAX_CONNECTIONS = 256
+#: How long :meth:`AsyncStunServer.close` waits for connections to end.
+TCP_CLOSE_TIMEOUT = 2.0
 
 
 class AsyncStunServer:
@@ -43,7 +49,15 @@ class AsyncStunServer:
         self._worker_counters = ServerCounters()
         self._runner: CoreRunner[None] | None = None
         self._tcp_servers: list[asyncio.Server] = []
-        self._connections: set[asyncio.Task[None]] = set()
+        #: Open TCP connections: the task serving each, and its writer.
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Where the server answers (UDP, and TCP on the same ports): the
+        configured endpoints, with port 0 replaced by the port bound, once
+        :meth:`start` returned."""
+        return self.config.sockets
 
     @property
     def counters(self) -> dict[str, object]:
@@ -62,8 +76,20 @@ class AsyncStunServer:
             self.config = await self.pool.start()
             self.core = StunServer(self.config)
         else:
-            self._runner = CoreRunner(self.core, lambda event: None)
-            await self._runner.bind(self.config.sockets)
+            sockets = open_udp_sockets(self.config.sockets)
+            try:
+                # Port 0 (a plain server only): the core answers with the
+                # port bound (RESPONSE-ORIGIN), and TCP takes the same one.
+                self.config = ServerConfig(
+                    tuple(local_endpoint(sock) for sock in sockets), self.config.software
+                )
+                self.core = StunServer(self.config)
+                self._runner = CoreRunner(self.core, lambda event: None)
+                await self._runner.attach(sockets)
+            except BaseException:
+                for sock in sockets:
+                    sock.close()
+                raise
         if self.tcp:
             for index, endpoint in enumerate(self.config.sockets):
                 server = await asyncio.start_server(
@@ -87,7 +113,7 @@ class AsyncStunServer:
     ) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._connections.add(task)
+            self._connections[task] = writer
         try:
             if len(self._connections) > TCP_MAX_CONNECTIONS:
                 return
@@ -108,7 +134,7 @@ class AsyncStunServer:
             return
         finally:
             if task is not None:
-                self._connections.discard(task)
+                self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
@@ -119,8 +145,15 @@ class AsyncStunServer:
             self._runner.close()
         for server in self._tcp_servers:
             server.close()
-        for task in list(self._connections):
-            task.cancel()
+        # Closed, not cancelled: the reader sees the end of the stream and
+        # the task ends by itself. (Python 3.11's stream callback calls
+        # ``task.exception()`` on a cancelled connection task, and the loop
+        # logs the CancelledError with a traceback.)
+        connections = list(self._connections.items())
+        for _, writer in connections:
+            writer.close()
+        if connections:
+            await asyncio.wait([task for task, _ in connections], timeout=TCP_CLOSE_TIMEOUT)
         for server in self._tcp_servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -129,3 +162,37 @@ class AsyncStunServer:
             counters, missing = await self.pool.close()
             self._worker_counters.add(counters)
             self.missing_workers.extend(missing)
+
+
+@contextlib.asynccontextmanager
+async def serve_stun(
+    address: str = "0.0.0.0",
+    alternate: str | None = None,
+    *,
+    port: int = 3478,
+    alt_port: int = 3479,
+    software: str | None = None,
+    tcp: bool = True,
+    workers: int = 0,
+) -> AsyncIterator[AsyncStunServer]:
+    """Serve STUN on ``address:port`` (UDP and TCP) until the block ends.
+
+    With ``alternate`` it is an RFC 5780 server on two addresses x two
+    ports (``port`` and ``alt_port``), answering CHANGE-REQUEST and
+    reporting OTHER-ADDRESS, as the classifier's behaviour tests need;
+    without, a plain RFC 8489 server (``port=0``: any free port, read it
+    from :attr:`AsyncStunServer.endpoints`). ``workers`` > 0 serves UDP from
+    that many processes (``natkit stun-server``'s default is one per CPU).
+    Raises ``OSError`` when an endpoint cannot be bound,
+    :class:`~natkit.errors.LocalProtocolError` for an impossible layout.
+    """
+    if alternate is None:
+        config = ServerConfig.basic(address, port, software)
+    else:
+        config = ServerConfig.rfc5780(address, alternate, port, alt_port, software)
+    server = AsyncStunServer(config, tcp=tcp, workers=workers)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.close()

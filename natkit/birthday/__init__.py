@@ -20,15 +20,15 @@ Modules, one job each:
 """
 
 from natkit.birthday.events import (
+    BirthdayDropReason,
     BirthdayEvent,
-    DropReason,
     ExhaustReason,
     PairFound,
     ProberStats,
     SearchExhausted,
     WinningPair,
 )
-from natkit.birthday.planner import Estimate, Mode, Sampling, Scenario, estimate
+from natkit.birthday.planner import BirthdayScenario, Estimate, Mode, Sampling, estimate
 from natkit.birthday.ports import PortRange
 from natkit.birthday.prober import BirthdayProber, ProberConfig
 from natkit.birthday.schedule import (
@@ -41,14 +41,16 @@ from natkit.birthday.schedule import (
     pacing_gap,
     spray_plan,
 )
-from natkit.birthday.wire import Kind, Packet, PacketError, PacketFailure, Side
+from natkit.birthday.wire import BirthdayRole, Kind, Packet, PacketError, PacketFailure, Side
 
 __all__ = [
     "DEFAULT_RATE",
     "MAX_RATE",
+    "BirthdayDropReason",
     "BirthdayEvent",
     "BirthdayProber",
-    "DropReason",
+    "BirthdayRole",
+    "BirthdayScenario",
     "Estimate",
     "ExhaustReason",
     "Kind",
@@ -62,7 +64,6 @@ __all__ = [
     "ProberConfig",
     "ProberStats",
     "Sampling",
-    "Scenario",
     "SearchExhausted",
     "SendPlan",
     "Side",

@@ -10,7 +10,7 @@ from natkit.birthday.wire import Kind
 from natkit.endpoint import Endpoint
 
 
-class DropReason(Enum):
+class BirthdayDropReason(Enum):
     """Why a received datagram was ignored (counted, never raised)."""
 
     #: Not a well-formed probe packet (length, magic, version, fields).
@@ -46,7 +46,7 @@ class ProberStats:
     opens_sent: int = 0
     acks_sent: int = 0
     received: int = 0
-    dropped: Mapping[DropReason, int] = field(default_factory=dict)
+    dropped: Mapping[BirthdayDropReason, int] = field(default_factory=dict)
 
     @property
     def dropped_total(self) -> int:

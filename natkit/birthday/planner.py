@@ -85,7 +85,7 @@ class Sampling(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Scenario:
+class BirthdayScenario:
     """The inputs of the model."""
 
     #: k: sockets, hence mappings, the hard side opens (each side, in BOTH_HARD).
@@ -243,7 +243,7 @@ class Scenario:
 class Estimate:
     """What the model says about one scenario and budget (per side)."""
 
-    scenario: Scenario
+    scenario: BirthdayScenario
     #: The probe budget (per side).
     probes: int
     success_probability: float
@@ -268,7 +268,7 @@ class Estimate:
 
 
 def estimate(
-    scenario: Scenario, *, probes: int | None = None, seconds: float | None = None
+    scenario: BirthdayScenario, *, probes: int | None = None, seconds: float | None = None
 ) -> Estimate:
     """Evaluate ``scenario`` for a budget of ``probes``, or of ``seconds`` at its rate."""
     if (probes is None) == (seconds is None):

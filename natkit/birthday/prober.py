@@ -25,7 +25,7 @@ Rules the core enforces, whatever the plan says:
 3. Only ACKs are unpaced: ``ack_copies`` of them, once, in reply to the
    probe that ends the run.
 4. Every received datagram is parsed strictly and authenticated; anything
-   else is counted under a :class:`~natkit.birthday.events.DropReason` and
+   else is counted under a :class:`~natkit.birthday.events.BirthdayDropReason` and
    otherwise ignored. Nothing a peer sends can raise.
 5. The run ends at the first authentic PROBE (answered with ACKs) or ACK of
    one of our probes (:class:`~natkit.birthday.events.PairFound`), or
@@ -46,8 +46,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from natkit.birthday.events import (
+    BirthdayDropReason,
     BirthdayEvent,
-    DropReason,
     ExhaustReason,
     PairFound,
     ProberStats,
@@ -140,7 +140,7 @@ class BirthdayProber:
         self._opens_sent = 0
         self._acks_sent = 0
         self._received = 0
-        self._dropped: Counter[DropReason] = Counter()
+        self._dropped: Counter[BirthdayDropReason] = Counter()
         self._outbox: list[Datagram] = []
         self._events: deque[BirthdayEvent] = deque()
         self._finished = False
@@ -153,7 +153,7 @@ class BirthdayProber:
             raise LocalProtocolError(f"no socket {socket}")
         self._received += 1
         if self._finished:
-            self._dropped[DropReason.LATE] += 1
+            self._dropped[BirthdayDropReason.LATE] += 1
             return
         self._on_datagram(data, remote, socket, now)
         self._advance(now)
@@ -197,18 +197,18 @@ class BirthdayProber:
             packet = parse_packet(data, self.config.key)
         except PacketError as exc:
             reason = (
-                DropReason.UNAUTHENTICATED
+                BirthdayDropReason.UNAUTHENTICATED
                 if exc.reason is PacketFailure.TAG
-                else DropReason.MALFORMED
+                else BirthdayDropReason.MALFORMED
             )
             self._dropped[reason] += 1
             return
         if packet.session != self.config.session:
-            self._dropped[DropReason.WRONG_SESSION] += 1
+            self._dropped[BirthdayDropReason.WRONG_SESSION] += 1
         elif packet.side is self.config.side:
-            self._dropped[DropReason.REFLECTED] += 1
+            self._dropped[BirthdayDropReason.REFLECTED] += 1
         elif self.config.peer_address is not None and remote.address != self.config.peer_address:
-            self._dropped[DropReason.WRONG_SOURCE] += 1
+            self._dropped[BirthdayDropReason.WRONG_SOURCE] += 1
         elif packet.kind is Kind.PROBE:
             for _ in range(self.config.ack_copies):
                 self._emit(Kind.ACK, socket, remote, echo=packet.sequence)
@@ -216,7 +216,7 @@ class BirthdayProber:
             self._found(socket, remote, Kind.PROBE, now)
         elif packet.kind is Kind.ACK:
             if self._awaiting.get(packet.echo) != (socket, remote):
-                self._dropped[DropReason.UNMATCHED_ACK] += 1
+                self._dropped[BirthdayDropReason.UNMATCHED_ACK] += 1
             else:
                 self._found(socket, remote, Kind.ACK, now)
         elif remote not in self._shortcut_targets and self._probes_left > len(self._shortcuts):

@@ -74,6 +74,20 @@ class Side(IntEnum):
         return Side.B if self is Side.A else Side.A
 
 
+class BirthdayRole(Enum):
+    """What a peer does in a search: the hard side opens mappings toward the
+    easy side, the easy side sprays (with both sides hard, both spray and
+    the roles only tell the two peers apart)."""
+
+    HARD = "hard"
+    EASY = "easy"
+
+    @property
+    def side(self) -> Side:
+        """The packet label of this role (the hard side is A)."""
+        return Side.A if self is BirthdayRole.HARD else Side.B
+
+
 class PacketFailure(Enum):
     """Why bytes were not accepted as a probe packet."""
 

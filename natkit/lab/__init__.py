@@ -11,7 +11,7 @@ scenario's expected classification::
 
     with Lab.up("eim-adf") as lab:
         servers = [f"--server={s.primary}" for s in lab.stun_servers.values()]
-        argv = [sys.executable, "-m", "cli", "classify", "--json", *servers]
+        argv = [sys.executable, "-m", "natkit.cli", "classify", "--json", *servers]
         report = json.loads(lab.client_exec(argv, check=True).stdout)
         assert lab.scenario.expected.mismatches(report) == []
 

@@ -55,25 +55,29 @@ def require_root() -> None:
         )
 
 
+#: Every program the lab (or a scenario of it) drives, with its Debian package.
+TOOL_PACKAGES: dict[str, str] = {
+    **TOOLS,
+    "turnserver": "coturn",
+    "turnutils_natdiscovery": "coturn",
+    "miniupnpd": "miniupnpd-nftables",
+    "upnpc": "miniupnpc",
+    "tayga": "tayga",
+    "unbound": "unbound",
+    "openssl": "openssl",
+    "wireguard-go": "wireguard-go",
+    "wg": "wireguard-tools",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "iperf3": "iperf3",
+}
+
+
 def require_tools(tools: Iterable[str] = TOOLS) -> None:
     """Raise :class:`MissingToolError` for the first program not on PATH."""
-    packages = {
-        **TOOLS,
-        "turnserver": "coturn",
-        "turnutils_natdiscovery": "coturn",
-        "miniupnpd": "miniupnpd-nftables",
-        "tayga": "tayga",
-        "unbound": "unbound",
-        "openssl": "openssl",
-        "wireguard-go": "wireguard-go",
-        "wg": "wireguard-tools",
-        "unshare": "util-linux",
-        "nsenter": "util-linux",
-        "iperf3": "iperf3",
-    }
     for tool in tools:
         if shutil.which(tool) is None:
-            raise MissingToolError(tool, packages.get(tool, tool))
+            raise MissingToolError(tool, TOOL_PACKAGES.get(tool, tool))
 
 
 def exec_argv(namespace: str, argv: Sequence[str]) -> list[str]:

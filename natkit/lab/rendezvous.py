@@ -53,7 +53,15 @@ def log_path(workdir: Path) -> Path:
 
 
 def argv(listen: Endpoint = RENDEZVOUS) -> list[str]:
-    return [sys.executable, "-m", "cli", "rendezvous", "--listen", str(listen), "--json-line"]
+    return [
+        sys.executable,
+        "-m",
+        "natkit.cli",
+        "rendezvous",
+        "--listen",
+        str(listen),
+        "--json-line",
+    ]
 
 
 def start(lab: Lab) -> Endpoint:

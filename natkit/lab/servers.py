@@ -4,7 +4,7 @@ Two servers, each an RFC 5780 pair (two addresses, two ports) on its own
 host, so a classifier can be checked against natkit's own server and against
 an independent one:
 
-* ``natkit``: ``python -m cli stun-server``, which prints ``ready`` on stdout
+* ``natkit``: ``python -m natkit.cli stun-server``, which prints ``ready`` on stdout
   once it listens;
 * ``coturn``: ``turnserver`` in STUN-only mode, which turns on RFC 5780 by
   itself when given two listening addresses; readiness is a STUN Binding
@@ -106,24 +106,25 @@ def server_addresses(kind: ServerKind, *, ipv6: bool = False) -> ServerAddresses
 
 
 def natkit_server_available() -> bool:
-    """Whether ``python -m cli stun-server`` exists in this checkout."""
+    """Whether ``python -m natkit.cli stun-server`` exists in this checkout."""
     try:
-        return importlib.util.find_spec("cli.stun_server") is not None
+        return importlib.util.find_spec("natkit.cli.stun_server") is not None
     except ModuleNotFoundError:
         return False
 
 
 def _project_root() -> str | None:
-    spec = importlib.util.find_spec("cli")
+    """The folder holding the ``natkit`` package this process imported."""
+    spec = importlib.util.find_spec("natkit")
     if spec is None or not spec.submodule_search_locations:
         return None
     return str(Path(next(iter(spec.submodule_search_locations))).parent)
 
 
 def natkit_cli_env() -> dict[str, str]:
-    """The environment for ``python -m cli ...`` in a lab namespace: this
-    checkout's ``cli`` package found even when it is not installed, and
-    unbuffered output (logs and ready lines appear as they are written)."""
+    """The environment for ``python -m natkit.cli ...`` in a lab namespace:
+    this checkout's ``natkit`` package found even when it is not installed,
+    and unbuffered output (logs and ready lines appear as they are written)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     root = _project_root()
     if root is not None:
@@ -139,7 +140,7 @@ def server_argv(kind: ServerKind, workdir: Path, *, ipv6: bool = False) -> list[
     first, second = str(addresses.primary.address), str(addresses.alternate.address)
     if kind is ServerKind.NATKIT:
         return [
-            sys.executable, "-m", "cli", "stun-server",
+            sys.executable, "-m", "natkit.cli", "stun-server",
             "--bind", first, "--bind", second,
             "--port", str(PRIMARY_PORT), "--alt-port", str(ALTERNATE_PORT),
         ]  # fmt: skip

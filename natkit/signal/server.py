@@ -155,7 +155,7 @@ _ERROR_CODES = {
 }
 
 
-class DropReason(enum.Enum):
+class RelayDropReason(enum.Enum):
     """Why a message was not relayed."""
 
     OFFLINE = "offline"
@@ -164,9 +164,9 @@ class DropReason(enum.Enum):
 
 
 _NOTICE = {
-    DropReason.OFFLINE: NoticeReason.OFFLINE,
-    DropReason.BUSY: NoticeReason.BUSY,
-    DropReason.RATE_LIMITED: NoticeReason.RATE_LIMITED,
+    RelayDropReason.OFFLINE: NoticeReason.OFFLINE,
+    RelayDropReason.BUSY: NoticeReason.BUSY,
+    RelayDropReason.RATE_LIMITED: NoticeReason.RATE_LIMITED,
 }
 
 
@@ -203,7 +203,7 @@ class MessagesDropped:
     the previous report for that sender and reason)."""
 
     sender: PublicKey
-    reason: DropReason
+    reason: RelayDropReason
     count: int
 
 
@@ -262,7 +262,7 @@ class _Connection:
     relayed: int = 0
     delivered: int = 0
     dropped: int = 0
-    unreported: Counter[DropReason] = field(default_factory=Counter)
+    unreported: Counter[RelayDropReason] = field(default_factory=Counter)
 
 
 class RendezvousServer:
@@ -439,7 +439,7 @@ class RendezvousServer:
             if allowed:
                 self._relay(connection, frame, now)
             else:
-                self._drop(connection, frame.recipient, DropReason.RATE_LIMITED, now)
+                self._drop(connection, frame.recipient, RelayDropReason.RATE_LIMITED, now)
 
     def _authenticate(self, connection: _Connection, hello: ClientHello, now: float) -> None:
         if not verify(connection.ephemeral, hello.client_key, connection.challenge, hello.proof):
@@ -474,11 +474,11 @@ class RendezvousServer:
         assert sender.key is not None
         target = self._by_key.get(send.recipient)
         if target is None:
-            self._drop(sender, send.recipient, DropReason.OFFLINE, now)
+            self._drop(sender, send.recipient, RelayDropReason.OFFLINE, now)
             return
         frame = encode(Deliver(sender.key, send.sealed), self.config.max_sealed)
         if not self._queue(target, frame, now):
-            self._drop(sender, send.recipient, DropReason.BUSY, now)
+            self._drop(sender, send.recipient, RelayDropReason.BUSY, now)
             return
         sender.relayed += 1
         target.delivered += 1
@@ -486,7 +486,7 @@ class RendezvousServer:
         self.counters.relayed_bytes += len(send.sealed)
 
     def _drop(
-        self, sender: _Connection, recipient: PublicKey, reason: DropReason, now: float
+        self, sender: _Connection, recipient: PublicKey, reason: RelayDropReason, now: float
     ) -> None:
         sender.dropped += 1
         sender.unreported[reason] += 1

@@ -79,8 +79,9 @@ from typing import Any
 
 from natkit.aio.birthday import learn_mapped_endpoint, probe_easy, probe_hard, run_prober
 from natkit.birthday import (
+    BirthdayDropReason,
     BirthdayEvent,
-    DropReason,
+    BirthdayScenario,
     Kind,
     Mode,
     PairFound,
@@ -92,7 +93,6 @@ from natkit.birthday import (
     pacing_gap,
     spray_plan,
 )
-from natkit.birthday import Scenario as Model
 from natkit.birthday.wire import parse_packet
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
@@ -115,7 +115,11 @@ SELECT_MAX_SOCKETS = 1000
 #: The GIL switch interval during a run (the default is 5 ms).
 SWITCH_INTERVAL_S = 0.0002
 #: Drops that would mean a stranger's or a forged packet reached a prober.
-FOREIGN_DROPS = (DropReason.MALFORMED, DropReason.UNAUTHENTICATED, DropReason.WRONG_SESSION)
+FOREIGN_DROPS = (
+    BirthdayDropReason.MALFORMED,
+    BirthdayDropReason.UNAUTHENTICATED,
+    BirthdayDropReason.WRONG_SESSION,
+)
 
 COUNT_TABLE = "nk_bcount"
 ANY_V4 = "0.0.0.0"
@@ -173,8 +177,10 @@ class Setup:
         return self.rate
 
     @property
-    def model(self) -> Model:
-        return Model(ports=self.ports, port_range=self.port_range, mode=self.mode, rate=self.rate)
+    def model(self) -> BirthdayScenario:
+        return BirthdayScenario(
+            ports=self.ports, port_range=self.port_range, mode=self.mode, rate=self.rate
+        )
 
     @property
     def success_probability(self) -> float:

@@ -20,8 +20,11 @@
   the test); ``lab_host``: just the root/tools check, for tests that manage
   labs themselves.
 
-Without root (or without the lab's tools) lab tests are skipped, unless
-``CI=true``: there a lab that cannot be built is a failure.
+The pool, the private labs and the checks are natkit's pytest plugin
+(:mod:`natkit.pytest_plugin`, the fixtures ``natkit_lab_pool`` and
+``natkit_lab`` that natkit's users get): one implementation for both.
+Without root (or without any of the lab's tools) lab tests are skipped,
+unless ``CI=true``: there a lab that cannot be built is a failure.
 ``NATKIT_LAB_SERVERS`` (comma-separated, may be empty) overrides which STUN
 servers the pooled labs run; by default natkit's own server (when the
 checkout has it) and coturn.
@@ -29,35 +32,14 @@ checkout has it) and coturn.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from natkit.lab import SCENARIOS, Lab, ServerKind
-from natkit.lab.servers import natkit_server_available
+from natkit.lab import SCENARIOS, Lab
+from natkit.pytest_plugin import LabPool, require_lab
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-#: Programs lab tests need, with the Debian package that provides them.
-LAB_TOOLS = {
-    "ip": "iproute2",
-    "nft": "nftables",
-    "conntrack": "conntrack",
-    "turnserver": "coturn",
-    "turnutils_natdiscovery": "coturn",
-    "miniupnpd": "miniupnpd-nftables",
-    "upnpc": "miniupnpc",
-    "tayga": "tayga",
-    "unbound": "unbound",
-    "openssl": "openssl",
-    "wireguard-go": "wireguard-go",
-    "wg": "wireguard-tools",
-    "unshare": "util-linux",
-    "nsenter": "util-linux",
-}
+__all__ = ["LabPool"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,82 +65,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
 
 
-def lab_unavailable_reason() -> str | None:
-    """Why labs cannot be built here, or ``None`` if they can."""
-    if os.geteuid() != 0:
-        return "the NAT lab needs root to create network namespaces"
-    for tool, package in LAB_TOOLS.items():
-        if shutil.which(tool) is None:
-            return f"the NAT lab needs {tool!r} (Debian package {package!r})"
-    return None
-
-
-def require_lab() -> None:
-    """Skip (or, with CI=true, fail) the current test when labs cannot be built."""
-    reason = lab_unavailable_reason()
-    if reason is None:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def pool_servers() -> tuple[str, ...]:
-    override = os.environ.get("NATKIT_LAB_SERVERS")
-    if override is not None:
-        return tuple(s.strip() for s in override.split(",") if s.strip())
-    servers = [ServerKind.COTURN.value]
-    if natkit_server_available():
-        servers.insert(0, ServerKind.NATKIT.value)
-    return tuple(servers)
-
-
-class LabPool:
-    """One lab per scenario, built on first use, all torn down by :meth:`close`."""
-
-    def __init__(self, servers: tuple[str, ...]) -> None:
-        self.servers = servers
-        self._labs: dict[str, Lab] = {}
-
-    def get(self, scenario: str) -> Lab:
-        lab = self._labs.get(scenario)
-        if lab is None:
-            lab = Lab.up(scenario, servers=self.servers)
-            self._labs[scenario] = lab
-        return lab
-
-    def close(self) -> None:
-        errors: list[BaseException] = []
-        for lab in self._labs.values():
-            try:
-                # The whole suite must leave no port mapping on any router.
-                for role in lab.gateways:
-                    if lab.port_mapping_rule_count(role):
-                        errors.append(
-                            AssertionError(
-                                f"port mappings leaked on {lab.scenario.name}/{role}:\n"
-                                + lab.port_mapping_ruleset(role)
-                            )
-                        )
-            except Exception as exc:
-                errors.append(exc)
-            try:
-                lab.down()
-            except Exception as exc:
-                errors.append(exc)
-        self._labs.clear()
-        if errors:
-            raise errors[0]
-
-
 @pytest.fixture(scope="session")
-def lab_pool() -> Iterator[LabPool]:
+def lab_pool(natkit_lab_pool: LabPool) -> LabPool:
+    """The plugin's session pool, once every tool of the lab is here."""
     require_lab()
-    pool = LabPool(pool_servers())
-    try:
-        yield pool
-    finally:
-        pool.close()
+    return natkit_lab_pool
 
 
 @pytest.fixture
@@ -184,18 +95,7 @@ def lab_host() -> None:
 
 
 @pytest.fixture
-def make_lab() -> Iterator[Callable[..., Lab]]:
-    """``make_lab(scenario, **Lab.up keywords)``: a private lab, down after the test."""
-    require_lab()
-    made: list[Lab] = []
-
-    def factory(scenario: Any, **kwargs: Any) -> Lab:
-        instance = Lab.up(scenario, **kwargs)
-        made.append(instance)
-        return instance
-
-    try:
-        yield factory
-    finally:
-        for instance in made:
-            instance.down()
+def make_lab(lab_host: None, natkit_lab: Callable[..., Lab]) -> Callable[..., Lab]:
+    """``make_lab(scenario, **Lab.up keywords)``: the plugin's ``natkit_lab``
+    (a private lab, down after the test), once every tool of the lab is here."""
+    return natkit_lab

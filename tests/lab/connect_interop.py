@@ -82,16 +82,16 @@ async def run_natkit(controlling: bool, stun: tuple[str, int]) -> None:
     from natkit.aio.connect_gather import TrickleGathering  # noqa: PLC0415
     from natkit.aio.driver import CoreRunner  # noqa: PLC0415
     from natkit.aio.interfaces import open_gathering_sockets  # noqa: PLC0415
-    from natkit.connect import (  # noqa: PLC0415
+    from natkit.endpoint import Endpoint  # noqa: PLC0415
+    from natkit.ice import (  # noqa: PLC0415
         Announcement,
         ConnectAgent,
         PathSelected,
         Role,
         SignalCandidate,
     )
-    from natkit.connect.candidates import CandidateKind  # noqa: PLC0415
-    from natkit.connect.mux import ConnectMux, HelperEvent  # noqa: PLC0415
-    from natkit.endpoint import Endpoint  # noqa: PLC0415
+    from natkit.ice.candidates import CandidateKind  # noqa: PLC0415
+    from natkit.ice.mux import ConnectMux, HelperEvent  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     sockets = open_gathering_sockets(0)[:1]  # IPv4 only, as the aioice end

@@ -40,7 +40,7 @@ def public_key(lab: Lab, role: str) -> str:
 
 def connect_argv(lab: Lab, role: str, peers: Sequence[str], *extra: str) -> list[str]:
     argv = [
-        sys.executable, "-m", "cli", "connect",
+        sys.executable, "-m", "natkit.cli", "connect",
         "--rendezvous", str(RENDEZVOUS),
         "--key", str(key_path(lab.record.workdir, role)),
         "--stun", STUN, "--json-line",

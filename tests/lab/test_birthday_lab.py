@@ -81,7 +81,7 @@ BOTH_HARD_RUNS = 6
 #: Two-sided significance of the binomial tests: one false alarm in 100 CI runs.
 ALPHA = 0.01
 
-CLI = [sys.executable, "-m", "cli", "birthday", "probe"]
+CLI = [sys.executable, "-m", "natkit.cli", "birthday", "probe"]
 
 
 def run_many(lab: Lab, setup: Setup, runs: int) -> tuple[list[Run], list[str]]:

@@ -38,7 +38,7 @@ from natkit.nat64 import PRIMARY_WKA, SECONDARY_WKA, synthesize
 
 pytestmark = pytest.mark.lab
 
-CLI = [sys.executable, "-m", "cli.candidates"]
+CLI = [sys.executable, "-m", "natkit.cli.candidates"]
 
 
 def candidates(lab: Lab, *argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -167,7 +167,16 @@ def test_classify_reports_the_nat64_prefix(lab: Lab) -> None:
         pytest.skip("needs coturn's IPv6 address")
     ipv6_server = lab.stun_servers["coturn"].ipv6
     assert ipv6_server is not None
-    argv = [sys.executable, "-m", "cli", "classify", "-s", str(ipv6_server), "--json", *dns(lab)]
+    argv = [
+        sys.executable,
+        "-m",
+        "natkit.cli",
+        "classify",
+        "-s",
+        str(ipv6_server),
+        "--json",
+        *dns(lab),
+    ]
     result = lab.client_exec(argv, timeout=60)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

@@ -35,7 +35,16 @@ LOSS_PERCENT = 20.0
 def classify(lab: Lab, server: str, *extra: str) -> dict[str, Any]:
     """Run ``natkit classify --json`` in the client namespace."""
     primary = lab.stun_servers[server].primary
-    argv = [sys.executable, "-m", "cli", "classify", "--server", str(primary), "--json", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "natkit.cli",
+        "classify",
+        "--server",
+        str(primary),
+        "--json",
+        *extra,
+    ]
     result = lab.client_exec(argv, timeout=30)
     assert result.returncode == 0, result.stderr
     document: dict[str, Any] = json.loads(result.stdout)
@@ -69,7 +78,7 @@ def test_expect_turns_classify_into_a_ci_check(lab: Lab) -> None:
     primary = str(lab.stun_servers[server].primary)
     expected = lab.scenario.expected.as_json()
     holds = ",".join(f"{k}={json.dumps(v).strip(chr(34))}" for k, v in expected.items())
-    base = [sys.executable, "-m", "cli", "classify", "--server", primary]
+    base = [sys.executable, "-m", "natkit.cli", "classify", "--server", primary]
     assert lab.client_exec([*base, "--expect", holds], timeout=30).returncode == 0
     lab.reset_state()
     wrong = "udp_blocked=false" if expected["udp_blocked"] else "udp_blocked=true"
@@ -101,7 +110,9 @@ def test_coturn_client_hairpin_against_natkit_server(lab: Lab) -> None:
 @pytest.mark.scenarios("eim-apdf")
 def test_classify_human_output_names_the_verdicts(lab: Lab) -> None:
     primary = str(lab.stun_servers["natkit"].primary)
-    result = lab.client_exec([sys.executable, "-m", "cli", "classify", "-s", primary], timeout=30)
+    result = lab.client_exec(
+        [sys.executable, "-m", "natkit.cli", "classify", "-s", primary], timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert "port-restricted cone" in result.stdout
     assert "APDF" in result.stdout
@@ -111,7 +122,7 @@ def _plain_servers(lab: Lab, port: int) -> list[subprocess.Popen[str]]:
     """Two plain RFC 5389 natkit servers (one address each) in the STUN host."""
     servers = []
     for address in (lab.stun_servers["natkit"].primary, lab.stun_servers["natkit"].alternate):
-        argv = [sys.executable, "-m", "cli", "stun-server", "--bind", str(address.address)]
+        argv = [sys.executable, "-m", "natkit.cli", "stun-server", "--bind", str(address.address)]
         process = lab.popen(
             "stun", [*argv, "--port", str(port), "--no-tcp"], stdout=subprocess.PIPE, text=True
         )
@@ -129,7 +140,7 @@ def test_plain_rfc5389_servers_give_mapping_and_say_filtering_is_unknown(lab: La
     try:
         lab.reset_state()
         natkit = lab.stun_servers["natkit"]
-        argv = [sys.executable, "-m", "cli", "classify", "--json"]
+        argv = [sys.executable, "-m", "natkit.cli", "classify", "--json"]
         argv += [
             "-s",
             f"{natkit.primary.address}:{port}",

@@ -480,7 +480,7 @@ def test_natkit_and_aioice_connect_through_the_nats(lab: Lab, natkit_controls: b
 
 @pytest.mark.scenarios("connect-eim")
 def test_the_commands_lab_up_prints_connect_the_two_sites(lab: Lab) -> None:
-    from cli.lab import lab_summary, render_up  # noqa: PLC0415
+    from natkit.cli.lab import lab_summary, render_up  # noqa: PLC0415
 
     summary = lab_summary(lab)
     assert summary["rendezvous"] == "192.0.2.10:7000"
@@ -494,7 +494,7 @@ def test_the_commands_lab_up_prints_connect_the_two_sites(lab: Lab) -> None:
     for command in commands:
         argv = shlex.split(command)
         at = argv.index("natkit")
-        argv[at : at + 1] = [sys.executable, "-m", "cli"]
+        argv[at : at + 1] = [sys.executable, "-m", "natkit.cli"]
         argv += ["--once", "--timeout", "30", "--json-line"]
         procs.append(
             subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=natkit_cli_env())

@@ -1,12 +1,12 @@
 """What ``natkit lab up`` tells a user, one scenario of each kind.
 
-The summary is built from the pooled labs (``cli.lab.lab_summary``, the
+The summary is built from the pooled labs (``natkit.cli.lab.lab_summary``, the
 function ``up`` prints from), then rendered as text. Each kind of scenario
 must show what it adds: the second site of a birthday lab, the resolver,
 NAT64 prefix and IPv6 address of an IPv6 lab, miniupnpd of a ``upnp`` lab,
 coturn's TLS port everywhere coturn runs. The example commands of the
 IPv6 and port-mapping labs are run as printed, so they cannot rot
-(``natkit`` stands for ``python -m cli`` here: the test may run without the
+(``natkit`` stands for ``python -m natkit.cli`` here: the test may run without the
 console script on its PATH).
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cli.lab import lab_summary, render_up
+from natkit.cli.lab import lab_summary, render_up
 from natkit.lab import Lab
 
 #: Keys ``up --json`` printed before these were added: never renamed or dropped.
@@ -40,13 +40,13 @@ def summary_of(lab: Lab) -> dict[str, Any]:
 
 
 def run_example(lab: Lab, summary: dict[str, Any], env: dict[str, str] | None = None) -> str:
-    """Run ``example_command`` as printed (with ``natkit`` as ``python -m cli``)."""
+    """Run ``example_command`` as printed (with ``natkit`` as ``python -m natkit.cli``)."""
     argv = shlex.split(summary["example_command"])
     prefix = ["ip", "netns", "exec", lab.client_namespace]
     assert argv[:4] == prefix
     command = argv[4:]
     if command[0] == "natkit":
-        command = [sys.executable, "-m", "cli", *command[1:]]
+        command = [sys.executable, "-m", "natkit.cli", *command[1:]]
     result = lab.client_exec(command, timeout=60, env=env)
     assert result.returncode == 0, (summary["example_command"], result.stdout, result.stderr)
     return result.stdout

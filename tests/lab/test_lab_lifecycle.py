@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cli.main import main as cli_main
+from natkit.cli.main import main as cli_main
 from natkit.lab import (
     Lab,
     LabError,
@@ -64,7 +64,7 @@ def _running(pid: int) -> bool:
 
 def natkit_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", "lab", *args],
+        [sys.executable, "-m", "natkit.cli", "lab", *args],
         check=False,
         capture_output=True,
         text=True,

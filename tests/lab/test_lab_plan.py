@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import build_parser
-from cli.main import main as cli_main
 from natkit.birthday.ports import PortRange
+from natkit.cli.main import build_parser
+from natkit.cli.main import main as cli_main
 from natkit.lab import (
     SCENARIOS,
     Classification,

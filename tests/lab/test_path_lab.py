@@ -34,7 +34,16 @@ def classify(lab: Lab, *extra: str) -> dict[str, Any]:
     """``natkit classify --json`` in the client namespace, against one server."""
     server = "natkit" if "natkit" in lab.stun_servers else next(iter(lab.stun_servers))
     primary = lab.stun_servers[server].primary
-    argv = [sys.executable, "-m", "cli", "classify", "--server", str(primary), "--json", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "natkit.cli",
+        "classify",
+        "--server",
+        str(primary),
+        "--json",
+        *extra,
+    ]
     lab.reset_state()
     result = lab.client_exec(argv, timeout=30)
     assert result.returncode == 0, result.stderr

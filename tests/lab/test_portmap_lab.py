@@ -59,7 +59,7 @@ PROTOCOLS = {
     "pmp": MappingProtocol.NAT_PMP,
     "upnp": MappingProtocol.UPNP_IGD,
 }
-CLI = [sys.executable, "-m", "cli.portmap"]
+CLI = [sys.executable, "-m", "natkit.cli.portmap"]
 
 
 def in_client(lab: Lab, make: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from cli.lab import lab_summary, render_up
 from natkit.aio.turn import TurnRelay, TurnServer, server_rtt
+from natkit.cli.lab import lab_summary, render_up
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
 from natkit.lab import turn as lab_turn

@@ -15,6 +15,8 @@ and UPnP on one socket and keeps the winner's lease; this driver
 4. releases the mapping on :meth:`close`, when the task running the
    ``async with`` is cancelled, and on SIGINT/SIGTERM once
    :meth:`release_on_signals` is installed (the signal cancels that task).
+
+:func:`map_port` (``natkit.map_port``) is the ``async with`` form.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import asyncio
 import contextlib
 import random
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -317,3 +319,36 @@ class PortMapper:
                 journal.remove(event.entry_id)
         except OSError as exc:
             self.journal_error = exc
+
+
+@contextlib.asynccontextmanager
+async def map_port(
+    internal_port: int,
+    *,
+    gateway: str | IPAddress | Endpoint | None = None,
+    local_address: str | None = None,
+    transport: TransportProtocol = TransportProtocol.UDP,
+    config: PortMapperConfig | None = None,
+    journal: LeaseJournal | str | Path | None = None,
+) -> AsyncIterator[PortMapper]:
+    """Map ``internal_port`` on the gateway for the length of the block.
+
+    PCP, NAT-PMP and UPnP IGD are raced; the first grant wins. Inside the
+    block, ``mapper.mapping.external`` is where peers send, and the mapping
+    is renewed (``await mapper.next_event()`` tells of renewals, losses and
+    re-creations); on the way out, also when the task is cancelled, it is
+    deleted. Raises :class:`NoMappingError` (its ``result`` says what each
+    protocol answered) when nothing maps. ``gateway``: default the default
+    route's; ``journal``: record the lease in a :class:`LeaseJournal` (and
+    release what killed runs left there), none by default.
+    """
+    mapper = PortMapper(
+        internal_port,
+        gateway=gateway,
+        local_address=local_address,
+        transport=transport,
+        config=config,
+        journal=journal,
+    )
+    async with mapper:
+        yield mapper

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from cli import birthday
+from natkit.cli import birthday
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "000102030405060708090a0b0c0d0e0f"
 #: ``natkit birthday ...`` until cli/main.py lists the command.
 LAUNCHER = (
     "import argparse, sys\n"
-    "from cli import birthday\n"
+    "from natkit.cli import birthday\n"
     "parser = argparse.ArgumentParser(prog='natkit birthday')\n"
     "birthday.register(parser)\n"
     "args = parser.parse_args(sys.argv[1:])\n"

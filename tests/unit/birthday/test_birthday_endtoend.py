@@ -12,7 +12,7 @@ from birthday_fakenet import FakeNat, FakeNet
 from birthday_testlib import config, kinds, paced_times
 
 from natkit.birthday.events import ExhaustReason, PairFound, SearchExhausted
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.birthday.ports import PortRange
 from natkit.birthday.prober import BirthdayProber
 from natkit.birthday.schedule import max_sends_in_window, opener_plan, pacing_gap, spray_plan
@@ -177,7 +177,7 @@ def test_an_opener_that_gets_through_is_probed_directly() -> None:
     assert easy_event.pair.remote == probed[0]
 
 
-def _model_probability(scenario: Scenario, probes: int) -> float:
+def _model_probability(scenario: BirthdayScenario, probes: int) -> float:
     return scenario.success_probability(probes)
 
 
@@ -219,6 +219,6 @@ def test_the_fake_network_agrees_with_the_model(
             net.add(side.name, core, nat)
         net.run(until=120.0)
         hits += any(isinstance(h.events[0], PairFound) for h in net.hosts.values())
-    expected = _model_probability(Scenario(ports, nat_range, mode), budget)
+    expected = _model_probability(BirthdayScenario(ports, nat_range, mode), budget)
     standard_error = math.sqrt(expected * (1 - expected) / runs)
     assert abs(hits / runs - expected) < 4 * standard_error

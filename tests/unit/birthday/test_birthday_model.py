@@ -12,7 +12,7 @@ from fractions import Fraction
 import pytest
 
 from natkit.birthday.model import DIRECT_TERMS, log_miss, log_miss_with_replacement
-from natkit.birthday.planner import Mode, Scenario
+from natkit.birthday.planner import BirthdayScenario, Mode
 from natkit.errors import LocalProtocolError
 
 N = 65535
@@ -92,22 +92,22 @@ ONE_HARD_REFERENCE = [(174, 0.50), (256, 0.64), (1024, 0.98), (2048, 0.999)]
 
 @pytest.mark.parametrize(("probes", "reference"), ONE_HARD_REFERENCE)
 def test_one_hard_side_reproduces_the_reference_table(probes: int, reference: float) -> None:
-    scenario = Scenario(ports=256)
+    scenario = BirthdayScenario(ports=256)
     # The article rounds: 174 probes give 49.4 %, 256 give 63.4 %.
     assert scenario.success_probability(probes) == pytest.approx(reference, abs=0.01)
 
 
 def test_one_hard_side_reference_times_at_100_probes_per_second() -> None:
-    scenario = Scenario(ports=256, rate=100.0)
+    scenario = BirthdayScenario(ports=256, rate=100.0)
     assert scenario.seconds(scenario.probes_for(0.5) or 0) < 2.0  # "under 2 s for even odds"
     near_certain = scenario.seconds(scenario.probes_for(0.999) or 0)
     assert 15.0 < near_certain < 21.0  # "about 20 s"
-    assert Scenario(256).max_probes == N
+    assert BirthdayScenario(256).max_probes == N
     assert round(2048 / N, 2) == 0.03  # "~3 % of the port space"
 
 
 def test_both_hard_sides_reproduce_the_reference_probe_counts() -> None:
-    scenario = Scenario(ports=256, mode=Mode.BOTH_HARD)
+    scenario = BirthdayScenario(ports=256, mode=Mode.BOTH_HARD)
     assert scenario.probes_for(0.5) == pytest.approx(54_000, rel=0.02)
     assert scenario.probes_for(0.999) == pytest.approx(170_000, rel=0.02)
     # ... and their times: "9 minutes" and "28 minutes" at 100 probes/s per side.
@@ -120,7 +120,7 @@ def test_both_hard_sides_reproduce_the_reference_probe_counts() -> None:
 def test_both_hard_is_the_one_hard_urn_with_the_pair_grid_and_the_other_sides_probes() -> None:
     # C(M-n, n) / C(M, n) with M = N²: n grows on both sides, so the search
     # space "squares" and the probes needed grow like N, not N/k.
-    scenario = Scenario(ports=256, mode=Mode.BOTH_HARD)
+    scenario = BirthdayScenario(ports=256, mode=Mode.BOTH_HARD)
     for n in (1, 1000, 54_562, 172_240):
         assert scenario.log_miss(n) == pytest.approx(product_log_miss(N * N, n, n), rel=1e-11)
         assert scenario.log_miss(n) == pytest.approx(-(n * n) / (N * N), rel=2 * n / (N * N) + 1e-9)

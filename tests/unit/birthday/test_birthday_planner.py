@@ -9,25 +9,25 @@ from fractions import Fraction
 
 import pytest
 
-from natkit.birthday.planner import Estimate, Mode, Sampling, Scenario, estimate
+from natkit.birthday.planner import BirthdayScenario, Estimate, Mode, Sampling, estimate
 from natkit.birthday.ports import PortRange
 from natkit.birthday.report import SCHEMA_VERSION, estimate_to_dict
 from natkit.errors import LocalProtocolError
 
 SCENARIOS = [
-    Scenario(256),
-    Scenario(256, sampling=Sampling.WITH_REPLACEMENT),
-    Scenario(16, PortRange(1024, 65535)),
-    Scenario(256, mode=Mode.BOTH_HARD),
-    Scenario(256, mode=Mode.BOTH_HARD, sampling=Sampling.WITH_REPLACEMENT),
-    Scenario(4, PortRange(30000, 30099), Mode.BOTH_HARD),
+    BirthdayScenario(256),
+    BirthdayScenario(256, sampling=Sampling.WITH_REPLACEMENT),
+    BirthdayScenario(16, PortRange(1024, 65535)),
+    BirthdayScenario(256, mode=Mode.BOTH_HARD),
+    BirthdayScenario(256, mode=Mode.BOTH_HARD, sampling=Sampling.WITH_REPLACEMENT),
+    BirthdayScenario(4, PortRange(30000, 30099), Mode.BOTH_HARD),
 ]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=repr)
 @pytest.mark.parametrize("probability", [1e-6, 0.1, 0.5, 0.99, 0.999])
 def test_probes_for_is_the_least_count_that_reaches_the_probability(
-    scenario: Scenario, probability: float
+    scenario: BirthdayScenario, probability: float
 ) -> None:
     probes = scenario.probes_for(probability)
     assert probes is not None
@@ -36,16 +36,16 @@ def test_probes_for_is_the_least_count_that_reaches_the_probability(
 
 
 def test_probes_for_the_edges() -> None:
-    assert Scenario(256).probes_for(0.0) == 0
+    assert BirthdayScenario(256).probes_for(0.0) == 0
     # Without replacement a hit is certain once every closed port was tried.
-    assert Scenario(256).probes_for(1.0) == 65535 - 256 + 1
-    assert Scenario(256, sampling=Sampling.WITH_REPLACEMENT).probes_for(1.0) is None
+    assert BirthdayScenario(256).probes_for(1.0) == 65535 - 256 + 1
+    assert BirthdayScenario(256, sampling=Sampling.WITH_REPLACEMENT).probes_for(1.0) is None
     # One socket per side caps a both-hard search at N probes: 63 % at most.
-    one_socket = Scenario(1, mode=Mode.BOTH_HARD)
+    one_socket = BirthdayScenario(1, mode=Mode.BOTH_HARD)
     assert one_socket.probes_for(0.6) is not None
     assert one_socket.probes_for(0.7) is None
     with pytest.raises(LocalProtocolError, match="probability"):
-        Scenario(256).probes_for(1.5)
+        BirthdayScenario(256).probes_for(1.5)
 
 
 def brute_force_first_hit(space: int, targets: int) -> dict[int, Fraction]:
@@ -62,7 +62,7 @@ def brute_force_first_hit(space: int, targets: int) -> dict[int, Fraction]:
 
 def test_expectations_match_brute_force_on_a_tiny_port_range() -> None:
     distribution = brute_force_first_hit(6, 2)
-    scenario = Scenario(2, PortRange(1, 6), rate=1.0)
+    scenario = BirthdayScenario(2, PortRange(1, 6), rate=1.0)
     for budget in range(7):
         hit = sum((p for n, p in distribution.items() if n <= budget), Fraction(0))
         assert scenario.success_probability(budget) == pytest.approx(float(hit), abs=1e-15)
@@ -79,7 +79,7 @@ def test_expectations_match_brute_force_on_a_tiny_port_range() -> None:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=repr)
-def test_survival_sums_match_the_definition(scenario: Scenario) -> None:
+def test_survival_sums_match_the_definition(scenario: BirthdayScenario) -> None:
     # E[min(T, B)] = sum_{n<B} P(T > n), summed the slow way.
     for budget in (1, 7, 300):
         slow = math.fsum(math.exp(scenario.log_miss(n)) for n in range(budget))
@@ -88,19 +88,19 @@ def test_survival_sums_match_the_definition(scenario: Scenario) -> None:
 
 def test_unbounded_expectations_in_closed_form() -> None:
     # Draws without replacement: E[draws to the first of k marked in N] = (N+1)/(k+1).
-    assert Scenario(256).survival_sum() == pytest.approx(65536 / 257)
+    assert BirthdayScenario(256).survival_sum() == pytest.approx(65536 / 257)
     # Independent draws: geometric, N/k.
-    assert Scenario(256, sampling=Sampling.WITH_REPLACEMENT).survival_sum() == pytest.approx(
-        65535 / 256
-    )
+    assert BirthdayScenario(
+        256, sampling=Sampling.WITH_REPLACEMENT
+    ).survival_sum() == pytest.approx(65535 / 256)
     # One socket per side may never hit: no finite expectation.
-    assert Scenario(1, mode=Mode.BOTH_HARD).survival_sum() == math.inf
+    assert BirthdayScenario(1, mode=Mode.BOTH_HARD).survival_sum() == math.inf
 
 
 def test_the_estimate_for_the_reference_budget() -> None:
-    result = estimate(Scenario(256, rate=100.0), probes=2048)
+    result = estimate(BirthdayScenario(256, rate=100.0), probes=2048)
     assert result == Estimate(
-        scenario=Scenario(256, rate=100.0),
+        scenario=BirthdayScenario(256, rate=100.0),
         probes=2048,
         success_probability=pytest.approx(0.99971, abs=1e-5),  # type: ignore[arg-type]
         expected_probes=pytest.approx(254.41, abs=0.01),  # type: ignore[arg-type]
@@ -117,7 +117,7 @@ def test_the_estimate_for_the_reference_budget() -> None:
 
 
 def test_a_time_budget_is_the_probes_sent_in_that_time() -> None:
-    scenario = Scenario(256, rate=100.0)
+    scenario = BirthdayScenario(256, rate=100.0)
     assert estimate(scenario, seconds=20.48).probes == 2048
     assert estimate(scenario, seconds=0.999).probes == 99
     with pytest.raises(LocalProtocolError, match="exactly one"):
@@ -138,18 +138,18 @@ def test_a_time_budget_is_the_probes_sent_in_that_time() -> None:
 def test_impossible_scenarios_are_refused(changes: dict[str, object], message: str) -> None:
     arguments: dict[str, object] = {"ports": 256, **changes}
     with pytest.raises(LocalProtocolError, match=message):
-        Scenario(**arguments)  # type: ignore[arg-type]
+        BirthdayScenario(**arguments)  # type: ignore[arg-type]
 
 
 def test_more_probes_than_distinct_ones_are_refused() -> None:
     with pytest.raises(LocalProtocolError, match="distinct"):
-        Scenario(16, PortRange(1, 100)).log_miss(101)
+        BirthdayScenario(16, PortRange(1, 100)).log_miss(101)
     with pytest.raises(LocalProtocolError, match="distinct"):
-        Scenario(2, PortRange(1, 100), Mode.BOTH_HARD).log_miss(201)
+        BirthdayScenario(2, PortRange(1, 100), Mode.BOTH_HARD).log_miss(201)
 
 
 def test_the_json_document_has_the_inputs_and_the_answers() -> None:
-    document = estimate_to_dict(estimate(Scenario(256), probes=174))
+    document = estimate_to_dict(estimate(BirthdayScenario(256), probes=174))
     assert document["schema_version"] == SCHEMA_VERSION == 1
     assert document["inputs"] == {
         "mode": "one-hard",
@@ -170,6 +170,6 @@ def test_the_json_document_has_the_inputs_and_the_answers() -> None:
 
 
 def test_a_missing_expectation_is_null_in_json() -> None:
-    document = estimate_to_dict(estimate(Scenario(1, mode=Mode.BOTH_HARD), probes=0))
+    document = estimate_to_dict(estimate(BirthdayScenario(1, mode=Mode.BOTH_HARD), probes=0))
     assert document["expected_seconds"] is None
     assert document["unbounded_expected_seconds"] is None

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from natkit.birthday.events import (
+    BirthdayDropReason,
     BirthdayEvent,
-    DropReason,
     ExhaustReason,
     PairFound,
     SearchExhausted,
@@ -202,7 +202,7 @@ def test_a_probe_from_the_peer_is_answered_and_ends_the_run() -> None:
     assert run.core.get_timer() is None
     run.receive(packet(Kind.PROBE, Side.B, sequence=78), EASY, socket=2)
     assert len(run.sent) == 3 + 3
-    assert run.core.stats.dropped == {DropReason.LATE: 1}
+    assert run.core.stats.dropped == {BirthdayDropReason.LATE: 1}
 
 
 def test_an_ack_of_our_probe_ends_the_run() -> None:
@@ -247,38 +247,42 @@ def probe_sequence(run: Run, index: int) -> tuple[int, Endpoint]:
     return parse_packet(datagram.data, bytes(range(32))).sequence, datagram.remote
 
 
-HOSTILE: list[tuple[str, Callable[[Run], tuple[bytes, Endpoint, int]], DropReason]] = [
-    ("empty", lambda r: (b"", Endpoint(HARD_IP, 1), 0), DropReason.MALFORMED),
-    ("junk", lambda r: (b"GET / HTTP/1.1\r\n\r\n", Endpoint(HARD_IP, 1), 0), DropReason.MALFORMED),
+HOSTILE: list[tuple[str, Callable[[Run], tuple[bytes, Endpoint, int]], BirthdayDropReason]] = [
+    ("empty", lambda r: (b"", Endpoint(HARD_IP, 1), 0), BirthdayDropReason.MALFORMED),
+    (
+        "junk",
+        lambda r: (b"GET / HTTP/1.1\r\n\r\n", Endpoint(HARD_IP, 1), 0),
+        BirthdayDropReason.MALFORMED,
+    ),
     (
         "truncated",
         lambda r: (packet(Kind.PROBE, Side.A)[:39], Endpoint(HARD_IP, 1), 0),
-        DropReason.MALFORMED,
+        BirthdayDropReason.MALFORMED,
     ),
     (
         "forged",
         lambda r: (packet(Kind.PROBE, Side.A, key=OTHER_KEY), Endpoint(HARD_IP, 1), 0),
-        DropReason.UNAUTHENTICATED,
+        BirthdayDropReason.UNAUTHENTICATED,
     ),
     (
         "other session",
         lambda r: (packet(Kind.PROBE, Side.A, session=OTHER_SESSION), Endpoint(HARD_IP, 1), 0),
-        DropReason.WRONG_SESSION,
+        BirthdayDropReason.WRONG_SESSION,
     ),
     (
         "our own probe reflected",
         lambda r: (r.sent[0][1].data, Endpoint(HARD_IP, 1), 0),
-        DropReason.REFLECTED,
+        BirthdayDropReason.REFLECTED,
     ),
     (
         "a stranger's address",
         lambda r: (packet(Kind.PROBE, Side.A), Endpoint.parse("192.0.2.66:1"), 0),
-        DropReason.WRONG_SOURCE,
+        BirthdayDropReason.WRONG_SOURCE,
     ),
     (
         "ack of nothing we sent",
         lambda r: (packet(Kind.ACK, Side.A, echo=424242), Endpoint(HARD_IP, 1), 0),
-        DropReason.UNMATCHED_ACK,
+        BirthdayDropReason.UNMATCHED_ACK,
     ),
     (
         "ack from another port than the probe went to",
@@ -287,7 +291,7 @@ HOSTILE: list[tuple[str, Callable[[Run], tuple[bytes, Endpoint, int]], DropReaso
             Endpoint(HARD_IP, probe_sequence(r, -1)[1].port ^ 1),
             0,
         ),
-        DropReason.UNMATCHED_ACK,
+        BirthdayDropReason.UNMATCHED_ACK,
     ),
     (
         "ack after the answer timeout",
@@ -296,14 +300,14 @@ HOSTILE: list[tuple[str, Callable[[Run], tuple[bytes, Endpoint, int]], DropReaso
             probe_sequence(r, 0)[1],
             0,
         ),
-        DropReason.UNMATCHED_ACK,
+        BirthdayDropReason.UNMATCHED_ACK,
     ),
 ]
 
 
 @pytest.mark.parametrize(("name", "make", "reason"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_datagrams_are_dropped_and_counted(
-    name: str, make: Callable[[Run], tuple[bytes, Endpoint, int]], reason: DropReason
+    name: str, make: Callable[[Run], tuple[bytes, Endpoint, int]], reason: BirthdayDropReason
 ) -> None:
     run = sprayer(budget=1000)
     run.timers(until=START + 3.0)  # 300 probes out; the first ones are 3 s old

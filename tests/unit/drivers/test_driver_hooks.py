@@ -15,9 +15,9 @@ from natkit.aio.driver import RUNNING, CoreRunner, Running, run_to_completion
 from natkit.endpoint import Endpoint
 from natkit.errors import InvalidArgument
 from natkit.sansio import Datagram, StreamRequest, StreamResult
+from natkit.simulations import CoreDriver, standard_topology
 from natkit.stun.codec import Message, binding_request, encode_message, parse_message
 from natkit.stun.constants import HEADER_LENGTH, MessageClass, Method
-from simulations import CoreDriver, standard_topology
 
 PEER = Endpoint.parse("203.0.113.10:9")
 TID = b"\x05" * 12

@@ -104,7 +104,15 @@ async def test_an_entry_from_another_network_is_reported_once_and_dropped(
 def test_the_command_reports_a_stale_entry_and_succeeds(tmp_path: Path) -> None:
     path = tmp_path / "portmap.json"
     LeaseJournal(path).add(orphan("192.0.2.55:51820", MappingProtocol.NAT_PMP))
-    argv = [sys.executable, "-m", "cli.portmap", "--release", "--journal", str(path), "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "natkit.cli.portmap",
+        "--release",
+        "--journal",
+        str(path),
+        "--json",
+    ]
     first = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert first.returncode == 0, first.stderr
     [item] = json.loads(first.stdout)["released"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cli.portmap", *argv]
+    command = [sys.executable, "-m", "natkit.cli.portmap", *argv]
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
 

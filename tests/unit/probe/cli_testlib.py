@@ -31,8 +31,7 @@ async def stun_server() -> AsyncIterator[Endpoint]:
     """natkit's plain RFC 5389 server on 127.0.0.1, any port."""
     server = AsyncStunServer(ServerConfig.basic("127.0.0.1", 0))
     await server.start()
-    assert server._runner is not None
     try:
-        yield server._runner.local_endpoints[0]
+        yield server.endpoints[0]
     finally:
         await server.close()

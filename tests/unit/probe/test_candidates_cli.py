@@ -23,7 +23,7 @@ QUIET = ["--no-nat64", "--no-portmap"]
 async def test_json_contract(stun_server: Endpoint) -> None:
     code, out, err = await run(
         "-m",
-        "cli.candidates",
+        "natkit.cli.candidates",
         "--server",
         str(stun_server),
         "--include-loopback",
@@ -58,7 +58,7 @@ async def test_json_contract(stun_server: Endpoint) -> None:
 
 async def test_human_output(stun_server: Endpoint) -> None:
     code, out, err = await run(
-        "-m", "cli.candidates", "-s", str(stun_server), "--include-loopback", *QUIET
+        "-m", "natkit.cli.candidates", "-s", str(stun_server), "--include-loopback", *QUIET
     )
     assert code == 0, err
     assert out.startswith("natkit candidates: ")
@@ -68,7 +68,7 @@ async def test_human_output(stun_server: Endpoint) -> None:
 
 async def test_no_answer_exits_2() -> None:
     code, out, _ = await run(
-        "-m", "cli.candidates", "-s", "127.0.0.1:9", "--json", "--timeout", "0.5", *QUIET
+        "-m", "natkit.cli.candidates", "-s", "127.0.0.1:9", "--json", "--timeout", "0.5", *QUIET
     )
     assert code == 2
     assert json.loads(out)["udp_blocked"] is None
@@ -85,14 +85,14 @@ async def test_no_answer_exits_2() -> None:
     ],
 )
 async def test_bad_command_lines_exit_64(argv: list[str]) -> None:
-    code, _, err = await run("-m", "cli.candidates", *argv, *QUIET)
+    code, _, err = await run("-m", "natkit.cli.candidates", *argv, *QUIET)
     assert code == 64, err
 
 
 async def test_classify_reports_cgnat_and_nat64_keys(stun_server: Endpoint) -> None:
     code, out, err = await run(
         "-m",
-        "cli",
+        "natkit.cli",
         "classify",
         "-s",
         str(stun_server),
@@ -112,7 +112,7 @@ async def test_classify_reports_cgnat_and_nat64_keys(stun_server: Endpoint) -> N
     assert "no NAT" in document["reasons"]["cgnat"]
     code, _, _ = await run(
         "-m",
-        "cli",
+        "natkit.cli",
         "classify",
         "-s",
         str(stun_server),

@@ -31,13 +31,13 @@ from natkit.gather.reflexive import (
 )
 from natkit.probe.layering import nat_layering
 from natkit.sansio import StreamRequest, StreamResult
+from natkit.simulations import CoreDriver, Link, NatConfig
+from natkit.simulations import MappingBehavior as SimMapping
+from natkit.simulations.topology import HOME_NAT_CARRIER_IP, standard_topology
 from natkit.stun.attributes import XorAddressAttribute
 from natkit.stun.codec import Message, binding_request, encode_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
 from natkit.stun.server import ServerConfig, StunServer, Transport
-from simulations import CoreDriver, Link, NatConfig
-from simulations import MappingBehavior as SimMapping
-from simulations.topology import HOME_NAT_CARRIER_IP, standard_topology
 
 #: One-way delays of the extra servers' links (the client's link adds 5 ms).
 SERVER_DELAYS = {"203.0.113.20": 0.010, "203.0.113.30": 0.040, "203.0.113.40": 0.100}

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from cli.classify import render_human
+from natkit.cli.classify import render_human
 from natkit.probe.classifier import ClassifierConfig
 from natkit.probe.hops import HopReply
 from natkit.probe.report import (
@@ -19,11 +19,11 @@ from natkit.probe.report import (
     PortAllocation,
     report_to_dict,
 )
-from simulations import FilteringBehavior as SimFiltering
-from simulations import FirewallConfig, NatConfig
-from simulations import MappingBehavior as SimMapping
-from simulations import PortAllocation as SimAllocation
-from simulations.classification import simulate_classification
+from natkit.simulations import FilteringBehavior as SimFiltering
+from natkit.simulations import FirewallConfig, NatConfig
+from natkit.simulations import MappingBehavior as SimMapping
+from natkit.simulations import PortAllocation as SimAllocation
+from natkit.simulations.classification import simulate_classification
 
 NO_HOPS = ClassifierConfig(hop_limit=0)
 #: The classifier's own defaults, hop probe included (the simulator's

@@ -20,14 +20,14 @@ from natkit.endpoint import Endpoint
 from natkit.probe.classifier import ClassifierConfig, NatClassifier
 from natkit.probe.report import FilteringBehavior, MappingBehavior, ProbeOutcome, RunStatus
 from natkit.sansio import Datagram
+from natkit.simulations import FilteringBehavior as SimFiltering
+from natkit.simulations import Link, NatConfig
+from natkit.simulations import MappingBehavior as SimMapping
+from natkit.simulations import PortAllocation as SimAllocation
+from natkit.simulations.classification import simulate_classification
 from natkit.stun.attributes import AddressAttribute, Attribute, XorAddressAttribute
 from natkit.stun.codec import Message, encode_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
-from simulations import FilteringBehavior as SimFiltering
-from simulations import Link, NatConfig
-from simulations import MappingBehavior as SimMapping
-from simulations import PortAllocation as SimAllocation
-from simulations.classification import simulate_classification
 
 DELAY = 0.005
 MAPPED = Endpoint.parse("198.51.100.1:40000")

@@ -18,11 +18,11 @@ from natkit.probe.report import (
     ProbeOutcome,
     RunStatus,
 )
-from simulations import FilteringBehavior as SimFiltering
-from simulations import FirewallConfig, NatConfig
-from simulations import MappingBehavior as SimMapping
-from simulations import PortAllocation as SimAllocation
-from simulations.classification import ServerKind, simulate_classification
+from natkit.simulations import FilteringBehavior as SimFiltering
+from natkit.simulations import FirewallConfig, NatConfig
+from natkit.simulations import MappingBehavior as SimMapping
+from natkit.simulations import PortAllocation as SimAllocation
+from natkit.simulations.classification import ServerKind, simulate_classification
 
 COMBINATIONS = list(itertools.product(SimMapping, SimFiltering))
 

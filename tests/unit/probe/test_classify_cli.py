@@ -12,7 +12,7 @@ import json
 import pytest
 from cli_testlib import run, stun_server
 
-from cli.classify import verdict_changes
+from natkit.cli.classify import verdict_changes
 from natkit.endpoint import Endpoint
 
 __all__ = ["stun_server"]  # a fixture, used by name
@@ -21,7 +21,7 @@ QUIET = ["--no-nat64", "--no-path", "--no-hairpin", "--allocation-sockets", "0"]
 
 
 def classify(server: Endpoint, *argv: str) -> tuple[str, ...]:
-    return ("-m", "cli", "classify", "-s", str(server), *QUIET, *argv)
+    return ("-m", "natkit.cli", "classify", "-s", str(server), *QUIET, *argv)
 
 
 async def test_every_with_count_prints_one_document_per_run(stun_server: Endpoint) -> None:

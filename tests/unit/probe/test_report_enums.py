@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from natkit.probe.report import ProbeName, Verdict, report_to_dict
-from simulations import NatConfig
-from simulations.classification import simulate_classification
+from natkit.simulations import NatConfig
+from natkit.simulations.classification import simulate_classification
 
 
 def test_reasons_are_keyed_by_verdict_and_tests_are_probe_names() -> None:

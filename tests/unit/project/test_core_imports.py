@@ -65,7 +65,7 @@ CORE_PACKAGES = [
     "natkit.gather",
     "natkit.birthday",
     "natkit.portmap",
-    "natkit.connect",
+    "natkit.ice",
     "natkit.turn",
     "natkit.signal",
     "natkit.directory",
@@ -101,13 +101,34 @@ def package_modules(package: str) -> list[str]:
     return names
 
 
+#: Modules whose ``if TYPE_CHECKING:`` imports are not followed: natkit's
+#: root package names its public API's types there, and imports them only
+#: when a caller first asks for one (a core never does). Everywhere else a
+#: type-only import of natkit.aio counts as one.
+TYPE_ONLY_EXEMPT = frozenset({"natkit"})
+
+
+def _type_checking_nodes(tree: ast.Module) -> set[int]:
+    """The ids of the nodes inside ``if TYPE_CHECKING:`` blocks."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.If):
+            continue
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            inside.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+    return inside
+
+
 def _imports(module: str, tree: ast.Module) -> Iterator[tuple[int, str]]:
     package = (
         module
         if module_file(module) and module_file(module).name == "__init__.py"
         else module.rpartition(".")[0]
     )  # type: ignore[union-attr]
+    skipped = _type_checking_nodes(tree) if module in TYPE_ONLY_EXEMPT else set()
     for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name

@@ -1,7 +1,8 @@
 """The declared dependencies say what natkit's code imports, and where.
 
 Runtime ``dependencies`` must be exactly the third-party distributions that
-natkit's installed code (``natkit``, ``cli``, ``simulations``) imports; a
+natkit's installed code (``natkit``; ``natkit.cli`` and ``natkit.simulations`` live in the
+``cli/`` and ``simulations/`` folders) imports; a
 distribution only the tests import belongs in the ``test`` extra.
 """
 
@@ -18,8 +19,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-#: Optional extras whose imports are guarded (plots need matplotlib only then).
-OPTIONAL = {"sim"}
+#: Optional extras whose imports are guarded (plots need matplotlib only
+#: then; the pytest plugin is only ever imported by pytest).
+OPTIONAL = {"sim", "pytest"}
 
 
 def _top_level_imports(folders: list[str]) -> set[str]:

@@ -39,8 +39,8 @@ from natkit.signal.server import (
     ClientConnected,
     ClientDisconnected,
     DisconnectReason,
-    DropReason,
     MessagesDropped,
+    RelayDropReason,
     ServerConfig,
 )
 
@@ -102,7 +102,7 @@ def test_offline_recipient_gets_a_notice_back() -> None:
     assert alice.events[-1] == NoticeReceived(BOB.public_key, UndeliverableReason.OFFLINE)
     assert harness.server.counters.dropped["offline"] == 1
     harness.advance(1.0)
-    assert MessagesDropped(ALICE.public_key, DropReason.OFFLINE, 1) in harness.server_events
+    assert MessagesDropped(ALICE.public_key, RelayDropReason.OFFLINE, 1) in harness.server_events
 
 
 def test_no_notices_when_turned_off() -> None:
@@ -261,7 +261,9 @@ def test_a_reader_that_stops_reading_is_bounded_then_disconnected() -> None:
     assert disconnects(harness)[-1].key == BOB.public_key
     assert disconnects(harness)[-1].reason is DisconnectReason.TOO_SLOW
     assert not alice.closed
-    assert MessagesDropped(ALICE.public_key, DropReason.BUSY, 100 - fits) in harness.server_events
+    assert (
+        MessagesDropped(ALICE.public_key, RelayDropReason.BUSY, 100 - fits) in harness.server_events
+    )
 
 
 def test_a_flooding_sender_is_rate_limited_and_its_notices_bounded() -> None:
@@ -281,7 +283,7 @@ def test_a_flooding_sender_is_rate_limited_and_its_notices_bounded() -> None:
     # One report for the sweep, not one per dropped message, and none again.
     harness.advance(3.0)
     reports = [e for e in harness.server_events if isinstance(e, MessagesDropped)]
-    assert reports == [MessagesDropped(MALLORY.public_key, DropReason.RATE_LIMITED, 9_980)]
+    assert reports == [MessagesDropped(MALLORY.public_key, RelayDropReason.RATE_LIMITED, 9_980)]
     # Tokens come back with time.
     bob.stalled = False
     harness.raw(mallory, encode(Send(BOB.public_key, b"later")))

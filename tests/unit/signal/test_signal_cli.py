@@ -32,7 +32,7 @@ def natkit(
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.run(
-        [sys.executable, "-m", "cli", *argv],
+        [sys.executable, "-m", "natkit.cli", *argv],
         input=stdin,
         cwd=ROOT,
         timeout=30,
@@ -131,7 +131,7 @@ class RendezvousProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "cli",
+            "natkit.cli",
             "rendezvous",
             "--listen",
             self.listen,

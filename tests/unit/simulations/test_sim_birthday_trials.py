@@ -13,18 +13,18 @@ from collections.abc import Callable
 
 import pytest
 
-from natkit.birthday.planner import Scenario
+from natkit.birthday.planner import BirthdayScenario
 from natkit.birthday.ports import PortRange
-from simulations.birthday_montecarlo import both_hard_setup
-from simulations.birthday_trials import (
+from natkit.simulations.birthday_montecarlo import both_hard_setup
+from natkit.simulations.birthday_trials import (
     BothHardSetup,
     OneHardSetup,
     run_both_hard,
     run_one_hard,
 )
-from simulations.errors import SimulationError
-from simulations.parallel import chunk_plan, run_trials
-from simulations.stats import HitCurve
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.parallel import chunk_plan, run_trials
+from natkit.simulations.stats import HitCurve
 
 Z = 4.0
 TRIALS = 200
@@ -34,7 +34,7 @@ ONE_HARD = OneHardSetup(ports=64, port_range=PortRange(1024, 5119), budget=512)
 BOTH_HARD = both_hard_setup(PortRange(1024, 1087), ports=8)
 
 
-def assert_agrees(curve: HitCurve, scenario: Scenario, probes: list[int]) -> None:
+def assert_agrees(curve: HitCurve, scenario: BirthdayScenario, probes: list[int]) -> None:
     for n in probes:
         expected = scenario.success_probability(n)
         tolerance = Z * curve.standard_error(expected)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations import EventLoop, SimulationError
+from natkit.simulations import EventLoop, SimulationError
 
 
 def test_events_run_in_time_order_and_fifo_at_equal_times() -> None:

@@ -11,14 +11,14 @@ from sim_cores import Prober, Reflector, Replied, TimedOut
 
 from natkit.endpoint import Endpoint
 from natkit.sansio import Datagram
-from simulations import (
+from natkit.simulations import (
     CoreDriver,
     NatConfig,
     SimulationError,
     TraceKind,
     standard_topology,
 )
-from simulations.topology import NAT_PUBLIC_IP
+from natkit.simulations.topology import NAT_PUBLIC_IP
 
 BLACK_HOLE = Endpoint.of("203.0.113.10", 9)  # held by the server host, no socket there
 

@@ -10,19 +10,19 @@ from collections import deque
 
 from natkit.endpoint import Endpoint
 from natkit.sansio import Datagram, IcmpError, IcmpKind
-from simulations import (
+from natkit.simulations import (
     CoreDriver,
-    DropReason,
     FirewallConfig,
     Link,
     MappingBehavior,
     NatConfig,
     Network,
     OneWay,
+    PacketDropReason,
     standard_topology,
 )
-from simulations.packet import DEFAULT_TTL
-from simulations.topology import CARRIER_NAT_INSIDE_IP, HOME_NAT_INSIDE_IP
+from natkit.simulations.packet import DEFAULT_TTL
+from natkit.simulations.topology import CARRIER_NAT_INSIDE_IP, HOME_NAT_INSIDE_IP
 
 ip = ipaddress.ip_address
 
@@ -80,7 +80,7 @@ def test_each_nat_answers_from_its_inside_address() -> None:
     assert first.destination == second.destination == target
     assert (first.quoted, second.quoted) == (b"ttl1", b"ttl2")
     assert [(p.data, p.ttl) for p in server.received] == [(b"ttl3", 1)]
-    assert topo.network.dropped[DropReason.TTL_EXPIRED] == 2
+    assert topo.network.dropped[PacketDropReason.TTL_EXPIRED] == 2
     assert topo.network.icmp_sent == 2
     assert driver.icmp_received == 2
 
@@ -94,7 +94,7 @@ def test_a_nat_that_sends_no_time_exceeded_leaves_a_gap() -> None:
     driver.flush()
     assert topo.loop.run_until_idle()
     assert not core.errors
-    assert topo.network.dropped[DropReason.TTL_EXPIRED] == 1
+    assert topo.network.dropped[PacketDropReason.TTL_EXPIRED] == 1
     assert topo.network.icmp_sent == 0
 
 
@@ -126,7 +126,7 @@ def test_a_firewall_takes_a_hop_but_has_no_address_to_answer_from() -> None:
     driver.flush()
     assert topo.loop.run_until_idle()
     assert not core.errors
-    assert topo.network.dropped[DropReason.TTL_EXPIRED] == 1
+    assert topo.network.dropped[PacketDropReason.TTL_EXPIRED] == 1
 
 
 def test_an_error_after_the_mapping_expired_is_dropped() -> None:
@@ -153,7 +153,7 @@ def test_an_error_after_the_mapping_expired_is_dropped() -> None:
     assert net.loop.run_until_idle()
     assert not core.errors
     assert net.icmp_sent == 1
-    assert net.dropped[DropReason.NO_MAPPING] == 1
+    assert net.dropped[PacketDropReason.NO_MAPPING] == 1
 
 
 def test_a_core_without_the_hook_only_has_errors_counted() -> None:
@@ -174,4 +174,4 @@ def test_a_nat_inside_address_is_its_own() -> None:
     core.outbox = [Datagram(b"x", Endpoint(ip("192.168.1.1"), 53))]
     driver.flush()
     assert topo.loop.run_until_idle()
-    assert topo.network.dropped[DropReason.NO_SOCKET] == 1
+    assert topo.network.dropped[PacketDropReason.NO_SOCKET] == 1

@@ -12,12 +12,12 @@ import random
 import pytest
 
 from natkit.endpoint import Endpoint
-from simulations import (
-    DropReason,
+from natkit.simulations import (
     FilteringBehavior,
     MappingBehavior,
     Nat,
     NatConfig,
+    PacketDropReason,
     PortAllocation,
     SimulationError,
 )
@@ -74,7 +74,7 @@ def test_shared_ports_hold_more_mappings_than_the_range_has_ports() -> None:
     assert len(nat.mappings(0.0)) == 12
     assert all(ports == {5000, 5001, 5002, 5003} for ports in seen.values())
     assert nat.outbound(Endpoint.of("192.168.1.2", 40004), remotes[0], 0.0) is (
-        DropReason.PORTS_EXHAUSTED
+        PacketDropReason.PORTS_EXHAUSTED
     )
 
 
@@ -92,7 +92,7 @@ def test_a_shared_port_is_told_apart_by_the_source() -> None:
     assert nat.inbound(Z, to_y, 1.0) == other
     stranger = Endpoint.of("203.0.113.12", 3478)
     # No 5-tuple matches: the NAT has no mapping for it at all.
-    assert nat.inbound(stranger, to_y, 1.0) is DropReason.NO_MAPPING
+    assert nat.inbound(stranger, to_y, 1.0) is PacketDropReason.NO_MAPPING
 
 
 def test_shared_mappings_time_out_and_free_their_port_for_that_remote() -> None:
@@ -107,8 +107,8 @@ def test_shared_mappings_time_out_and_free_their_port_for_that_remote() -> None:
     nat = Nat(config, PUBLIC, random.Random(3))
     assert external(nat, X, Y).port == 5000
     assert external(nat, X2, Z).port == 5000
-    assert nat.outbound(X2, Y, 1.0) is DropReason.PORTS_EXHAUSTED
-    assert nat.inbound(Y, Endpoint(PUBLIC, 5000), 10.0) is DropReason.NO_MAPPING
+    assert nat.outbound(X2, Y, 1.0) is PacketDropReason.PORTS_EXHAUSTED
+    assert nat.inbound(Y, Endpoint(PUBLIC, 5000), 10.0) is PacketDropReason.NO_MAPPING
     assert external(nat, X2, Y, 10.0).port == 5000
     assert nat.inbound(Y, Endpoint(PUBLIC, 5000), 10.5) == X2
 
@@ -168,4 +168,4 @@ def test_a_static_mapping_never_shares_its_port() -> None:
     assert fixed.port != shared
     # Dynamic mappings keep off the static port, even toward new remotes.
     assert external(nat, X2, Z).port == shared
-    assert nat.outbound(Endpoint.of("192.168.1.4", 1), Y, 0.0) is DropReason.PORTS_EXHAUSTED
+    assert nat.outbound(Endpoint.of("192.168.1.4", 1), Y, 0.0) is PacketDropReason.PORTS_EXHAUSTED

@@ -13,16 +13,16 @@ from dataclasses import replace
 import pytest
 
 from natkit.endpoint import Endpoint
-from simulations import (
-    DropReason,
+from natkit.simulations import (
     FilteringBehavior,
     MappingBehavior,
     Nat,
     NatConfig,
+    PacketDropReason,
     PortAllocation,
     SimulationError,
 )
-from simulations.firewall import Firewall, FirewallConfig
+from natkit.simulations.firewall import Firewall, FirewallConfig
 
 PUBLIC = ipaddress.IPv4Address("198.51.100.1")
 X = Endpoint.of("192.168.1.2", 40000)
@@ -103,20 +103,20 @@ def test_inbound_passes_as_the_filter_says(
         (Y2, from_other_address),
     ]:
         result = nat.inbound(remote, mapped, 0.0)
-        assert result == (X if admitted else DropReason.FILTERED), remote
+        assert result == (X if admitted else PacketDropReason.FILTERED), remote
 
 
 def test_inbound_to_an_unmapped_port_is_dropped_as_no_mapping() -> None:
     nat = make(filtering=FilteringBehavior.EIF)
     mapped = external(nat, X, Y1)
-    assert nat.inbound(Y1, Endpoint(PUBLIC, mapped.port + 1), 0.0) is DropReason.NO_MAPPING
+    assert nat.inbound(Y1, Endpoint(PUBLIC, mapped.port + 1), 0.0) is PacketDropReason.NO_MAPPING
 
 
 def test_eim_with_apdf_admits_every_remote_the_mapping_has_sent_to() -> None:
     # Permissions accumulate on the one EIM mapping (the hole-punching case).
     nat = make(mapping=MappingBehavior.EIM, filtering=FilteringBehavior.APDF)
     mapped = external(nat, X, Y1)
-    assert nat.inbound(Y2, mapped, 0.0) is DropReason.FILTERED
+    assert nat.inbound(Y2, mapped, 0.0) is PacketDropReason.FILTERED
     assert external(nat, X, Y2) == mapped
     assert nat.inbound(Y2, mapped, 0.0) == X
     assert nat.mappings(0.0)[0].permits == (Y1, Y2)
@@ -127,7 +127,7 @@ def test_apdm_mapping_admits_only_its_own_remote_under_adf() -> None:
     to_y1 = external(nat, X, Y1)
     to_y2 = external(nat, X, Y2)
     assert nat.inbound(Y1_OTHER_PORT, to_y1, 0.0) == X
-    assert nat.inbound(Y1, to_y2, 0.0) is DropReason.FILTERED
+    assert nat.inbound(Y1, to_y2, 0.0) is PacketDropReason.FILTERED
 
 
 # -- port allocation (RFC 4787 §4.2) ------------------------------------------------------
@@ -168,7 +168,9 @@ def test_sequential_wraps_within_the_range_and_skips_live_ports() -> None:
     )
     ports = [external(nat, X, Endpoint.of("203.0.113.10", 1000 + i)).port for i in range(4)]
     assert sorted(ports) == [5000, 5001, 5002, 5003]
-    assert nat.outbound(X, Endpoint.of("203.0.113.10", 2000), 0.0) is DropReason.PORTS_EXHAUSTED
+    assert (
+        nat.outbound(X, Endpoint.of("203.0.113.10", 2000), 0.0) is PacketDropReason.PORTS_EXHAUSTED
+    )
 
 
 def test_sequential_with_a_delta_sharing_a_factor_with_the_range_still_fills_it() -> None:
@@ -206,7 +208,7 @@ def test_req5_mapping_expires_after_the_timeout_without_traffic() -> None:
     nat = make(filtering=FilteringBehavior.EIF, mapping_timeout=120.0)
     mapped = external(nat, X, Y1, now=0.0)
     assert nat.inbound(Y1, mapped, 119.9) == X
-    assert nat.inbound(Y1, mapped, 120.0) is DropReason.NO_MAPPING
+    assert nat.inbound(Y1, mapped, 120.0) is PacketDropReason.NO_MAPPING
     assert nat.mappings(120.0) == ()
 
 
@@ -233,7 +235,7 @@ def test_each_permission_has_its_own_timer() -> None:
     mapped = external(nat, X, Y1, now=0.0)
     assert external(nat, X, Y2, now=20.0) == mapped  # keeps the mapping alive
     assert nat.inbound(Y2, mapped, 40.0) == X
-    assert nat.inbound(Y1, mapped, 40.0) is DropReason.FILTERED  # Y1's permission is stale
+    assert nat.inbound(Y1, mapped, 40.0) is PacketDropReason.FILTERED  # Y1's permission is stale
 
 
 def test_a_new_mapping_after_expiry_may_get_a_new_port() -> None:
@@ -248,7 +250,7 @@ def test_mapping_table_cap() -> None:
     nat = make(NatConfig.symmetric(), max_mappings=2, mapping_timeout=10.0)
     external(nat, X, Y1, now=0.0)
     external(nat, X, Y2, now=1.0)
-    assert nat.outbound(X, Y1_OTHER_PORT, 2.0) is DropReason.TABLE_FULL
+    assert nat.outbound(X, Y1_OTHER_PORT, 2.0) is PacketDropReason.TABLE_FULL
     external(nat, X, Y1_OTHER_PORT, now=10.5)  # the first mapping has expired
     assert len(nat.mappings(10.5)) == 2
 
@@ -259,7 +261,7 @@ def test_mapping_table_cap() -> None:
 def test_hairpin_disabled_drops() -> None:
     nat = make(filtering=FilteringBehavior.EIF)
     target = external(nat, X, Y1)
-    assert nat.hairpin(X2, target, 0.0) is DropReason.HAIRPIN_DISABLED
+    assert nat.hairpin(X2, target, 0.0) is PacketDropReason.HAIRPIN_DISABLED
 
 
 def test_req9_hairpin_translates_the_source_to_the_senders_external_endpoint() -> None:
@@ -276,7 +278,7 @@ def test_req9_hairpin_translates_the_source_to_the_senders_external_endpoint() -
 def test_hairpin_is_filtered_like_any_inbound_datagram() -> None:
     nat = make(filtering=FilteringBehavior.APDF, hairpinning=True)
     target = external(nat, X, Y1)
-    assert nat.hairpin(X2, target, 0.0) is DropReason.FILTERED
+    assert nat.hairpin(X2, target, 0.0) is PacketDropReason.FILTERED
     sender = external(nat, X2, Y1)
     external(nat, X, sender)  # X opens a permission for X2's external endpoint
     assert nat.hairpin(X2, target, 0.0) == (sender, X)
@@ -287,8 +289,8 @@ def test_hairpin_is_filtered_like_any_inbound_datagram() -> None:
 
 def test_udp_blocked_drops_both_ways() -> None:
     nat = make(udp_blocked=True)
-    assert nat.outbound(X, Y1, 0.0) is DropReason.UDP_BLOCKED
-    assert nat.inbound(Y1, Endpoint(PUBLIC, 40000), 0.0) is DropReason.UDP_BLOCKED
+    assert nat.outbound(X, Y1, 0.0) is PacketDropReason.UDP_BLOCKED
+    assert nat.inbound(Y1, Endpoint(PUBLIC, 40000), 0.0) is PacketDropReason.UDP_BLOCKED
 
 
 @pytest.mark.parametrize(
@@ -304,12 +306,12 @@ def test_firewall_filters_without_translating(
 ) -> None:
     inside = Endpoint.of("198.51.100.2", 5000)
     fw = Firewall(FirewallConfig(filtering=filtering, timeout=30.0))
-    assert fw.inbound(Y1, inside, 0.0) is DropReason.FILTERED  # nothing sent yet
+    assert fw.inbound(Y1, inside, 0.0) is PacketDropReason.FILTERED  # nothing sent yet
     assert fw.outbound(inside, Y1, 0.0) is None
     assert fw.inbound(Y1, inside, 1.0) is None
     assert (fw.inbound(Y1_OTHER_PORT, inside, 1.0) is None) is from_other_port
     assert (fw.inbound(Y2, inside, 1.0) is None) is from_other_address
-    assert fw.inbound(Y1, inside, 30.0) is DropReason.FILTERED  # timed out
+    assert fw.inbound(Y1, inside, 30.0) is PacketDropReason.FILTERED  # timed out
 
 
 @pytest.mark.parametrize(

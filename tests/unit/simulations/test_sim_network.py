@@ -9,9 +9,8 @@ import pytest
 from sim_cores import SAME, Prober, Reflected, Reflector, Replied, TimedOut
 
 from natkit.endpoint import Endpoint
-from simulations import (
+from natkit.simulations import (
     CoreDriver,
-    DropReason,
     FilteringBehavior,
     FirewallConfig,
     Link,
@@ -19,13 +18,14 @@ from simulations import (
     NatConfig,
     Network,
     OneWay,
+    PacketDropReason,
     PortAllocation,
     SimulationError,
     StandardTopology,
     TraceKind,
     standard_topology,
 )
-from simulations.topology import CLIENT_IP, CLIENT_PUBLIC_IP, NAT_PUBLIC_IP
+from natkit.simulations.topology import CLIENT_IP, CLIENT_PUBLIC_IP, NAT_PUBLIC_IP
 
 # Reflector socket indices, RFC 5780 layout (bit 1 = address, bit 0 = port).
 A1P1, A1P2, A2P1, A2P2 = range(4)
@@ -79,7 +79,7 @@ def test_each_mapping_and_filtering_combination_is_observable(
     assert (changed_both in replies) is (filtering is FilteringBehavior.EIF)
     assert (changed_port in replies) is (filtering is not FilteringBehavior.APDF)
     expected_filtered = {FilteringBehavior.EIF: 0, FilteringBehavior.ADF: 1}.get(filtering, 2)
-    assert rig.topo.network.dropped[DropReason.FILTERED] == expected_filtered
+    assert rig.topo.network.dropped[PacketDropReason.FILTERED] == expected_filtered
     # Every reflected request really was answered from the socket asked for.
     assert [e.socket for e in rig.server.events if isinstance(e, Reflected)] == [A2P2, A1P2]
 
@@ -113,7 +113,7 @@ def test_double_nat_composes_to_the_stricter_behaviour_of_each_kind() -> None:
     rig = Rig(standard_topology(NatConfig.port_restricted_cone(), carrier=NatConfig.full_cone()))
     token = rig.probe(A1P1, A2P2)
     assert token not in rig.settle()
-    assert rig.topo.network.dropped == {DropReason.FILTERED: 1}
+    assert rig.topo.network.dropped == {PacketDropReason.FILTERED: 1}
 
 
 def test_drops_are_attributed_to_the_node_that_dropped() -> None:
@@ -125,7 +125,7 @@ def test_drops_are_attributed_to_the_node_that_dropped() -> None:
     rig.settle()
     assert topo.network.trace is not None
     (drop,) = [e for e in topo.network.trace if e.kind is TraceKind.DROPPED]
-    assert (drop.node, drop.reason) == ("home-nat", DropReason.FILTERED)
+    assert (drop.node, drop.reason) == ("home-nat", PacketDropReason.FILTERED)
     assert drop.src == topo.server_endpoints[A2P2]
 
 
@@ -162,7 +162,7 @@ def test_hairpin_loops_back_with_the_senders_external_source(hairpinning: bool) 
         assert a.received[-1].dst == a.local
     else:
         assert len(a.received) == 1
-        assert net.dropped == {DropReason.HAIRPIN_DISABLED: 1}
+        assert net.dropped == {PacketDropReason.HAIRPIN_DISABLED: 1}
     assert nat.public_ip == a_external.address
 
 
@@ -175,7 +175,7 @@ def test_public_host_behind_apdf_firewall_keeps_its_address_but_is_filtered() ->
     replies = rig.settle()
     assert replies[plain].seen == Endpoint(CLIENT_PUBLIC_IP, rig.client.endpoints[0].port)
     assert changed not in replies
-    assert rig.topo.network.dropped == {DropReason.FILTERED: 1}
+    assert rig.topo.network.dropped == {PacketDropReason.FILTERED: 1}
 
 
 def test_open_internet_hears_everything() -> None:
@@ -194,7 +194,7 @@ def test_udp_blocked_means_every_request_times_out(middlebox: NatConfig | Firewa
     token = rig.probe(A1P1)
     assert rig.settle() == {}
     assert rig.client.events == [TimedOut(token, 3)]
-    assert rig.topo.network.dropped == {DropReason.UDP_BLOCKED: 3}
+    assert rig.topo.network.dropped == {PacketDropReason.UDP_BLOCKED: 3}
 
 
 # -- timeouts through the network ------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_mapping_times_out_for_unsolicited_traffic() -> None:
     stranger.send(b"gone?", mapped)
     topo.loop.run_until_idle()
     assert rig.client.received == 2  # the reply, then the first stranger datagram
-    assert topo.network.dropped == {DropReason.NO_MAPPING: 1}
+    assert topo.network.dropped == {PacketDropReason.NO_MAPPING: 1}
 
 
 # -- addressing errors -----------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_unroutable_and_unbound_destinations_are_dropped_and_counted() -> None:
     sock.send(b"x", Endpoint.of("192.168.1.50", 1))  # local prefix: never leaves home
     sock.send(b"x", Endpoint.of("2001:db8::1", 1))  # the NAT44 has no IPv6 side
     topo.loop.run_until_idle()
-    assert topo.network.dropped == {DropReason.NO_ROUTE: 3, DropReason.NO_SOCKET: 1}
+    assert topo.network.dropped == {PacketDropReason.NO_ROUTE: 3, PacketDropReason.NO_SOCKET: 1}
     assert topo.nats[0].created == 2  # only the two that went out
 
 
@@ -266,7 +266,7 @@ def test_loss_rate_is_roughly_what_was_asked() -> None:
     # A round trip survives two crossings of the lossy link: 0.8 ** 2 = 0.64.
     assert 0.60 < len(replies) / n < 0.68
     net = rig.topo.network
-    assert set(net.dropped) == {DropReason.LOSS}
+    assert set(net.dropped) == {PacketDropReason.LOSS}
     assert net.sent == net.delivered + net.dropped.total()  # nothing vanishes
 
 

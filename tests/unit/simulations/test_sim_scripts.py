@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from natkit.birthday.ports import PortRange
-from simulations.birthday_montecarlo import (
+from natkit.simulations.birthday_montecarlo import (
     ISSUE_TABLE,
     both_hard_comparison,
     both_hard_setup,
     main,
     render,
 )
-from simulations.plots import write_plots
+from natkit.simulations.plots import write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.errors import SimulationError
-from simulations.stats import HitCurve, wilson_interval
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.stats import HitCurve, wilson_interval
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import pytest
 
 from natkit.birthday.wire import Kind
 from natkit.endpoint import Endpoint
-from simulations.errors import SimulationError
-from simulations.punch import direct_plan
-from simulations.traversal import (
+from natkit.simulations.errors import SimulationError
+from natkit.simulations.punch import direct_plan
+from natkit.simulations.traversal import (
     BirthdayBudget,
     Method,
     NatType,
@@ -19,7 +19,7 @@ from simulations.traversal import (
     evaluate_pair,
     is_hard,
 )
-from simulations.traversal_matrix import Classic, classic_expectation, main
+from natkit.simulations.traversal_matrix import Classic, classic_expectation, main
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,10 @@ from __future__ import annotations
 import random
 
 from natkit.endpoint import Endpoint
+from natkit.simulations.driver import CoreDriver
+from natkit.simulations.link import Link
+from natkit.simulations.network import Network, SimSocket
+from natkit.simulations.turn import FIRST_RELAY_PORT, SimTurnServer, start_turn_server
 from natkit.turn import (
     AllocationCreated,
     AllocationFailed,
@@ -21,10 +25,6 @@ from natkit.turn import (
     TurnEvent,
     TurnFailure,
 )
-from simulations.driver import CoreDriver
-from simulations.link import Link
-from simulations.network import Network, SimSocket
-from simulations.turn import FIRST_RELAY_PORT, SimTurnServer, start_turn_server
 
 SERVER = Endpoint.parse("192.0.2.30:3478")
 CLIENT_IP = "203.0.113.5"

@@ -52,8 +52,7 @@ async def test_counts_natkit_answers_as_valid(load_client: Path) -> None:
     server = AsyncStunServer(ServerConfig.basic("127.0.0.1", 0), tcp=False)
     await server.start()
     try:
-        assert server._runner is not None
-        port = server._runner.local_endpoints[0].port
+        port = server.endpoints[0].port
         process = await asyncio.create_subprocess_exec(
             str(load_client), "--server", f"127.0.0.1:{port}", "--sockets", "4",
             "--window", "2", "--duration", "0.3", "--warmup", "0.1",

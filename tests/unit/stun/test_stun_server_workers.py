@@ -55,7 +55,7 @@ class Server:
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "stun-server", *args],
+            [sys.executable, "-m", "natkit.cli", "stun-server", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -249,7 +249,16 @@ def test_rfc5780_and_tcp_with_workers(servers: list[Server]) -> None:
 @pytest.mark.parametrize("workers", ["-1", "257"])
 def test_workers_out_of_range_is_a_usage_error(workers: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "stun-server", "--bind", "127.0.0.1", "--workers", workers],
+        [
+            sys.executable,
+            "-m",
+            "natkit.cli",
+            "stun-server",
+            "--bind",
+            "127.0.0.1",
+            "--workers",
+            workers,
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

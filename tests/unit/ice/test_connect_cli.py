@@ -1,0 +1,240 @@
+"""``natkit connect`` as a command, on loopback: the public contract of issue 11.
+
+Real processes: a ``natkit rendezvous`` on 127.0.0.1 and two ``natkit
+connect`` nodes bound to 127.0.0.1 (no port mapping, no NAT64 discovery, so
+nothing leaves loopback). The lab tests run the same command through real
+NATs.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from natkit.cli.main import main
+from natkit.identity import PrivateKey
+from natkit.identity.keyfile import save_private_key
+
+ROOT = Path(__file__).resolve().parents[3]
+LOOPBACK = ["--local-address", "127.0.0.1", "--include-loopback", "--no-portmap", "--no-nat64"]
+PATH_KEYS = {"event", "peer", "kind", "local", "remote", "rtt_ms", "reason", "detail", "previous"}
+
+
+def command(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "natkit.cli", *argv]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> list[tuple[Path, str]]:
+    found = []
+    for name in ("a", "b"):
+        key = PrivateKey.generate()
+        path = tmp_path / f"{name}.key"
+        save_private_key(path, key)
+        found.append((path, str(key.public_key)))
+    return found
+
+
+@pytest.fixture
+def rendezvous() -> Iterator[str]:
+    process = subprocess.Popen(
+        command("rendezvous", "--listen", "127.0.0.1:0", "--json-line"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        listening = json.loads(process.stdout.readline())
+        yield listening["listen"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def test_once_on_both_sides_exits_0_with_the_same_path(
+    keys: list[tuple[Path, str]], rendezvous: str
+) -> None:
+    (a_key, a_pub), (b_key, b_pub) = keys
+    common = ["connect", "--rendezvous", rendezvous, "--once", "--timeout", "20", "--json-line"]
+    a = subprocess.Popen(
+        command(*common, "--key", str(a_key), "--peer", b_pub, "--stats", *LOOPBACK),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    b = subprocess.run(
+        command(*common, "--key", str(b_key), "--peer", a_pub, *LOOPBACK),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    a_out, a_err = a.communicate(timeout=30)
+    assert (a.returncode, b.returncode) == (0, 0), (a_err, b.stderr)
+    a_lines, b_lines = lines(a_out), lines(b.stdout)
+    for line in a_lines + b_lines:
+        assert line["schema"] == "natkit.connect"
+        assert line["schema_version"] == 1
+        assert line["time"].endswith("Z")
+    assert [x["event"] for x in a_lines][:1] == ["started"]
+    assert a_lines[0]["key"] == a_pub
+    (a_path,) = [x for x in a_lines if x["event"] == "path_selected"]
+    (b_path,) = [x for x in b_lines if x["event"] == "path_selected"]
+    assert set(a_path) >= PATH_KEYS
+    assert (a_path["peer"], b_path["peer"]) == (b_pub, a_pub)
+    assert a_path["kind"] == "host"
+    assert (a_path["local"], a_path["remote"]) == (b_path["remote"], b_path["local"])
+    assert a_path["rtt_ms"] > 0
+    (stats,) = [x for x in a_lines if x["event"] == "stats"]
+    assert stats["checks"]["bad_integrity"] == 0
+    assert a_lines[-1] == {**a_lines[-1], "event": "stopped", "status": 0}
+
+
+def test_an_unreachable_rendezvous_exits_2_saying_why(keys: list[tuple[Path, str]]) -> None:
+    (a_key, _), (_, b_pub) = keys
+    result = subprocess.run(
+        command(
+            "connect", "--rendezvous", "127.0.0.1:9", "--key", str(a_key), "--peer", b_pub,
+            "--signal-timeout", "1", *LOOPBACK,
+        ),
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "signalling never came up: rendezvous 127.0.0.1:9 unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_silent_peer_makes_once_exit_1_at_the_timeout(
+    keys: list[tuple[Path, str]], rendezvous: str
+) -> None:
+    (a_key, _), (_, b_pub) = keys
+    started = time.monotonic()
+    result = subprocess.run(
+        command(
+            "connect", "--rendezvous", rendezvous, "--key", str(a_key), "--peer", b_pub,
+            "--once", "--timeout", "1.5", "--json-line", *LOOPBACK,
+        ),
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started >= 1.5
+    stopped = lines(result.stdout)[-1]
+    assert stopped["event"] == "stopped"
+    assert stopped["reason"] == f"no path to {b_pub} within 1.5 s"
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_it_cleanly(
+    keys: list[tuple[Path, str]], rendezvous: str, signum: signal.Signals, status: int
+) -> None:
+    (a_key, _), (_, b_pub) = keys
+    process = subprocess.Popen(
+        command(
+            "connect", "--rendezvous", rendezvous, "--key", str(a_key), "--peer", b_pub,
+            "--json-line", "--stats", *LOOPBACK,
+        ),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    while json.loads(process.stdout.readline())["event"] != "signalling":
+        pass
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == status, err
+    assert "Traceback" not in err
+    events = [x["event"] for x in lines(out)]
+    assert events[-2:] == ["stats", "stopped"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--peer", "abc"], "--peer 'abc'"),
+        (["--rendezvous", "127.0.0.1"], "needs a port"),
+        (["--rendezvous", "not a host:1"], "bad address"),
+        (["--stun", "stun:"], "bad server"),
+        (["--key", "/nonexistent/node.key"], "no such file"),
+        (["--timeout", "0"], "--timeout must be positive"),
+        (["--port", "70000"], "port must be 0-65535"),
+        (["--local-address", "nowhere"], "bad endpoint"),
+        (["--static", "1.2.3.4"], "no port"),
+        (["--self"], "own key"),
+    ],
+)
+def test_bad_command_lines_exit_64_without_a_traceback(
+    keys: list[tuple[Path, str]],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    (a_key, a_pub), (_, b_pub) = keys
+    values = {"--rendezvous": "127.0.0.1:7000", "--key": str(a_key), "--peer": b_pub}
+    extra: list[str] = []
+    if argv == ["--self"]:
+        values["--peer"] = a_pub
+    else:
+        flag, value = argv
+        if flag in values:
+            values[flag] = value
+        else:
+            extra = argv
+    args = [item for pair in values.items() for item in pair]
+    assert main(["connect", *args, *extra]) == 64
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_every_path_event_carries_the_same_keys() -> None:
+    from natkit.cli.connect_render import event_to_dict  # noqa: PLC0415
+    from natkit.endpoint import Endpoint  # noqa: PLC0415
+    from natkit.ice import (  # noqa: PLC0415
+        LossReason,
+        PathLost,
+        PathSelected,
+        PeerUnreachable,
+        UnreachableReason,
+    )
+    from natkit.ice.candidates import CandidateKind  # noqa: PLC0415
+
+    local, remote = Endpoint.parse("198.51.100.1:4000"), Endpoint.parse("198.51.100.2:5000")
+    srflx = CandidateKind.SRFLX
+    events = [
+        PathSelected("p", local, remote, srflx, 0.0012, None, srflx, srflx, 0),
+        PathLost("p", local, remote, srflx, LossReason.KEEPALIVE_TIMEOUT, "gone", 0),
+        PeerUnreachable("p", UnreachableReason.CHECKS_FAILED, "no direct path", 3, 5.0),
+    ]
+    sockets = [Endpoint.parse("0.0.0.0:4000")]
+    documents = [event_to_dict(event, sockets) for event in events]
+    assert [d["event"] for d in documents if d] == [
+        "path_selected",
+        "path_lost",
+        "peer_unreachable",
+    ]
+    for document in documents:
+        assert document is not None
+        assert set(document) >= PATH_KEYS
+    selected, lost, unreachable = documents
+    assert selected is not None
+    assert lost is not None
+    assert unreachable is not None
+    assert selected["rtt_ms"] == 1.2
+    assert selected["base"] == "0.0.0.0:4000"
+    assert (lost["reason"], lost["rtt_ms"]) == ("keepalive_timeout", None)
+    assert (unreachable["kind"], unreachable["direct"]) == (None, False)
