@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from natkit.errors import LocalProtocolError
+from natkit.errors import LocalProtocolError, NatkitError
 from natkit.ice.signals import SignalDecodeError, SignalMessage, decode_signal, encode_signal
 from natkit.identity import PrivateKey, PublicKey, SealError, seal, unseal
 from natkit.signal.channel import Envelope, SignalChannel
@@ -113,7 +113,7 @@ class SignalBridge:
                 peer, sealed = self._outbox.popleft()
                 try:
                     await self.channel.send(peer, sealed)
-                except LocalProtocolError:
+                except NatkitError:  # too large, closed, a refused DNS update
                     self.counters.send_failed += 1
                 else:
                     self.counters.sent += 1
