@@ -366,9 +366,7 @@ def render_up(summary: Summary) -> str:
         lines.append("connect them, one command each (e.g. two terminals):")
         lines += [f"  {command}" for command in summary["connect_commands"]]
     if summary["wireguard"]:
-        lines.append(
-            "or WireGuard through natkit, three commands per site (the second keeps running):"
-        )
+        lines.append("or WireGuard through natkit, three commands per site (2 keeps running):")
         for site in summary["wireguard"]:
             lines.append(f"  {site['role']} ({site['interface']}, {site['tunnel_address']}):")
             lines += [f"    {command}" for command in site["commands"]]

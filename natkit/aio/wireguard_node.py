@@ -46,13 +46,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from natkit.aio.candidates import PortMapProvider
-from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.aio.connect import Connection, ConnectOptions, LocalCandidatesChanged, NodeEvent
 from natkit.aio.interfaces import list_interface_addresses
 from natkit.aio.sharedsock import SharedPortError, SharedUdpPort, SocketFactory
 from natkit.aio.wireguard import WireGuardControl
@@ -60,6 +61,7 @@ from natkit.endpoint import Endpoint, Family
 from natkit.errors import LocalProtocolError, NatkitError
 from natkit.gather.host import InterfaceAddress
 from natkit.ice import PathSelected
+from natkit.ice.candidates import CandidateKind
 from natkit.identity import PrivateKey, PublicKey
 from natkit.signal.channel import SignalChannel
 from natkit.wireguard.dump import InterfaceStatus
@@ -215,6 +217,8 @@ class WireGuardAdapter:
         self._workers: dict[PublicKey, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._verify_wake = asyncio.Event()
+        self._advertised: Endpoint | None = None
+        self._advertiser: asyncio.Task[None] | None = None
         self._events: deque[AdapterEvent] = deque()
         self._wake = asyncio.Event()
         self._closed = False
@@ -277,6 +281,8 @@ class WireGuardAdapter:
             return
         self._closed = True
         tasks = [*self._tasks, *self._workers.values()]
+        if self._advertiser is not None:
+            tasks.append(self._advertiser)
         self._tasks, self._workers = [], {}
         for task in tasks:
             task.cancel()
@@ -386,8 +392,45 @@ class WireGuardAdapter:
 
     def _on_node_event(self, event: NodeEvent) -> None:
         self._emit(event)
-        if isinstance(event, PathSelected) and not self._closed:
+        if self._closed:
+            return
+        if isinstance(event, PathSelected):
             self._want(event)
+        elif isinstance(event, LocalCandidatesChanged):
+            self._advertise()
+
+    # -- the endpoint a directory advertises ---------------------------------------------------
+
+    def advertised_endpoint(self) -> Endpoint | None:
+        """What the node tells a directory it can be reached at: WireGuard's
+        port as the internet sees it (the best server-reflexive candidate),
+        else a host address with it."""
+        best: tuple[int, int, Endpoint] | None = None
+        for candidate in self.connection.local_candidates:
+            rank = {CandidateKind.SRFLX: 2, CandidateKind.MAPPED: 3, CandidateKind.HOST: 1}
+            order = rank.get(candidate.kind)
+            if order is None or candidate.address.address.version != 4:
+                continue
+            key = (order, candidate.priority, candidate.address)
+            if best is None or key[:2] > best[:2]:
+                best = key
+        return None if best is None else best[2]
+
+    def _advertise(self) -> None:
+        advertise = getattr(self.connection.channel, "advertise", None)
+        endpoint = self.advertised_endpoint()
+        if not callable(advertise) or endpoint is None or endpoint == self._advertised:
+            return
+        self._advertised = endpoint
+        if self._advertiser is None or self._advertiser.done():
+            self._advertiser = self.loop.create_task(self._advertise_latest(advertise))
+
+    async def _advertise_latest(self, advertise: Callable[[Endpoint], Any]) -> None:
+        done: Endpoint | None = None
+        while self._advertised is not None and self._advertised != done:
+            done = self._advertised
+            with contextlib.suppress(NatkitError):  # a refusal is the channel's state already
+                await advertise(done)
 
     # -- moving endpoints ---------------------------------------------------------------------
 
@@ -428,7 +471,7 @@ class WireGuardAdapter:
             if line is None:
                 self._fail(peer, "not a peer of the interface any more")
                 return
-            baseline = Baseline.of(line)
+            baseline = Baseline.of(line, int(time.time()))
             for step in endpoint_change(_wg_key(peer), endpoint, self._keepalive.get(peer)):
                 await self.control.set_peer(step)
         except WireGuardError as exc:
@@ -462,7 +505,8 @@ class WireGuardAdapter:
                 continue
             now = self.loop.time()
             for peer, pending in list(self._pending.items()):
-                found = evidence(pending.baseline, status.peer(_wg_key(peer)))
+                line = status.peer(_wg_key(peer))
+                found = evidence(pending.baseline, line, pending.endpoint)
                 waited = now - pending.started
                 if found is not None:
                     del self._pending[peer]
