@@ -20,9 +20,9 @@ WireGuard is down or has another key). Theory of operation:
    baseline, or received bytes from the peer since within a session: both
    mean the peer's WireGuard reached ours after the change, and heard us
    (a handshake completes on both ends only when both messages passed; an
-   initiation we answered into a dead end brings bytes but no handshake). The peer's adapter moves its own
-   endpoint at the same moment (both ends select the same pair), and its
-   keepalive is the traffic that proves the path even when a session
+   initiation we answered into a dead end brings bytes but no handshake).
+   The peer's adapter moves its own endpoint at the same moment (both ends
+   select the same pair), and its keepalive is the traffic that proves the path even when a session
    already exists (WireGuard rekeys only every 2 minutes, so a fresh
    handshake alone cannot be demanded without dropping the session).
    The peer may have been first: its handshake then reached our WireGuard
