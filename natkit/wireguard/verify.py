@@ -22,9 +22,10 @@ WireGuard is down or has another key). Theory of operation:
    (a handshake completes on both ends only when both messages passed; an
    initiation we answered into a dead end brings bytes but no handshake).
    The peer's adapter moves its own endpoint at the same moment (both ends
-   select the same pair), and its keepalive is the traffic that proves the path even when a session
-   already exists (WireGuard rekeys only every 2 minutes, so a fresh
-   handshake alone cannot be demanded without dropping the session).
+   select the same pair), and its keepalive is the traffic that proves the
+   path even when a session already exists (WireGuard rekeys only every 2
+   minutes, so a fresh handshake alone cannot be demanded without dropping
+   the session).
    The peer may have been first: its handshake then reached our WireGuard
    before our change, and WireGuard, which moves a peer's endpoint to the
    source of every authenticated packet (roaming), already used the new
