@@ -57,10 +57,11 @@ from natkit.aio.connect import Connection, ConnectOptions, LocalCandidatesChange
 from natkit.aio.interfaces import list_interface_addresses
 from natkit.aio.sharedsock import SharedPortError, SharedUdpPort, SocketFactory
 from natkit.aio.wireguard import WireGuardControl
+from natkit.aio.wireguard_bridge import Bridges
 from natkit.endpoint import Endpoint, Family
 from natkit.errors import LocalProtocolError, NatkitError
 from natkit.gather.host import InterfaceAddress
-from natkit.ice import PathSelected
+from natkit.ice import PathSelected, RelayedDataReceived
 from natkit.ice.candidates import CandidateKind
 from natkit.identity import PrivateKey, PublicKey
 from natkit.signal.channel import SignalChannel
@@ -205,6 +206,7 @@ class WireGuardAdapter:
         self.counters = AdapterCounters()
         self.ports: list[SharedUdpPort] = []
         self.connection: Connection
+        self.bridges: Bridges
         self.status: InterfaceStatus
         self.loop: asyncio.AbstractEventLoop
         #: The peers' own persistent keepalive (``None``: off), kept across changes.
@@ -270,6 +272,18 @@ class WireGuardAdapter:
             interfaces=self._interfaces,
         )
         await self.connection.start(peers)
+        self.bridges = Bridges(
+            status.listen_port, self._send_data, self.connection.selected, self._shared, self.loop
+        )
+        runner = self.connection.runner
+        previous = runner.on_receive
+
+        def observe(now: float, data: bytes, remote: Endpoint, index: int) -> None:
+            if previous is not None:
+                previous(now, data, remote, index)
+            self.bridges.from_socket(data, remote, index)
+
+        runner.on_receive = observe
         self._tasks.append(self.loop.create_task(self._verify_loop(), name="wireguard-verify"))
         if self.wireguard.peer_poll > 0:
             self._tasks.append(self.loop.create_task(self._peer_loop(), name="wireguard-peers"))
@@ -289,6 +303,8 @@ class WireGuardAdapter:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if hasattr(self, "bridges"):
+            self.bridges.close()
         if hasattr(self, "connection"):
             await self.connection.close()
         for port in self.ports:
@@ -391,6 +407,11 @@ class WireGuardAdapter:
                 )
 
     def _on_node_event(self, event: NodeEvent) -> None:
+        if isinstance(event, RelayedDataReceived):
+            # WireGuard's traffic through a relay: data, not news.
+            if not self._closed and hasattr(self, "bridges"):
+                self.bridges.from_relay(event.relay, event.remote, event.data)
+            return
         self._emit(event)
         if self._closed:
             return
@@ -448,16 +469,29 @@ class WireGuardAdapter:
         finally:
             self._workers.pop(peer, None)
 
-    def endpoint_for(self, event: PathSelected) -> Endpoint | None:
-        """Where WireGuard must send for the path ``event`` selected:
-        its remote when it leaves from WireGuard's port, else nothing yet
-        (a bridge, :mod:`natkit.aio.wireguard_bridge`)."""
-        return event.remote if self._shared(event.socket) else None
+    def endpoint_for(self, event: PathSelected) -> tuple[Endpoint, bool]:
+        """Where WireGuard must send for the path ``event`` selected, and
+        whether that is a bridge: the path's remote when it leaves from
+        WireGuard's port, else the peer's loopback bridge
+        (:mod:`natkit.aio.wireguard_bridge`)."""
+        if self._shared(event.socket):
+            return event.remote, False
+        return self.bridges.endpoint(event.peer), True
+
+    def _send_data(self, peer: PublicKey, data: bytes) -> bool:
+        """A bridge's datagram from WireGuard, over ``peer``'s selected path."""
+        if self._closed:
+            return False
+        now = self.loop.time()
+        sent = self.connection.agent.send_data(peer, data, now)
+        self.connection.runner.transmit(now)
+        return sent
 
     async def _apply(self, peer: PublicKey, event: PathSelected) -> None:
-        endpoint = self.endpoint_for(event)
-        if endpoint is None:
-            self._fail(peer, f"no bridge for a {event.kind.value} path (not WireGuard's socket)")
+        try:
+            endpoint, bridged = self.endpoint_for(event)
+        except OSError as exc:
+            self._fail(peer, f"no loopback bridge: {exc.strerror or exc}")
             return
         if (
             endpoint == self._current.get(peer) == self._verified.get(peer)
@@ -482,7 +516,7 @@ class WireGuardAdapter:
         self.counters.endpoints_set += 1
         self._pending[peer] = _Pending(endpoint, baseline, self.loop.time(), event.remote)
         self._verify_wake.set()
-        self._emit(EndpointSet(peer, endpoint, previous, event.kind, event.remote, False))
+        self._emit(EndpointSet(peer, endpoint, previous, event.kind, event.remote, bridged))
 
     def _fail(self, peer: PublicKey | None, detail: str) -> None:
         self.counters.wg_failures += 1
@@ -570,6 +604,7 @@ class WireGuardAdapter:
             self._verified.pop(peer, None)
             self._pending.pop(peer, None)
             self._wanted.pop(peer, None)
+            self.bridges.remove(peer)
         for peer in added:
             self._keepalive[peer] = present[peer].persistent_keepalive
             self.connection.add_peer(peer)
