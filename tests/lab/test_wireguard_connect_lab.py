@@ -51,6 +51,8 @@ from natkit.pytest_plugin import LabPool
 pytestmark = pytest.mark.lab
 
 A, B = "client", "client-b"
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_MARKER = "<!-- wireguard quick start:"
 
 
 def interface_ports(lab: Lab, site: WgSite) -> list[str]:
@@ -75,6 +77,16 @@ def test_the_quick_start_as_printed_brings_the_tunnel_up(lab: Lab) -> None:
     text = render_up(summary)
     sites = summary["wireguard"]
     assert [s["role"] for s in sites] == [A, B]
+    # The README prints the same six commands (with ID for the lab's id).
+    readme = README.read_text(encoding="utf-8")
+    block = readme[readme.index(README_MARKER) :].split("```sh\n", 1)[1].split("```", 1)[0]
+    printed = [c for s in sites for c in s["commands"]]
+    documented = [
+        line.replace("ID", lab.run_id)
+        for line in block.splitlines()
+        if line.startswith("ip netns exec")
+    ]
+    assert documented == printed
     procs: list[subprocess.Popen[str]] = []
     try:
         for site in sites:
