@@ -271,10 +271,11 @@ class WireGuardAdapter:
             port_mapper=self._port_mapper,
             interfaces=self._interfaces,
         )
-        await self.connection.start(peers)
+        # Before the node starts: a path may be selected while it starts.
         self.bridges = Bridges(
             status.listen_port, self._send_data, self.connection.selected, self._shared, self.loop
         )
+        await self.connection.start(peers)
         runner = self.connection.runner
         previous = runner.on_receive
 
