@@ -1,0 +1,80 @@
+"""A connect node's data path: whose datagram is this?
+
+``Connection.send(peer, data)`` sends over the peer's selected path (the
+agent's ``send_data``: from a socket, or wrapped for the relay). What comes
+back arrives two ways:
+
+* on a socket, from the remote end of a direct path (or of a path to the
+  peer's relayed candidate): the runner's data tap asks :meth:`DataRoutes.direct`;
+* through our TURN allocation, as the agent's ``RelayedDataReceived(relay,
+  remote, data)``: :meth:`DataRoutes.relayed`.
+
+Routes are learnt from ``PathSelected``: a peer's current path and the few
+before it (:data:`KEPT_PATHS`; the peer may still send on the old path for
+a round trip after a switch). A datagram no route claims is not data (a
+socket's) or is dropped and counted (the relay's).
+
+Data never goes through the event buffer: a tunnel's traffic would push
+path events out of it. It goes to the ``on_data(peer, data, relayed)``
+callback, called on the loop for each datagram.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from natkit.birthday.wire import is_probe_packet
+from natkit.endpoint import Endpoint
+from natkit.ice.events import PathSelected
+from natkit.stun.codec import is_stun
+
+__all__ = ["KEPT_PATHS", "DataHandler", "DataRoutes"]
+
+#: Paths per peer whose datagrams are still taken as the peer's.
+KEPT_PATHS = 3
+
+#: ``on_data(peer, data, relayed)``.
+DataHandler = Callable[[Any, bytes, bool], object]
+
+_Key = tuple[int | str, Endpoint]
+
+
+class DataRoutes:
+    """Which peer a datagram comes from, by the paths selected (module doc)."""
+
+    def __init__(self) -> None:
+        self._routes: dict[_Key, Any] = {}
+        self._recent: dict[Any, deque[_Key]] = {}
+        #: Datagrams that came through the relay from no peer's path.
+        self.unrouted = 0
+
+    def path_selected(self, event: PathSelected) -> None:
+        key: _Key = (event.socket if event.socket is not None else event.relay or "", event.remote)
+        recent = self._recent.setdefault(event.peer, deque())
+        if key in recent:
+            recent.remove(key)
+        recent.append(key)
+        self._routes[key] = event.peer
+        while len(recent) > KEPT_PATHS:
+            old = recent.popleft()
+            if self._routes.get(old) is event.peer:
+                del self._routes[old]
+
+    def forget(self, peer: Any) -> None:
+        for key in self._recent.pop(peer, ()):
+            if self._routes.get(key) is peer:
+                del self._routes[key]
+
+    def direct(self, socket: int, data: bytes, remote: Endpoint) -> Any | None:
+        """The peer a socket's datagram is data from (``None``: not data)."""
+        if not self._routes or is_stun(data) or is_probe_packet(data):
+            return None
+        return self._routes.get((socket, remote))
+
+    def relayed(self, relay: str, remote: Endpoint) -> Any | None:
+        peer = self._routes.get((relay, remote))
+        if peer is None:
+            self.unrouted += 1
+        return peer
