@@ -27,6 +27,7 @@ from typing import Any
 
 from natkit.birthday.wire import is_probe_packet
 from natkit.endpoint import Endpoint
+from natkit.ice.candidates import CandidateKind
 from natkit.ice.events import PathSelected
 from natkit.stun.codec import is_stun
 
@@ -45,7 +46,8 @@ class DataRoutes:
     """Which peer a datagram comes from, by the paths selected (module doc)."""
 
     def __init__(self) -> None:
-        self._routes: dict[_Key, Any] = {}
+        #: Route -> (peer, whether the path is relayed).
+        self._routes: dict[_Key, tuple[Any, bool]] = {}
         self._recent: dict[Any, deque[_Key]] = {}
         #: Datagrams that came through the relay from no peer's path.
         self.unrouted = 0
@@ -56,25 +58,30 @@ class DataRoutes:
         if key in recent:
             recent.remove(key)
         recent.append(key)
-        self._routes[key] = event.peer
+        self._routes[key] = (event.peer, event.kind is CandidateKind.RELAY)
         while len(recent) > KEPT_PATHS:
-            old = recent.popleft()
-            if self._routes.get(old) is event.peer:
-                del self._routes[old]
+            self._drop(recent.popleft(), event.peer)
+
+    def _drop(self, key: _Key, peer: Any) -> None:
+        route = self._routes.get(key)
+        if route is not None and route[0] is peer:
+            del self._routes[key]
 
     def forget(self, peer: Any) -> None:
         for key in self._recent.pop(peer, ()):
-            if self._routes.get(key) is peer:
-                del self._routes[key]
+            self._drop(key, peer)
 
-    def direct(self, socket: int, data: bytes, remote: Endpoint) -> Any | None:
-        """The peer a socket's datagram is data from (``None``: not data)."""
+    def direct(self, socket: int, data: bytes, remote: Endpoint) -> tuple[Any, bool] | None:
+        """(peer, relayed) a socket's datagram is data from (``None``: not
+        data); relayed: the path goes to the peer's relayed candidate."""
         if not self._routes or is_stun(data) or is_probe_packet(data):
             return None
         return self._routes.get((socket, remote))
 
     def relayed(self, relay: str, remote: Endpoint) -> Any | None:
-        peer = self._routes.get((relay, remote))
-        if peer is None:
+        """The peer a datagram from our allocation is data from."""
+        route = self._routes.get((relay, remote))
+        if route is None:
             self.unrouted += 1
-        return peer
+            return None
+        return route[0]

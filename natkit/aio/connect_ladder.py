@@ -157,10 +157,10 @@ class LadderDriver:
     # -- data ------------------------------------------------------------------------------
 
     def _tap(self, socket: int, data: bytes, remote: Endpoint, now: float) -> bool:
-        peer = self.routes.direct(socket, data, remote)
-        if peer is None:
+        route = self.routes.direct(socket, data, remote)
+        if route is None:
             return False
-        self._deliver(peer, data, False)
+        self._deliver(route[0], data, route[1])
         return True
 
     def _deliver(self, peer: Any, data: bytes, relayed: bool) -> None:
