@@ -88,9 +88,13 @@ class NodeRunner(CoreRunner[MuxEvent]):
         super().datagram_received(index, data, addr)
 
     def port_received(self, index: int, data: bytes, remote: Endpoint) -> None:
-        """A datagram that arrived on extra port ``index``."""
+        """A datagram that arrived on extra port ``index`` (a birthday socket:
+        after a hit, the direct path's data arrives there too)."""
         if self._closed:
             return
         now = self.loop.time()
+        tap = self.data_tap
+        if tap is not None and tap(index, data, remote, now):
+            return
         self.core.receive_datagram(data, remote, index, now)
         self.transmit(now)
