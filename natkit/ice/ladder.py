@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from natkit.birthday.planner import BirthdayScenario, Mode, estimate
+from natkit.birthday.planner import BirthdayScenario, Mode, budget_odds
 from natkit.birthday.ports import PortRange
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
@@ -402,7 +402,7 @@ def _plan(a: TraversalReport, b: TraversalReport) -> BirthdayPlan | None:
     limit = scenario.max_probes
     if limit is not None:
         probes = min(probes, limit)
-    result = estimate(scenario, probes=probes)
+    result = budget_odds(scenario, probes)
     return BirthdayPlan(
         mode=mode,
         hard=hard,
