@@ -6,7 +6,8 @@ carrying a sequence number; a send while the peer has no path still uses up
 a number (it counts as lost at the receiver, and as ``unsent`` here). The
 receiver counts what arrives from each peer:
 
-* ``data`` line: the first datagram from a peer (its ``seq``, ``relayed``);
+* ``data`` line: the first datagram from a peer (its ``seq``, ``relayed``,
+  and ``pending_direct``: direct pairs whose checks had not ended yet);
 * ``traffic`` line, every second per peer and at exit: ``sent``,
   ``unsent`` (no path at the time), ``received``, ``relayed`` (of those,
   through a relay), ``missing`` (numbers between the first and the last
@@ -29,7 +30,10 @@ from typing import Any
 
 from natkit.aio.connect import Connection
 from natkit.cli.connect_relay import Printer
+from natkit.errors import LocalProtocolError
+from natkit.ice.candidates import CandidateKind
 from natkit.ice.events import PathSelected
+from natkit.ice.pairs import PairState
 
 __all__ = ["MAGIC", "Traffic"]
 
@@ -37,6 +41,7 @@ MAGIC = b"NKtd"
 _PACKET = struct.Struct("!4sQ")
 #: Sequence numbers remembered as missing (older gaps are counted, not kept).
 MISSING_MEMORY = 100_000
+_PENDING = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
 
 
 @dataclass(slots=True)
@@ -123,9 +128,21 @@ class Traffic:
         if counts.first_seq is None:
             counts.first_seq = seq
             counts.next_seq = seq + 1
+            pending = self._pending_direct(peer)
             self._out(
-                {"event": "data", "peer": str(peer), "seq": seq, "relayed": relayed, "first": True},
-                (f"first data from {peer}: #{seq}{' (relayed)' if relayed else ''}", False),
+                {
+                    "event": "data",
+                    "peer": str(peer),
+                    "seq": seq,
+                    "relayed": relayed,
+                    "first": True,
+                    "pending_direct": pending,
+                },
+                (
+                    f"first data from {peer}: #{seq}{' (relayed)' if relayed else ''},"
+                    f" {pending} direct pairs still being checked",
+                    False,
+                ),
             )
         elif seq >= counts.next_seq:
             for missing in range(counts.next_seq, seq):
@@ -142,6 +159,21 @@ class Traffic:
         counts.received += 1
         if relayed:
             counts.relayed += 1
+
+    def _pending_direct(self, peer: Any) -> int:
+        """Direct pairs whose checks have not ended (time to first packet: the
+        first datagram came over the relay while these were still running)."""
+        try:
+            rows = self.connection.pairs(peer)
+        except LocalProtocolError:
+            return 0
+        return sum(
+            1
+            for row in rows
+            if row.relay is None
+            and CandidateKind.RELAY not in (row.local_kind, row.remote_kind)
+            and row.state in _PENDING
+        )
 
     async def _report_loop(self) -> None:
         while True:
