@@ -18,6 +18,7 @@ the one in force names the cause.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -130,12 +131,17 @@ def relay_setup(args: argparse.Namespace) -> tuple[RelayOptions, TraversalOption
 #: ``out(document, (text, to_stdout))``, as ``natkit connect`` prints.
 Printer = Callable[[dict[str, Any] | None, tuple[str, bool] | None], None]
 
-#: Explanation fields that change with time alone (not a new cause).
+#: Explanation fields that change with time alone (not a new cause)...
 _CLOCK_KEYS = ("reason", "next_recheck_s", "last_recheck_s")
+#: ...and the clause of the sentence that says them ("; 2 direct pairs re-checked 12 s ago,
+#: next in 30 s", :mod:`natkit.ice.explain`).
+_CLOCK_CLAUSE = re.compile(r"; \d+ direct pairs? re-checked.*$")
 
 
 def _gist(explanation: Explanation) -> dict[str, Any]:
-    return {k: v for k, v in explanation.to_dict().items() if k not in _CLOCK_KEYS}
+    gist = {k: v for k, v in explanation.to_dict().items() if k not in _CLOCK_KEYS}
+    gist["reason"] = _CLOCK_CLAUSE.sub("", explanation.sentence)
+    return gist
 
 
 class WhyRelayed:
