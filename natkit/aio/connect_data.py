@@ -11,8 +11,13 @@ back arrives two ways:
 
 Routes are learnt from ``PathSelected``: a peer's current path and the few
 before it (:data:`KEPT_PATHS`; the peer may still send on the old path for
-a round trip after a switch). A datagram no route claims is not data (a
-socket's) or is dropped and counted (the relay's).
+a round trip after a switch). A datagram no such route claims is looked up
+among every valid pair of every peer (:meth:`DataRoutes.learn`, at most
+every :data:`REFRESH_INTERVAL`): the controlled side switches on the
+nomination it receives, the controlling side on its answer, so for a round
+trip one side sends on a path the other has not selected yet. A datagram
+no route claims then is not data (a socket's) or is dropped and counted
+(the relay's).
 
 Data never goes through the event buffer: a tunnel's traffic would push
 path events out of it. It goes to the ``on_data(peer, data, relayed)``
@@ -22,24 +27,35 @@ callback, called on the loop for each datagram.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from natkit.birthday.wire import is_probe_packet
 from natkit.endpoint import Endpoint
 from natkit.ice.candidates import CandidateKind
 from natkit.ice.events import PathSelected
+from natkit.ice.pairs import PairState, PairStatus
 from natkit.stun.codec import is_stun
 
-__all__ = ["KEPT_PATHS", "DataHandler", "DataRoutes"]
+__all__ = ["KEPT_PATHS", "REFRESH_INTERVAL", "DataHandler", "DataRoutes", "is_data"]
 
 #: Paths per peer whose datagrams are still taken as the peer's.
 KEPT_PATHS = 3
+#: Shortest time between two look-ups among the valid pairs (seconds): a
+#: stranger's junk on the socket costs one look-up per interval, not one per
+#: datagram.
+REFRESH_INTERVAL = 0.1
 
 #: ``on_data(peer, data, relayed)``.
 DataHandler = Callable[[Any, bytes, bool], object]
 
 _Key = tuple[int | str, Endpoint]
+
+
+def is_data(data: bytes) -> bool:
+    """Neither STUN (checks, TURN) nor a birthday probe: a tunnel's datagram,
+    if it comes from a peer."""
+    return not (is_stun(data) or is_probe_packet(data))
 
 
 class DataRoutes:
@@ -48,6 +64,9 @@ class DataRoutes:
     def __init__(self) -> None:
         #: Route -> (peer, whether the path is relayed).
         self._routes: dict[_Key, tuple[Any, bool]] = {}
+        #: Routes of every valid pair, from the last look-up.
+        self._valid: dict[_Key, tuple[Any, bool]] = {}
+        self._learnt_at = float("-inf")
         self._recent: dict[Any, deque[_Key]] = {}
         #: Datagrams that came through the relay from no peer's path.
         self.unrouted = 0
@@ -71,17 +90,31 @@ class DataRoutes:
         for key in self._recent.pop(peer, ()):
             self._drop(key, peer)
 
-    def direct(self, socket: int, data: bytes, remote: Endpoint) -> tuple[Any, bool] | None:
-        """(peer, relayed) a socket's datagram is data from (``None``: not
-        data); relayed: the path goes to the peer's relayed candidate."""
-        if not self._routes or is_stun(data) or is_probe_packet(data):
-            return None
-        return self._routes.get((socket, remote))
+    def due(self, now: float) -> bool:
+        """Whether a look-up among the valid pairs may run now."""
+        return now - self._learnt_at >= REFRESH_INTERVAL
+
+    def learn(self, rows: Iterable[tuple[Any, PairStatus]], now: float) -> None:
+        """Every valid pair (peer, row) as a route."""
+        self._learnt_at = now
+        self._valid = {
+            (row.socket if row.socket is not None else row.relay or "", row.remote): (
+                peer,
+                CandidateKind.RELAY in (row.local_kind, row.remote_kind),
+            )
+            for peer, row in rows
+            if row.state is PairState.SUCCEEDED
+        }
+
+    def direct(self, socket: int, remote: Endpoint) -> tuple[Any, bool] | None:
+        """(peer, relayed) a socket's datagram from ``remote`` is data from
+        (``None``: not known); relayed: the path goes to the peer's relayed
+        candidate."""
+        key = (socket, remote)
+        return self._routes.get(key) or self._valid.get(key)
 
     def relayed(self, relay: str, remote: Endpoint) -> Any | None:
         """The peer a datagram from our allocation is data from."""
-        route = self._routes.get((relay, remote))
-        if route is None:
-            self.unrouted += 1
-            return None
-        return route[0]
+        key = (relay, remote)
+        route = self._routes.get(key) or self._valid.get(key)
+        return None if route is None else route[0]

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from natkit.aio.connect_birthday import BirthdaySockets
-from natkit.aio.connect_data import DataHandler, DataRoutes
+from natkit.aio.connect_data import DataHandler, DataRoutes, is_data
 from natkit.aio.connect_relay import RelayOptions, RelayStreams, relay_servers
 from natkit.aio.connect_report import LocalReportChanged, ReportKeeper, TraversalOptions
 from natkit.aio.connect_runner import NodeRunner
@@ -82,6 +82,8 @@ class LadderDriver:
         self.notes: list[str] = []
         #: Data callback exceptions (counted, never raised into natkit).
         self.data_errors = 0
+        # TURN servers' endpoints: what comes from them is the agent's.
+        self._servers: set[Endpoint] = set()
         runner.data_tap = self._tap
 
     async def start(self) -> None:
@@ -92,6 +94,7 @@ class LadderDriver:
         self.notes.extend(notes)
         now = self.loop.time()
         for server, resolved in servers:
+            self._servers.add(server.endpoint)
             if server.transport.reliable:
                 self.streams.add(server.socket, resolved)
             self.agent.add_relay_server(server, now)
@@ -119,7 +122,11 @@ class LadderDriver:
         """A core event; ``True``: consumed here (not for the consumer's events)."""
         if isinstance(event, RelayedDataReceived):
             peer = self.routes.relayed(event.relay, event.remote)
-            if peer is not None:
+            if peer is None and self._learn():
+                peer = self.routes.relayed(event.relay, event.remote)
+            if peer is None:
+                self.routes.unrouted += 1
+            else:
                 self._deliver(peer, event.data, True)
             return True
         if isinstance(event, PathSelected):
@@ -157,10 +164,23 @@ class LadderDriver:
     # -- data ------------------------------------------------------------------------------
 
     def _tap(self, socket: int, data: bytes, remote: Endpoint, now: float) -> bool:
-        route = self.routes.direct(socket, data, remote)
+        if remote in self._servers or not is_data(data):
+            return False  # the agent's (checks, our TURN server's ChannelData, probes)
+        route = self.routes.direct(socket, remote)
+        if route is None and self._learn(now):
+            route = self.routes.direct(socket, remote)
         if route is None:
             return False
         self._deliver(route[0], data, route[1])
+        return True
+
+    def _learn(self, now: float | None = None) -> bool:
+        """Look the valid pairs up (rate-limited); whether it ran."""
+        now = self.loop.time() if now is None else now
+        if not self.routes.due(now):
+            return False
+        agent = self.agent
+        self.routes.learn(((peer, row) for peer in agent.peers for row in agent.pairs(peer)), now)
         return True
 
     def _deliver(self, peer: Any, data: bytes, relayed: bool) -> None:
