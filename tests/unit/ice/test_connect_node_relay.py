@@ -360,8 +360,15 @@ async def test_send_and_on_data_carry_datagrams_between_two_nodes() -> None:
         await until(lambda: bool(got[0]) and bool(got[1]))
         assert got[1] == [(a.public_key, b"hello", False)]
         assert got[0] == [(b.public_key, b"and back", False)]
+        # A path this side has not selected yet (the peer switched first) is
+        # found among the valid pairs.
+        a.ladder.routes = DataRoutes()
+        assert b.send(a.public_key, b"switched first")
+        await until(lambda: len(got[0]) == 2)
+        assert got[0][1] == (b.public_key, b"switched first", False)
         # Data is not the agent's input: nothing counted as junk.
         assert b.core_counters.not_stun == 0
+        assert a.core_counters.not_stun == 0
         assert b.explain(a.public_key).relayed is False
     finally:
         for node in nodes:
