@@ -374,6 +374,7 @@ class _Run:
                 "peers": [str(p) for p in setup.peers],
                 "keepalive_s": config.keepalive_interval,
                 "loss_bound_s": config.loss_bound,
+                "downgrade_bound_s": config.downgrade_bound,
             },
             (
                 f"natkit connect: {setup.key.public_key} on "
