@@ -359,7 +359,8 @@ def _birthday(
         return skip(f"birthday probing needs UDP ({blocked})")
     missing = [sides.name(side is a) for side in (a, b) if side.birthday is None]
     if missing:
-        return skip(f"{' and '.join(missing)} does no birthday probing")
+        verb = "does" if len(missing) == 1 else "do"
+        return skip(f"{' and '.join(missing)} {verb} no birthday probing")
     if not (a.hard or b.hard):
         return skip("no side maps per destination: nothing to search for")
     plan = _plan(a, b)
