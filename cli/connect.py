@@ -4,13 +4,18 @@
                    [--stun HOST[:PORT] ...] [--port N] [--json-line] [--once]
                    [--timeout S] [--pairs] [--stats] [--keepalive S]
                    [--binding-lifetime S] [--no-portmap] [--local-address IP] ...
+                   [--relay URI ... --relay-user U --relay-password P | --relay-secret S]
+                   [--tls-ca FILE] [--classify | --no-classify] [--port-range LO-HI]
+                   [--no-birthday | --birthday-ports N ...] [--traffic RATE]
     natkit connect --wireguard IFACE --rendezvous HOST:PORT [--peer PUBKEY ...] ...
     natkit connect ... --directory dns:ZONE@SERVER[:PORT] --tsig-key FILE ...
 
 Runs a :class:`natkit.aio.connect.Connection` and prints one line per path
 change (``--json-line``: one JSON object per event, schema
-``natkit.connect`` v1, :mod:`natkit.cli.connect_render`). ``--wireguard``
-and ``--directory`` are :mod:`natkit.cli.connect_wireguard`'s. Exit status:
+``natkit.connect`` v1, :mod:`natkit.cli.connect_render`; relays, the ladder
+and "why relayed?": :mod:`natkit.cli.connect_relay`; ``--traffic``:
+:mod:`natkit.cli.connect_traffic`; ``--wireguard`` and ``--directory``:
+:mod:`natkit.cli.connect_wireguard`). Exit status:
 
 * 0: ``--once`` and every peer has a confirmed path (printed; the node keeps
   answering for :data:`ONCE_LINGER` s so the peer confirms it too), or
@@ -36,6 +41,7 @@ from typing import TYPE_CHECKING
 from natkit.aio.candidates import PortMapProvider
 from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
 from natkit.cli import connect_wireguard
+from natkit.cli.connect_relay import WhyRelayed, register_relay_flags, relay_setup
 from natkit.cli.connect_render import (
     event_to_dict,
     event_to_text,
@@ -44,6 +50,7 @@ from natkit.cli.connect_render import (
     pairs_table,
     stats_to_dict,
 )
+from natkit.cli.connect_traffic import Traffic
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.gather.host import HostPolicy
@@ -144,6 +151,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--include-loopback", action="store_true", help="offer loopback addresses too"
     )
+    parser.add_argument(
+        "--traffic",
+        type=float,
+        metavar="RATE",
+        help="send RATE numbered datagrams a second to each peer over its path and count"
+        " what arrives (data and traffic lines): loss during a path change",
+    )
+    register_relay_flags(parser)
     connect_wireguard.register(parser)
     parser.set_defaults(run=run)
 
@@ -174,6 +189,7 @@ def setup(args: argparse.Namespace) -> Setup:
         (args.signal_timeout, "--signal-timeout"),
         (args.keepalive, "--keepalive"),
         (args.binding_lifetime, "--binding-lifetime"),
+        (args.traffic, "--traffic"),
     ):
         _positive(value, flag)
     rendezvous = None if args.rendezvous is None else split_host_port(args.rendezvous, None)
@@ -204,6 +220,7 @@ def setup(args: argparse.Namespace) -> Setup:
         )
     for text in args.local_address:
         Endpoint.parse(text, 0)
+    relay, traversal = relay_setup(args)
     options = ConnectOptions(
         port=args.port,
         local_addresses=tuple(args.local_address),
@@ -213,6 +230,8 @@ def setup(args: argparse.Namespace) -> Setup:
         nat64=not args.no_nat64,
         host=HostPolicy(include_loopback=args.include_loopback),
         config=config,
+        relay=relay,
+        traversal=traversal,
     )
     peers_given = tuple(dict.fromkeys(peers))
     return Setup(key, peers_given, signalling, tuple(args.stun), options, wireguard)
@@ -245,6 +264,8 @@ class _Run:
     held: list[tuple[dict[str, object] | None, tuple[str, bool] | None]] | None = field(
         default_factory=list
     )
+    whys: WhyRelayed | None = None
+    traffic: Traffic | None = None
 
     def out(self, document: dict[str, object] | None, text: tuple[str, bool] | None) -> None:
         if self.held is not None:
@@ -283,6 +304,10 @@ class _Run:
             connection.local_endpoints if connection is not None and connection.started else ()
         )
         self.out(event_to_dict(event, sockets), event_to_text(event))
+        if self.whys is not None:
+            self.whys.on_event(connection, event)
+        if self.traffic is not None:
+            self.traffic.on_event(event)
         if isinstance(event, StateChanged):
             if event.state is ChannelState.UP:
                 self.ever_up = True
@@ -363,8 +388,11 @@ class _Run:
             options=setup.options,
             on_event=self.on_event,
             port_mapper=self._port_mapper(),
+            on_data=self.on_data,
         )
         self.connection = connection
+        if self.args.traffic is not None:
+            self.traffic = Traffic(connection, self.args.traffic, self.out)
         await connection.start(setup.peers)
         return connection
 
@@ -373,6 +401,7 @@ class _Run:
         loop = asyncio.get_running_loop()
         for signum, status in EXIT_SIGNAL.items():
             loop.add_signal_handler(signum, self.finish, status, signum.name)
+        self.whys = WhyRelayed(self.out)
         try:
             connection = await self.start_node()
         except NatkitError as exc:  # the WireGuard interface or its port cannot be used
@@ -397,6 +426,7 @@ class _Run:
             "peers": [str(p) for p in connection.peers],
             "keepalive_s": config.keepalive_interval,
             "loss_bound_s": config.loss_bound,
+            "downgrade_bound_s": config.downgrade_bound,
         }
         where = ", ".join(str(e) for e in connection.local_endpoints)
         if self.adapter is not None:
@@ -406,6 +436,8 @@ class _Run:
         self.out(started, (f"natkit connect: {connection.public_key} on {where}", False))
         for document, text in held:
             self.out(document, text)
+        if self.traffic is not None:
+            self.traffic.start()
         timers = [loop.call_later(self.args.signal_timeout, self.check_signalling)]
         if self.args.timeout is not None:
             timers.append(loop.call_later(self.args.timeout, self.timed_out))
@@ -415,6 +447,8 @@ class _Run:
             for timer in timers:
                 timer.cancel()
             self.print_pairs()
+            if self.traffic is not None:
+                await self.traffic.close()
             if self.args.stats:
                 self.out(stats_to_dict(connection), (_stats_text(connection), False))
             await (connection if self.adapter is None else self.adapter).close()
@@ -426,6 +460,10 @@ class _Run:
         if self.args.json_line and status in (EXIT_NO_PATH, EXIT_NO_SIGNALLING):
             print(f"natkit connect: {self.why}", file=sys.stderr)
         return status
+
+    def on_data(self, peer: object, data: bytes, relayed: bool) -> None:
+        if self.traffic is not None:
+            self.traffic.on_data(peer, data, relayed)
 
     def _port_mapper(self) -> PortMapProvider | None:
         if self.args.no_portmap:
