@@ -313,13 +313,9 @@ class _Run:
                 self.ever_up = True
             else:
                 self.last_down = event
-            if (
-                event.reason is DownReason.REFUSED
-                and self.setup.signalling.directory is not None
-                and not self.ever_up
-            ):
+            if event.reason is DownReason.REFUSED and self.setup.signalling.directory is not None:
                 # A refused update is permanent until the key or the server changes.
-                self.finish(EXIT_NO_SIGNALLING, f"signalling never came up: {event.detail}")
+                self.finish(EXIT_NO_SIGNALLING, f"signalling refused: {event.detail}")
         if isinstance(event, PathSelected | PathLost):
             self.print_pairs()
         if self.args.once and isinstance(event, PathSelected) and not self.missing():

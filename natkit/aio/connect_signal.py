@@ -75,6 +75,7 @@ class SignalBridge:
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,6 +86,10 @@ class SignalBridge:
 
     async def close(self) -> None:
         """Stop both loops (the channel itself is the caller's to close)."""
+        # Python 3.11's wait_for (inside dnspython) may swallow a cancel that
+        # lands as its exchange completes: the loops also stop on this flag.
+        self._closing = True
+        self._wake.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -108,8 +113,8 @@ class SignalBridge:
         self._wake.set()
 
     async def _send_loop(self) -> None:
-        while True:
-            while self._outbox:
+        while not self._closing:
+            while self._outbox and not self._closing:
                 peer, sealed = self._outbox.popleft()
                 try:
                     await self.channel.send(peer, sealed)

@@ -31,7 +31,7 @@ own in between.
 ``dns:ZONE@SERVER[:PORT]`` and ``--tsig-key FILE``.
 
 State (:class:`~natkit.aio.channel_base.ChannelBase`, as every channel):
-``CONNECTING`` until an update or a read succeeds, then ``UP``; a failed
+``CONNECTING`` until an update succeeds, then ``UP``; a failed
 update or read makes it ``CONNECTING`` again (reason ``unreachable``, the
 error in ``detail``, ``retry_in`` the backoff's delay), the next success
 ``UP`` again, so a connect node re-announces itself to its peers after an
@@ -240,6 +240,7 @@ class DnsDirectory(ChannelBase):
         self._retrier: asyncio.Task[None] | None = None
         self._browse_due = 0.0
         self._starter: asyncio.Task[None] | None = None
+        self._updated = False
         self._closed = False
 
     # -- life cycle
@@ -303,6 +304,8 @@ class DnsDirectory(ChannelBase):
         if self._closed:
             return
         self._closed = True
+        self._retry_wake.set()
+        self._poll_wake.set()
         tasks = [
             t for t in (self._starter, self._poller, self._retrier, *self._tasks) if t is not None
         ]
@@ -463,6 +466,7 @@ class DnsDirectory(ChannelBase):
             return False
         self.counters.updates += 1
         self.last_error = None
+        self._updated = True
         self._up()
         return True
 
@@ -474,7 +478,9 @@ class DnsDirectory(ChannelBase):
         self._set_state(ChannelState.CONNECTING, DownReason.UNREACHABLE, why, retry)
 
     def _up(self) -> None:
-        if self._refused is None and self.state is ChannelState.CONNECTING:
+        # UP needs the primary to take our updates: reads alone (which need
+        # no key) prove nothing about whether our messages get out.
+        if self._updated and self._refused is None and self.state is ChannelState.CONNECTING:
             self._set_state(ChannelState.UP)
 
     def _refusal(self, reason: RefusalReason, detail: str) -> UpdateRefused:
@@ -491,10 +497,12 @@ class DnsDirectory(ChannelBase):
 
     async def _retry_loop(self) -> None:
         """Publish what failed to go out, with backoff, until it does."""
-        while True:
+        # Loops test the flag too: Python 3.11's wait_for (inside dnspython)
+        # may swallow a cancel that lands as an exchange completes.
+        while not self._closed:
             await self._retry_wake.wait()
             self._retry_wake.clear()
-            while self._publish_failures and self._refused is None:
+            while self._publish_failures and self._refused is None and not self._closed:
                 delay = backoff_delay(
                     self._publish_failures - 1, self.config.retry, self.config.poll.max_backoff
                 )
@@ -524,7 +532,7 @@ class DnsDirectory(ChannelBase):
     async def _poll_loop(self) -> None:
         """Start the reads that are due, as the schedule allows."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closed:
             now = loop.time()
             while (peer := self._schedule.take(now)) is not None:
                 self._spawn(self._read(peer))

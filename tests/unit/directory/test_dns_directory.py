@@ -354,17 +354,22 @@ async def test_state_follows_the_server_up_down_up_and_refused(
 async def test_a_refusal_in_the_background_is_the_state_and_is_not_retried(
     zone: FakeZone, make: Callable[..., DnsDirectory]
 ) -> None:
+    bob = make(BOB)
+    await bob.send(ALICE, b"offer")  # something for alice to read: reads need no key
     wrong = TsigKey(UPDATE_KEY.name, TsigAlgorithm.HMAC_SHA256, b"w" * 32)
     alice = make(ALICE, tsig=wrong)
     events: list[StateChanged] = []
     alice.subscribe(lambda event: events.append(event) if isinstance(event, StateChanged) else None)
+    alice.watch(BOB)
+    await _until(lambda: alice.counters.reads > 0)
     alice.start()
     await _until(lambda: bool(events))
+    # Reads alone never made it UP: only the primary taking an update does.
     (refused,) = events
     assert (refused.state, refused.reason) == (ChannelState.CONNECTING, DownReason.REFUSED)
     assert "(BADSIG); nothing was published" in refused.detail
     await asyncio.sleep(0.05)
-    assert len(zone.updates) == 1
-    assert zone.rrsets == {}
+    assert len(zone.updates) == 3  # bob's two, alice's one
+    assert instance_name(ZONE, ALICE.raw) not in zone.names()
     await alice.close()
     assert alice.state is ChannelState.CLOSED
