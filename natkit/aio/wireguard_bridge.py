@@ -12,13 +12,13 @@ WireGuard sends to the peer itself. Two kinds of path cannot:
   natkit's, not WireGuard's.
 
 For those, natkit gives WireGuard a loopback endpoint per peer
-(:class:`PeerBridge`, ``127.0.0.1:PORT``): what WireGuard sends there is
-handed to the connect agent (``send_data``), which sends it over the
-peer's selected path, through the relay or from the birthday socket; what
-arrives from the peer over that path (``RelayedDataReceived``, or any
-datagram that is not STUN on that socket from the path's far end) is sent
-to WireGuard's port from the bridge, so WireGuard sees the bridge as the
-peer's endpoint and its roaming stays put. Moving the endpoint between the
+(:class:`PeerBridge`, ``127.0.0.1:PORT``): what WireGuard sends there goes
+to ``Connection.send(peer, data)``, which sends it over the peer's selected
+path, through the relay or from the birthday socket; what the node's data
+path says came from the peer (``on_data(peer, data, relayed)``,
+:mod:`natkit.aio.connect_data`) is sent to WireGuard's port from the
+peer's bridge, so WireGuard sees the bridge as the peer's endpoint and its
+roaming stays put. Moving the endpoint between the
 bridge and a direct path keeps WireGuard's session (the peer is never
 removed), so no handshake is lost on a downgrade or an upgrade. Only the
 bridged peers' traffic passes through Python; a direct path never does.
@@ -38,15 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from natkit.endpoint import Endpoint
-from natkit.ice import Path
-from natkit.stun.codec import is_stun
 
 #: The most a read takes (a UDP datagram).
 _READ_SIZE = 0x10000
 #: Datagrams read per wake-up before yielding to the loop.
 _READ_BATCH = 64
 
-#: ``send(peer, data)`` → whether a path took it (the agent's ``send_data``).
+#: ``send(peer, data)`` → whether a path took it (``Connection.send``).
 SendToPeer = Callable[[Any, bytes], bool]
 
 
@@ -64,6 +62,9 @@ class BridgeCounters:
     foreign: int = 0
     #: Sends the kernel refused.
     send_errors: int = 0
+    #: Data from a peer without a bridge (it reached natkit on a path whose
+    #: WireGuard endpoint is direct: a late datagram of an old path).
+    unbridged: int = 0
 
 
 class PeerBridge:
@@ -135,23 +136,18 @@ class PeerBridge:
 
 
 class Bridges:
-    """Every bridged peer's :class:`PeerBridge`, and the routing of what the
-    peers send back (see the module doc)."""
+    """Every bridged peer's :class:`PeerBridge` (see the module doc)."""
 
     def __init__(
         self,
         wireguard_port: int,
         send: SendToPeer,
-        selected: Callable[[Any], Path | None],
-        shared: Callable[[int], bool],
         loop: asyncio.AbstractEventLoop,
         *,
         address: str = "127.0.0.1",
     ) -> None:
         self.wireguard = Endpoint.parse(address, wireguard_port)
         self._send = send
-        self._selected = selected
-        self._shared = shared
         self._loop = loop
         self.counters = BridgeCounters()
         self._bridges: dict[Any, PeerBridge] = {}
@@ -167,28 +163,16 @@ class Bridges:
     def bridged(self, peer: Any) -> bool:
         return peer in self._bridges
 
-    def from_relay(self, relay: str, remote: Endpoint, data: bytes) -> bool:
-        """A datagram that arrived through ``relay`` from ``remote``: to the
-        WireGuard of the peer whose relayed path that is; whether one was."""
-        for peer, bridge in self._bridges.items():
-            path = self._selected(peer)
-            if path is not None and path.relay == relay and path.remote == remote:
-                bridge.to_wireguard(data)
-                return True
-        return False
-
-    def from_socket(self, data: bytes, remote: Endpoint, socket_index: int) -> bool:
-        """A datagram on one of the node's sockets: if it is not STUN, came
-        to a socket that is not WireGuard's and from a bridged path's far
-        end, it is WireGuard's traffic: hand it over."""
-        if self._shared(socket_index) or is_stun(data):
+    def from_peer(self, peer: Any, data: bytes) -> bool:
+        """A datagram the node's data path says ``peer`` sent (the node's
+        ``on_data``): to WireGuard, from the peer's bridge; whether the peer
+        has one (a peer on a direct path talks to WireGuard itself)."""
+        bridge = self._bridges.get(peer)
+        if bridge is None:
+            self.counters.unbridged += 1
             return False
-        for peer, bridge in self._bridges.items():
-            path = self._selected(peer)
-            if path is not None and path.socket == socket_index and path.remote == remote:
-                bridge.to_wireguard(data)
-                return True
-        return False
+        bridge.to_wireguard(data)
+        return True
 
     def remove(self, peer: Any) -> None:
         bridge = self._bridges.pop(peer, None)

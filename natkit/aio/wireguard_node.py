@@ -61,7 +61,7 @@ from natkit.aio.wireguard_bridge import Bridges
 from natkit.endpoint import Endpoint, Family
 from natkit.errors import LocalProtocolError, NatkitError
 from natkit.gather.host import InterfaceAddress
-from natkit.ice import PathSelected, RelayedDataReceived
+from natkit.ice import PathSelected
 from natkit.ice.candidates import CandidateKind
 from natkit.identity import PrivateKey, PublicKey
 from natkit.signal.channel import SignalChannel
@@ -260,31 +260,24 @@ class WireGuardAdapter:
             raise WireGuardSetupError(f"WireGuard interface {name} changed its key meanwhile")
         peers = self._select_peers(status)
         self.ports = self._open_ports(status)
-        options = replace(self.options, port=status.listen_port, local_addresses=())
+        # ChannelData has no STUN cookie: the shared port's filter keeps it
+        # out, so a UDP relay is spoken to with Send and Data indications.
+        relay = replace(self.options.relay, channels=False)
+        options = replace(self.options, port=status.listen_port, local_addresses=(), relay=relay)
         self.connection = Connection(
             key,
             self._make_channel(key),
             stun=self.stun,
             options=options,
             on_event=self._on_node_event,
+            on_data=self._on_data,
             ports=self.ports,
             port_mapper=self._port_mapper,
             interfaces=self._interfaces,
         )
         # Before the node starts: a path may be selected while it starts.
-        self.bridges = Bridges(
-            status.listen_port, self._send_data, self.connection.selected, self._shared, self.loop
-        )
+        self.bridges = Bridges(status.listen_port, self._send_data, self.loop)
         await self.connection.start(peers)
-        runner = self.connection.runner
-        previous = runner.on_receive
-
-        def observe(now: float, data: bytes, remote: Endpoint, index: int) -> None:
-            if previous is not None:
-                previous(now, data, remote, index)
-            self.bridges.from_socket(data, remote, index)
-
-        runner.on_receive = observe
         self._tasks.append(self.loop.create_task(self._verify_loop(), name="wireguard-verify"))
         if self.wireguard.peer_poll > 0:
             self._tasks.append(self.loop.create_task(self._peer_loop(), name="wireguard-peers"))
@@ -407,12 +400,13 @@ class WireGuardAdapter:
                     {"message": "natkit wireguard: on_event raised", "exception": exc}
                 )
 
+    def _on_data(self, peer: PublicKey, data: bytes, relayed: bool) -> None:
+        """WireGuard's traffic from ``peer`` on a bridged path (relayed or on
+        a birthday socket; a direct path's never reaches natkit)."""
+        if not self._closed:
+            self.bridges.from_peer(peer, data)
+
     def _on_node_event(self, event: NodeEvent) -> None:
-        if isinstance(event, RelayedDataReceived):
-            # WireGuard's traffic through a relay: data, not news.
-            if not self._closed and hasattr(self, "bridges"):
-                self.bridges.from_relay(event.relay, event.remote, event.data)
-            return
         self._emit(event)
         if self._closed:
             return
@@ -481,12 +475,7 @@ class WireGuardAdapter:
 
     def _send_data(self, peer: PublicKey, data: bytes) -> bool:
         """A bridge's datagram from WireGuard, over ``peer``'s selected path."""
-        if self._closed:
-            return False
-        now = self.loop.time()
-        sent = self.connection.agent.send_data(peer, data, now)
-        self.connection.runner.transmit(now)
-        return sent
+        return not self._closed and self.connection.send(peer, data)
 
     async def _apply(self, peer: PublicKey, event: PathSelected) -> None:
         try:

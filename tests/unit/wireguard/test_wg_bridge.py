@@ -49,29 +49,23 @@ async def receive(sock: socket.socket) -> tuple[bytes, Endpoint]:
 async def test_wireguard_traffic_crosses_a_path_that_is_not_wireguards_socket() -> None:
     hub = SignalHub()
     keys = [PrivateKey.generate(), PrivateKey.generate()]
-    nodes = [Connection(k, hub.channel(k.public_key), options=OPTIONS) for k in keys]
-    wireguards = [udp(), udp()]
     bridges: list[Bridges] = []
+
+    def deliver(index: int) -> Callable[[object, bytes, bool], None]:
+        return lambda peer, data, relayed: bridges[index].from_peer(peer, data) and None
+
+    nodes = [
+        Connection(k, hub.channel(k.public_key), options=OPTIONS, on_data=deliver(i))
+        for i, k in enumerate(keys)
+    ]
+    wireguards = [udp(), udp()]
     loop = asyncio.get_running_loop()
     try:
+        for node, wireguard in zip(nodes, wireguards, strict=True):
+            bridges.append(Bridges(wireguard.getsockname()[1], node.send, loop))
         await nodes[0].start([keys[1].public_key])
         await nodes[1].start([keys[0].public_key])
         await until(lambda: all(n.selected(n.peers[0]) for n in nodes))
-        for node, wireguard in zip(nodes, wireguards, strict=True):
-
-            def send(peer: object, data: bytes, node: Connection = node) -> bool:
-                now = loop.time()
-                sent = node.agent.send_data(peer, data, now)
-                node.runner.transmit(now)
-                return sent
-
-            made = Bridges(
-                wireguard.getsockname()[1], send, node.selected, lambda index: False, loop
-            )
-            node.runner.on_receive = lambda now, data, remote, index, made=made: made.from_socket(
-                data, remote, index
-            )
-            bridges.append(made)
         ends = [b.endpoint(n.peers[0]) for b, n in zip(bridges, nodes, strict=True)]
         assert all(str(e.address) == "127.0.0.1" for e in ends)
         # WireGuard A -> its bridge -> the path -> B's bridge -> WireGuard B, and back.
@@ -92,6 +86,10 @@ async def test_wireguard_traffic_crosses_a_path_that_is_not_wireguards_socket() 
         await until(lambda: nodes[1].stats.answers_sent > answered)
         await asyncio.sleep(0.05)
         assert bridges[1].counters.to_wireguard == 1
+        # A peer without a bridge (its WireGuard talks to it directly) gets nothing here.
+        bridges[1].remove(nodes[1].peers[0])
+        wireguards[0].sendto(b"\x04late", ends[0].sockaddr())
+        await until(lambda: bridges[1].counters.unbridged == 1)
     finally:
         for made in bridges:
             made.close()
