@@ -157,6 +157,8 @@ def wireguard_interface(args: argparse.Namespace) -> str | None:
         return None
     if args.key is not None:
         raise ValueError("--key does not go with --wireguard (the node uses the interface's key)")
+    if getattr(args, "traffic", None) is not None:
+        raise ValueError("--traffic does not go with --wireguard (WireGuard carries the traffic)")
     if args.port or args.local_address:
         raise ValueError(
             "--port and --local-address do not go with --wireguard (WireGuard's port is used)"
