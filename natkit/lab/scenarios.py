@@ -364,6 +364,26 @@ _ALL: tuple[Scenario, ...] = (
         wireguard=True,
     ),
     Scenario(
+        "wireguard-udp-blocked",
+        "WireGuard: the client's router drops forwarded UDP (TCP passes), client-b behind a"
+        " port-preserving masquerade: only a TURN relay over TCP or TLS connects them",
+        (NatSpec(EIM, APDF, PRESERVING, block_udp=True, drop_unsolicited=True),),
+        Classification.udp_blocked_result(behind_nat=True),
+        sites=(Site("b", (_CONE,)),),
+        rendezvous=True,
+        wireguard=True,
+    ),
+    Scenario(
+        "wireguard-birthday",
+        "WireGuard: both sites behind symmetric NATs with random ports in 40000-40999:"
+        " relayed first, then birthday probing finds a direct path (not on WireGuard's port)",
+        (_SMALL_HARD,),
+        _nat(APDM, APDF, RANDOM),
+        sites=(Site("b", (_SMALL_HARD,)),),
+        rendezvous=True,
+        wireguard=True,
+    ),
+    Scenario(
         "wireguard-mesh",
         "WireGuard: three sites, each behind a port-preserving masquerade (EIM/APDF,"
         " firewalled); a rendezvous on 192.0.2.10:7000, a wg-quick file per site",

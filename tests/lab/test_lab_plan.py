@@ -84,6 +84,8 @@ def test_scenario_names_are_the_public_contract() -> None:
         "wireguard-pair",
         "wireguard-eim-apdm",
         "wireguard-cgnat",
+        "wireguard-udp-blocked",
+        "wireguard-birthday",
         "wireguard-mesh",
         "dual-stack",
         "nat64",
