@@ -560,6 +560,10 @@ class Connection:
     # -- wiring -------------------------------------------------------------------------------
 
     def _on_core_event(self, event: MuxEvent) -> None:
+        if self._closed:
+            # What closing makes the agent say (its relays' candidates removed,
+            # their paths "lost") is not news; the sockets and streams close anyway.
+            return
         if isinstance(event, SignalReady):
             self.signal.send(event.peer, event.message)
         elif isinstance(event, HelperEvent):

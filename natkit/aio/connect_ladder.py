@@ -107,11 +107,14 @@ class LadderDriver:
             wanted = bool(self.stun)
         if not wanted or not self.stun or self.traversal.classification is not None:
             return None
+        # Imported now, before any peer is added: the import takes ~50 ms of the
+        # loop, which in the middle of the first checks inflates their RTTs
+        # enough to pick a slower first path (seen on connect-lan).
+        from natkit.aio.classify import classify as run  # noqa: PLC0415
+
         servers, local, dns = self.stun, self._local_address, self._dns_server
 
         async def classify() -> ClassificationReport:
-            from natkit.aio.classify import classify as run  # noqa: PLC0415
-
             return await run(servers, local_address=local, nat64=False, dns_server=dns)
 
         return classify

@@ -30,6 +30,10 @@ servers are (re)started with default options before each test.
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -39,6 +43,7 @@ from connect_nodes import LIVENESS, Line, Node, agree, start_node, when
 from natkit.ice.config import ConnectConfig
 from natkit.lab import Lab
 from natkit.lab import turn as lab_turn
+from natkit.lab.servers import natkit_cli_env
 from natkit.lab.turn import LabTurnServer, TurnOptions
 
 pytestmark = pytest.mark.lab
@@ -503,3 +508,28 @@ def test_a_turn_server_that_dies_mid_session_is_noticed_and_the_relay_comes_back
             explained(node)
     finally:
         stop_all(a, b)
+
+
+@pytest.mark.scenarios("connect-udp-blocked")
+def test_the_commands_lab_up_prints_relay_a_udp_blocked_site(lab: Lab, turn: LabTurnServer) -> None:
+    from natkit.cli.lab import lab_summary  # noqa: PLC0415
+
+    commands = lab_summary(lab)["connect_commands"]
+    assert "--relay turns:203.0.113.30:5349" in commands[0]  # UDP blocked: TLS
+    assert "--relay 'turn:203.0.113.30:3478?transport=udp'" in commands[1]
+    procs = []
+    for command in commands:
+        argv = shlex.split(command)
+        at = argv.index("natkit")
+        argv[at : at + 1] = [sys.executable, "-m", "natkit.cli"]
+        argv += ["--once", "--timeout", "30", "--json-line"]
+        procs.append(
+            subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=natkit_cli_env())
+        )
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    for output in outputs:
+        lines = [json.loads(line) for line in output.splitlines()]
+        (path,) = [line for line in lines if line["event"] == "path_selected"]
+        assert path["kind"] == "relay"
+        assert [line for line in lines if line["event"] == "why_relayed"]
