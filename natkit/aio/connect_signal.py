@@ -113,7 +113,7 @@ class SignalBridge:
         self._wake.set()
 
     async def _send_loop(self) -> None:
-        while not self._closing:
+        while True:
             while self._outbox and not self._closing:
                 peer, sealed = self._outbox.popleft()
                 try:
@@ -122,6 +122,11 @@ class SignalBridge:
                     self.counters.send_failed += 1
                 else:
                     self.counters.sent += 1
+            # Tested after the sends, before the wake is cleared: clearing
+            # close()'s wake-up would leave a loop whose cancel was swallowed
+            # waiting for ever.
+            if self._closing:
+                return
             self._wake.clear()
             await self._wake.wait()
 
