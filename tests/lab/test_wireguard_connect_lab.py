@@ -43,6 +43,7 @@ from wireguard_sites import WgSite, wireguard_sites
 
 from natkit.directory.names import instance_name
 from natkit.lab import Lab
+from natkit.lab.cut import UdpCut
 from natkit.lab.knot import PRIMARY_ROLE, KnotDirectory
 from natkit.lab.netns import in_netns
 from natkit.lab.pinger import PingRun
@@ -485,43 +486,39 @@ def test_a_cut_direct_path_moves_the_tunnel_to_the_relay_and_back_counting_lost_
             settled(site, bridged=False)
         a.ping_until_answered(b)
         time.sleep(3.0)  # the relayed pair stands by, checked, before the cut
+        # B's outer NAT drops UDP to and from A's public address: the direct
+        # path dies, the relay (on its own address) lives.
+        cut = UdpCut(lab, lab.site("b").router_roles[-1], str(lab.site("").public_address))
         pings = PingRun.start(lab, a.role, b.address)
-        try:
-            time.sleep(1.0)
-            table, router = "nk_wg_cut", lab.site("b").router_roles[-1]
-            public_a = lab.site("").public_address
-            rules = (
-                f"table ip {table} {{\n chain forward {{\n"
-                "  type filter hook forward priority filter - 10; policy accept;\n"
-                f"  ip daddr {public_a} meta l4proto udp drop\n"
-                f"  ip saddr {public_a} meta l4proto udp drop\n }}\n}}\n"
-            )
-            lab.exec(router, ["nft", "-f", "-"], input=rules, check=True)
-            cut_at = time.time()
-            for site in sites:
-                assert site.node is not None
-                site.node.wait(
-                    lambda e: (
-                        e["event"] == "endpoint_set" and e["kind"] == "relay" and when(e) >= cut_at
+        with cut:
+            try:
+                time.sleep(1.0)
+                cut_at = cut.cut()
+                for site in sites:
+                    assert site.node is not None
+                    site.node.wait(
+                        lambda e: (
+                            e["event"] == "endpoint_set"
+                            and e["kind"] == "relay"
+                            and when(e) >= cut_at
+                        )
                     )
-                )
-            a.ping_until_answered(b)  # over the relay
-            lab.exec(router, ["nft", "delete", "table", "ip", table], check=True)
-            restored_at = time.time()
-            for site in sites:
-                assert site.node is not None
-                site.node.wait(
-                    lambda e: (
-                        e["event"] == "endpoint_set"
-                        and e["kind"] != "relay"
-                        and when(e) >= restored_at
-                    ),
-                    timeout=2 * LIVENESS,
-                )
-            upgraded_at = time.time()
-            time.sleep(2.0)
-        finally:
-            pings.stop()
+                a.ping_until_answered(b)  # over the relay
+                restored_at = cut.restore()
+                for site in sites:
+                    assert site.node is not None
+                    site.node.wait(
+                        lambda e: (
+                            e["event"] == "endpoint_set"
+                            and e["kind"] != "relay"
+                            and when(e) >= restored_at
+                        ),
+                        timeout=2 * LIVENESS,
+                    )
+                upgraded_at = time.time()
+                time.sleep(2.0)
+            finally:
+                pings.stop()
     # The tunnel came back over the relay (answered before the restore, above).
     down = pings.lost_between(cut_at, restored_at)
     up = pings.lost_between(restored_at, upgraded_at + 2.0)
