@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from natkit.lab import rendezvous as lab_rendezvous
+from natkit.lab.classification import MappingBehavior
 
 if TYPE_CHECKING:
     from natkit.lab.lab import Lab
@@ -120,6 +121,8 @@ def quick_start(lab: Lab) -> list[QuickStartSite]:
                    "--rendezvous", str(lab_rendezvous.RENDEZVOUS)]  # fmt: skip
         for server in stun[:1]:
             connect += ["--stun", server]
+        if needs_relay(lab):
+            connect += lab_rendezvous.traversal_argv(lab, plan.client_role)
         ping = ["ping", "-c", "3", str(tunnel_address(other).ip)]
         commands = (
             shlex.join([*exec_in, "wg-quick", "up", str(config)]),
@@ -132,6 +135,17 @@ def quick_start(lab: Lab) -> list[QuickStartSite]:
         )
         sites.append(site)
     return sites
+
+
+def needs_relay(lab: Lab) -> bool:
+    """Whether the lab's sites may not meet directly by checks alone (a NAT
+    that blocks UDP or moves ports per destination): then the quick start
+    also names the lab's relay and port ranges
+    (:func:`natkit.lab.rendezvous.traversal_argv`), so every ``wireguard-*``
+    scenario connects as printed; the others keep three short commands."""
+    return any(
+        nat.block_udp or nat.mapping is not MappingBehavior.EIM for nat in lab.scenario.all_nats
+    )
 
 
 def remove_sockets(run_id: str) -> None:
