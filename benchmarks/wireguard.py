@@ -40,8 +40,10 @@ import time
 from dataclasses import asdict, dataclass
 
 from natkit.lab import Lab
+from natkit.lab.cut import UdpCut
+from natkit.lab.pinger import PingRun
 from natkit.lab.plan import PEER_ADDRESSES, PEER_ROLE
-from natkit.lab.rendezvous import RENDEZVOUS
+from natkit.lab.rendezvous import RENDEZVOUS, traversal_argv
 from natkit.lab.servers import natkit_cli_env
 from natkit.lab.wireguard import WIREGUARD_PAIR, WireGuardMesh
 from natkit.lab.wireguard_quick import QuickStartSite, quick_start
@@ -51,6 +53,10 @@ _RTT = re.compile(r"time=([0-9.]+) ms")
 _STAMPED_REPLY = re.compile(r"^\[([0-9.]+)\] \d+ bytes from", re.MULTILINE)
 #: natkit's STUN server in the lab.
 STUN = "203.0.113.10:3478"
+#: natkit's keepalive on the selected path (s): the downgrade bound follows it.
+KEEPALIVE = 2.0
+#: Seconds between the pings that count the loss in a switch.
+PING_INTERVAL = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +162,14 @@ class NatkitTunnel:
         return self
 
     def start(self) -> float:
-        """Start natkit on every site; the wall-clock time it started."""
+        """Start natkit on every site (with the lab's relay, keepalive every
+        ``KEEPALIVE`` s); the wall-clock time it started."""
         started = time.time()
         for site in self.sites:
             argv = [sys.executable, "-m", "natkit.cli", "connect", "--wireguard", site.interface,
                     "--rendezvous", str(RENDEZVOUS), "--stun", STUN, "--no-portmap",
-                    "--json-line"]  # fmt: skip
+                    "--keepalive", str(KEEPALIVE), "--json-line",
+                    *traversal_argv(self.lab, site.role)]  # fmt: skip
             quiet, env = subprocess.DEVNULL, natkit_cli_env()
             proc = self.lab.popen(site.role, argv, stdout=quiet, stderr=quiet, text=True, env=env)
             self.procs.append(proc)
@@ -174,6 +182,61 @@ class NatkitTunnel:
             proc.wait(timeout=30)
         for site in self.sites:
             self.lab.exec(site.role, ["wg-quick", "down", str(site.config)], timeout=30)
+
+    def endpoints(self) -> list[str]:
+        """Where each site's WireGuard sends to its peer now (``wg show``)."""
+        found = []
+        for site in self.sites:
+            out = self.lab.exec(site.role, ["wg", "show", site.interface, "endpoints"], check=True)
+            found.append(out.stdout.split("\t")[1].strip())
+        return found
+
+    def wait_for(self, direct: bool, timeout: float = 60.0) -> float:
+        """Wait until both WireGuards send straight to the other site's public
+        address (``direct``) or both do not (the relay, or natkit's bridge);
+        the wall-clock time they did."""
+        publics = [str(self.lab.site(s.site).public_address) for s in reversed(self.sites)]
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = self.endpoints()
+            hits = [e.rpartition(":")[0] == p for e, p in zip(ends, publics, strict=True)]
+            if all(hits) if direct else not any(hits):
+                return time.time()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"WireGuard's endpoints stayed {ends} (direct={direct})")
+            time.sleep(0.05)
+
+
+def switches(lab: Lab, tunnel: NatkitTunnel) -> list[Event]:
+    """Site A pings B through the tunnel every 0.1 s while B's NAT drops UDP
+    to and from A's public address (the direct path cut, ``UdpCut``) until
+    both WireGuards are on the relay, and then passes it again until both
+    are direct: the pings lost in each switch, and how long each took."""
+    a, b = tunnel.sites[0], tunnel.sites[1]
+    tunnel.wait_for(direct=True)
+    time.sleep(3.0)  # the relayed pair stands by, checked, before the cut
+    cut = UdpCut(lab, lab.site(b.site).router_roles[-1], str(lab.site(a.site).public_address))
+    pings = PingRun.start(lab, a.role, str(b.tunnel_address.ip), interval=PING_INTERVAL)
+    with cut:
+        try:
+            time.sleep(1.0)
+            cut_at = cut.cut()
+            relayed_at = tunnel.wait_for(direct=False)
+            time.sleep(2.0)
+            restored_at = cut.restore()
+            back_at = tunnel.wait_for(direct=True)
+            time.sleep(2.0)
+        finally:
+            pings.stop()
+    every = f"pings every {PING_INTERVAL:g} s, keepalive {KEEPALIVE:g} s"
+    return [
+        Event("direct -> relay: endpoints moved after", relayed_at - cut_at, "s", "cut at 0"),
+        Event("pings lost, direct -> relay (downgrade)", pings.lost_between(cut_at, restored_at),
+              "", every),
+        Event("relay -> direct: endpoints moved after", back_at - restored_at, "s"),
+        Event("pings lost, relay -> direct (upgrade)",
+              pings.lost_between(restored_at, back_at + 2.0), "", every),
+    ]  # fmt: skip
 
 
 def time_to_first_reply(lab: Lab, tunnel: NatkitTunnel, timeout: float = 30.0) -> float:
@@ -212,8 +275,8 @@ def render(rows: list[Row], events: list[Event]) -> str:
     lines += ["", f"{'event':<40} {'value':>9}", "-" * 50]
     for event in events:
         lines.append(
-            f"{event.name:<40} {_number(event.value, 3):>9} {event.unit}"
-            + (f"  {event.note}" if event.note else "")
+            f"{event.name:<40} {_number(event.value, 0 if isinstance(event.value, int) else 3):>9}"
+            f" {event.unit}" + (f"  {event.note}" if event.note else "")
         )
     return "\n".join(lines)
 
@@ -227,7 +290,7 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[Row] = []
     events: list[Event] = []
-    with Lab.up(WIREGUARD_PAIR, servers=("natkit",)) as lab:
+    with Lab.up(WIREGUARD_PAIR, servers=("natkit",), turn=True) as lab:
         with WireGuardMesh.start(lab) as mesh:
             tunnel_by_hand(lab, mesh)
             a, b = mesh.node(""), mesh.node("b")
@@ -242,13 +305,11 @@ def main() -> int:
                 "server": b_site.role,
                 "address": str(b_site.tunnel_address.ip),
             }
+            natkit.wait_for(direct=True)  # relayed first, at once: measure the direct path
             rows.append(measure(lab, "tunnel, path natkit selected", **tunnel, args=args))
+            events += switches(lab, natkit)
         internet = {"client": a.role, "server": PEER_ROLE, "address": str(PEER_ADDRESSES[0])}
         rows.append(measure(lab, "no tunnel: site A -> internet host", **internet, args=args))
-    events += [
-        Event("pings lost, direct -> relay (downgrade)", None, "", "relay: see the README"),
-        Event("pings lost, relay -> direct (upgrade)", None, "", "relay: see the README"),
-    ]
     print(
         f"wireguard-go through two port-preserving NATs ({args.runs} x {args.seconds:g} s iperf3"
         f" TCP, {args.pings} pings 10 ms apart)"
