@@ -13,8 +13,16 @@ What is checked, per issue 13:
   within two keepalive intervals;
 * trust, then verify: a site whose firewall passes natkit's STUN but not
   WireGuard's packets gets its endpoint reverted, and natkit says so;
-* the DNS directory (knot, TSIG) instead of the rendezvous, and a wrong
-  TSIG key: nothing published, exit 2 and the server's reason.
+* EIM/APDF ↔ APDM: relayed at once (loopback bridge), then one-hard
+  birthday probing finds a direct path;
+* both APDM in a small port range: relayed, then birthday sockets on both
+  sides carry the tunnel through the bridges, its session kept;
+* UDP blocked at one site: the tunnel crosses TURN over TCP and over TLS;
+* the direct path cut and restored: the tunnel moves to the relay and
+  back, the pings lost in each switch counted (``natkit.lab.pinger``);
+* the DNS directory (knot, TSIG; reads from a secondary fed by zone
+  transfer) instead of the rendezvous for the EIM ↔ APDM tunnel, and a
+  wrong TSIG key: nothing published, exit 2 at once and the server's reason.
 
 Each scenario's tests share one lab (``xdist_group``); WireGuard and natkit
 are started and stopped by each test.
