@@ -244,11 +244,17 @@ def test_an_endpoint_wireguard_cannot_use_is_reverted_and_said_so(lab: Lab) -> N
 # -- relays and birthday: WireGuard through natkit's loopback bridges ---------------------
 
 
-def relay_args(lab: Lab, transport: str = "udp") -> list[str]:
-    """The lab's coturn (running with its default options) as --relay flags."""
+def ensure_turn(lab: Lab) -> None:
+    """The lab's coturn running with its default options (a pooled lab
+    starts without TURN, and another test may have changed its options)."""
     servers = lab.turn_servers
     if "coturn" not in servers or servers["coturn"].options != TurnOptions():
         lab.start_turn()
+
+
+def relay_args(lab: Lab, transport: str = "udp") -> list[str]:
+    """The lab's coturn (running with its default options) as --relay flags."""
+    ensure_turn(lab)
     server = lab.turn_servers["coturn"]
     assert server.user is not None
     assert server.password is not None
@@ -420,8 +426,17 @@ def test_eim_and_a_symmetric_nat_tunnel_relayed_first_then_direct(lab: Lab) -> N
 def test_udp_blocked_at_one_site_the_tunnel_crosses_turn_over_a_stream(
     lab: Lab, transport: str
 ) -> None:
-    with wireguard_sites(lab, *relay_args(lab, transport)) as sites:
+    """Over TLS with the flags ``natkit lab up`` prints for this scenario
+    (the blocked site's relay over TLS, the other's over UDP); over TCP with
+    both sites' relay over TCP."""
+    printed = transport == "tls"
+    ensure_turn(lab)  # before the sites read the printed commands
+    extra = () if printed else relay_args(lab, transport)
+    with wireguard_sites(lab, *extra, start=not printed) as sites:
         a, b = sites
+        for site in sites:
+            if printed:
+                site.start(*site.printed_flags())
         for site in sites:
             site.verified()
         a.ping_until_answered(b)

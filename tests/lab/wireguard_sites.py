@@ -11,6 +11,7 @@ takes WireGuard down, also when the test failed.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import subprocess
 import sys
 import time
@@ -58,6 +59,12 @@ class WgSite:
         where = ["--rendezvous", str(RENDEZVOUS)] if signalling is None else list(signalling)
         return [sys.executable, "-m", "natkit.cli", "connect", "--wireguard", self.interface,
                 *where, "--stun", STUN, "--json-line", "--no-portmap", *extra]  # fmt: skip
+
+    def printed_flags(self) -> list[str]:
+        """What the ``natkit connect`` line ``natkit lab up`` printed for this
+        site has after ``--stun SERVER`` (relay and port-range flags)."""
+        argv = shlex.split(self.quick.commands[1])
+        return argv[argv.index("--stun") + 2 :]
 
     def start(self, *extra: str, signalling: Sequence[str] | None = None) -> Node:
         proc = self.lab.popen(
