@@ -16,12 +16,14 @@ tools alike), lost messages, and natkit's rate over uclient's. natkit also
 reports its transfer-only rate (first send to last echo), without process
 start-up, imports and allocation.
 
-Part 2 (with the session integration, issue 12): time to first packet over
-the relay, time to upgrade to direct, datagrams lost in a downgrade and an
-upgrade. Their rows go in :data:`LATER_ROWS` and the table prints them as
-"not measured yet" until then.
+Part 2, the relayed session (``benchmarks/relay_session.py``): real
+``natkit connect`` processes with coturn through kernel NAT: time to first
+packet over the relay, time to upgrade to direct (after the checks, and
+after birthday probing), datagrams lost in a downgrade and in an upgrade,
+each beside its floor or the README's bound.
 
     sudo .venv/bin/python benchmarks/relay.py [--messages 20000] [--size 100] [--runs 3]
+                                              [--part all|throughput|session]
 """
 
 from __future__ import annotations
@@ -46,13 +48,6 @@ PEER = Endpoint.parse("192.0.2.10:3480")
 TRANSPORTS = ("udp", "tcp", "tls")
 #: A run that takes longer than this is stopped (and counted as failed).
 RUN_TIMEOUT_S = 120.0
-#: Rows of part 2, measured once sessions relay (see the module doc).
-LATER_ROWS = (
-    "time to first packet over the relay",
-    "time to upgrade to direct",
-    "datagrams lost in a downgrade",
-    "datagrams lost in an upgrade",
-)
 
 
 @dataclass
@@ -225,8 +220,6 @@ def render(results: dict[str, dict[str, Runs]], args: argparse.Namespace) -> str
         for tool, runs in tools.items():
             for failure in runs.failures:
                 lines.append(f"  {tool} failed over {transport}: {failure}")
-    lines.append("")
-    lines += [f"{row}: not measured yet (needs the relayed session)" for row in LATER_ROWS]
     return "\n".join(lines)
 
 
@@ -248,11 +241,18 @@ def main() -> int:
         where.add_argument("--size", type=int, default=100)
         where.add_argument("--window", type=int, default=64, help="unanswered messages at most")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--part", choices=("all", "throughput", "session"), default="all")
     args = parser.parse_args()
     if args.command == "client":
         print(json.dumps(asyncio.run(natkit_client(args))))
         return 0
-    print(render(bench(args), args))
+    if args.part in ("all", "throughput"):
+        print(render(bench(args), args), flush=True)
+    if args.part in ("all", "session"):
+        from relay_session import measure, render_rows  # noqa: PLC0415 (beside this file)
+
+        print()
+        print("\n".join(render_rows(measure(args.runs), args.runs)))
     return 0
 
 

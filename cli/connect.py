@@ -4,10 +4,15 @@
                    [--stun HOST[:PORT] ...] [--port N] [--json-line] [--once]
                    [--timeout S] [--pairs] [--stats] [--keepalive S]
                    [--binding-lifetime S] [--no-portmap] [--local-address IP] ...
+                   [--relay URI ... --relay-user U --relay-password P | --relay-secret S]
+                   [--tls-ca FILE] [--classify | --no-classify] [--port-range LO-HI]
+                   [--no-birthday | --birthday-ports N ...] [--traffic RATE]
 
 Runs a :class:`natkit.aio.connect.Connection` and prints one line per path
 change (``--json-line``: one JSON object per event, schema
-``natkit.connect`` v1, :mod:`natkit.cli.connect_render`). Exit status:
+``natkit.connect`` v1, :mod:`natkit.cli.connect_render`; relays, the ladder
+and "why relayed?": :mod:`natkit.cli.connect_relay`; ``--traffic``:
+:mod:`natkit.cli.connect_traffic`). Exit status:
 
 * 0: ``--once`` and every peer has a confirmed path (printed; the node keeps
   answering for :data:`ONCE_LINGER` s so the peer confirms it too), or
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 
 from natkit.aio.candidates import PortMapProvider
 from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.cli.connect_relay import WhyRelayed, register_relay_flags, relay_setup
 from natkit.cli.connect_render import (
     event_to_dict,
     event_to_text,
@@ -39,6 +45,7 @@ from natkit.cli.connect_render import (
     pairs_table,
     stats_to_dict,
 )
+from natkit.cli.connect_traffic import Traffic
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.gather.host import HostPolicy
@@ -137,6 +144,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--include-loopback", action="store_true", help="offer loopback addresses too"
     )
+    parser.add_argument(
+        "--traffic",
+        type=float,
+        metavar="RATE",
+        help="send RATE numbered datagrams a second to each peer over its path and count"
+        " what arrives (data and traffic lines): loss during a path change",
+    )
+    register_relay_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -163,6 +178,7 @@ def setup(args: argparse.Namespace) -> Setup:
         (args.signal_timeout, "--signal-timeout"),
         (args.keepalive, "--keepalive"),
         (args.binding_lifetime, "--binding-lifetime"),
+        (args.traffic, "--traffic"),
     ):
         _positive(value, flag)
     rendezvous = split_host_port(args.rendezvous, None)
@@ -191,6 +207,7 @@ def setup(args: argparse.Namespace) -> Setup:
         )
     for text in args.local_address:
         Endpoint.parse(text, 0)
+    relay, traversal = relay_setup(args)
     options = ConnectOptions(
         port=args.port,
         local_addresses=tuple(args.local_address),
@@ -200,6 +217,8 @@ def setup(args: argparse.Namespace) -> Setup:
         nat64=not args.no_nat64,
         host=HostPolicy(include_loopback=args.include_loopback),
         config=config,
+        relay=relay,
+        traversal=traversal,
     )
     return Setup(key, tuple(dict.fromkeys(peers)), rendezvous, tuple(args.stun), options)
 
@@ -229,6 +248,8 @@ class _Run:
     held: list[tuple[dict[str, object] | None, tuple[str, bool] | None]] | None = field(
         default_factory=list
     )
+    whys: WhyRelayed | None = None
+    traffic: Traffic | None = None
 
     def out(self, document: dict[str, object] | None, text: tuple[str, bool] | None) -> None:
         if self.held is not None:
@@ -262,6 +283,10 @@ class _Run:
             connection.local_endpoints if connection is not None and connection.started else ()
         )
         self.out(event_to_dict(event, sockets), event_to_text(event))
+        if self.whys is not None:
+            self.whys.on_event(connection, event)
+        if self.traffic is not None:
+            self.traffic.on_event(event)
         if isinstance(event, StateChanged):
             if event.state is ChannelState.UP:
                 self.ever_up = True
@@ -315,6 +340,7 @@ class _Run:
             loop.add_signal_handler(signum, self.finish, status, signum.name)
         host, port = setup.rendezvous
         channel = RendezvousChannel(host, port, setup.key)
+        self.whys = WhyRelayed(self.out)
         connection = Connection(
             setup.key,
             channel,
@@ -322,8 +348,11 @@ class _Run:
             options=setup.options,
             on_event=self.on_event,
             port_mapper=self._port_mapper(),
+            on_data=self.on_data,
         )
         self.connection = connection
+        if self.args.traffic is not None:
+            self.traffic = Traffic(connection, self.args.traffic, self.out)
         try:
             await connection.start(setup.peers)
         except OSError as exc:
@@ -345,6 +374,7 @@ class _Run:
                 "peers": [str(p) for p in setup.peers],
                 "keepalive_s": config.keepalive_interval,
                 "loss_bound_s": config.loss_bound,
+                "downgrade_bound_s": config.downgrade_bound,
             },
             (
                 f"natkit connect: {setup.key.public_key} on "
@@ -354,6 +384,8 @@ class _Run:
         )
         for document, text in held:
             self.out(document, text)
+        if self.traffic is not None:
+            self.traffic.start()
         timers = [loop.call_later(self.args.signal_timeout, self.check_signalling)]
         if self.args.timeout is not None:
             timers.append(loop.call_later(self.args.timeout, self.timed_out))
@@ -363,6 +395,8 @@ class _Run:
             for timer in timers:
                 timer.cancel()
             self.print_pairs()
+            if self.traffic is not None:
+                await self.traffic.close()
             if self.args.stats:
                 self.out(stats_to_dict(connection), (_stats_text(connection), False))
             await connection.close()
@@ -374,6 +408,10 @@ class _Run:
         if self.args.json_line and status in (EXIT_NO_PATH, EXIT_NO_SIGNALLING):
             print(f"natkit connect: {self.why}", file=sys.stderr)
         return status
+
+    def on_data(self, peer: object, data: bytes, relayed: bool) -> None:
+        if self.traffic is not None:
+            self.traffic.on_data(peer, data, relayed)
 
     def _port_mapper(self) -> PortMapProvider | None:
         if self.args.no_portmap:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from natkit.aio.connect import Connection, LocalCandidatesChanged, NodeEvent
+from natkit.cli.connect_render_relay import relay_event_to_dict, relay_event_to_text
 from natkit.cli.output import utc_now
 from natkit.endpoint import Endpoint
 from natkit.ice import (
@@ -119,6 +120,7 @@ def event_to_dict(event: NodeEvent, sockets: Sequence[Endpoint] = ()) -> dict[st
                 base=_base(event.socket, sockets),
                 relay=event.relay,
                 direct=event.relay is None,
+                reason=event.reason or None,
             )
         case PathLost():
             return _path_event(
@@ -162,7 +164,7 @@ def event_to_dict(event: NodeEvent, sockets: Sequence[Endpoint] = ()) -> dict[st
         case RoleChanged():
             return {"event": "role_changed", "peer": str(event.peer), "role": event.role.value}
         case _:
-            return None
+            return relay_event_to_dict(event)
 
 
 def event_to_text(event: NodeEvent) -> tuple[str, bool] | None:
@@ -170,8 +172,9 @@ def event_to_text(event: NodeEvent) -> tuple[str, bool] | None:
     than a note (stderr); ``None`` for events not shown."""
     match event:
         case PathSelected():
+            via = f" via {event.relay}" if event.relay is not None else ""
             text = (
-                f"path to {event.peer}: {event.kind.value} {event.local} -> {event.remote}"
+                f"path to {event.peer}: {event.kind.value} {event.local} -> {event.remote}{via}"
                 f" (rtt {event.rtt * 1000:.1f} ms)"
             )
             if event.previous is not None:
@@ -206,7 +209,7 @@ def event_to_text(event: NodeEvent) -> tuple[str, bool] | None:
         case RoleChanged():
             return f"role toward {event.peer}: {event.role.value} (role conflict)", False
         case _:
-            return None
+            return relay_event_to_text(event)
 
 
 def pairs_table(peer: object, rows: Sequence[PairStatus]) -> str:
@@ -245,6 +248,22 @@ def stats_to_dict(connection: Connection) -> dict[str, Any]:
         "node": asdict(connection.counters),
         "socket_errors": connection.runner.socket_errors,
         "gather_rounds": connection.gathering.rounds,
+        "relay": relay_stats(connection),
+    }
+
+
+def relay_stats(connection: Connection) -> dict[str, Any]:
+    """The ``stats`` line's ``relay`` object: streams, birthday sockets, data."""
+    ladder = connection.ladder
+    return {
+        "stream_connections": ladder.streams.connections,
+        "stream_dropped": ladder.streams.dropped,
+        "tls_retries": ladder.streams.tls_retries,
+        "birthday_sockets": ladder.birthday.bound,
+        "birthday_socket_errors": ladder.birthday.errors,
+        "data_unrouted": ladder.routes.unrouted,
+        "data_callback_errors": ladder.data_errors,
+        "notes": ladder.notes + ladder.report.notes,
     }
 
 

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "natkit.cli.connect",
         "find and keep the best direct path to peers, by public key",
     ),
+    "explain": (
+        "natkit.cli.explain",
+        "predict how two classified networks connect, and why, without connecting",
+    ),
 }
 
 

@@ -9,6 +9,7 @@ command (same defaults, same report)::
     async with natkit.serve_stun("0.0.0.0") as server: ... # natkit stun-server
     event = await natkit.probe_birthday("easy", peer, key=key)  # natkit birthday probe
     async with natkit.connect(key, peers, rendezvous=rv) as node: ...  # natkit connect
+    natkit.explain(report_a, report_b).sentence               # natkit explain
 
 Their options and report types are exported here too, and so is the
 exception tree: everything natkit raises on purpose is a
@@ -71,6 +72,9 @@ _EXPORTS: dict[str, str] = {
     "PathSelected": "natkit.ice.events",
     "PathLost": "natkit.ice.events",
     "PeerUnreachable": "natkit.ice.events",
+    "explain": "natkit.ice.explain",
+    "Explanation": "natkit.ice.explain",
+    "TraversalReport": "natkit.ice.report",
     "PrivateKey": "natkit.identity.keys",
     "PublicKey": "natkit.identity.keys",
     # Errors that belong to one entry point (the roots are imported above).
@@ -107,6 +111,9 @@ if TYPE_CHECKING:
     from natkit.ice.events import PathLost as PathLost
     from natkit.ice.events import PathSelected as PathSelected
     from natkit.ice.events import PeerUnreachable as PeerUnreachable
+    from natkit.ice.explain import Explanation as Explanation
+    from natkit.ice.explain import explain as explain
+    from natkit.ice.report import TraversalReport as TraversalReport
     from natkit.identity.keys import PrivateKey as PrivateKey
     from natkit.identity.keys import PublicKey as PublicKey
     from natkit.portmap.mapper import PortMapperConfig as PortMapperConfig

@@ -62,11 +62,20 @@ releases the port mapping, closes the sockets and the channel, and ends the
 event iterators. Nothing a peer, a server or the channel sends can raise
 out of the connection.
 
-Extension points for parts 2 and 3: :attr:`Connection.mux` takes helper
-cores that share the sockets (``add_helper(core, now, sources=...)``, e.g. a
-TURN client), :attr:`Connection.agent` takes relay candidates and known
-pairs, and ``sockets=`` to :class:`Connection` gives it sockets bound
-elsewhere instead of its own.
+* **Relays, the ladder, data** (issue 12, :mod:`natkit.aio.connect_ladder`):
+  the TURN servers of ``options.relay`` go to the agent (which allocates on
+  the nearest, relays first and upgrades; TCP/TLS servers get a stream the
+  node keeps); this node's traversal report (natkit's classifier against the
+  ``stun`` servers, the gatherer's mapping, ``options.traversal``) is sent
+  to every peer; birthday attempts get sockets bound on request; ICMP
+  errors reach the agent. :meth:`Connection.send` sends a datagram over the
+  selected path, ``on_data`` receives the peers' (direct or relayed), and
+  :meth:`Connection.explain` says why a path is what it is.
+
+Extension points for part 3: :attr:`Connection.mux` takes helper cores that
+share the sockets (``add_helper(core, now, sources=...)``),
+:attr:`Connection.agent` takes known pairs, and ``sockets=`` to
+:class:`Connection` gives it sockets bound elsewhere instead of its own.
 """
 
 from __future__ import annotations
@@ -81,9 +90,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, PortMapProvider
+from natkit.aio.connect_data import DataHandler
 from natkit.aio.connect_gather import TrickleGathering
+from natkit.aio.connect_ladder import LadderDriver
+from natkit.aio.connect_relay import RelayOptions
+from natkit.aio.connect_report import LocalReportChanged, TraversalOptions
+from natkit.aio.connect_runner import NodeRunner
 from natkit.aio.connect_signal import SignalBridge, SignalCounters
-from natkit.aio.driver import CoreRunner, open_udp_sockets
+from natkit.aio.driver import open_udp_sockets
 from natkit.aio.interfaces import list_interface_addresses, open_gathering_sockets
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
@@ -94,6 +108,7 @@ from natkit.ice import (
     ConnectCounters,
     ConnectEvent,
     ConnectStats,
+    Explanation,
     PairChecked,
     PairStatus,
     Path,
@@ -115,6 +130,7 @@ __all__ = [
     "ConnectOptions",
     "Connection",
     "LocalCandidatesChanged",
+    "LocalReportChanged",
     "NodeCounters",
     "NodeEvent",
     "PairChecked",
@@ -123,8 +139,10 @@ __all__ = [
     "PeerReportReceived",
     "PeerRestarted",
     "PeerUnreachable",
+    "RelayOptions",
     "RoleChanged",
     "StateChanged",
+    "TraversalOptions",
     "connect",
 ]
 
@@ -142,9 +160,10 @@ class LocalCandidatesChanged:
 
 
 #: What a :class:`Connection` reports: the core's events (never
-#: ``SignalReady``, which the connection handles), the channel's
-#: ``StateChanged`` and ``LocalCandidatesChanged``.
-NodeEvent = ConnectEvent | StateChanged | LocalCandidatesChanged
+#: ``SignalReady``, which the connection handles, nor ``RelayedDataReceived``,
+#: which goes to ``on_data``), the channel's ``StateChanged``,
+#: ``LocalCandidatesChanged`` and ``LocalReportChanged``.
+NodeEvent = ConnectEvent | StateChanged | LocalCandidatesChanged | LocalReportChanged
 EventCallback = Callable[[NodeEvent], object]
 
 
@@ -176,6 +195,11 @@ class ConnectOptions:
     interface_poll: float = 5.0
     #: Events kept for :meth:`Connection.events`.
     event_buffer: int = EVENT_BUFFER
+    #: TURN servers and their credentials (issue 12; :mod:`natkit.aio.connect_relay`).
+    relay: RelayOptions = field(default_factory=RelayOptions)
+    #: What goes into this node's traversal report: classification, birthday
+    #: probing, the NAT's port range (:mod:`natkit.aio.connect_report`).
+    traversal: TraversalOptions = field(default_factory=TraversalOptions)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 0xFFFF:
@@ -230,7 +254,9 @@ class Connection:
     use instead of its own; ``port_mapper``: instead of natkit's
     :class:`~natkit.aio.candidates.PortMapperProvider`; ``interfaces``: what
     lists the host's addresses (tests); ``rng``: the source of ICE
-    credentials and tie-breakers (default: the operating system's).
+    credentials and tie-breakers (default: the operating system's);
+    ``on_data``: called with ``(peer, data, relayed)`` for every datagram a
+    peer sends with :meth:`send` (:mod:`natkit.aio.connect_data`).
     """
 
     def __init__(
@@ -245,12 +271,14 @@ class Connection:
         port_mapper: PortMapProvider | None = None,
         rng: random.Random | None = None,
         interfaces: Callable[[], Sequence[InterfaceAddress]] | None = None,
+        on_data: DataHandler | None = None,
     ) -> None:
         self.key = key
         self.channel = channel
         self.options = options or ConnectOptions()
         self.stun = tuple(stun)
         self.on_event = on_event
+        self.on_data = on_data
         self.counters = NodeCounters()
         self._given_sockets = None if sockets is None else list(sockets)
         self._port_mapper = port_mapper
@@ -265,7 +293,8 @@ class Connection:
         self._closed = False
         self.agent: ConnectAgent
         self.mux: ConnectMux
-        self.runner: CoreRunner[MuxEvent]
+        self.runner: NodeRunner
+        self.ladder: LadderDriver
         self.gathering: TrickleGathering
         self.signal: SignalBridge
         self.loop: asyncio.AbstractEventLoop
@@ -300,8 +329,21 @@ class Connection:
             self.key.public_key, rng=self._rng, config=self.options.config, sockets=bound
         )
         self.mux = ConnectMux(self.agent)
-        self.runner = CoreRunner(self.mux, self._on_core_event, self.loop)
+        self.runner = NodeRunner(self.mux, self._on_core_event, self.loop)
         await self.runner.attach(sockets)
+        self.ladder = LadderDriver(
+            self.agent,
+            self.runner,
+            relay=self.options.relay,
+            traversal=self.options.traversal,
+            stun=self.stun,
+            emit=self._emit,
+            on_data=self.on_data,
+            local_address=next(iter(self.options.local_addresses), None),
+            dns_server=self.options.dns_server,
+        )
+        # Relays and the first report before any peer: the first announcement carries them.
+        await self.ladder.start()
         self.signal = SignalBridge(self.key, self.channel, self._deliver_signal, self._is_peer)
         options = self.options
         port_mapper = self._port_mapper
@@ -360,6 +402,8 @@ class Connection:
             now = self.loop.time()
             self.agent.close(now)
             self.runner.transmit(now)
+            if hasattr(self, "ladder"):
+                await self.ladder.close()
             self.runner.close()
         await self.channel.close()
         self._wake.set()
@@ -400,7 +444,9 @@ class Connection:
     def remove_peer(self, peer: PublicKey | str) -> None:
         """Stop connecting to ``peer`` (no events for it any more)."""
         now = self.loop.time()
-        self.agent.remove_peer(_peer_key(peer), now)
+        key = _peer_key(peer)
+        self.agent.remove_peer(key, now)
+        self.ladder.peer_removed(key)
         self.runner.transmit(now)
 
     def _check_peer(self, peer: PublicKey) -> None:
@@ -450,6 +496,15 @@ class Connection:
     def signalling(self) -> ChannelState:
         return self.channel.state
 
+    def send(self, peer: PublicKey | str, data: bytes) -> bool:
+        """Send ``data`` (one datagram) to ``peer`` over its selected path, direct
+        or relayed; ``False`` when it has none now (nothing is queued)."""
+        return self.ladder.send(_peer_key(peer), data)
+
+    def explain(self, peer: PublicKey | str) -> Explanation:
+        """Why ``peer``'s path is what it is ("why relayed?")."""
+        return self.agent.explain(_peer_key(peer), self.loop.time())
+
     def network_changed(self) -> None:
         """The local network changed: re-check every pair now and re-gather."""
         now = self.loop.time()
@@ -487,11 +542,15 @@ class Connection:
     # -- wiring -------------------------------------------------------------------------------
 
     def _on_core_event(self, event: MuxEvent) -> None:
+        if self._closed:
+            # What closing makes the agent say (its relays' candidates removed,
+            # their paths "lost") is not news; the sockets and streams close anyway.
+            return
         if isinstance(event, SignalReady):
             self.signal.send(event.peer, event.message)
         elif isinstance(event, HelperEvent):
             self.gathering.helper_event(event.event)
-        else:
+        elif not self.ladder.handle(event):
             if isinstance(event, PathLost):
                 # The NAT may have moved our mapping: learn it again.
                 self.gathering.regather()
@@ -532,6 +591,7 @@ class Connection:
             accepted.append(candidate)
         if accepted or removed:
             self._emit(LocalCandidatesChanged(tuple(accepted), tuple(removed)))
+            self.ladder.candidates_changed(self.gathering.port_mapping, self.gathering.candidates)
         self.runner.transmit(now)
 
     def _socket_for(self, candidate: Candidate) -> int | None:
@@ -565,6 +625,7 @@ async def connect(
     stun: Sequence[str] = (),
     options: ConnectOptions | None = None,
     on_event: EventCallback | None = None,
+    on_data: DataHandler | None = None,
 ) -> AsyncIterator[Connection]:
     """Connect to ``peers`` through a rendezvous (or any signalling channel).
 
@@ -575,7 +636,8 @@ async def connect(
     with backoff up to 5 min); or ``channel``: a
     :class:`~natkit.signal.channel.SignalChannel` (the connection owns it).
     ``stun``: ``[stun:]HOST[:PORT]`` servers, all asked at once.
-    ``on_event``: called with every :data:`NodeEvent` (see the module doc).
+    ``on_event``: called with every :data:`NodeEvent` (see the module doc);
+    ``on_data``: with ``(peer, data, relayed)`` for each datagram a peer sends.
 
     Yields the started :class:`Connection` and closes it on exit. Raises
     :class:`~natkit.errors.LocalProtocolError` for bad arguments (a key
@@ -599,7 +661,9 @@ async def connect(
         assert rendezvous is not None
         host, port = split_host_port(rendezvous, None)
         channel = RendezvousChannel(host, port, private)
-    connection = Connection(private, channel, stun=stun, options=options, on_event=on_event)
+    connection = Connection(
+        private, channel, stun=stun, options=options, on_event=on_event, on_data=on_data
+    )
     await connection.start(wanted)
     try:
         yield connection

@@ -42,7 +42,7 @@ from natkit.aio.dns import server_specs, system_lookup
 from natkit.aio.driver import CoreRunner
 from natkit.aio.stun_stream import tls_context
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.errors import LocalProtocolError
+from natkit.errors import LocalProtocolError, NatkitError
 from natkit.sansio import Datagram
 from natkit.stun.uri import Transport, parse_turn_server
 from natkit.turn.client import TurnClient
@@ -340,43 +340,19 @@ class TurnRelay:
         self._reader_task = asyncio.create_task(self._read(reader))
 
     async def _open_stream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        server = self.config.server
         tls = None
         if self.config.transport is TurnTransport.TLS:
             tls = tls_context(self.cafile, verify=self.verify)
-        attempts = 2 if tls is not None else 1
-        for attempt in range(attempts):
-            sock = self._sock if attempt == 0 and self._sock is not None else None
-            self._sock = None
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT):
-                    return await self._connect_once(server, sock, tls)
-            except ssl.SSLCertVerificationError as exc:
-                self._fail(TurnFailure.CONNECTION_LOST, f"TLS certificate refused: {exc}")
-            except ssl.SSLError as exc:
-                if attempt + 1 == attempts:
-                    self._fail(TurnFailure.CONNECTION_LOST, f"TLS failed: {exc.reason or exc}")
-                self.tls_retries += 1
-            except TimeoutError:
-                self._fail(TurnFailure.CONNECTION_LOST, f"no connection in {CONNECT_TIMEOUT:g} s")
-            except OSError as exc:
-                self._fail(TurnFailure.CONNECTION_LOST, f"cannot connect: {exc.strerror or exc}")
-        raise AssertionError("unreachable")
-
-    async def _connect_once(
-        self, server: Endpoint, sock: socket_module.socket | None, tls: ssl.SSLContext | None
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        loop = asyncio.get_running_loop()
-        if sock is None:
-            sock = _tcp_socket(server)
+        sock, self._sock = self._sock, None
         try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, server.sockaddr())
-            name = (self.server_name or str(server.address)) if tls is not None else None
-            return await asyncio.open_connection(sock=sock, ssl=tls, server_hostname=name)
-        except BaseException:
-            sock.close()
-            raise
+            stream = await open_turn_stream(
+                self.config.server, tls, server_name=self.server_name, sock=sock
+            )
+        except TurnStreamError as exc:
+            self.tls_retries += exc.tls_retries
+            self._fail(TurnFailure.CONNECTION_LOST, exc.detail)
+        self.tls_retries += stream.tls_retries
+        return stream.reader, stream.writer
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         detail = "the server closed the connection"
@@ -489,6 +465,83 @@ def _tcp_socket(server: Endpoint) -> socket_module.socket:
     return socket_module.socket(family, socket_module.SOCK_STREAM)
 
 
+class TurnStreamError(NatkitError):
+    """No TCP or TLS connection to a TURN server (``detail`` says why)."""
+
+    def __init__(self, server: Endpoint, detail: str, tls_retries: int = 0) -> None:
+        super().__init__(f"TURN ({server}): {detail}")
+        self.server = server
+        self.detail = detail
+        #: Handshakes tried again before giving up.
+        self.tls_retries = tls_retries
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStream:
+    """An open connection to a TURN server."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    #: Handshakes that failed once and were tried again (see the module doc).
+    tls_retries: int = 0
+
+
+async def open_turn_stream(
+    server: Endpoint,
+    tls: ssl.SSLContext | None,
+    *,
+    server_name: str | None = None,
+    sock: socket_module.socket | None = None,
+    timeout: float = CONNECT_TIMEOUT,
+) -> TurnStream:
+    """Connect to ``server`` over TCP, then TLS with ``tls`` (checked against
+    ``server_name``, else the address); ``sock``: an unconnected TCP socket to
+    use for the first attempt. A handshake that fails for another reason
+    than the certificate is tried once more (coturn, LAB.md). Raises
+    :class:`TurnStreamError` saying why, and nothing is left open then."""
+    attempts = 2 if tls is not None else 1
+    retries = 0
+    detail = ""
+    for attempt in range(attempts):
+        first, sock = sock, None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await _connect_once(server, first, tls, server_name)
+            return TurnStream(reader, writer, retries)
+        except ssl.SSLCertVerificationError as exc:
+            raise TurnStreamError(server, f"TLS certificate refused: {exc}", retries) from None
+        except ssl.SSLError as exc:
+            detail = f"TLS failed: {exc.reason or exc}"
+            if attempt + 1 < attempts:
+                retries += 1
+        except TimeoutError:
+            raise TurnStreamError(server, f"no connection in {timeout:g} s", retries) from None
+        except OSError as exc:
+            raise TurnStreamError(
+                server, f"cannot connect: {exc.strerror or exc}", retries
+            ) from None
+    raise TurnStreamError(server, detail, retries)
+
+
+async def _connect_once(
+    server: Endpoint,
+    sock: socket_module.socket | None,
+    tls: ssl.SSLContext | None,
+    server_name: str | None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    if sock is None:
+        sock = _tcp_socket(server)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, server.sockaddr())
+        name = (server_name or str(server.address)) if tls is not None else None
+        return await asyncio.open_connection(sock=sock, ssl=tls, server_hostname=name)
+    except BaseException:
+        sock.close()
+        raise
+
+
 async def server_rtt(
     server: TurnServer,
     *,
@@ -551,7 +604,10 @@ async def allocate_relay(
 __all__ = [
     "TurnRelay",
     "TurnServer",
+    "TurnStream",
+    "TurnStreamError",
     "allocate_relay",
+    "open_turn_stream",
     "resolve_turn_server",
     "server_rtt",
 ]

@@ -267,6 +267,38 @@ class Estimate:
         return None if probes is None else self.scenario.seconds(probes)
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetOdds:
+    """What a budget of ``probes`` buys: the part of :class:`Estimate` that
+    costs a few sums (the unbounded expectation of a both-hard search over a
+    whole port range sums millions of terms: ~0.1 s, too long for the
+    connect agent's event loop, which only needs these)."""
+
+    success_probability: float
+    expected_probes: float | None
+    expected_seconds: float | None
+    expected_run_probes: float
+    expected_run_seconds: float
+
+
+def budget_odds(scenario: BirthdayScenario, probes: int) -> BudgetOdds:
+    """P(hit within ``probes``), and the expected probes and seconds."""
+    log_q = scenario.log_miss(probes)
+    success = -math.expm1(log_q)
+    run = scenario.survival_sum(probes)
+    conditional = None
+    if success > 0.0:
+        # sum_{n<B} Q(n) - B Q(B) = sum_{n=1..B} n P(first hit is probe n).
+        conditional = max(0.0, run - probes * math.exp(log_q)) / success
+    return BudgetOdds(
+        success_probability=success,
+        expected_probes=conditional,
+        expected_seconds=None if conditional is None else scenario.seconds(conditional),
+        expected_run_probes=run,
+        expected_run_seconds=scenario.seconds(run),
+    )
+
+
 def estimate(
     scenario: BirthdayScenario, *, probes: int | None = None, seconds: float | None = None
 ) -> Estimate:
@@ -278,22 +310,16 @@ def estimate(
         if not (math.isfinite(seconds) and seconds >= 0):
             raise LocalProtocolError(f"bad time budget {seconds}")
         probes = math.floor(seconds * scenario.rate + 1e-9)
-    log_q = scenario.log_miss(probes)
-    success = -math.expm1(log_q)
-    run = scenario.survival_sum(probes)
-    conditional = None
-    if success > 0.0:
-        # sum_{n<B} Q(n) - B Q(B) = sum_{n=1..B} n P(first hit is probe n).
-        conditional = max(0.0, run - probes * math.exp(log_q)) / success
+    odds = budget_odds(scenario, probes)
     unbounded = scenario.survival_sum(None)
     return Estimate(
         scenario=scenario,
         probes=probes,
-        success_probability=success,
-        expected_probes=conditional,
-        expected_seconds=None if conditional is None else scenario.seconds(conditional),
-        expected_run_probes=run,
-        expected_run_seconds=scenario.seconds(run),
+        success_probability=odds.success_probability,
+        expected_probes=odds.expected_probes,
+        expected_seconds=odds.expected_seconds,
+        expected_run_probes=odds.expected_run_probes,
+        expected_run_seconds=odds.expected_run_seconds,
         unbounded_expected_probes=unbounded,
         unbounded_expected_seconds=scenario.seconds(unbounded),
         probes_for_50=scenario.probes_for(0.5),

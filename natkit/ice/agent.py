@@ -454,7 +454,14 @@ class ConnectAgent:
         for session in self._sessions.values():
             session.ladder_changed(now)
             self.mark_changed(session)
-        self.set_report(encode_report(report), now)
+        self._send_report(now)
+
+    def _send_report(self, now: float) -> None:
+        """What peers are told: the report with this node's relays (the peer's
+        ladder and "why relayed?" name the server of a path through ours)."""
+        report = self.local_report()
+        if report is not None:
+            self.set_report(encode_report(report), now)
 
     def ladder(self, peer: Any) -> Ladder:
         """``peer``'s escalation ladder (from both reports)."""
@@ -529,6 +536,8 @@ class ConnectAgent:
         for session in self._sessions.values():
             session.ladder_changed(now)
             self.mark_changed(session)
+        if self.traversal_report is not None:
+            self._send_report(now)
         self._after_input(now)
 
     def relay_stream_data(self, socket: int, data: bytes, now: float) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "Explanation",
     "Observed",
     "Outcome",
+    "decision_to_dict",
     "explain",
     "explain_session",
 ]
@@ -114,7 +115,7 @@ class Explanation:
             "relayed": self.relayed,
             "relay": self.relay,
             "transport": None if self.transport is None else self.transport.value,
-            "ladder": [_decision_dict(d) for d in self.ladder.decisions],
+            "ladder": [decision_to_dict(d) for d in self.ladder.decisions],
         }
         if observed is not None:
             out["direct_failed"] = observed.direct_failed
@@ -130,7 +131,8 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _decision_dict(decision: Decision) -> dict[str, Any]:
+def decision_to_dict(decision: Decision) -> dict[str, Any]:
+    """One ladder step as JSON values (an ``escalation`` line, ``ladder`` items)."""
     out: dict[str, Any] = {
         "step": decision.step.value,
         "action": decision.action.value,

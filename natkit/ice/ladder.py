@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from natkit.birthday.planner import BirthdayScenario, Mode, estimate
+from natkit.birthday.planner import BirthdayScenario, Mode, budget_odds
 from natkit.birthday.ports import PortRange
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
@@ -359,7 +359,8 @@ def _birthday(
         return skip(f"birthday probing needs UDP ({blocked})")
     missing = [sides.name(side is a) for side in (a, b) if side.birthday is None]
     if missing:
-        return skip(f"{' and '.join(missing)} does no birthday probing")
+        verb = "does" if len(missing) == 1 else "do"
+        return skip(f"{' and '.join(missing)} {verb} no birthday probing")
     if not (a.hard or b.hard):
         return skip("no side maps per destination: nothing to search for")
     plan = _plan(a, b)
@@ -402,7 +403,7 @@ def _plan(a: TraversalReport, b: TraversalReport) -> BirthdayPlan | None:
     limit = scenario.max_probes
     if limit is not None:
         probes = min(probes, limit)
-    result = estimate(scenario, probes=probes)
+    result = budget_odds(scenario, probes)
     return BirthdayPlan(
         mode=mode,
         hard=hard,

@@ -34,7 +34,7 @@ from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.ice.agent import ConnectAgent
 from natkit.ice.events import ConnectEvent
-from natkit.sansio import Datagram, SansIOCore
+from natkit.sansio import Datagram, IcmpError, SansIOCore
 from natkit.stun.codec import is_stun
 from natkit.stun.constants import HEADER_LENGTH, TRANSACTION_ID_LENGTH
 
@@ -115,6 +115,11 @@ class ConnectMux:
         self.to_helpers += 1
         helper.receive_datagram(data, remote, socket, now)
         self._collect(helper)
+
+    def receive_icmp_error(self, error: IcmpError, socket: int, now: float) -> None:
+        """ICMP errors go to the agent (its TURN clients notice a dead server
+        sooner); the helpers' own retransmissions time out without them."""
+        self.agent.receive_icmp_error(error, socket, now)
 
     def handle_timer(self, now: float) -> None:
         deadline = self.agent.get_timer()

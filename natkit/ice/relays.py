@@ -148,7 +148,10 @@ class TurnBase:
         client = self.client
         if client.state is not AllocationState.ALLOCATED:
             return False
-        if not _relayable(peer.address) or peer.address.version != self.relayed.address.version:
+        if (
+            not _relayable(peer.address, self.server.endpoint.address)
+            or peer.address.version != self.relayed.address.version
+        ):
             return False
         return client.send(peer, data, now)
 
@@ -157,7 +160,10 @@ class TurnBase:
         client = self.client
         if client.state is not AllocationState.ALLOCATED:
             return
-        if not _relayable(address) or address.version != self.relayed.address.version:
+        if (
+            not _relayable(address, self.server.endpoint.address)
+            or address.version != self.relayed.address.version
+        ):
             return
         client.permit(address, now)
 
@@ -165,16 +171,35 @@ class TurnBase:
         return f"TurnBase({self.name}, {self.relayed})"
 
 
-def _relayable(address: IPAddress) -> bool:
-    """Addresses a TURN server could ever relay to (no loopback, link-local,
-    multicast or unspecified: RFC 8656 §21.1 lets servers refuse them, and a
-    permission for them would only be refused)."""
+#: Addresses that only route inside a site: RFC 1918, RFC 6598 (carrier NAT)
+#: and RFC 4193 (unique local IPv6).
+SITE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+
+def _in_site(address: IPAddress) -> bool:
+    return any(address in network for network in SITE_NETWORKS)
+
+
+def _relayable(address: IPAddress, server: IPAddress) -> bool:
+    """Addresses a TURN server could ever relay to: no loopback, link-local,
+    multicast or unspecified (RFC 8656 §21.1 lets servers refuse them, and a
+    permission for them would only be refused), and no site-local address
+    unless the server itself is in a site network. A server on the internet
+    cannot reach a peer's private host candidate; trying costs a permission,
+    a channel and a check per pair, and coturn in a network with no route
+    to it drops the whole allocation when its relay socket's send fails
+    (seen in natkit's lab: every allocation of a session lost within a
+    second of its first relayed check to a 192.168.x.x host candidate)."""
     return not (
         address.is_loopback
         or address.is_link_local
         or address.is_multicast
         or address.is_unspecified
         or (isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None)
+        or (_in_site(address) and not _in_site(server))
     )
 
 

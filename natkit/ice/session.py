@@ -902,7 +902,10 @@ class Session:
     def _direct_reason(self, pair: Pair) -> str:
         if self.birthday.found is not None and pair.destination == self.birthday.found:
             return "direct: birthday probing found a path"
-        if self.path_of(pair).kind is CandidateKind.MAPPED:
+        path = self.path_of(pair)
+        # Either end's mapped port: the other end's is peer-reflexive (the kind
+        # of a path is its less direct end), yet the mapping is what made it.
+        if CandidateKind.MAPPED in (path.kind, path.local_kind, path.remote_kind):
             return "direct through a mapped port"
         return "direct path confirmed by connectivity checks"
 

@@ -184,6 +184,12 @@ def render_ruleset(spec: NatSpec, placement: NatPlacement) -> str:
             f'oifname "{LAN_IF}" ct status dnat ip saddr {placement.lan} snat ip to {public}'
         )
 
+    if spec.port_mapping is not None:
+        # The router's own packets leave untranslated, as a real router's do:
+        # miniupnpd checks by STUN that its external ports stay as they are,
+        # and behind a translation that randomises them (APDM) it refuses to
+        # forward at all ("behind restrictive or symmetric NAT").
+        snat.append(f"{wan} ip saddr {public} accept")
     snat.extend(_mapping_rules(spec, public, wan))
     if spec.mapping is MappingBehavior.ADM:
         objects.append(

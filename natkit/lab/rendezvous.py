@@ -29,6 +29,7 @@ from natkit.lab.servers import POLL_INTERVAL_S, natkit_cli_env
 
 if TYPE_CHECKING:
     from natkit.lab.lab import Lab
+    from natkit.lab.nat import NatSpec
 
 #: Where the lab's rendezvous listens (the ``peer`` internet host).
 RENDEZVOUS = Endpoint(PEER_ADDRESSES[0], 7000)
@@ -143,7 +144,13 @@ def node_keys(lab: Lab) -> list[NodeKey]:
 
 
 def connect_argv(lab: Lab, me: NodeKey, peers: list[NodeKey]) -> list[str]:
-    """The ``natkit connect`` command ``me`` runs (in its namespace) to reach ``peers``."""
+    """The ``natkit connect`` command ``me`` runs (in its namespace) to reach ``peers``.
+
+    With the lab's TURN servers running, it relays through ``coturn`` (over
+    TLS from a site whose UDP is blocked, else UDP), and a site whose NAT
+    allocates from a known port range says so (``--port-range``: birthday
+    probing between two hard NATs needs it), so every ``connect-*`` scenario
+    connects with the commands as printed."""
     servers = lab.stun_servers
     stun = [str(s.primary) for s in servers.values()][:1]
     command = ["natkit", "connect", "--rendezvous", str(RENDEZVOUS), "--key", str(me.path)]
@@ -151,7 +158,28 @@ def connect_argv(lab: Lab, me: NodeKey, peers: list[NodeKey]) -> list[str]:
         command += ["--peer", str(peer.public_key)]
     for server in stun:
         command += ["--stun", server]
+    nats = _site_nats(lab, me.role)
+    turn = lab.turn_servers.get("coturn")
+    if turn is not None and turn.user is not None and turn.password is not None:
+        transport = "tls" if any(n.block_udp for n in nats) else "udp"
+        command += [
+            "--relay", turn.uri(transport), "--relay-user", turn.user,
+            "--relay-password", turn.password, "--tls-ca", str(turn.ca_file),
+        ]  # fmt: skip
+    ranges = [n.ports for n in nats if n.ports is not None]
+    if ranges:
+        command += ["--port-range", str(ranges[-1])]
     return command
+
+
+def _site_nats(lab: Lab, role: str) -> tuple[NatSpec, ...]:
+    """The NATs in front of client host ``role`` (its site's)."""
+    scenario = lab.scenario
+    for plan, site in zip(lab.sites, (None, *scenario.sites), strict=False):
+        roles = {plan.client_role, *(peer for peer, _ in plan.lan_peers)}
+        if role in roles:
+            return scenario.nats if site is None else site.nats
+    return ()
 
 
 def _listening_lines(log: Path) -> int:

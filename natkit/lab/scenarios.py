@@ -293,6 +293,38 @@ _ALL: tuple[Scenario, ...] = (
         rendezvous=True,
     ),
     Scenario(
+        "connect-udp-blocked",
+        "connect: the client's router drops all forwarded UDP (TCP passes, NATed), client-b"
+        " behind a port-preserving masquerade (EIM/APDF): only a TURN relay over TCP or TLS"
+        " connects them; a rendezvous on 192.0.2.10:7000",
+        (NatSpec(EIM, APDF, PRESERVING, block_udp=True, drop_unsolicited=True),),
+        Classification.udp_blocked_result(behind_nat=True),
+        sites=(Site("b", (_CONE,)),),
+        rendezvous=True,
+    ),
+    Scenario(
+        "connect-birthday",
+        "connect: two sites, both behind symmetric NATs handing out random ports in"
+        " 40000-40999 (as birthday-both-hard): relayed first, then birthday probing finds a"
+        " direct path; a rendezvous on 192.0.2.10:7000",
+        (_SMALL_HARD,),
+        _nat(APDM, APDF, RANDOM),
+        sites=(Site("b", (_SMALL_HARD,)),),
+        rendezvous=True,
+    ),
+    Scenario(
+        "connect-upnp",
+        "connect: two sites behind symmetric NATs (APDM/APDF, random ports), the client's"
+        " router running miniupnpd (UPnP IGD:2, NAT-PMP, PCP): only its mapped port makes"
+        " the pair direct; a rendezvous on 192.0.2.10:7000",
+        # No input firewall on the gateway: miniupnpd's own STUN check needs the
+        # answers from the server's other address, and refuses to forward without them.
+        (NatSpec(APDM, APDF, RANDOM, port_mapping=PortMappingSpec()),),
+        _nat(APDM, APDF, RANDOM),
+        sites=(Site("b", (_HARD,)),),
+        rendezvous=True,
+    ),
+    Scenario(
         "dual-stack",
         "port-restricted cone for IPv4 and a routed IPv6 address (2001:db8:2::2) beside it;"
         " the router's resolver does no DNS64",

@@ -77,6 +77,9 @@ def test_scenario_names_are_the_public_contract() -> None:
         "connect-cgnat",
         "connect-lan",
         "connect-apdm",
+        "connect-udp-blocked",
+        "connect-birthday",
+        "connect-upnp",
         "dual-stack",
         "nat64",
         "nat64-56",
@@ -629,7 +632,7 @@ def test_lan_peers_share_the_clients_lan_through_a_bridge_on_the_router() -> Non
 
 def test_connect_scenarios_are_not_generic() -> None:
     connect = [s for s in SCENARIOS.values() if s.name.startswith("connect-")]
-    assert len(connect) == 5
+    assert len(connect) == 8
     assert all(s.rendezvous and not s.generic for s in connect)
 
 

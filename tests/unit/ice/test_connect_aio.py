@@ -25,6 +25,7 @@ from natkit.aio.connect import (
     PathLost,
     PathSelected,
     StateChanged,
+    TraversalOptions,
     connect,
 )
 from natkit.aio.signal_hub import SignalHub
@@ -54,6 +55,8 @@ def options(**changes: Any) -> ConnectOptions:
         "nat64": False,
         "interface_poll": 0.0,
         "host": HostPolicy(include_loopback=True),
+        # The fake STUN servers here are no classifier's (tests of it set it).
+        "traversal": TraversalOptions(classify=False),
     }
     values.update(changes)
     return ConnectOptions(**values)

@@ -167,7 +167,8 @@ def test_a_dead_direct_path_moves_to_the_relay_within_the_bound_and_back_when_re
     since = pair.loop.now - 50.0
     keepalives = [c.at for c in log if c.at > since and c.purpose is CheckPurpose.KEEPALIVE]
     gaps = [b - a for a, b in itertools.pairwise(keepalives)]
-    assert max(gaps) <= CONFIG.standby_interval + 1e-9
+    # The next keepalive is scheduled when the last one is answered: one RTT late at most.
+    assert max(gaps) <= CONFIG.standby_interval + 0.1
     # Cut the direct path (a drop rule between the sites' public addresses).
     cut = pair.loop.now
     pair.cut_direct()
