@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from natkit.endpoint import Endpoint
-from natkit.errors import LocalProtocolError, RemoteProtocolError
+from natkit.errors import LocalProtocolError, MalformedInput
 from natkit.stun.attributes import (
     DECODERS,
     AddressAttribute,
@@ -64,13 +64,8 @@ class DecodeFailure(Enum):
     AFTER_FINGERPRINT = "attribute after FINGERPRINT"
 
 
-class StunDecodeError(RemoteProtocolError):
+class StunDecodeError(MalformedInput[DecodeFailure]):
     """Bytes that are not a valid STUN message."""
-
-    def __init__(self, reason: DecodeFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 @dataclass(frozen=True, slots=True)
