@@ -34,6 +34,7 @@ from natkit.stun.attributes import (
 )
 from natkit.stun.constants import (
     CLASSIC_TRANSACTION_ID_LENGTH,
+    ERROR_REASONS,
     FINGERPRINT_XOR,
     HEADER_LENGTH,
     MAGIC_COOKIE_BYTES,
@@ -216,6 +217,22 @@ class Message:
         """A copy with ``attributes`` appended."""
         return Message(
             self.method, self.message_class, self.transaction_id, self.attributes + attributes
+        )
+
+    def success(self, *attributes: Attribute) -> Message:
+        """The success response to this request (RFC 8489 §6.3.1: same method
+        and transaction ID)."""
+        return Message(self.method, MessageClass.SUCCESS_RESPONSE, self.transaction_id, attributes)
+
+    def error(self, code: int, *attributes: Attribute, reason: str = "") -> Message:
+        """The error response ``code`` to this request (RFC 8489 §6.3.4),
+        ERROR-CODE first; ``reason`` defaults to the code's registered phrase."""
+        phrase = reason or ERROR_REASONS.get(code, f"error {code}")
+        return Message(
+            self.method,
+            MessageClass.ERROR_RESPONSE,
+            self.transaction_id,
+            (ErrorCodeAttribute(code, phrase), *attributes),
         )
 
 
