@@ -4,6 +4,7 @@
     natkit lab down [ID ...] [--all] [--stale]
     natkit lab list [--json]
     natkit classify --lab SCENARIO ...   (see :func:`classify_in_lab`)
+    natkit connect --lab SCENARIO ...    (see :func:`connect_in_lab`)
 
 ``up`` leaves the lab running (its state is in /run/natkit/labs) and prints
 what a user needs to work in it (:func:`lab_summary`): its id and
@@ -23,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -152,6 +155,89 @@ def classify_in_lab(scenario: str, classify_argv: Sequence[str]) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+#: How long ``natkit connect --lab`` waits for the peers' nodes to stop.
+PEER_STOP_TIMEOUT = 5.0
+
+
+def connect_in_lab(scenario: str, node_flags: Sequence[str]) -> int:
+    """``natkit connect --lab SCENARIO``: build a ``connect-*`` lab, run every
+    other site's node in the background, this site's in the foreground (its
+    output goes straight through), then stop them and tear the lab down.
+
+    The nodes run exactly the commands ``natkit lab up`` prints
+    (:func:`natkit.lab.rendezvous.connect_argv`), this one with
+    ``node_flags`` added. The peers' output goes to a log in the lab's work
+    directory, named on stderr if this node fails. Returns this node's exit
+    status, 64 for a scenario without a rendezvous, 1 when the lab cannot be
+    built.
+    """
+    try:
+        require_root()
+        if scenario in SCENARIOS and not SCENARIOS[scenario].rendezvous:
+            print(
+                f"natkit connect: scenario {scenario} has no rendezvous; pick one of "
+                + ", ".join(n for n, s in SCENARIOS.items() if s.rendezvous),
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        servers = _available_servers(natkit=True, coturn=True)
+        with Lab.up(scenario, servers=servers, turn=True) as lab:
+            return _connect_sites(lab, node_flags)
+    except UnknownScenarioError as exc:
+        print(f"natkit connect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LabError as exc:
+        print(f"natkit connect: lab: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _connect_sites(lab: Lab, node_flags: Sequence[str]) -> int:
+    keys = lab_rendezvous.node_keys(lab)
+    me, others = keys[0], keys[1:]
+    print(
+        f"natkit lab: {lab.run_id} {lab.scenario.name}: {lab.scenario.description}", file=sys.stderr
+    )
+    log = lab.record.workdir / "peers.log"
+    peers = []
+    with log.open("ab") as sink:
+        for key in others:
+            argv = _python_argv(
+                lab_rendezvous.connect_argv(lab, key, [k for k in keys if k is not key])
+            )
+            print(f"natkit lab: {key.role} runs {shlex.join(argv[3:])}", file=sys.stderr)
+            peers.append(
+                lab.popen(key.role, argv, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)
+            )
+    try:
+        argv = [*_python_argv(lab_rendezvous.connect_argv(lab, me, others)), *node_flags]
+        print(f"natkit lab: {me.role} runs {shlex.join(argv[3:])}", file=sys.stderr)
+        status = int(lab.popen(me.role, argv).wait())
+    finally:
+        for peer in peers:
+            _stop(peer)
+    if status != EXIT_OK:
+        print(f"natkit lab: the other nodes' output: {log} (removed with the lab)", file=sys.stderr)
+    return status
+
+
+def _python_argv(command: Sequence[str]) -> list[str]:
+    """A printed ``natkit ...`` command as this interpreter runs it."""
+    return [sys.executable, "-m", "natkit.cli", *command[1:]]
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    """SIGINT (the node deallocates and releases what it holds), then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(PEER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _available_servers(*, natkit: bool, coturn: bool) -> list[ServerKind]:

@@ -14,6 +14,12 @@ Errors about values a caller passed in (an endpoint, a hop limit) are also
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Generic, TypeVar
+
+#: The enum of reasons one decoder gives (values are sentences).
+ReasonT = TypeVar("ReasonT", bound=Enum)
+
 
 class NatkitError(Exception):
     """Root of every exception natkit raises on purpose."""
@@ -25,6 +31,20 @@ class LocalProtocolError(NatkitError):
 
 class RemoteProtocolError(NatkitError):
     """A peer (server, gateway, client) sent bytes that break the protocol."""
+
+
+class MalformedInput(RemoteProtocolError, Generic[ReasonT]):
+    """Bytes a decoder refused: ``reason`` (its enum, whose value is the
+    sentence) and ``detail`` (what exactly, may be empty).
+
+    Each decoder subclasses this with its own reason enum, so callers catch
+    one protocol's errors by class and every protocol's by this one.
+    """
+
+    def __init__(self, reason: ReasonT, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}" if detail else str(reason.value))
 
 
 class NatkitTimeout(NatkitError, TimeoutError):

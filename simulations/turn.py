@@ -39,8 +39,6 @@ from natkit.simulations.driver import CoreDriver
 from natkit.simulations.link import Link
 from natkit.simulations.network import Network, Realm
 from natkit.stun.attributes import (
-    Attribute,
-    ErrorCodeAttribute,
     IntegerAttribute,
     RawAttribute,
     TextAttribute,
@@ -208,7 +206,7 @@ class SimTurnServer:
         method = request.method
         if method == Method.BINDING:
             mapped = XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, client)
-            return _success(request, mapped), False
+            return request.success(mapped), False
         if request.text(AttributeType.USERNAME) is None:
             return self._challenge(request), False
         try:
@@ -222,61 +220,59 @@ class SimTurnServer:
         if method == Method.ALLOCATE:
             return self._allocate(request, client, allocation, now), True
         if allocation is None:
-            return _error(request, 437), False
+            return request.error(437), False
         if method == Method.REFRESH:
             asked = _integer(request, AttributeType.LIFETIME, 600)
             if asked == 0:
                 self._delete(allocation)
-                return _success(request, IntegerAttribute(AttributeType.LIFETIME, 0)), True
+                return request.success(IntegerAttribute(AttributeType.LIFETIME, 0)), True
             granted = min(asked, MAX_LIFETIME)
             allocation.expires_at = now + granted
-            return _success(request, IntegerAttribute(AttributeType.LIFETIME, granted)), True
+            return request.success(IntegerAttribute(AttributeType.LIFETIME, granted)), True
         if method == Method.CREATE_PERMISSION:
             for attribute in request.attributes:
                 if isinstance(attribute, XorAddressAttribute):
                     allocation.permissions[attribute.endpoint.address] = now + PERMISSION_LIFETIME
-            return _success(request), True
+            return request.success(), True
         if method == Method.CHANNEL_BIND:
             number = _integer(request, AttributeType.CHANNEL_NUMBER, 0)
             peer = request.find(AttributeType.XOR_PEER_ADDRESS)
             if not valid_channel(number) or not isinstance(peer, XorAddressAttribute):
-                return _error(request, 400), True
+                return request.error(400), True
             endpoint = peer.endpoint
             if allocation.numbers.get(endpoint, number) != number:
-                return _error(request, 400), True
+                return request.error(400), True
             allocation.channels[number] = (endpoint, now + CHANNEL_LIFETIME)
             allocation.numbers[endpoint] = number
             allocation.permissions[endpoint.address] = now + PERMISSION_LIFETIME
-            return _success(request), True
-        return _error(request, 400), True
+            return request.success(), True
+        return request.error(400), True
 
     def _allocate(
         self, request: Message, client: Endpoint, allocation: SimAllocation | None, now: float
     ) -> Message:
         if allocation is not None:
-            return _error(request, 437)
+            return request.error(437)
         if self.refuse is not None:
-            return _error(request, self.refuse)
+            return request.error(self.refuse)
         used = set(self._by_socket)
         free = [i for i in range(1, len(self.relays) + 1) if i not in used]
         if not free:
-            return _error(request, 508)
+            return request.error(508)
         socket = free[0]
         lifetime = min(_integer(request, AttributeType.LIFETIME, 600), MAX_LIFETIME)
         allocation = SimAllocation(client, socket, self.relays[socket - 1], now + lifetime)
         self.allocations[client] = allocation
         self._by_socket[socket] = allocation
         self.counters.allocations += 1
-        return _success(
-            request,
+        return request.success(
             XorAddressAttribute(AttributeType.XOR_RELAYED_ADDRESS, allocation.relayed),
             XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, client),
             IntegerAttribute(AttributeType.LIFETIME, lifetime),
         )
 
     def _challenge(self, request: Message, code: int = 401) -> Message:
-        return _error(
-            request,
+        return request.error(
             code,
             TextAttribute(AttributeType.REALM, self.realm),
             TextAttribute(AttributeType.NONCE, self._nonce),
@@ -320,21 +316,6 @@ class SimTurnServer:
 def _integer(request: Message, kind: AttributeType, default: int) -> int:
     attribute = request.find(kind)
     return attribute.value if isinstance(attribute, IntegerAttribute) else default
-
-
-def _success(request: Message, *attributes: Attribute) -> Message:
-    return Message(
-        request.method, MessageClass.SUCCESS_RESPONSE, request.transaction_id, attributes
-    )
-
-
-def _error(request: Message, code: int, *attributes: Attribute) -> Message:
-    return Message(
-        request.method,
-        MessageClass.ERROR_RESPONSE,
-        request.transaction_id,
-        (ErrorCodeAttribute(code, f"error {code}"), *attributes),
-    )
 
 
 #: Relay ports each simulated server binds (allocations at once).

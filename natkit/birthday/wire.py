@@ -38,7 +38,7 @@ import struct
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
-from natkit.errors import LocalProtocolError, RemoteProtocolError
+from natkit.errors import LocalProtocolError, MalformedInput
 
 MAGIC = b"NKbp"
 VERSION = 1
@@ -101,13 +101,8 @@ class PacketFailure(Enum):
     ECHO = "echo set on a packet that is not an ACK"
 
 
-class PacketError(RemoteProtocolError):
+class PacketError(MalformedInput[PacketFailure]):
     """Bytes that are not a valid, authentic probe packet."""
-
-    def __init__(self, reason: PacketFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,9 @@ class Explanation:
     relay: str | None = None
     transport: TurnTransport | None = None
     observed: Observed | None = None
+    #: Relayed while a direct path is still being tried (direct checks or
+    #: birthday probing running): the path may yet be upgraded.
+    pending: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (``reason`` is the sentence)."""
@@ -116,6 +119,7 @@ class Explanation:
             "relay": self.relay,
             "transport": None if self.transport is None else self.transport.value,
             "ladder": [decision_to_dict(d) for d in self.ladder.decisions],
+            "pending": self.pending,
         }
         if observed is not None:
             out["direct_failed"] = observed.direct_failed
@@ -260,6 +264,7 @@ def _live(
         sentence = "direct path confirmed by connectivity checks"
         return Explanation(sentence, Outcome.DIRECT, False, ladder, observed=observed)
     clauses: list[str] = []
+    pending = observed.birthday is BirthdayStatus.RUNNING
     if observed.direct_lost is not None:
         clauses.append(f"the direct path was lost ({observed.direct_lost})")
     elif direct.expect is Expect.FAILS:
@@ -268,6 +273,7 @@ def _live(
         clauses.append(f"no direct pair answered ({observed.direct_pairs} checked)")
     else:
         clauses.append("direct checks still running")
+        pending = True
     needed = direct.expect is Expect.FAILS and mapping.expect is not Expect.WORKS
     if not _blocked(direct) and observed.direct_lost is None and (needed or observed.birthday):
         clauses.append(_birthday_live(birthday, observed))
@@ -290,6 +296,7 @@ def _live(
         relay=observed.relay or relay.relay,
         transport=transport,
         observed=observed,
+        pending=pending,
     )
 
 

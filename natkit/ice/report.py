@@ -51,7 +51,7 @@ from typing import TypeVar
 
 from natkit.birthday.ports import PortRange
 from natkit.endpoint import Endpoint, Family, IPAddress
-from natkit.errors import LocalProtocolError, RemoteProtocolError
+from natkit.errors import LocalProtocolError, MalformedInput
 from natkit.ice.candidates import CandidateKind, CandidateReport
 from natkit.portmap.mapping import MappingProtocol
 from natkit.probe.report import (
@@ -220,13 +220,8 @@ class ReportFailure(Enum):
     DUPLICATE_FIELD = "report field repeated"
 
 
-class ReportDecodeError(RemoteProtocolError):
+class ReportDecodeError(MalformedInput[ReportFailure]):
     """Bytes that are not a valid traversal report (``reason``, ``detail``)."""
-
-    def __init__(self, reason: ReportFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 class _Tag:

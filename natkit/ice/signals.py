@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from natkit.endpoint import Endpoint
-from natkit.errors import LocalProtocolError, RemoteProtocolError
+from natkit.errors import LocalProtocolError, MalformedInput
 from natkit.ice.candidates import CandidateKind, CandidateTransport
 
 MAGIC = b"NKs"
@@ -137,13 +137,8 @@ class SignalFailure(Enum):
     TOO_MANY_CANDIDATES = "too many candidates"
 
 
-class SignalDecodeError(RemoteProtocolError):
+class SignalDecodeError(MalformedInput[SignalFailure]):
     """Bytes that are not a valid signal message (``reason``, ``detail``)."""
-
-    def __init__(self, reason: SignalFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 @dataclass(frozen=True, slots=True)

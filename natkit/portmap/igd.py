@@ -20,7 +20,7 @@ from enum import Enum, IntEnum
 from urllib.parse import urljoin
 from xml.etree import ElementTree
 
-from natkit.errors import RemoteProtocolError
+from natkit.errors import MalformedInput, RemoteProtocolError
 from natkit.portmap.mapping import MappingDetails
 
 #: A real IGD description is 2-10 KiB; this leaves a lot of room.
@@ -140,13 +140,8 @@ class DescriptionFailure(Enum):
     NOT_AN_IGD = "description names no InternetGatewayDevice with a WAN connection service"
 
 
-class DescriptionError(RemoteProtocolError):
+class DescriptionError(MalformedInput[DescriptionFailure]):
     """A device description natkit will not hand to miniupnpc."""
-
-    def __init__(self, reason: DescriptionFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 @dataclass(frozen=True, slots=True)

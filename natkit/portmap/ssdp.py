@@ -28,7 +28,7 @@ from enum import Enum
 from urllib.parse import urlsplit
 
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.errors import RemoteProtocolError
+from natkit.errors import MalformedInput
 
 #: The SSDP multicast group and port (IPv4).
 SSDP_GROUP = ipaddress.IPv4Address("239.255.255.250")
@@ -61,13 +61,8 @@ class SsdpFailure(Enum):
     NOT_AN_IGD = "search target is not an Internet Gateway Device"
 
 
-class SsdpDecodeError(RemoteProtocolError):
+class SsdpDecodeError(MalformedInput[SsdpFailure]):
     """An SSDP answer natkit will not act on."""
-
-    def __init__(self, reason: SsdpFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import ipaddress
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
-from natkit.errors import LocalProtocolError, RemoteProtocolError
+from natkit.errors import LocalProtocolError, MalformedInput
 
 #: The gateway listens here for PCP and NAT-PMP requests (RFC 6887 §19.1, RFC 6886 §3.1).
 SERVER_PORT = 5351
@@ -48,13 +48,8 @@ class PortmapDecodeFailure(Enum):
     OPTION_OVERRUN = "option runs past the end of the message"
 
 
-class PortmapDecodeError(RemoteProtocolError):
+class PortmapDecodeError(MalformedInput[PortmapDecodeFailure]):
     """Bytes from a gateway (or client) that are not a valid message."""
-
-    def __init__(self, reason: PortmapDecodeFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 class PcpDecodeError(PortmapDecodeError):

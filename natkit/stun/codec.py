@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from natkit.endpoint import Endpoint
-from natkit.errors import LocalProtocolError, RemoteProtocolError
+from natkit.errors import LocalProtocolError, MalformedInput
 from natkit.stun.attributes import (
     DECODERS,
     AddressAttribute,
@@ -34,6 +34,7 @@ from natkit.stun.attributes import (
 )
 from natkit.stun.constants import (
     CLASSIC_TRANSACTION_ID_LENGTH,
+    ERROR_REASONS,
     FINGERPRINT_XOR,
     HEADER_LENGTH,
     MAGIC_COOKIE_BYTES,
@@ -64,13 +65,8 @@ class DecodeFailure(Enum):
     AFTER_FINGERPRINT = "attribute after FINGERPRINT"
 
 
-class StunDecodeError(RemoteProtocolError):
+class StunDecodeError(MalformedInput[DecodeFailure]):
     """Bytes that are not a valid STUN message."""
-
-    def __init__(self, reason: DecodeFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +217,22 @@ class Message:
         """A copy with ``attributes`` appended."""
         return Message(
             self.method, self.message_class, self.transaction_id, self.attributes + attributes
+        )
+
+    def success(self, *attributes: Attribute) -> Message:
+        """The success response to this request (RFC 8489 §6.3.1: same method
+        and transaction ID)."""
+        return Message(self.method, MessageClass.SUCCESS_RESPONSE, self.transaction_id, attributes)
+
+    def error(self, code: int, *attributes: Attribute, reason: str = "") -> Message:
+        """The error response ``code`` to this request (RFC 8489 §6.3.4),
+        ERROR-CODE first; ``reason`` defaults to the code's registered phrase."""
+        phrase = reason or ERROR_REASONS.get(code, f"error {code}")
+        return Message(
+            self.method,
+            MessageClass.ERROR_RESPONSE,
+            self.transaction_id,
+            (ErrorCodeAttribute(code, phrase), *attributes),
         )
 
 

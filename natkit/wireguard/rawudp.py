@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.errors import LocalProtocolError, RemoteProtocolError
+from natkit.errors import LocalProtocolError, MalformedInput
 from natkit.stun.constants import HEADER_LENGTH as STUN_HEADER_LENGTH
 from natkit.stun.constants import MAGIC_COOKIE, MAGIC_COOKIE_BYTES
 
@@ -228,13 +228,8 @@ class RawUdpFailure(Enum):
     CHECKSUM = "zero UDP checksum over IPv6"
 
 
-class RawUdpError(RemoteProtocolError):
+class RawUdpError(MalformedInput[RawUdpFailure]):
     """A packet from a raw socket that is not a well-formed UDP datagram."""
-
-    def __init__(self, reason: RawUdpFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,3 +162,19 @@ def test_explain_takes_classification_reports_and_bytes_and_refuses_junk() -> No
         explain(b"NKr\x01\x01\x00\x01\x07", None)
     with pytest.raises(LocalProtocolError, match="not str"):
         explain("EIM", None)  # type: ignore[arg-type]
+
+
+def test_a_relayed_path_is_pending_while_a_direct_one_is_still_tried() -> None:
+    easy = plan_ladder(EASY, EASY, sides=Sides("this site", "the peer's site"))
+    running = explain_session(easy, Observed(direct_pairs=3, relayed=True))
+    assert running.sentence == "direct checks still running; relayed"
+    assert running.pending
+    assert running.to_dict()["pending"] is True
+    failed = explain_session(easy, Observed(direct_pairs=3, direct_failed=True, relayed=True))
+    assert not failed.pending
+    hard = plan_ladder(HARD, HARD, sides=Sides("this site", "the peer's site"))
+    probing = Observed(relayed=True, birthday=BirthdayStatus.RUNNING, direct_failed=True)
+    assert explain_session(hard, probing).pending
+    spent = dataclasses.replace(probing, birthday=BirthdayStatus.EXHAUSTED)
+    assert not explain_session(hard, spent).pending
+    assert not explain_session(easy, Observed(direct_pairs=3)).pending  # direct: final

@@ -55,3 +55,23 @@ def test_an_unanswered_stun_server_is_a_timeout_not_a_protocol_violation() -> No
     assert isinstance(error, NatkitError)
     assert not isinstance(error, RemoteProtocolError)
     assert error.server == SERVER
+
+
+def test_every_decoders_refusal_is_malformed_input_with_its_reason() -> None:
+    # One error shape for every decoder: a caller catches MalformedInput and
+    # reads the reason enum and the detail, whatever the protocol.
+    from natkit.errors import MalformedInput  # noqa: PLC0415
+    from natkit.ice.signals import SignalDecodeError, SignalFailure  # noqa: PLC0415
+    from natkit.stun.codec import StunDecodeError, parse_message  # noqa: PLC0415
+
+    with pytest.raises(StunDecodeError) as caught:
+        parse_message(b"\x00\x01")
+    assert isinstance(caught.value, MalformedInput)
+    assert isinstance(caught.value, RemoteProtocolError)
+    assert str(caught.value).startswith(caught.value.reason.value)
+    error = SignalDecodeError(SignalFailure.BAD_FIELD, "port 0")
+    assert (error.reason, error.detail, str(error)) == (
+        SignalFailure.BAD_FIELD,
+        "port 0",
+        "malformed field: port 0",
+    )

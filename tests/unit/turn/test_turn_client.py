@@ -14,7 +14,7 @@ from natkit.errors import LocalProtocolError
 from natkit.sansio import IcmpError, IcmpKind
 from natkit.stun.attributes import IntegerAttribute, XorAddressAttribute
 from natkit.stun.codec import Message, encode_message, parse_message
-from natkit.stun.constants import AttributeType, MessageClass, Method
+from natkit.stun.constants import ERROR_REASONS, AttributeType, MessageClass, Method
 from natkit.turn import AllocationState, TurnClient
 from natkit.turn.config import TurnConfig, TurnTransport
 from natkit.turn.credentials import Credentials
@@ -115,7 +115,8 @@ def test_allocate_refusals_are_typed_and_not_retried(code: int, failure: TurnFai
     harness.run_until(600.0)
     [failed] = harness.of_type(AllocationFailed)
     assert (failed.outcome.failure, failed.outcome.code) == (failure, code)
-    assert failed.outcome.reason == f"error {code}"
+    # The server's reason phrase is carried as sent.
+    assert failed.outcome.reason == ERROR_REASONS.get(code, f"error {code}")
     assert harness.server.requests[Method.ALLOCATE] == 2  # the challenge, then the refusal
 
 

@@ -17,8 +17,6 @@ from typing import TypeVar
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.sansio import Datagram
 from natkit.stun.attributes import (
-    Attribute,
-    ErrorCodeAttribute,
     IntegerAttribute,
     RawAttribute,
     TextAttribute,
@@ -104,7 +102,7 @@ class FakeTurnServer:
         if method in self.silent:
             return None
         if method == Method.BINDING:
-            return _success(request, XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, CLIENT))
+            return request.success(XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, CLIENT))
         nonce = request.text(AttributeType.NONCE)
         if request.text(AttributeType.USERNAME) is None or nonce is None:
             return self._challenge(request, 401)
@@ -115,19 +113,18 @@ class FakeTurnServer:
         if nonce != self.nonce:
             return self._challenge(request, 438)
         if method in self.errors:
-            return _error(request, self.errors[method])
+            return request.error(self.errors[method])
         if method == Method.ALLOCATE:
             if self.allocated:
-                return _error(request, 437)
+                return request.error(437)
             self.allocated = True
-            return _success(
-                request,
+            return request.success(
                 XorAddressAttribute(AttributeType.XOR_RELAYED_ADDRESS, RELAYED),
                 XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, CLIENT),
                 IntegerAttribute(AttributeType.LIFETIME, self.lifetime),
             )
         if not self.allocated:
-            return _error(request, 437)
+            return request.error(437)
         if method == Method.REFRESH:
             lifetime = request.find(AttributeType.LIFETIME)
             asked = lifetime.value if isinstance(lifetime, IntegerAttribute) else self.lifetime
@@ -135,12 +132,12 @@ class FakeTurnServer:
             if asked == 0:
                 self.allocated = False
             granted = min(asked, self.lifetime)
-            return _success(request, IntegerAttribute(AttributeType.LIFETIME, granted))
+            return request.success(IntegerAttribute(AttributeType.LIFETIME, granted))
         if method == Method.CREATE_PERMISSION:
             for attribute in request.attributes:
                 if isinstance(attribute, XorAddressAttribute):
                     self.permissions.add(attribute.endpoint.address)
-            return _success(request)
+            return request.success()
         if method == Method.CHANNEL_BIND:
             number = request.find(AttributeType.CHANNEL_NUMBER)
             peer = request.find(AttributeType.XOR_PEER_ADDRESS)
@@ -148,12 +145,11 @@ class FakeTurnServer:
             assert isinstance(peer, XorAddressAttribute)
             self.channels[number.value] = peer.endpoint
             self.permissions.add(peer.endpoint.address)
-            return _success(request)
-        return _error(request, 400)
+            return request.success()
+        return request.error(400)
 
     def _challenge(self, request: Message, code: int) -> Message:
-        return _error(
-            request,
+        return request.error(
             code,
             TextAttribute(AttributeType.REALM, self.realm),
             TextAttribute(AttributeType.NONCE, self.nonce),
@@ -172,21 +168,6 @@ class FakeTurnServer:
 def _error_code(message: Message) -> int | None:
     error = message.error_code
     return error.code if error is not None else None
-
-
-def _success(request: Message, *attributes: Attribute) -> Message:
-    return Message(
-        request.method, MessageClass.SUCCESS_RESPONSE, request.transaction_id, attributes
-    )
-
-
-def _error(request: Message, code: int, *attributes: Attribute) -> Message:
-    return Message(
-        request.method,
-        MessageClass.ERROR_RESPONSE,
-        request.transaction_id,
-        (ErrorCodeAttribute(code, f"error {code}"), *attributes),
-    )
 
 
 class Harness:
