@@ -1,23 +1,25 @@
 """WireGuard through two NATs: the baseline natkit's own path is compared with.
 
 Builds the ``wireguard-pair`` lab (two sites, each behind a port-preserving
-masquerade with an input firewall), starts wireguard-go on both clients
-(``natkit.lab.wireguard``) and sets each side's endpoint by hand to the
-other's public address and listen port, through natkit's ``wg`` wrapper.
-Then, in the same run:
+masquerade with an input firewall) and measures, in the same run:
 
-* iperf3 TCP throughput through the tunnel, site A -> site B (median of
-  ``--runs`` runs of ``--seconds`` each);
-* ping RTT through the tunnel (``--pings`` pings 10 ms apart): median and
-  95th percentile;
-* for scale, the same two without the tunnel: site A to an internet host
-  through A's NAT only (B's NAT lets nothing in unasked).
+* **by hand**: wireguard-go on both clients (``natkit.lab.wireguard``), each
+  side's endpoint set by hand to the other's public address and listen
+  port, through natkit's ``wg`` wrapper;
+* **natkit**: the README's quick start, WireGuard from the wg-quick file
+  ``natkit lab up`` wrote (peers, no endpoints) and ``natkit connect
+  --wireguard`` on both sites, which finds the path and sets the endpoints;
+  target: throughput >= 0.9 of the by-hand tunnel's (natkit is not on the
+  data path of a direct connection, so the two should match);
+* for scale, site A to an internet host without the tunnel.
 
-Issue 13 adds rows measured on the same lab by the same functions (the
-``TODO(issue 13)`` rows below): the tunnel on the path natkit selected,
-whose throughput and RTT are compared with the by-hand row (target: >= 0.9
-of its throughput), the time from start to the first ping reply, and the
-ping loss during a downgrade to the relay and the upgrade back.
+Each path row: iperf3 TCP throughput through the tunnel, site A -> site B
+(median of ``--runs`` runs of ``--seconds`` each), and ping RTT (``--pings``
+pings 10 ms apart: median and 95th percentile). Events: the time from
+starting natkit on both sites (WireGuard already up, no endpoint) to the
+first ping reply through the tunnel (``ping -D`` every 50 ms from the
+start), and the ping loss during a downgrade to the relay and the upgrade
+back (issue 13's relay rows).
 
 Numbers come from a 2-core machine shared with other work: compare rows of
 one run, not runs. Needs root, wireguard-go, wireguard-tools and iperf3.
@@ -38,11 +40,23 @@ import time
 from dataclasses import asdict, dataclass
 
 from natkit.lab import Lab
+from natkit.lab.cut import UdpCut
+from natkit.lab.pinger import PingRun
 from natkit.lab.plan import PEER_ADDRESSES, PEER_ROLE
+from natkit.lab.rendezvous import RENDEZVOUS, traversal_argv
+from natkit.lab.servers import natkit_cli_env
 from natkit.lab.wireguard import WIREGUARD_PAIR, WireGuardMesh
+from natkit.lab.wireguard_quick import QuickStartSite, quick_start
 
 IPERF_PORT = 5201
 _RTT = re.compile(r"time=([0-9.]+) ms")
+_STAMPED_REPLY = re.compile(r"^\[([0-9.]+)\] \d+ bytes from", re.MULTILINE)
+#: natkit's STUN server in the lab.
+STUN = "203.0.113.10:3478"
+#: natkit's keepalive on the selected path (s): the downgrade bound follows it.
+KEEPALIVE = 2.0
+#: Seconds between the pings that count the loss in a switch.
+PING_INTERVAL = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +148,112 @@ def tunnel_by_hand(lab: Lab, mesh: WireGuardMesh) -> None:
             raise RuntimeError("the tunnel did not come up:\n" + a.log_tail())
 
 
+class NatkitTunnel:
+    """The quick start on both sites: WireGuard up, then natkit on each."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.sites: list[QuickStartSite] = quick_start(lab)
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def __enter__(self) -> NatkitTunnel:
+        for site in self.sites:
+            self.lab.exec(site.role, ["wg-quick", "up", str(site.config)], check=True)
+        return self
+
+    def start(self) -> float:
+        """Start natkit on every site (with the lab's relay, keepalive every
+        ``KEEPALIVE`` s); the wall-clock time it started."""
+        started = time.time()
+        for site in self.sites:
+            argv = [sys.executable, "-m", "natkit.cli", "connect", "--wireguard", site.interface,
+                    "--rendezvous", str(RENDEZVOUS), "--stun", STUN, "--no-portmap",
+                    "--keepalive", str(KEEPALIVE), "--json-line",
+                    *traversal_argv(self.lab, site.role)]  # fmt: skip
+            quiet, env = subprocess.DEVNULL, natkit_cli_env()
+            proc = self.lab.popen(site.role, argv, stdout=quiet, stderr=quiet, text=True, env=env)
+            self.procs.append(proc)
+        return started
+
+    def __exit__(self, *exc_info: object) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=30)
+        for site in self.sites:
+            self.lab.exec(site.role, ["wg-quick", "down", str(site.config)], timeout=30)
+
+    def endpoints(self) -> list[str]:
+        """Where each site's WireGuard sends to its peer now (``wg show``)."""
+        found = []
+        for site in self.sites:
+            out = self.lab.exec(site.role, ["wg", "show", site.interface, "endpoints"], check=True)
+            found.append(out.stdout.split("\t")[1].strip())
+        return found
+
+    def wait_for(self, direct: bool, timeout: float = 60.0) -> float:
+        """Wait until both WireGuards send straight to the other site's public
+        address (``direct``) or both do not (the relay, or natkit's bridge);
+        the wall-clock time they did."""
+        publics = [str(self.lab.site(s.site).public_address) for s in reversed(self.sites)]
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = self.endpoints()
+            hits = [e.rpartition(":")[0] == p for e, p in zip(ends, publics, strict=True)]
+            if all(hits) if direct else not any(hits):
+                return time.time()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"WireGuard's endpoints stayed {ends} (direct={direct})")
+            time.sleep(0.05)
+
+
+def switches(lab: Lab, tunnel: NatkitTunnel) -> list[Event]:
+    """Site A pings B through the tunnel every 0.1 s while B's NAT drops UDP
+    to and from A's public address (the direct path cut, ``UdpCut``) until
+    both WireGuards are on the relay, and then passes it again until both
+    are direct: the pings lost in each switch, and how long each took."""
+    a, b = tunnel.sites[0], tunnel.sites[1]
+    tunnel.wait_for(direct=True)
+    time.sleep(3.0)  # the relayed pair stands by, checked, before the cut
+    cut = UdpCut(lab, lab.site(b.site).router_roles[-1], str(lab.site(a.site).public_address))
+    pings = PingRun.start(lab, a.role, str(b.tunnel_address.ip), interval=PING_INTERVAL)
+    with cut:
+        try:
+            time.sleep(1.0)
+            cut_at = cut.cut()
+            relayed_at = tunnel.wait_for(direct=False)
+            time.sleep(2.0)
+            restored_at = cut.restore()
+            back_at = tunnel.wait_for(direct=True)
+            time.sleep(2.0)
+        finally:
+            pings.stop()
+    every = f"pings every {PING_INTERVAL:g} s, keepalive {KEEPALIVE:g} s"
+    return [
+        Event("direct -> relay: endpoints moved after", relayed_at - cut_at, "s", "cut at 0"),
+        Event("pings lost, direct -> relay (downgrade)", pings.lost_between(cut_at, restored_at),
+              "", every),
+        Event("relay -> direct: endpoints moved after", back_at - restored_at, "s"),
+        Event("pings lost, relay -> direct (upgrade)",
+              pings.lost_between(restored_at, back_at + 2.0), "", every),
+    ]  # fmt: skip
+
+
+def time_to_first_reply(lab: Lab, tunnel: NatkitTunnel, timeout: float = 30.0) -> float:
+    """Seconds from starting natkit on both sites to the first ping reply
+    through the tunnel (site A pings B's tunnel address every 50 ms)."""
+    a, b = tunnel.sites[0], tunnel.sites[1]
+    target = str(b.tunnel_address.ip)
+    argv = ["ping", "-D", "-n", "-c", "1", "-i", "0.05", "-w", str(int(timeout)), target]
+    pinger = lab.popen(a.role, argv, stdout=subprocess.PIPE, text=True)
+    started = tunnel.start()
+    out, _ = pinger.communicate(timeout=timeout + 10)
+    found = _STAMPED_REPLY.search(out)
+    if found is None:
+        raise RuntimeError(f"no ping reply through natkit's tunnel in {timeout:g} s: {out}")
+    return float(found.group(1)) - started
+
+
 def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -155,8 +275,8 @@ def render(rows: list[Row], events: list[Event]) -> str:
     lines += ["", f"{'event':<40} {'value':>9}", "-" * 50]
     for event in events:
         lines.append(
-            f"{event.name:<40} {_number(event.value, 3):>9} {event.unit}"
-            + (f"  {event.note}" if event.note else "")
+            f"{event.name:<40} {_number(event.value, 0 if isinstance(event.value, int) else 3):>9}"
+            f" {event.unit}" + (f"  {event.note}" if event.note else "")
         )
     return "\n".join(lines)
 
@@ -169,23 +289,27 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     args = parser.parse_args()
     rows: list[Row] = []
-    with Lab.up(WIREGUARD_PAIR, servers=()) as lab, WireGuardMesh.start(lab) as mesh:
-        tunnel_by_hand(lab, mesh)
-        a, b = mesh.node(""), mesh.node("b")
-        tunnel = {"client": a.role, "server": b.role, "address": str(b.tunnel_address.ip)}
-        rows.append(measure(lab, "tunnel, endpoints set by hand", **tunnel, args=args))
-        # TODO(issue 13): the same measure() with the endpoints natkit's
-        # WireGuard adapter sets (natkit connect --wireguard on both sites);
-        # target: throughput >= 0.9 of the by-hand row.
-        rows.append(Row("tunnel, path natkit selected", None, None, None, "issue 13"))
+    events: list[Event] = []
+    with Lab.up(WIREGUARD_PAIR, servers=("natkit",), turn=True) as lab:
+        with WireGuardMesh.start(lab) as mesh:
+            tunnel_by_hand(lab, mesh)
+            a, b = mesh.node(""), mesh.node("b")
+            tunnel = {"client": a.role, "server": b.role, "address": str(b.tunnel_address.ip)}
+            rows.append(measure(lab, "tunnel, endpoints set by hand", **tunnel, args=args))
+        with NatkitTunnel(lab) as natkit:
+            first = time_to_first_reply(lab, natkit)
+            events.append(Event("time from start to first ping reply", first, "s"))
+            a_site, b_site = natkit.sites[0], natkit.sites[1]
+            tunnel = {
+                "client": a_site.role,
+                "server": b_site.role,
+                "address": str(b_site.tunnel_address.ip),
+            }
+            natkit.wait_for(direct=True)  # relayed first, at once: measure the direct path
+            rows.append(measure(lab, "tunnel, path natkit selected", **tunnel, args=args))
+            events += switches(lab, natkit)
         internet = {"client": a.role, "server": PEER_ROLE, "address": str(PEER_ADDRESSES[0])}
         rows.append(measure(lab, "no tunnel: site A -> internet host", **internet, args=args))
-    # TODO(issue 13): measured with natkit connect --wireguard and a relay.
-    events = [
-        Event("time from start to first ping reply", None, "s", "issue 13"),
-        Event("pings lost, direct -> relay (downgrade)", None, "", "issue 13"),
-        Event("pings lost, relay -> direct (upgrade)", None, "", "issue 13"),
-    ]
     print(
         f"wireguard-go through two port-preserving NATs ({args.runs} x {args.seconds:g} s iperf3"
         f" TCP, {args.pings} pings 10 ms apart)"

@@ -7,21 +7,24 @@
                    [--relay URI ... --relay-user U --relay-password P | --relay-secret S]
                    [--tls-ca FILE] [--classify | --no-classify] [--port-range LO-HI]
                    [--no-birthday | --birthday-ports N ...] [--traffic RATE]
+    natkit connect --wireguard IFACE --rendezvous HOST:PORT [--peer PUBKEY ...] ...
+    natkit connect ... --directory dns:ZONE@SERVER[:PORT] --tsig-key FILE ...
 
 Runs a :class:`natkit.aio.connect.Connection` and prints one line per path
 change (``--json-line``: one JSON object per event, schema
 ``natkit.connect`` v1, :mod:`natkit.cli.connect_render`; relays, the ladder
 and "why relayed?": :mod:`natkit.cli.connect_relay`; ``--traffic``:
-:mod:`natkit.cli.connect_traffic`). Exit status:
+:mod:`natkit.cli.connect_traffic`; ``--wireguard`` and ``--directory``:
+:mod:`natkit.cli.connect_wireguard`). Exit status:
 
 * 0: ``--once`` and every peer has a confirmed path (printed; the node keeps
   answering for :data:`ONCE_LINGER` s so the peer confirms it too), or
   ``--timeout`` passed without ``--once`` and every peer had a path;
 * 1: ``--timeout`` passed before every peer had a path (or the sockets
-  could not be bound);
+  could not be bound, or the WireGuard interface could not be used);
 * 2: signalling never came up within ``--signal-timeout`` (or ``--timeout``
-  when shorter); the message says why (the rendezvous refused, is
-  unreachable, ...);
+  when shorter), or the DNS directory refused an update; the message says
+  why (the rendezvous refused, is unreachable, the TSIG key is wrong ...);
 * 64: a bad command line, key file or peer key;
 * 130 / 143: SIGINT / SIGTERM, after a clean shutdown.
 """
@@ -33,9 +36,11 @@ import asyncio
 import signal
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from natkit.aio.candidates import PortMapProvider
 from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.cli import connect_wireguard
 from natkit.cli.connect_relay import WhyRelayed, register_relay_flags, relay_setup
 from natkit.cli.connect_render import (
     event_to_dict,
@@ -52,8 +57,12 @@ from natkit.gather.host import HostPolicy
 from natkit.ice import ConnectConfig, PathLost, PathSelected
 from natkit.identity import PrivateKey, PublicKey
 from natkit.identity.keyfile import load_private_key
-from natkit.signal.channel import ChannelState, StateChanged
+from natkit.signal.channel import ChannelState, DownReason, StateChanged
 from natkit.stun.uri import parse_server, split_host_port
+from natkit.wireguard.events import WireGuardEvent
+
+if TYPE_CHECKING:
+    from natkit.aio.wireguard_node import WireGuardAdapter
 
 EXIT_OK, EXIT_NO_PATH, EXIT_NO_SIGNALLING, EXIT_USAGE = 0, 1, 2, 64
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -65,14 +74,12 @@ SIGNAL_TIMEOUT = 30.0
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rendezvous", required=True, metavar="HOST:PORT", help="the natkit rendezvous server"
-    )
-    parser.add_argument("--key", required=True, metavar="FILE", help="this node's private key")
+    parser.add_argument("--rendezvous", metavar="HOST:PORT", help="the natkit rendezvous server")
+    parser.add_argument("--key", metavar="FILE", help="this node's private key")
     parser.add_argument(
         "--peer",
         action="append",
-        required=True,
+        default=[],
         metavar="PUBKEY",
         help="a peer's public key (natkit pubkey); repeatable",
     )
@@ -152,6 +159,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         " what arrives (data and traffic lines): loss during a path change",
     )
     register_relay_flags(parser)
+    connect_wireguard.register(parser)
     parser.set_defaults(run=run)
 
 
@@ -159,11 +167,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 class Setup:
     """The command line, checked."""
 
-    key: PrivateKey
+    #: ``None`` with ``--wireguard`` (the interface's key).
+    key: PrivateKey | None
     peers: tuple[PublicKey, ...]
-    rendezvous: tuple[str, int]
+    signalling: connect_wireguard.SignallingSetup
     stun: tuple[str, ...]
     options: ConnectOptions
+    #: ``--wireguard``'s interface.
+    wireguard: str | None = None
 
 
 def _positive(value: float | None, flag: str) -> None:
@@ -181,7 +192,9 @@ def setup(args: argparse.Namespace) -> Setup:
         (args.traffic, "--traffic"),
     ):
         _positive(value, flag)
-    rendezvous = split_host_port(args.rendezvous, None)
+    rendezvous = None if args.rendezvous is None else split_host_port(args.rendezvous, None)
+    wireguard = connect_wireguard.wireguard_interface(args)
+    signalling = connect_wireguard.signalling_setup(args, rendezvous)
     for server in args.stun:
         parse_server(server)
     peers = []
@@ -190,8 +203,8 @@ def setup(args: argparse.Namespace) -> Setup:
             peers.append(PublicKey.from_base64(text))
         except NatkitError as exc:
             raise ValueError(f"--peer {text!r}: {exc}") from None
-    key = load_private_key(args.key)
-    if key.public_key in peers:
+    key = None if args.key is None else load_private_key(args.key)
+    if key is not None and key.public_key in peers:
         raise ValueError("--peer names this node's own key")
     config = ConnectConfig()
     if args.keepalive is not None:
@@ -220,7 +233,8 @@ def setup(args: argparse.Namespace) -> Setup:
         relay=relay,
         traversal=traversal,
     )
-    return Setup(key, tuple(dict.fromkeys(peers)), rendezvous, tuple(args.stun), options)
+    peers_given = tuple(dict.fromkeys(peers))
+    return Setup(key, peers_given, signalling, tuple(args.stun), options, wireguard)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,6 +253,8 @@ class _Run:
     args: argparse.Namespace
     setup: Setup
     connection: Connection | None = None
+    #: With ``--wireguard``: the adapter that runs ``connection``.
+    adapter: WireGuardAdapter | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     status: int | None = None
     why: str = ""
@@ -277,7 +293,12 @@ class _Run:
                 (pairs_table(peer, rows), True),
             )
 
-    def on_event(self, event: NodeEvent) -> None:
+    def on_event(self, event: NodeEvent | WireGuardEvent) -> None:
+        wireguard = connect_wireguard.event_to_dict(event)
+        if wireguard is not None:
+            self.out(wireguard, connect_wireguard.event_to_text(event))
+            return
+        assert not isinstance(event, WireGuardEvent)
         connection = self.connection
         sockets = (
             connection.local_endpoints if connection is not None and connection.started else ()
@@ -292,6 +313,9 @@ class _Run:
                 self.ever_up = True
             else:
                 self.last_down = event
+            if event.reason is DownReason.REFUSED and self.setup.signalling.directory is not None:
+                # A refused update is permanent until the key or the server changes.
+                self.finish(EXIT_NO_SIGNALLING, f"signalling refused: {event.detail}")
         if isinstance(event, PathSelected | PathLost):
             self.print_pairs()
         if self.args.once and isinstance(event, PathSelected) and not self.missing():
@@ -300,12 +324,12 @@ class _Run:
             loop.call_later(ONCE_LINGER, self.finish, EXIT_OK, "every peer has a path")
 
     def signalling_problem(self) -> str:
-        host, port = self.setup.rendezvous
+        label = self.setup.signalling.label
         down = self.last_down
         if down is None or down.reason is None:
-            return f"signalling never came up (rendezvous {host}:{port})"
+            return f"signalling never came up ({label})"
         detail = f" ({down.detail})" if down.detail else ""
-        return f"signalling never came up: rendezvous {host}:{port} {down.reason.value}{detail}"
+        return f"signalling never came up: {label} {down.reason.value}{detail}"
 
     def check_signalling(self) -> None:
         if not self.ever_up:
@@ -331,19 +355,31 @@ class _Run:
             return [str(p) for p in self.setup.peers]
         return [str(p) for p in connection.peers if connection.selected(p) is None]
 
-    async def main(self) -> int:
-        from natkit.aio.rendezvous_client import RendezvousChannel  # noqa: PLC0415
-
+    async def start_node(self) -> Connection:
+        """Start the node (a :class:`Connection`, or with ``--wireguard`` the
+        adapter's); raises what starting raises, leaving nothing open."""
         setup = self.setup
-        loop = asyncio.get_running_loop()
-        for signum, status in EXIT_SIGNAL.items():
-            loop.add_signal_handler(signum, self.finish, status, signum.name)
-        host, port = setup.rendezvous
-        channel = RendezvousChannel(host, port, setup.key)
-        self.whys = WhyRelayed(self.out)
+        make_channel = setup.signalling.channel_factory()
+        if setup.wireguard is not None:
+            from natkit.aio.wireguard_node import open_wireguard  # noqa: PLC0415
+
+            adapter = open_wireguard(
+                setup.wireguard,
+                make_channel,
+                peers=setup.peers or None,
+                stun=setup.stun,
+                options=setup.options,
+                on_event=self.on_event,
+                port_mapper=self._port_mapper(),
+            )
+            self.adapter = adapter
+            await adapter.start()
+            self.connection = adapter.connection
+            return adapter.connection
+        assert setup.key is not None
         connection = Connection(
             setup.key,
-            channel,
+            make_channel(setup.key),
             stun=setup.stun,
             options=setup.options,
             on_event=self.on_event,
@@ -353,8 +389,21 @@ class _Run:
         self.connection = connection
         if self.args.traffic is not None:
             self.traffic = Traffic(connection, self.args.traffic, self.out)
+        await connection.start(setup.peers)
+        return connection
+
+    async def main(self) -> int:
+        setup = self.setup
+        loop = asyncio.get_running_loop()
+        for signum, status in EXIT_SIGNAL.items():
+            loop.add_signal_handler(signum, self.finish, status, signum.name)
+        self.whys = WhyRelayed(self.out)
         try:
-            await connection.start(setup.peers)
+            connection = await self.start_node()
+        except NatkitError as exc:  # the WireGuard interface or its port cannot be used
+            self.held = None
+            print(f"natkit connect: {exc}", file=sys.stderr)
+            return EXIT_NO_PATH
         except OSError as exc:
             self.held = None
             where = ", ".join(setup.options.local_addresses) or "the wildcard address"
@@ -366,22 +415,21 @@ class _Run:
             return EXIT_NO_PATH
         config = setup.options.config
         held, self.held = self.held or [], None
-        self.out(
-            {
-                "event": "started",
-                "key": str(setup.key.public_key),
-                "sockets": [str(e) for e in connection.local_endpoints],
-                "peers": [str(p) for p in setup.peers],
-                "keepalive_s": config.keepalive_interval,
-                "loss_bound_s": config.loss_bound,
-                "downgrade_bound_s": config.downgrade_bound,
-            },
-            (
-                f"natkit connect: {setup.key.public_key} on "
-                + ", ".join(str(e) for e in connection.local_endpoints),
-                False,
-            ),
-        )
+        started: dict[str, object] = {
+            "event": "started",
+            "key": str(connection.public_key),
+            "sockets": [str(e) for e in connection.local_endpoints],
+            "peers": [str(p) for p in connection.peers],
+            "keepalive_s": config.keepalive_interval,
+            "loss_bound_s": config.loss_bound,
+            "downgrade_bound_s": config.downgrade_bound,
+        }
+        where = ", ".join(str(e) for e in connection.local_endpoints)
+        if self.adapter is not None:
+            started["wireguard"] = setup.wireguard
+            started["listen_port"] = self.adapter.listen_port
+            where = f"WireGuard {setup.wireguard}'s port {self.adapter.listen_port} ({where})"
+        self.out(started, (f"natkit connect: {connection.public_key} on {where}", False))
         for document, text in held:
             self.out(document, text)
         if self.traffic is not None:
@@ -399,7 +447,7 @@ class _Run:
                 await self.traffic.close()
             if self.args.stats:
                 self.out(stats_to_dict(connection), (_stats_text(connection), False))
-            await connection.close()
+            await (connection if self.adapter is None else self.adapter).close()
         status = EXIT_OK if self.status is None else self.status
         self.out(
             {"event": "stopped", "status": status, "reason": self.why},

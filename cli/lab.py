@@ -45,6 +45,7 @@ from natkit.lab import (
 )
 from natkit.lab import rendezvous as lab_rendezvous
 from natkit.lab import state as lab_state
+from natkit.lab import wireguard_quick as lab_wireguard_quick
 from natkit.lab.ipv6 import DNS_PORT
 from natkit.lab.miniupnpd import HTTP_PORT, PMP_PORT
 from natkit.lab.netns import require_root
@@ -326,12 +327,25 @@ def _connect_summary(lab: Lab) -> Summary:
         others = [k for k in keys if k is not key]
         argv = lab_rendezvous.connect_argv(lab, key, others)
         commands.append(shlex.join(["ip", "netns", "exec", lab.namespace(key.role), *argv]))
+    wireguard = []
+    if lab.scenario.wireguard:
+        for site in lab_wireguard_quick.quick_start(lab):
+            wireguard.append(
+                {
+                    "role": site.role,
+                    "interface": site.interface,
+                    "config": str(site.config),
+                    "tunnel_address": str(site.tunnel_address),
+                    "commands": list(site.commands),
+                }
+            )
     return {
         "rendezvous": None if lab.rendezvous is None else str(lab.rendezvous),
         "node_keys": {
             k.role: {"key_file": str(k.path), "public_key": str(k.public_key)} for k in keys
         },
         "connect_commands": commands,
+        "wireguard": wireguard,
     }
 
 
@@ -437,6 +451,11 @@ def render_up(summary: Summary) -> str:
             lines.append(f"  {role:<9} key {key['key_file']}  public {key['public_key']}")
         lines.append("connect them, one command each (e.g. two terminals):")
         lines += [f"  {command}" for command in summary["connect_commands"]]
+    if summary["wireguard"]:
+        lines.append("or WireGuard through natkit, three commands per site (2 keeps running):")
+        for site in summary["wireguard"]:
+            lines.append(f"  {site['role']} ({site['interface']}, {site['tunnel_address']}):")
+            lines += [f"    {command}" for command in site["commands"]]
     if "build_seconds" in summary:
         lines.append(f"built in {summary['build_seconds']:.2f} s")
     lines += [

@@ -39,6 +39,7 @@ class ChannelBase:
 
     def __init__(self, *, inbox_limit: int = DEFAULT_INBOX_LIMIT) -> None:
         self._state = ChannelState.CONNECTING
+        self._reason: DownReason | None = None
         self._listeners: list[ChannelListener] = []
         self._inbox: deque[Envelope] = deque()
         self._inbox_limit = inbox_limit
@@ -121,11 +122,13 @@ class ChannelBase:
         detail: str = "",
         retry_in: float | None = None,
     ) -> None:
-        previous = self._state
+        previous, previous_reason = self._state, self._reason
         if previous is ChannelState.CLOSED:
             return
-        self._state = state
+        self._state, self._reason = state, reason
         if state is ChannelState.CLOSED:
             self._wake.set()  # end the receive() iterators
-        if state is not previous or retry_in is not None:
+        # A new reason is news even in the same state (still CONNECTING, but
+        # now refused rather than unreachable).
+        if state is not previous or retry_in is not None or reason is not previous_reason:
             self._emit(StateChanged(state, previous, reason, detail, retry_in))

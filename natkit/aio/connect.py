@@ -74,8 +74,11 @@ out of the connection.
 
 Extension points for part 3: :attr:`Connection.mux` takes helper cores that
 share the sockets (``add_helper(core, now, sources=...)``),
-:attr:`Connection.agent` takes known pairs, and ``sockets=`` to
-:class:`Connection` gives it sockets bound elsewhere instead of its own.
+:attr:`Connection.agent` takes known pairs, ``sockets=`` to
+:class:`Connection` gives it sockets bound elsewhere instead of its own, and
+``ports=`` datagram ports (:class:`~natkit.aio.sharedsock.DatagramPort`,
+e.g. WireGuard's port shared through raw sockets,
+:mod:`natkit.aio.wireguard_node`) after them.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ from natkit.aio.connect_runner import NodeRunner
 from natkit.aio.connect_signal import SignalBridge, SignalCounters
 from natkit.aio.driver import open_udp_sockets
 from natkit.aio.interfaces import list_interface_addresses, open_gathering_sockets
+from natkit.aio.sharedsock import DatagramPort
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.gather.host import HostPolicy, InterfaceAddress
@@ -251,7 +255,9 @@ class Connection:
 
     Build it and ``await start()``, or use :func:`connect`. It owns
     ``channel``: :meth:`close` closes it. ``sockets``: bound UDP sockets to
-    use instead of its own; ``port_mapper``: instead of natkit's
+    use instead of its own; ``ports``: datagram ports to serve after them
+    (with ``ports`` and no ``sockets``, the node opens no socket of its
+    own; it never closes ports); ``port_mapper``: instead of natkit's
     :class:`~natkit.aio.candidates.PortMapperProvider`; ``interfaces``: what
     lists the host's addresses (tests); ``rng``: the source of ICE
     credentials and tie-breakers (default: the operating system's);
@@ -268,6 +274,7 @@ class Connection:
         options: ConnectOptions | None = None,
         on_event: EventCallback | None = None,
         sockets: Sequence[socket.socket] | None = None,
+        ports: Sequence[DatagramPort] = (),
         port_mapper: PortMapProvider | None = None,
         rng: random.Random | None = None,
         interfaces: Callable[[], Sequence[InterfaceAddress]] | None = None,
@@ -280,7 +287,8 @@ class Connection:
         self.on_event = on_event
         self.on_data = on_data
         self.counters = NodeCounters()
-        self._given_sockets = None if sockets is None else list(sockets)
+        self._given_sockets = None if sockets is None and not ports else list(sockets or ())
+        self._ports = tuple(ports)
         self._port_mapper = port_mapper
         self._interfaces = interfaces
         # ICE credentials are keys (MESSAGE-INTEGRITY): from the OS's source.
@@ -325,12 +333,15 @@ class Connection:
 
     async def _start(self, sockets: list[socket.socket], peers: list[PublicKey]) -> None:
         bound = [Endpoint.from_sockaddr(s.getsockname()) for s in sockets]
+        bound += [port.local for port in self._ports]
         self.agent = ConnectAgent(
             self.key.public_key, rng=self._rng, config=self.options.config, sockets=bound
         )
         self.mux = ConnectMux(self.agent)
         self.runner = NodeRunner(self.mux, self._on_core_event, self.loop)
         await self.runner.attach(sockets)
+        for port in self._ports:
+            self.runner.attach_port(port)
         self.ladder = LadderDriver(
             self.agent,
             self.runner,
@@ -447,6 +458,9 @@ class Connection:
         key = _peer_key(peer)
         self.agent.remove_peer(key, now)
         self.ladder.peer_removed(key)
+        unwatch = getattr(self.channel, "unwatch", None)
+        if callable(unwatch):
+            unwatch(key)
         self.runner.transmit(now)
 
     def _check_peer(self, peer: PublicKey) -> None:
@@ -456,6 +470,10 @@ class Connection:
 
     def _add_peer(self, peer: PublicKey) -> None:
         self.agent.add_peer(peer, self.loop.time())
+        # A polled backend (the DNS directory) reads only the peers it watches.
+        watch = getattr(self.channel, "watch", None)
+        if callable(watch):
+            watch(peer)
 
     def _is_peer(self, key: PublicKey) -> bool:
         return not self._closed and key in self.agent.peers

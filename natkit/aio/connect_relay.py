@@ -89,6 +89,10 @@ class RelayOptions:
     tls_ca: str | None = None
     #: Check TLS certificates (off: any certificate is accepted).
     verify: bool = True
+    #: Bind TURN channels over UDP (ChannelData, 4 bytes a datagram); off:
+    #: Send and Data indications only, which are STUN, for a node whose UDP
+    #: socket receives only STUN (WireGuard's port shared through a filter).
+    channels: bool = True
 
     def __post_init__(self) -> None:
         check_relay_options(self)
@@ -159,7 +163,15 @@ async def relay_servers(
         server, index = usable[0]
         if server.transport.reliable:
             index = take_slot()
-        config = TurnConfig(server.endpoint, credentials, server.transport, socket=index)
+        config = TurnConfig(
+            server.endpoint,
+            credentials,
+            server.transport,
+            socket=index,
+            # ChannelData carries no magic cookie: a socket that lets only
+            # STUN in (WireGuard's shared port) needs Data indications.
+            auto_channel=options.channels or server.transport.reliable,
+        )
         servers.append((RelayServer(text, config), server))
     return servers, notes
 

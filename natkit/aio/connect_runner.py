@@ -70,8 +70,8 @@ class NodeRunner(CoreRunner[MuxEvent]):
         self.extra.pop(index, None)
 
     def _send(self, datagram: Datagram) -> None:
-        if datagram.socket < len(self.transports):
-            super()._send(datagram)
+        if datagram.socket < FIRST_EXTRA_INDEX:
+            super()._send(datagram)  # a socket, or a datagram port (attach_port)
             return
         send = self.extra.get(datagram.socket)
         if send is None:

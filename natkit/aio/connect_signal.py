@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from natkit.errors import LocalProtocolError
+from natkit.errors import LocalProtocolError, NatkitError
 from natkit.ice.signals import SignalDecodeError, SignalMessage, decode_signal, encode_signal
 from natkit.identity import PrivateKey, PublicKey, SealError, seal, unseal
 from natkit.signal.channel import Envelope, SignalChannel
@@ -75,6 +75,7 @@ class SignalBridge:
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,6 +86,10 @@ class SignalBridge:
 
     async def close(self) -> None:
         """Stop both loops (the channel itself is the caller's to close)."""
+        # Python 3.11's wait_for (inside dnspython) may swallow a cancel that
+        # lands as its exchange completes: the loops also stop on this flag.
+        self._closing = True
+        self._wake.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -109,14 +114,19 @@ class SignalBridge:
 
     async def _send_loop(self) -> None:
         while True:
-            while self._outbox:
+            while self._outbox and not self._closing:
                 peer, sealed = self._outbox.popleft()
                 try:
                     await self.channel.send(peer, sealed)
-                except LocalProtocolError:
+                except NatkitError:  # too large, closed, a refused DNS update
                     self.counters.send_failed += 1
                 else:
                     self.counters.sent += 1
+            # Tested after the sends, before the wake is cleared: clearing
+            # close()'s wake-up would leave a loop whose cancel was swallowed
+            # waiting for ever.
+            if self._closing:
+                return
             self._wake.clear()
             await self._wake.wait()
 

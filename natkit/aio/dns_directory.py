@@ -29,6 +29,22 @@ own in between.
 
 :func:`open_directory` builds one from the command line's
 ``dns:ZONE@SERVER[:PORT]`` and ``--tsig-key FILE``.
+
+State (:class:`~natkit.aio.channel_base.ChannelBase`, as every channel):
+``CONNECTING`` until an update succeeds, then ``UP``; a failed
+update or read makes it ``CONNECTING`` again (reason ``unreachable``, the
+error in ``detail``, ``retry_in`` the backoff's delay), the next success
+``UP`` again, so a connect node re-announces itself to its peers after an
+outage as it does after a rendezvous reconnects. A refused update makes it
+``CONNECTING`` with reason ``refused`` and the refusal's sentence in
+``detail``, and nothing is retried: a refusal is permanent until the key
+or the server's configuration changes. :meth:`DnsDirectory.start` starts
+in the background (what a connect node calls); :meth:`DnsDirectory.announce`
+(and ``async with``) publishes at once and raises the refusal, which a
+command calls first to fail fast.
+
+:meth:`DnsDirectory.advertise` changes the endpoint the instance records
+advertise (SRV and A/AAAA), e.g. once WireGuard's public mapping is known.
 """
 
 from __future__ import annotations
@@ -39,14 +55,14 @@ import contextlib
 import os
 import secrets
 import stat
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import dns.rcode
 
+from natkit.aio.channel_base import ChannelBase
 from natkit.aio.dns_transport import (
     EXCHANGE_ERRORS,
     DnsTransport,
@@ -78,7 +94,7 @@ from natkit.directory.wire import (
 )
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.signal.channel import MAX_SEALED, Envelope
+from natkit.signal.channel import MAX_SEALED, ChannelState, DownReason, Envelope
 
 if TYPE_CHECKING:
     from natkit.identity import PublicKey
@@ -175,10 +191,10 @@ def _public_key(raw: bytes) -> PublicKey:
     return PublicKey(raw)
 
 
-class DnsDirectory:
+class DnsDirectory(ChannelBase):
     """A :class:`~natkit.signal.channel.SignalChannel` over a DNS zone (see the
-    module docs). Use it from one event loop; ``async with`` starts and
-    closes it."""
+    module docs). Use it from one event loop; ``async with`` announces it
+    (raising a refusal) and closes it."""
 
     def __init__(
         self,
@@ -193,6 +209,7 @@ class DnsDirectory:
         stream: str | None = None,
         key_factory: Callable[[bytes], PublicKey] | None = None,
     ) -> None:
+        super().__init__(inbox_limit=INBOX_LIMIT)
         self.spec = spec
         self.own_key = own_key
         self.tsig = tsig
@@ -216,26 +233,26 @@ class DnsDirectory:
         self._publish_failures = 0
         self._refused: UpdateRefused | None = None
         self._read_server_index = 0
-        self._inbox: deque[Envelope] = deque()
-        self._inbox_wake = asyncio.Event()
         self._poll_wake = asyncio.Event()
         self._retry_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._retrier: asyncio.Task[None] | None = None
         self._browse_due = 0.0
+        self._starter: asyncio.Task[None] | None = None
+        self._updated = False
         self._closed = False
 
     # -- life cycle
 
-    async def __aenter__(self) -> DnsDirectory:
-        await self.start()
+    async def __aenter__(self) -> Self:
+        await self.announce()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def start(self) -> None:
+    async def announce(self) -> None:
         """Publish this node's instance records and PTR, and start reading.
 
         Raises :class:`UpdateRefused` when the server refuses (wrong or no
@@ -249,6 +266,34 @@ class DnsDirectory:
             if not self._presence_published:
                 await self._publish(set(), presence=True)
 
+    def start(self) -> None:
+        """:meth:`announce` in the background (a refusal becomes the state
+        described in the module docs); call on the event loop."""
+        if self._closed or self._starter is not None:
+            return
+        self._starter = asyncio.get_running_loop().create_task(self._start_quietly())
+
+    async def _start_quietly(self) -> None:
+        with contextlib.suppress(UpdateRefused):  # already the channel's state
+            await self.announce()
+
+    async def advertise(self, endpoint: Endpoint | None) -> None:
+        """Advertise ``endpoint`` (``None``: none) in the instance records from
+        now on, published at once (a failure is retried like any update;
+        :class:`UpdateRefused` is raised)."""
+        self._check_open()
+        async with self._presence_lock:
+            if endpoint == self._presence.endpoint and self._presence_published:
+                return
+            self._presence = Presence(self._own, endpoint)
+            self._presence_published = False
+            await self._publish(set(), presence=True)
+
+    @property
+    def advertised(self) -> Endpoint | None:
+        """The endpoint the instance records advertise."""
+        return self._presence.endpoint
+
     async def close(self, *, withdraw: bool = False) -> None:
         """Stop reading and publishing; ``receive()`` iterators end.
 
@@ -259,13 +304,17 @@ class DnsDirectory:
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._poller, self._retrier, *self._tasks) if t is not None]
+        self._retry_wake.set()
+        self._poll_wake.set()
+        tasks = [
+            t for t in (self._starter, self._poller, self._retrier, *self._tasks) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._inbox_wake.set()
+        self._set_state(ChannelState.CLOSED, DownReason.CLOSED)
         if withdraw:
             update = build_withdraw(self.spec.zone, self._own, self._outbox.recipients, self.tsig)
             await self._exchange_update(update)
@@ -335,13 +384,8 @@ class DnsDirectory:
         """The messages watched peers wrote to us, each once, until :meth:`close`."""
         if not self._closed:
             self._ensure_tasks()
-        while True:
-            while self._inbox:
-                yield self._inbox.popleft()
-            if self._closed:
-                return
-            self._inbox_wake.clear()
-            await self._inbox_wake.wait()
+        async for envelope in super().receive():
+            yield envelope
 
     async def nodes(self) -> tuple[PublicKey, ...]:
         """Every node the zone's PTR set names (malformed entries dropped).
@@ -364,6 +408,7 @@ class DnsDirectory:
             self._read_failed(f"{server} answered {result.failure}")
             raise DirectoryError(f"cannot read the nodes of {self.spec}: {result.failure}")
         self.counters.reads += 1
+        self._up()
         self.counters.records_dropped += len(result.dropped)
         return tuple(self._key_factory(raw) for raw in result.nodes)
 
@@ -411,19 +456,32 @@ class DnsDirectory:
             reason = exchange_failure(exc)
             if reason is not None:
                 raise self._refusal(reason, _describe(exc)) from None
-            self.counters.update_failures += 1
-            self.last_error = f"update to {server} failed: {_describe(exc)}"
+            self._update_failed(f"update to {server} failed: {_describe(exc)}")
             return False
         reason = update_refusal(response)
         if reason is not None:
             raise self._refusal(reason, _rcode_text(response))
         if not update_succeeded(response):
-            self.counters.update_failures += 1
-            self.last_error = f"update to {server} failed: {_rcode_text(response)}"
+            self._update_failed(f"update to {server} failed: {_rcode_text(response)}")
             return False
         self.counters.updates += 1
         self.last_error = None
+        self._updated = True
+        self._up()
         return True
+
+    def _update_failed(self, why: str) -> None:
+        self.counters.update_failures += 1
+        self.last_error = why
+        config = self.config
+        retry = backoff_delay(self._publish_failures, config.retry, config.poll.max_backoff)
+        self._set_state(ChannelState.CONNECTING, DownReason.UNREACHABLE, why, retry)
+
+    def _up(self) -> None:
+        # UP needs the primary to take our updates: reads alone (which need
+        # no key) prove nothing about whether our messages get out.
+        if self._updated and self._refused is None and self.state is ChannelState.CONNECTING:
+            self._set_state(ChannelState.UP)
 
     def _refusal(self, reason: RefusalReason, detail: str) -> UpdateRefused:
         refusal = UpdateRefused(
@@ -434,14 +492,17 @@ class DnsDirectory:
             detail=detail,
         )
         self._refused = refusal
+        self._set_state(ChannelState.CONNECTING, DownReason.REFUSED, str(refusal))
         return refusal
 
     async def _retry_loop(self) -> None:
         """Publish what failed to go out, with backoff, until it does."""
-        while True:
+        # Loops test the flag too: Python 3.11's wait_for (inside dnspython)
+        # may swallow a cancel that lands as an exchange completes.
+        while not self._closed:
             await self._retry_wake.wait()
             self._retry_wake.clear()
-            while self._publish_failures and self._refused is None:
+            while self._publish_failures and self._refused is None and not self._closed:
                 delay = backoff_delay(
                     self._publish_failures - 1, self.config.retry, self.config.poll.max_backoff
                 )
@@ -471,7 +532,7 @@ class DnsDirectory:
     async def _poll_loop(self) -> None:
         """Start the reads that are due, as the schedule allows."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closed:
             now = loop.time()
             while (peer := self._schedule.take(now)) is not None:
                 self._spawn(self._read(peer))
@@ -505,6 +566,7 @@ class DnsDirectory:
                 return
             ok = True
             self.counters.reads += 1
+            self._up()
             self.counters.records_dropped += len(result.dropped)
             peer = self._peers.get(raw)
             if peer is None:  # unwatched meanwhile
@@ -529,18 +591,19 @@ class DnsDirectory:
         """Count a failed read and try the next read server next time."""
         self.counters.read_failures += 1
         self.last_error = why
+        if self.state is ChannelState.UP:
+            self._set_state(ChannelState.CONNECTING, DownReason.UNREACHABLE, why)
         self._read_server_index = (self._read_server_index + 1) % len(self.read_servers)
 
     def _read_server(self) -> Endpoint:
         return self.read_servers[self._read_server_index]
 
-    def _deliver(self, envelope: Envelope) -> None:
-        if len(self._inbox) >= INBOX_LIMIT:
+    def _deliver(self, envelope: Envelope) -> bool:
+        if not super()._deliver(envelope):
             self.counters.inbox_dropped += 1
-            return
-        self._inbox.append(envelope)
+            return False
         self.counters.messages += 1
-        self._inbox_wake.set()
+        return True
 
     # -- helpers
 

@@ -25,6 +25,16 @@ runner drains the core's ``stream_requests()`` (when it has that method),
 serves each in a task (:func:`natkit.aio.stun_stream.serve_stream_request`,
 TLS with the context ``tls`` makes) and feeds the result back through
 ``stream_answered``. ``on_send`` and ``on_receive`` observe the traffic.
+
+Datagram ports (:meth:`CoreRunner.attach_port`): anything with the
+:class:`~natkit.aio.sharedsock.DatagramPort` interface (``local``,
+``send``, ``set_receiver``, ``close``), e.g. a
+:class:`~natkit.aio.sharedsock.SharedUdpPort` on WireGuard's port, takes
+the next socket index beside the UDP sockets; the core cannot tell them
+apart. A port sends with its default hop limit: a datagram with a ``ttl``
+is dropped (counted in ``socket_errors``), and it reports no ICMP errors
+(a raw socket's error queue is not the port owner's). The runner never
+closes a port: whoever opened it does.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from enum import Enum
 from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 from natkit.aio.errqueue import enable_errors, errors_enabled, read_errors, send_with_ttl
+from natkit.aio.sharedsock import DatagramPort
 from natkit.aio.stun_stream import serve_stream_request
 from natkit.endpoint import Endpoint
 from natkit.sansio import (
@@ -123,9 +134,15 @@ class CoreRunner(Generic[EventT]):
         self._stream_source: StreamSource | None = getattr(core, "stream_requests", None)
         self._stream_sink: StreamSink | None = getattr(core, "stream_answered", None)
         self._stream_tasks: set[asyncio.Task[None]] = set()
+        #: The UDP sockets (and their transports) in the order attached.
         self.transports: list[asyncio.DatagramTransport] = []
         self.sockets: list[socket_module.socket] = []
+        #: The datagram ports attached, by socket index.
+        self.ports: dict[int, DatagramPort] = {}
+        #: Every socket index's local address (sockets and ports alike).
         self.local_endpoints: list[Endpoint] = []
+        # Socket index -> position in ``sockets`` (absent: a datagram port).
+        self._socket_at: dict[int, int] = {}
         #: Sends that failed, and socket errors that were not ICMP errors.
         self.socket_errors = 0
         #: ICMP errors read from the error queues, delivered to the core or not.
@@ -146,10 +163,11 @@ class CoreRunner(Generic[EventT]):
     async def attach(self, sockets: Sequence[socket_module.socket]) -> None:
         """Serve already-bound sockets; their order gives the core's socket indices."""
         for sock in sockets:
-            index = len(self.transports)
+            index = len(self.local_endpoints)
             transport, _ = await self.loop.create_datagram_endpoint(
                 functools.partial(_SocketProtocol, self, index), sock=sock
             )
+            self._socket_at[index] = len(self.sockets)
             self.transports.append(transport)
             self.sockets.append(sock)
             self._recverr_set.append(not errors_enabled(sock) and enable_errors(sock))
@@ -157,11 +175,24 @@ class CoreRunner(Generic[EventT]):
                 Endpoint.from_sockaddr(transport.get_extra_info("sockname"))
             )
 
+    def attach_port(self, port: DatagramPort) -> int:
+        """Serve a datagram port (module doc) as the next socket index; returns it."""
+        index = len(self.local_endpoints)
+        self.local_endpoints.append(port.local)
+        self.ports[index] = port
+        port.set_receiver(functools.partial(self._port_received, index))
+        return index
+
+    def _port_received(self, index: int, data: bytes, remote: Endpoint) -> None:
+        if not self._closed:
+            self._received(index, data, remote)
+
     def datagram_received(self, index: int, data: bytes, addr: tuple[Any, ...]) -> None:
-        if self._closed:
-            return
+        if not self._closed:
+            self._received(index, data, Endpoint.from_sockaddr(addr))
+
+    def _received(self, index: int, data: bytes, remote: Endpoint) -> None:
         now = self.loop.time()
-        remote = Endpoint.from_sockaddr(addr)
         if self.on_receive is not None:
             self.on_receive(now, data, remote, index)
         self.core.receive_datagram(data, remote, index, now)
@@ -201,7 +232,15 @@ class CoreRunner(Generic[EventT]):
 
     def _send(self, datagram: Datagram) -> None:
         index, ttl = datagram.socket, datagram.ttl
-        transport, sock = self.transports[index], self.sockets[index]
+        port = self.ports.get(index)
+        if port is not None:
+            if ttl is None:
+                port.send(datagram.data, datagram.remote)
+            else:
+                self.socket_errors += 1  # a port has no per-datagram hop limit
+            return
+        position = self._socket_at[index]
+        transport, sock = self.transports[position], self.sockets[position]
         address = datagram.remote.sockaddr()
         for retry in (False, True):
             try:
@@ -229,15 +268,16 @@ class CoreRunner(Generic[EventT]):
         Errors reach the core on the next loop iteration, never in the
         middle of a :meth:`transmit` that is sending the core's datagrams.
         """
-        if index >= len(self.sockets) or self._closed:
+        position = self._socket_at.get(index)
+        if position is None or self._closed:
             return False
-        sock = self.sockets[index]
+        sock = self.sockets[position]
         drained = read_errors(sock)
         if not drained.empty and drained.entries == 0:
             # The queue cannot be read, so POLLERR would stay up and spin the
             # loop: stop asking for errors on this socket (which purges it).
             enable_errors(sock, False)
-            self._recverr_set[index] = False
+            self._recverr_set[position] = False
         self.icmp_errors += len(drained.errors)
         if self._icmp_handler is not None and drained.errors:
             self._icmp_pending.extend((index, error) for error in drained.errors)
@@ -296,9 +336,17 @@ class CoreRunner(Generic[EventT]):
                 enable_errors(sock, False)
         for transport in self.transports:
             transport.close()
+        for port in self.ports.values():
+            port.set_receiver(_ignore)
         self.transports.clear()
         self.sockets.clear()
+        self.ports.clear()
+        self._socket_at.clear()
         self._recverr_set.clear()
+
+
+def _ignore(data: bytes, remote: Endpoint) -> None:
+    """A closed runner's port receiver: the port may outlive the runner."""
 
 
 ResultT = TypeVar("ResultT")

@@ -22,14 +22,11 @@ UDP socket or this (:class:`DatagramPort`)::
     port.set_receiver(fn)           # fn(data: bytes, remote: Endpoint) -> None
     port.close()                    # idempotent
 
-To run a core on one, ``CoreRunner`` (``natkit/aio/driver.py``) needs a
-third way in beside ``bind``/``attach``, e.g. ``attach_port(port) -> index``:
-append ``port.local`` to ``local_endpoints``, call ``port.set_receiver(lambda
-data, remote: core.receive_datagram(data, remote, index, loop.time());
-transmit())``, and in ``_send`` hand datagrams of that index to
-``port.send(data, remote)``. A ``Datagram.ttl`` cannot be honoured there
-(count it and send with the default hop limit, or drop it), and no ICMP
-errors are read: a raw socket's error queue is not the owner's.
+A core runs on one through ``CoreRunner.attach_port(port)``
+(:mod:`natkit.aio.driver`), which gives it the next socket index: the core
+cannot tell it from a socket. A ``Datagram.ttl`` cannot be honoured there
+(the runner counts and drops such a datagram), and no ICMP errors are
+read: a raw socket's error queue is not the owner's.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ runs one ``wg`` process under a timeout (a hung ``wg`` is killed), and every
 failure becomes a typed :class:`~natkit.wireguard.errors.WireGuardError`:
 ``wg`` missing, no such interface, no permission, anything else with its
 exit status and message. Output is parsed and dropped: ``wg show dump``
-prints the interface's private key, which is never kept.
+prints the interface's private key, which is never kept; the one call that
+keeps it is :meth:`WireGuardControl.private_key`, for a node that uses
+WireGuard's key pair as its own (:mod:`natkit.aio.wireguard_node`).
 
 ``command_prefix`` runs ``wg`` somewhere else, e.g. ``("nsenter", "-t",
 PID, "-m", "-n")`` to reach a wireguard-go whose UAPI socket lives in a
@@ -22,15 +24,19 @@ import os
 from collections.abc import Sequence
 
 from natkit.endpoint import Endpoint
+from natkit.identity import KeyFormatError, PrivateKey
 from natkit.wireguard.commands import (
+    PeerConfig,
     check_interface,
     classify_failure,
     latest_handshakes_argv,
+    private_key_argv,
     set_endpoint_argv,
+    set_peer_argv,
     show_dump_argv,
 )
-from natkit.wireguard.dump import InterfaceStatus, parse_dump, parse_latest_handshakes
-from natkit.wireguard.errors import WgCommandError, WgNotInstalledError
+from natkit.wireguard.dump import NONE, InterfaceStatus, parse_dump, parse_latest_handshakes
+from natkit.wireguard.errors import WgCommandError, WgNotInstalledError, WgOutputError
 from natkit.wireguard.keys import WireGuardKey
 
 #: Seconds one ``wg`` run may take; ``wg`` answers in milliseconds.
@@ -65,6 +71,22 @@ class WireGuardControl:
     async def set_endpoint(self, peer: WireGuardKey, endpoint: Endpoint) -> None:
         """Point WireGuard at ``endpoint`` for ``peer`` (``wg set IFACE peer KEY endpoint``)."""
         await self._run(set_endpoint_argv(self.interface, peer, endpoint))
+
+    async def set_peer(self, config: PeerConfig) -> None:
+        """``wg set IFACE peer KEY ...`` with what ``config`` sets. Creates the
+        peer if the interface lacks it: set only peers read from :meth:`status`."""
+        await self._run(set_peer_argv(self.interface, config))
+
+    async def private_key(self) -> PrivateKey:
+        """The interface's private key (``wg show IFACE private-key``), e.g. to
+        use WireGuard's key pair as the natkit node's; never logged or quoted."""
+        text = (await self._run(private_key_argv(self.interface))).strip()
+        if text == NONE:
+            raise WgOutputError(1, "private-key", "the interface has no private key")
+        try:
+            return PrivateKey.from_base64(text)
+        except KeyFormatError:
+            raise WgOutputError(1, "private-key", "not a key") from None
 
     async def _run(self, argv: list[str]) -> str:
         full = [*self.command_prefix, *argv]

@@ -121,6 +121,7 @@ class Session:
         "_agent",
         "_config",
         "_direct_lost",
+        "_early_nomination",
         "_first_valid_at",
         "_keepalive_at",
         "_ladder",
@@ -166,6 +167,8 @@ class Session:
         self.selected: Pair | None = None
         self._nominating: Pair | None = None
         self._nominee: Pair | None = None
+        # A nomination that came before the peer's announcement (slow signalling).
+        self._early_nomination: tuple[CheckRequest, Endpoint, Base] | None = None
         self._first_valid_at: float | None = None
         self._after_loss = False
         self._keepalive_at: float | None = None
@@ -260,6 +263,14 @@ class Session:
             self.birthday.receive(message, now)
             return
         self.signal.receive(message, now)
+        early = self._early_nomination
+        if early is not None and self.signal.remote_ufrag is not None:
+            # RFC 8445 §7.3.1.5: the nomination counts once the pair can be
+            # formed; the controlling side will not send it again (it had its answer).
+            self._early_nomination = None
+            request, source, base = early
+            if request.remote_ufrag == self.signal.remote_ufrag:
+                self._pair_checked_by_peer(request, source, base, now)
         self._check_unreachable(now)
         self.maybe_birthday(now)
 
@@ -373,6 +384,7 @@ class Session:
             self.selected = None
         self._agent.forget(self.checks.clear())
         self._nominating = self._nominee = None
+        self._early_nomination = None
         self._first_valid_at = None
         self._after_loss = False
         self._keepalive_at = None
@@ -621,7 +633,19 @@ class Session:
         agent.send(base, source, build_success(transaction_id, source, self.local_key), now)
         agent.stats.answers_sent += 1
         if remote_ufrag is None:
-            return  # answered; our own checks start with the peer's announcement
+            # Answered; our own checks start with the peer's announcement, and
+            # a nomination is kept until then (a slow channel: DNS polling).
+            if request.use_candidate and self.role is Role.CONTROLLED:
+                self._early_nomination = (request, source, base)
+            return
+        self._pair_checked_by_peer(request, source, base, now)
+
+    def _pair_checked_by_peer(
+        self, request: CheckRequest, source: Endpoint, base: Base, now: float
+    ) -> None:
+        """The peer's check of (``base``, ``source``) was answered: form the
+        pair, trigger our own check of it, take a nomination (RFC 8445 §7.3.1.4-5)."""
+        agent = self._agent
         pair = self.pairs.get((base, source))
         if pair is None:
             pair = self._pair_for_request(source, base, request.priority, now)

@@ -25,6 +25,7 @@ from natkit.endpoint import Endpoint
 from natkit.lab import ipv6, miniupnpd, state
 from natkit.lab import rendezvous as lab_rendezvous
 from natkit.lab import turn as lab_turn
+from natkit.lab import wireguard_quick as lab_wireguard_quick
 from natkit.lab.build import build_network, reserve
 from natkit.lab.errors import LabError
 from natkit.lab.loss import render_loss
@@ -142,6 +143,8 @@ class Lab:
             if chosen.rendezvous:
                 lab_rendezvous.make_keys(lab)
                 lab_rendezvous.start(lab)
+            if chosen.wireguard:
+                lab_wireguard_quick.write_configs(lab)
         except BaseException:
             lab.down()
             raise

@@ -158,7 +158,15 @@ def connect_argv(lab: Lab, me: NodeKey, peers: list[NodeKey]) -> list[str]:
         command += ["--peer", str(peer.public_key)]
     for server in stun:
         command += ["--stun", server]
-    nats = _site_nats(lab, me.role)
+    return command + traversal_argv(lab, me.role)
+
+
+def traversal_argv(lab: Lab, role: str) -> list[str]:
+    """The relay and port-range flags of client host ``role``'s ``natkit
+    connect`` (see :func:`connect_argv`): ``coturn`` when the lab runs it
+    (TLS from a site whose UDP is blocked), the site NAT's port range."""
+    nats = _site_nats(lab, role)
+    command: list[str] = []
     turn = lab.turn_servers.get("coturn")
     if turn is not None and turn.user is not None and turn.password is not None:
         transport = "tls" if any(n.block_udp for n in nats) else "udp"

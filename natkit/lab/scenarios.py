@@ -18,6 +18,9 @@ The ``connect-*`` scenarios (``rendezvous=True``) are for ``natkit
 connect``: the lab also runs a ``natkit rendezvous`` on the internet
 (192.0.2.10:7000) and makes a node key for every client
 (:mod:`natkit.lab.rendezvous`), so two sites connect with three commands.
+The ``wireguard-*`` scenarios (``wireguard=True``) also write a wg-quick
+file per site (peers, no endpoints) for the WireGuard quick start
+(:mod:`natkit.lab.wireguard_quick`).
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ class Scenario:
     """More hosts on the main site's innermost LAN (``client2``, ...)."""
     rendezvous: bool = False
     """Run a rendezvous on the internet and make a node key per client."""
+    wireguard: bool = False
+    """Write a wg-quick file per site client for the WireGuard quick start
+    (:mod:`natkit.lab.wireguard_quick`; needs ``rendezvous`` for the keys)."""
 
     def __post_init__(self) -> None:
         names = [site.name for site in self.sites]
@@ -101,6 +107,8 @@ class Scenario:
             raise ValueError(f"scenario {self.name!r}: LAN peers need a NAT and IPv4 only")
         if not 0 <= self.lan_peers <= MAX_LAN_PEERS:
             raise ValueError(f"scenario {self.name!r}: 0-{MAX_LAN_PEERS} LAN peers")
+        if self.wireguard and (not self.rendezvous or not self.sites or self.lan_peers):
+            raise ValueError(f"scenario {self.name!r}: WireGuard needs a rendezvous and sites")
 
     @property
     def generic(self) -> bool:
@@ -323,6 +331,67 @@ _ALL: tuple[Scenario, ...] = (
         _nat(APDM, APDF, RANDOM),
         sites=(Site("b", (_HARD,)),),
         rendezvous=True,
+    ),
+    Scenario(
+        "wireguard-pair",
+        "WireGuard: two sites behind port-preserving masquerades (EIM/APDF, firewalled);"
+        " a rendezvous on 192.0.2.10:7000, a wg-quick file per site",
+        (_CONE,),
+        _nat(EIM, APDF, PRESERVING),
+        sites=(Site("b", (_CONE,)),),
+        rendezvous=True,
+        wireguard=True,
+    ),
+    Scenario(
+        "wireguard-eim-apdm",
+        "WireGuard: the client behind a port-preserving masquerade (EIM/APDF), client-b"
+        " behind a symmetric NAT (APDM/APDF, random ports); a rendezvous on 192.0.2.10:7000",
+        (_EASY,),
+        _nat(EIM, APDF, PRESERVING),
+        sites=(Site("b", (_HARD,)),),
+        rendezvous=True,
+        wireguard=True,
+    ),
+    Scenario(
+        "wireguard-cgnat",
+        "WireGuard: the client behind a home masquerade behind a carrier masquerade"
+        " (100.64.0.0/24), client-b behind a port-preserving masquerade (EIM/APDF);"
+        " a rendezvous on 192.0.2.10:7000",
+        (_CONE, _CONE),
+        _nat(EIM, APDF, PRESERVING),
+        sites=(Site("b", (_CONE,)),),
+        rendezvous=True,
+        wireguard=True,
+    ),
+    Scenario(
+        "wireguard-udp-blocked",
+        "WireGuard: the client's router drops forwarded UDP (TCP passes), client-b behind a"
+        " port-preserving masquerade: only a TURN relay over TCP or TLS connects them",
+        (NatSpec(EIM, APDF, PRESERVING, block_udp=True, drop_unsolicited=True),),
+        Classification.udp_blocked_result(behind_nat=True),
+        sites=(Site("b", (_CONE,)),),
+        rendezvous=True,
+        wireguard=True,
+    ),
+    Scenario(
+        "wireguard-birthday",
+        "WireGuard: both sites behind symmetric NATs with random ports in 40000-40999:"
+        " relayed first, then birthday probing finds a direct path (not on WireGuard's port)",
+        (_SMALL_HARD,),
+        _nat(APDM, APDF, RANDOM),
+        sites=(Site("b", (_SMALL_HARD,)),),
+        rendezvous=True,
+        wireguard=True,
+    ),
+    Scenario(
+        "wireguard-mesh",
+        "WireGuard: three sites, each behind a port-preserving masquerade (EIM/APDF,"
+        " firewalled); a rendezvous on 192.0.2.10:7000, a wg-quick file per site",
+        (_CONE,),
+        _nat(EIM, APDF, PRESERVING),
+        sites=(Site("b", (_CONE,)), Site("c", (_CONE,))),
+        rendezvous=True,
+        wireguard=True,
     ),
     Scenario(
         "dual-stack",

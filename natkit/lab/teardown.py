@@ -24,6 +24,7 @@ from natkit.lab.errors import UnknownLabError
 from natkit.lab.netns import delete_namespaces, list_namespaces, namespace_pids
 from natkit.lab.plan import NAMESPACE_RE, PREFIX
 from natkit.lab.state import LabRecord
+from natkit.lab.wireguard_quick import remove_sockets
 
 #: Seconds processes get between SIGTERM and SIGKILL at teardown.
 TERMINATE_GRACE_S = 2.0
@@ -44,6 +45,7 @@ def teardown(record: LabRecord, children: Iterable[subprocess.Popen[bytes]] = ()
     pids = set(namespace_pids(*namespaces)) - {os.getpid()}
     terminate(pids, children)
     delete_namespaces(namespaces)
+    remove_sockets(record.run_id)
     shutil.rmtree(record.workdir, ignore_errors=True)
     state.remove(record.run_id)
 

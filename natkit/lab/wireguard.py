@@ -53,16 +53,10 @@ from types import TracebackType
 from natkit.aio.wireguard import WireGuardControl
 from natkit.endpoint import Endpoint
 from natkit.lab import Lab
-from natkit.lab.classification import (
-    Classification,
-    FilteringBehavior,
-    MappingBehavior,
-    PortAllocation,
-)
 from natkit.lab.errors import CommandError, ServerStartError
-from natkit.lab.nat import NatSpec
 from natkit.lab.netns import exec_argv, ip_batch, require_tools, run
-from natkit.lab.scenarios import Scenario, Site
+from natkit.lab.scenarios import get_scenario
+from natkit.lab.wireguard_quick import LISTEN_PORT, TUNNEL_NETWORK
 from natkit.wireguard.commands import (
     PeerConfig,
     check_interface,
@@ -71,11 +65,8 @@ from natkit.wireguard.commands import (
 )
 from natkit.wireguard.keys import WireGuardKey
 
-#: Tunnel addresses: outside 192.168.1.0/24, 10.0.0.0/16 and 100.64.0.0/10.
-TUNNEL_NETWORK = ipaddress.IPv4Network("10.200.0.0/24")
 DEFAULT_INTERFACE = "wg0"
-#: WireGuard's customary port; every site may use it (each has its own NAT).
-DEFAULT_LISTEN_PORT = 51820
+DEFAULT_LISTEN_PORT = LISTEN_PORT
 #: Seconds wireguard-go gets to create its UAPI socket.
 READY_TIMEOUT_S = 5.0
 #: Seconds between SIGTERM and SIGKILL when a node stops.
@@ -90,39 +81,11 @@ _START_SCRIPT = (
     ' && exec wireguard-go --foreground "$1"'
 )
 
-#: A home router: Linux masquerade as is (EIM, port-preserving, APDF) with an
-#: input firewall, so a peer's early packet leaves no conntrack entry that
-#: would take the port (:mod:`natkit.lab.nat`, rule 4).
-HOME_NAT = NatSpec(
-    MappingBehavior.EIM,
-    FilteringBehavior.APDF,
-    PortAllocation.PRESERVING,
-    drop_unsolicited=True,
-)
-_HOME = Classification(
-    MappingBehavior.EIM,
-    FilteringBehavior.APDF,
-    False,
-    PortAllocation.PRESERVING,
-    udp_blocked=False,
-    behind_nat=True,
-)
-#: Two sites behind home routers: the baseline tunnel with endpoints set by hand.
-WIREGUARD_PAIR = Scenario(
-    "wireguard-pair",
-    "two sites, each behind a port-preserving masquerade (EIM/APDF, firewalled)",
-    (HOME_NAT,),
-    _HOME,
-    sites=(Site("b", (HOME_NAT,)),),
-)
+#: Two sites behind home routers (port-preserving masquerade, EIM/APDF, with
+#: an input firewall): the baseline tunnel with endpoints set by hand.
+WIREGUARD_PAIR = get_scenario("wireguard-pair")
 #: Three such sites: a full mesh, one interface and one listen port per node.
-WIREGUARD_MESH = Scenario(
-    "wireguard-mesh",
-    "three sites, each behind a port-preserving masquerade (EIM/APDF, firewalled)",
-    (HOME_NAT,),
-    _HOME,
-    sites=(Site("b", (HOME_NAT,)), Site("c", (HOME_NAT,))),
-)
+WIREGUARD_MESH = get_scenario("wireguard-mesh")
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,11 @@ def show_dump_argv(interface: str) -> list[str]:
     return [WG, "show", check_interface(interface), "dump"]
 
 
+def private_key_argv(interface: str) -> list[str]:
+    """``wg show IFACE private-key``: the interface's private key (base64, one line)."""
+    return [WG, "show", check_interface(interface), "private-key"]
+
+
 def latest_handshakes_argv(interface: str) -> list[str]:
     """``wg show IFACE latest-handshakes``: no key material in the output."""
     return [WG, "show", check_interface(interface), "latest-handshakes"]

@@ -61,6 +61,16 @@ class Node:
     _threads: list[threading.Thread] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
+    @classmethod
+    def watch(cls, role: str, proc: subprocess.Popen[str]) -> Node:
+        """Read a started process's JSON lines and stderr on threads."""
+        node = cls(role, proc)
+        for target in (node._read_stdout, node._read_stderr):
+            thread = threading.Thread(target=target, daemon=True, name=f"{role}-reader")
+            thread.start()
+            node._threads.append(thread)
+        return node
+
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         for text in self.proc.stdout:
@@ -132,12 +142,7 @@ def start_node(lab: Lab, role: str, peers: Sequence[str], *extra: str) -> Node:
         text=True,
         env=natkit_cli_env(),
     )
-    node = Node(role, proc)
-    for target in (node._read_stdout, node._read_stderr):
-        thread = threading.Thread(target=target, daemon=True, name=f"{role}-reader")
-        thread.start()
-        node._threads.append(thread)
-    return node
+    return Node.watch(role, proc)
 
 
 def when(line: Line) -> float:

@@ -220,7 +220,7 @@ def test_a_refused_update_publishes_nothing_and_says_why(
         channel = directory(knot, eve, tsig=tsig)
         try:
             with pytest.raises(UpdateRefused) as at_start:
-                await channel.start()
+                await channel.announce()
             with pytest.raises(UpdateRefused) as at_send:
                 await channel.send(node_key("bob"), b"forged offer")
             return at_start.value, at_send.value

@@ -39,6 +39,7 @@ from natkit.lab.servers import (
     server_addresses,
     server_argv,
 )
+from natkit.lab.wireguard_quick import interface_name, render_config
 
 EIM, ADM, APDM = MappingBehavior.EIM, MappingBehavior.ADM, MappingBehavior.APDM
 EIF, ADF, APDF = FilteringBehavior.EIF, FilteringBehavior.ADF, FilteringBehavior.APDF
@@ -80,6 +81,12 @@ def test_scenario_names_are_the_public_contract() -> None:
         "connect-udp-blocked",
         "connect-birthday",
         "connect-upnp",
+        "wireguard-pair",
+        "wireguard-eim-apdm",
+        "wireguard-cgnat",
+        "wireguard-udp-blocked",
+        "wireguard-birthday",
+        "wireguard-mesh",
         "dual-stack",
         "nat64",
         "nat64-56",
@@ -634,6 +641,20 @@ def test_connect_scenarios_are_not_generic() -> None:
     connect = [s for s in SCENARIOS.values() if s.name.startswith("connect-")]
     assert len(connect) == 8
     assert all(s.rendezvous and not s.generic for s in connect)
+    wireguard = [s for s in SCENARIOS.values() if s.name.startswith("wireguard-")]
+    assert all(s.wireguard and s.rendezvous and s.sites and not s.generic for s in wireguard)
+    with pytest.raises(ValueError, match="WireGuard needs a rendezvous and sites"):
+        Scenario("x", "x", (), SCENARIOS["no-nat"].expected, wireguard=True)
+
+
+def test_the_wireguard_quick_start_file_has_peers_and_no_endpoint() -> None:
+    text = render_config("PRIVATE=", 1, [("PEER_A=", 0), ("PEER_C=", 2)])
+    assert text == (
+        "[Interface]\nPrivateKey = PRIVATE=\nListenPort = 51820\nAddress = 10.200.0.2/24\n"
+        "\n[Peer]\nPublicKey = PEER_A=\nAllowedIPs = 10.200.0.1/32\n"
+        "\n[Peer]\nPublicKey = PEER_C=\nAllowedIPs = 10.200.0.3/32\n"
+    )
+    assert interface_name("0a1b2", 2) == "wg0a1b2c"
 
 
 @pytest.mark.parametrize(

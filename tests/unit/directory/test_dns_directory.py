@@ -28,8 +28,9 @@ from natkit.directory.records import MessageRecord, message_strings
 from natkit.directory.spec import DirectorySpec
 from natkit.directory.tsig import TsigAlgorithm, TsigKey
 from natkit.directory.window import WindowConfig
+from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
-from natkit.signal.channel import MAX_SEALED, Envelope
+from natkit.signal.channel import MAX_SEALED, ChannelState, DownReason, Envelope, StateChanged
 
 ZONE = dns.name.from_text("natkit.test.")
 SPEC = DirectorySpec(ZONE, PRIMARY)
@@ -83,7 +84,7 @@ async def test_two_nodes_exchange_messages_each_once_in_order(
     zone: FakeZone, make: Callable[..., DnsDirectory]
 ) -> None:
     alice, bob = make(ALICE), make(BOB)
-    await alice.start()
+    await alice.announce()
     for i in range(3):
         await alice.send(BOB, b"offer %d" % i)
     bob.watch(ALICE)
@@ -165,7 +166,7 @@ async def test_refused_updates_raise_and_publish_nothing(
 ) -> None:
     alice = make(ALICE, tsig=key)
     with pytest.raises(UpdateRefused) as caught:
-        await alice.start()
+        await alice.announce()
     assert caught.value.reason is reason
     assert str(caught.value) == (
         f"DNS server 203.0.113.53:53 refused the update of zone natkit.test.: {text};"
@@ -185,7 +186,7 @@ async def test_an_unreachable_server_does_not_raise_and_the_window_goes_out_late
     alice = make(ALICE)
     zone.fail_next = [TimeoutError(), OSError(113, "No route to host")]
     zone.servfail_next = 1
-    await alice.start()  # times out: recorded, retried
+    await alice.announce()  # times out: recorded, retried
     assert alice.counters.update_failures == 1
     assert alice.last_error == "update to 203.0.113.53:53 failed: TimeoutError"
     await alice.send(BOB, b"offer")
@@ -276,8 +277,8 @@ async def test_receive_ends_on_close(make: Callable[..., DnsDirectory]) -> None:
 
 async def test_nodes_and_browsing(zone: FakeZone, make: Callable[..., DnsDirectory]) -> None:
     alice, bob = make(ALICE), make(BOB)
-    await alice.start()
-    await bob.start()
+    await alice.announce()
+    await bob.announce()
     assert sorted(k.raw for k in await bob.nodes()) == sorted([ALICE.raw, BOB.raw])
     await alice.send(BOB, b"hello")
     browsing = make(BOB, config=DirectoryConfig(poll=PollConfig(interval=1.0), browse_interval=1.0))
@@ -312,3 +313,63 @@ def test_config_bounds() -> None:
         DirectoryConfig(browse_interval=0.5)
     with pytest.raises(ValueError, match="retain must be at least the poll interval"):
         DirectoryConfig(poll=PollConfig(interval=20.0), window=WindowConfig(retain=10.0))
+
+
+# -- the channel's state (what a connect node re-announces on) -------------------------
+
+
+async def test_state_follows_the_server_up_down_up_and_refused(
+    zone: FakeZone, make: Callable[..., DnsDirectory]
+) -> None:
+    alice = make(ALICE)
+    events: list[StateChanged] = []
+    alice.subscribe(lambda event: events.append(event) if isinstance(event, StateChanged) else None)
+    assert alice.state is ChannelState.CONNECTING
+    zone.fail_next = [TimeoutError()]
+    alice.start()  # in the background: the first update times out, the retry works
+    await _until(lambda: alice.state is ChannelState.UP)
+    down = events[0]
+    assert (down.state, down.reason, down.retry_in) == (
+        ChannelState.CONNECTING,
+        DownReason.UNREACHABLE,
+        FAST.retry,
+    )
+    assert down.detail == "update to 203.0.113.53:53 failed: TimeoutError"
+    assert events[-1].state is ChannelState.UP
+    # A failed update after that: CONNECTING, then UP again when it goes through.
+    zone.servfail_next = 1
+    await alice.send(BOB, b"offer")
+    await _until(lambda: len(zone.txt(message_name(ZONE, ALICE.raw, BOB.raw))) == 1)
+    await asyncio.sleep(0)  # listeners are called soon, not at once
+    assert [e.state for e in events] == [ChannelState.CONNECTING, ChannelState.UP] * 2
+    # The endpoint advertised (WireGuard's mapping, say) changes in place.
+    assert alice.advertised is None
+    mapped = Endpoint.parse("198.51.100.1:51820")
+    await alice.advertise(mapped)
+    assert alice.advertised == mapped
+    srv = zone.rrsets[(instance_name(ZONE, ALICE.raw), dns.rdatatype.SRV)]
+    assert [r.port for r in srv] == [51820]
+
+
+async def test_a_refusal_in_the_background_is_the_state_and_is_not_retried(
+    zone: FakeZone, make: Callable[..., DnsDirectory]
+) -> None:
+    bob = make(BOB)
+    await bob.send(ALICE, b"offer")  # something for alice to read: reads need no key
+    wrong = TsigKey(UPDATE_KEY.name, TsigAlgorithm.HMAC_SHA256, b"w" * 32)
+    alice = make(ALICE, tsig=wrong)
+    events: list[StateChanged] = []
+    alice.subscribe(lambda event: events.append(event) if isinstance(event, StateChanged) else None)
+    alice.watch(BOB)
+    await _until(lambda: alice.counters.reads > 0)
+    alice.start()
+    await _until(lambda: bool(events))
+    # Reads alone never made it UP: only the primary taking an update does.
+    (refused,) = events
+    assert (refused.state, refused.reason) == (ChannelState.CONNECTING, DownReason.REFUSED)
+    assert "(BADSIG); nothing was published" in refused.detail
+    await asyncio.sleep(0.05)
+    assert len(zone.updates) == 3  # bob's two, alice's one
+    assert instance_name(ZONE, ALICE.raw) not in zone.names()
+    await alice.close()
+    assert alice.state is ChannelState.CLOSED

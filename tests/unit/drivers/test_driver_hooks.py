@@ -6,6 +6,7 @@ result, None included."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -256,3 +257,92 @@ def test_stream_requests_are_checked() -> None:
         StreamRequest(1, PEER, b"", timeout=0)
     with pytest.raises(InvalidArgument):
         StreamRequest(1, PEER, b"", timeout=1, stagger=())
+
+
+# -- datagram ports (CoreRunner.attach_port) ---------------------------------------------
+
+
+@dataclass
+class FakePort:
+    """A datagram port that keeps what it is asked to send."""
+
+    local: Endpoint
+    sent: list[tuple[bytes, Endpoint]] = field(default_factory=list)
+    receiver: object = None
+
+    def send(self, data: bytes, remote: Endpoint) -> None:
+        self.sent.append((data, remote))
+
+    def set_receiver(self, receiver: object) -> None:
+        self.receiver = receiver
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class PortEcho:
+    """Answers every datagram on the socket it came in on; a ``ttl:`` prefix
+    asks for a hop limit."""
+
+    seen: list[tuple[bytes, Endpoint, int]] = field(default_factory=list)
+    _out: list[Datagram] = field(default_factory=list)
+
+    def receive_datagram(self, data: bytes, remote: Endpoint, socket: int, now: float) -> None:
+        self.seen.append((data, remote, socket))
+        ttl = 3 if data.startswith(b"ttl:") else None
+        self._out.append(Datagram(b"echo " + data, remote, socket, ttl=ttl))
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return None
+
+    def next_event(self) -> None:
+        return None
+
+
+async def test_a_datagram_port_takes_the_next_socket_index_among_sockets() -> None:
+    core = PortEcho()
+    runner: CoreRunner[None] = CoreRunner(core, lambda event: None)
+    port = FakePort(Endpoint.parse("0.0.0.0:51820"))
+    await runner.bind([Endpoint.parse("127.0.0.1:0")])
+    assert runner.attach_port(port) == 1
+    await runner.bind([Endpoint.parse("127.0.0.1:0")])
+    try:
+        assert runner.local_endpoints[1] == port.local
+        assert len(runner.sockets) == 2
+        remote = Endpoint.parse("192.0.2.7:3478")
+        assert callable(port.receiver)
+        port.receiver(b"hello", remote)
+        assert core.seen == [(b"hello", remote, 1)]
+        assert port.sent == [(b"echo hello", remote)]
+        # A hop limit cannot be given to a port: dropped and counted.
+        port.receiver(b"ttl:x", remote)
+        assert port.sent == [(b"echo hello", remote)]
+        assert runner.socket_errors == 1
+        # The socket after the port is index 2 and still answers itself.
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        try:
+            peer.sendto(b"ping", runner.local_endpoints[2].sockaddr())
+            loop = asyncio.get_running_loop()
+            data, source = await asyncio.wait_for(loop.sock_recvfrom(peer, 100), 5)
+        finally:
+            peer.close()
+        assert data == b"echo ping"
+        assert source == runner.local_endpoints[2].sockaddr()
+        assert core.seen[-1][2] == 2
+    finally:
+        runner.close()
+    # The port outlives the runner: what it receives later goes nowhere.
+    assert callable(port.receiver)
+    port.receiver(b"late", Endpoint.parse("192.0.2.7:1"))
+    assert len(core.seen) == 3
+    assert runner.ports == {}

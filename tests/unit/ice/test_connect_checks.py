@@ -250,6 +250,36 @@ def test_the_controlled_side_follows_the_latest_answered_nomination() -> None:
     assert last.previous.remote == PEER
 
 
+def test_a_nomination_before_the_peers_announcement_counts_once_it_arrives() -> None:
+    """Slow signalling (a DNS directory polled every few seconds): the
+    controlling peer's nomination reaches us before its announcement. It is
+    answered (so the peer selects the pair) and must count once the
+    announcement comes, as the peer will not nominate again."""
+    harness = Harness()
+    fake = FakePeer(tie_breaker=2**64 - 1)
+    harness.call(lambda now: harness.agent.add_local_candidate(host(LOCAL), now))
+    harness.call(lambda now: harness.agent.add_peer("b", now))
+    harness.call(lambda now: harness.agent._session("b", "t").set_role(Role.CONTROLLED, now))
+    ufrag, pwd = harness.agent.credentials("b")
+    harness.take()
+    harness.deliver(
+        fake.request(ufrag, key=short_term_key(pwd), controlling=True, use_candidate=True)
+    )
+    (answer,) = harness.take()
+    assert parse_message(answer.data).message_class is MessageClass.SUCCESS_RESPONSE
+    harness.call(
+        lambda now: harness.agent.receive_signal("b", fake.announcement(harness.agent, "b"), now)
+    )
+    harness.advance(harness.now + 0.06)
+    checks = [
+        d for d in harness.take() if parse_message(d.data).message_class is MessageClass.REQUEST
+    ]
+    assert checks
+    harness.deliver(fake.answer(checks[-1].data, LOCAL))
+    (selected,) = harness.of(PathSelected)
+    assert selected.remote == PEER  # type: ignore[union-attr]
+
+
 def test_keepalives_carry_the_nomination_and_are_not_paced() -> None:
     harness, fake = connected_to_fake()
     check = first_check(harness)

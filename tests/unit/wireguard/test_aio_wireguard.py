@@ -12,10 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from wireguard_testlib import DUMP, PEER_V4
+from wireguard_testlib import DUMP, PEER_V4, PRIVATE, PUBLIC
 
 from natkit.aio.wireguard import WireGuardControl
 from natkit.endpoint import Endpoint
+from natkit.wireguard.commands import PeerConfig
 from natkit.wireguard.errors import (
     NoSuchInterfaceError,
     WgCommandError,
@@ -50,6 +51,8 @@ FAKE_WG = textwrap.dedent(
         sys.stdout.write(os.environ["FAKE_WG_DUMP"])
     elif args[1:] == ["show", "wg0", "latest-handshakes"]:
         sys.stdout.write(os.environ["FAKE_WG_HANDSHAKES"])
+    elif args[1:] == ["show", "wg0", "private-key"]:
+        sys.stdout.write(os.environ["FAKE_WG_PRIVATE"] + "\\n")
     """
 )
 
@@ -62,6 +65,7 @@ def fake_wg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str,
     monkeypatch.setenv("FAKE_WG_LOG", str(log))
     monkeypatch.setenv("FAKE_WG_DUMP", DUMP)
     monkeypatch.setenv("FAKE_WG_HANDSHAKES", f"{PEER_V4}\t1733352000\n")
+    monkeypatch.setenv("FAKE_WG_PRIVATE", PRIVATE)
     return (sys.executable, str(script)), log
 
 
@@ -118,3 +122,21 @@ async def test_missing_program() -> None:
     control = WireGuardControl("wg0", command_prefix=("/nonexistent/nsenter",))
     with pytest.raises(WgNotInstalledError, match="nsenter"):
         await control.status()
+
+
+async def test_the_private_key_and_a_peer_set(
+    fake_wg: tuple[tuple[str, ...], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix, log = fake_wg
+    control = WireGuardControl("wg0", command_prefix=prefix)
+    key = await control.private_key()
+    assert str(key.public_key) == PUBLIC
+    assert PRIVATE not in repr(key)
+    peer = WireGuardKey.parse(PEER_V4)
+    await control.set_peer(PeerConfig(peer, persistent_keepalive=0))
+    assert log.read_text().splitlines()[-1] == f"wg set wg0 peer {PEER_V4} persistent-keepalive off"
+    for text, problem in (("(none)", "the interface has no private key"), ("junk", "not a key")):
+        monkeypatch.setenv("FAKE_WG_PRIVATE", text)
+        with pytest.raises(WgOutputError) as caught:
+            await control.private_key()
+        assert caught.value.reason == problem
