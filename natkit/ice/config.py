@@ -16,7 +16,8 @@ Every timing of :class:`~natkit.ice.agent.ConnectAgent` is a field here
   first success. A switch to another pair needs ``switch_confirmations``
   consecutive samples that beat the selected path's SRTT by both
   ``switch_margin`` seconds and ``switch_ratio`` of it (5 ms and 10 %), one
-  every ``confirm_interval``: near-equal paths never flap.
+  every ``confirm_interval`` (a direct pair of higher priority needs only
+  samples not worse by both): near-equal paths never flap.
 * **Keepalive**: every ``keepalive_interval`` (15 s, or 45 % of the NAT's
   ``binding_lifetime`` when ``classify`` measured it, so two keepalives
   fit in one lifetime), jittered down by up to ``keepalive_jitter``.

@@ -11,7 +11,13 @@ same margins: of the pairs the fastest one does not clearly beat, the one
 with the highest priority wins. Two peers on one LAN whose NAT also
 hairpins see the LAN pair and the pair through the NAT within microseconds
 of each other; by raw SRTT either could win, and hysteresis would then keep
-it. Here the host pair wins, as it would on equal RTTs.
+it. Here the host pair wins, as it would on equal RTTs; and when the LAN
+pair's first answer came too late for the first choice (a loaded host), it
+still takes over: a challenger within the margins of the selected pair
+replaces it when its priority is higher (with the same confirmations;
+direct pairs only: between relayed ones RTT alone decides).
+Priorities are a total order, so this never flaps either: going back needs
+a clear win.
 
 Hysteresis (:func:`clearly_better`), after tailscale's ``betterAddr`` (keep
 the current address unless clearly beaten) but with two margins instead of
@@ -60,12 +66,23 @@ def choose(eligible: Iterable[Pair], config: ConnectConfig) -> Pair:
 
 
 def clearly_better(challenger: Pair, sample: float, selected: Pair, config: ConnectConfig) -> bool:
-    """Whether one RTT ``sample`` of ``challenger`` beats ``selected`` clearly."""
+    """Whether one RTT ``sample`` of ``challenger`` beats ``selected``: clearly
+    faster, or within the margins of it and of higher priority (see the
+    module doc)."""
     if challenger.relayed != selected.relayed:
         return selected.relayed  # direct beats relay whatever the RTT, never the reverse
     current = selected.srtt
     if current is None:
         return False
-    return sample <= current - config.switch_margin and sample <= current * (
-        1 - config.switch_ratio
+    if _clearly_faster(sample, current, config):
+        return True
+    # Between relayed pairs RTT alone decides: the warm standby keeps its place.
+    return (
+        not challenger.relayed
+        and challenger.priority > selected.priority
+        and not _clearly_faster(current, sample, config)
     )
+
+
+def _clearly_faster(rtt: float, than: float, config: ConnectConfig) -> bool:
+    return rtt <= than - config.switch_margin and rtt <= than * (1 - config.switch_ratio)

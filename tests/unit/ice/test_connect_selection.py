@@ -66,3 +66,18 @@ def test_the_first_choice_gives_near_equal_rtts_to_the_higher_priority() -> None
     assert choose([through_nat, slow_lan], CONFIG) is through_nat
     # ...and a direct pair over any relay.
     assert choose([pair(0.5), pair(0.001, relay=True)], CONFIG).relayed is False
+
+
+def test_a_higher_priority_pair_within_the_margins_takes_over_once() -> None:
+    # The LAN pair answered too late for the first choice (a loaded host): the
+    # pair through the NAT was selected. Near-equal and preferred, the LAN pair
+    # takes over; the pair through the NAT never takes it back without a clear win.
+    through_nat = pair(0.000180, preference=100)
+    lan = pair(0.000200, preference=65535)
+    assert clearly_better(lan, 0.000210, through_nat, CONFIG)
+    assert not clearly_better(through_nat, 0.000150, lan, CONFIG)
+    # Clearly slower, the preferred pair does not take over.
+    assert not clearly_better(pair(0.030, preference=65535), 0.030, pair(0.010), CONFIG)
+    # Between relayed pairs only RTT counts (the warm standby stays).
+    preferred_relay = pair(0.010, relay=True, preference=65535)
+    assert not clearly_better(preferred_relay, 0.010, pair(0.010, relay=True, preference=1), CONFIG)
