@@ -41,6 +41,7 @@ from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 from natkit.aio.errqueue import enable_errors, errors_enabled, read_errors, send_with_ttl
 from natkit.aio.stun_stream import serve_stream_request
 from natkit.endpoint import Endpoint
+from natkit.errors import NatkitError
 from natkit.sansio import (
     Datagram,
     IcmpError,
@@ -260,11 +261,18 @@ class CoreRunner(Generic[EventT]):
 
     async def _serve_stream(self, request: StreamRequest) -> None:
         tls = None
+        result: StreamResult | None = None
         if self.tls is not None and request.transport is StreamTransport.TLS:
-            if self._tls_context is None:
-                self._tls_context = self.tls()  # made once: loading CAs costs ~20 ms
-            tls = self._tls_context
-        result = await serve_stream_request(request, tls)
+            try:
+                if self._tls_context is None:
+                    self._tls_context = self.tls()  # made once: loading CAs costs ~20 ms
+                tls = self._tls_context
+            except (NatkitError, OSError) as exc:  # ssl.SSLError is an OSError
+                # The core hears why, as for any other failed stream; raised
+                # here, it would end the task and nobody would see it.
+                result = StreamResult(None, None, None, f"TLS setup failed: {exc}")
+        if result is None:
+            result = await serve_stream_request(request, tls)
         if self._closed or self._stream_sink is None:
             return
         now = self.loop.time()
