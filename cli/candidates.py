@@ -22,7 +22,7 @@ import sys
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, gather_candidates
 from natkit.aio.dns import parse_dns_server
-from natkit.cli.flags import tls_ca_context
+from natkit.cli.flags import gateway_address, tls_ca_context
 from natkit.cli.output import add_format_flags, print_report
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
@@ -69,7 +69,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tcp", action="store_true", help="skip STUN over TCP")
     parser.add_argument("--no-portmap", action="store_true", help="skip port mapping")
     parser.add_argument(
-        "--gateway", metavar="IP", help="port-mapping gateway (default: the default route's)"
+        "--gateway",
+        type=gateway_address,
+        metavar="IP",
+        help="port-mapping gateway, the only one used (default: the default route's)",
     )
     parser.add_argument(
         "--portmap-timeout",

@@ -83,6 +83,7 @@ async def test_no_answer_exits_2() -> None:
         ["--timeout", "0"],
         ["--static", "198.51.100.7"],
         ["--bogus"],
+        ["--gateway", "nope"],
     ],
 )
 async def test_bad_command_lines_exit_64(argv: list[str]) -> None:
