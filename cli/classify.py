@@ -57,6 +57,10 @@ PER_RUN_KEYS = frozenset(
 VERDICT_KEYS = tuple(key for key in SCALAR_KEYS if key not in PER_RUN_KEYS)
 
 EXIT_OK, EXIT_EXPECTATION, EXIT_UNDETERMINED, EXIT_USAGE = 0, 1, 2, 64
+#: Shortest ``--every``: each run sends a few dozen probes to every server,
+#: and a run that outlasts the period is followed at once, so a period near
+#: zero would send them back to back (a flood of someone's STUN server).
+MIN_EVERY = 1.0
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +123,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--every",
         type=float,
         metavar="SECONDS",
-        help="repeat the classification every SECONDS (until Ctrl-C, or --count runs)",
+        help=f"repeat the classification every SECONDS, at least {MIN_EVERY:g}"
+        " (until Ctrl-C, or --count runs)",
     )
     parser.add_argument(
         "--count",
@@ -171,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
 def _bad_numbers(args: argparse.Namespace) -> str | None:
     if args.timeout <= 0 or args.allocation_sockets < 0 or args.lifetime_max <= 0:
         return "--timeout and --allocation-sockets must be positive"
-    if args.every is not None and args.every < 0:
-        return "--every must not be negative"
+    if args.every is not None and not args.every >= MIN_EVERY:  # NaN too
+        return f"--every must be at least {MIN_EVERY:g} s (a shorter period floods the servers)"
     if args.count is not None and (args.count < 1 or args.every is None):
         return "--count takes a positive number and goes with --every"
     return None

@@ -26,7 +26,7 @@ def classify(server: Endpoint, *argv: str) -> tuple[str, ...]:
 
 async def test_every_with_count_prints_one_document_per_run(stun_server: Endpoint) -> None:
     code, out, err = await run(
-        *classify(stun_server, "--every", "0.05", "--count", "3", "--json-line")
+        *classify(stun_server, "--every", "1", "--count", "3", "--json-line")
     )
     assert code == 0, err
     documents = [json.loads(line) for line in out.splitlines()]
@@ -37,7 +37,7 @@ async def test_every_with_count_prints_one_document_per_run(stun_server: Endpoin
 
 
 async def test_every_human_output_numbers_the_runs(stun_server: Endpoint) -> None:
-    code, out, err = await run(*classify(stun_server, "--every", "0", "--count", "2"))
+    code, out, err = await run(*classify(stun_server, "--every", "1", "--count", "2"))
     assert code == 0, err
     headers = [line.split(" at ")[0] for line in out.splitlines() if line.startswith("run ")]
     assert headers == ["run 1", "run 2"]
@@ -45,7 +45,7 @@ async def test_every_human_output_numbers_the_runs(stun_server: Endpoint) -> Non
 
 async def test_exit_status_is_the_worst_run(stun_server: Endpoint) -> None:
     code, out, err = await run(
-        *classify(stun_server, "--every", "0", "--count", "2", "--json-line"),
+        *classify(stun_server, "--every", "1", "--count", "2", "--json-line"),
         "--expect",
         "behind_nat=true",
     )
@@ -60,6 +60,9 @@ async def test_exit_status_is_the_worst_run(stun_server: Endpoint) -> None:
         ["--count", "2"],  # --count needs --every
         ["--every", "1", "--count", "0"],
         ["--every", "-1"],
+        ["--every", "0"],  # back-to-back runs: a flood
+        ["--every", "0.5"],
+        ["--every", "nan"],
     ],
 )
 async def test_bad_repetition_flags_exit_64(stun_server: Endpoint, argv: list[str]) -> None:
@@ -67,6 +70,10 @@ async def test_bad_repetition_flags_exit_64(stun_server: Endpoint, argv: list[st
     assert code == 64
     assert out == ""
     assert err.startswith("natkit classify: ")
+    if "--every" in argv and "--count" not in argv:
+        assert err == (
+            "natkit classify: --every must be at least 1 s (a shorter period floods the servers)\n"
+        )
 
 
 def test_verdict_changes_name_each_changed_verdict_and_skip_addresses() -> None:
