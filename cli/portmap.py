@@ -121,13 +121,28 @@ def run(args: argparse.Namespace) -> int:
 
 async def _release(journal: LeaseJournal, as_json: bool) -> int:
     outcomes = await release_orphans(journal)
+    corrupt = journal.corrupt
     if as_json:
-        print(json.dumps({"released": [_outcome(o) for o in outcomes]}, indent=2))
+        document: dict[str, Any] = {
+            "released": [_outcome(o) for o in outcomes],
+            "corrupt_journal": None,
+        }
+        if corrupt is not None:
+            document["corrupt_journal"] = {
+                "path": str(corrupt.path),
+                "problem": corrupt.problem,
+                "kept_at": None if corrupt.kept_at is None else str(corrupt.kept_at),
+            }
+        print(json.dumps(document, indent=2))
     else:
-        if not outcomes:
+        if not outcomes and corrupt is None:
             print(f"natkit portmap: no leases of killed runs in {journal.path}")
         for outcome in outcomes:
             print(f"  {_outcome_line(outcome)}")
+    if corrupt is not None:
+        # Leases it held may still be at a gateway: not "nothing to release".
+        print(f"natkit portmap: {corrupt}", file=sys.stderr)
+        return EXIT_NO_MAPPING
     # A stale entry (another network) was dropped: nothing is left to do for it.
     return EXIT_OK if all(o.released or o.stale for o in outcomes) else EXIT_NO_MAPPING
 
@@ -183,6 +198,8 @@ async def _hold(mapper: PortMapper, args: argparse.Namespace) -> int:
     try:
         with mapper.release_on_signals():
             result = await mapper.start(wait_for_all=True)
+            if mapper.journal is not None and mapper.journal.corrupt is not None:
+                print(f"natkit portmap: warning: {mapper.journal.corrupt}", file=sys.stderr)
             _print_result(result, args.json, args.gateway)
             if result.mapping is None:
                 return EXIT_NO_MAPPING

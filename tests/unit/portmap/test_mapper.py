@@ -192,7 +192,10 @@ def test_journal_roundtrip_and_orphans(tmp_path: Path) -> None:
 def test_journal_survives_a_torn_file(tmp_path: Path) -> None:
     path = tmp_path / "portmap.json"
     path.write_text('{"leases": [{"id": ', encoding="utf-8")
-    assert LeaseJournal(path).entries() == []
+    journal = LeaseJournal(path)
+    assert journal.entries() == []
+    assert journal.corrupt is not None
+    assert journal.corrupt.kept_at == tmp_path / "portmap.json.corrupt"
 
 
 @pytest.mark.parametrize(
