@@ -30,6 +30,7 @@ TLS with the context ``tls`` makes) and feeds the result back through
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import socket as socket_module
 import ssl
@@ -41,7 +42,7 @@ from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 from natkit.aio.errqueue import enable_errors, errors_enabled, read_errors, send_with_ttl
 from natkit.aio.stun_stream import serve_stream_request
 from natkit.endpoint import Endpoint
-from natkit.errors import NatkitError
+from natkit.errors import AddressNotLocal, NatkitError
 from natkit.sansio import (
     Datagram,
     IcmpError,
@@ -70,7 +71,14 @@ def open_udp_sockets(endpoints: Sequence[Endpoint]) -> list[socket_module.socket
             )
             sock = socket_module.socket(family, socket_module.SOCK_DGRAM)
             sockets.append(sock)
-            sock.bind(endpoint.sockaddr())
+            try:
+                sock.bind(endpoint.sockaddr())
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    # Bare "[Errno 99] Cannot assign requested address" hides
+                    # that the address given (--local-address) is not ours.
+                    raise AddressNotLocal(str(endpoint.address)) from None
+                raise
             sock.setblocking(False)
     except OSError:
         for sock in sockets:

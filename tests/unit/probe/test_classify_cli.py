@@ -12,7 +12,7 @@ import json
 import pytest
 from cli_testlib import run, stun_server
 
-from natkit.cli.classify import verdict_changes
+from natkit.cli.classify import max_allocation_sockets, verdict_changes
 from natkit.endpoint import Endpoint
 
 __all__ = ["stun_server"]  # a fixture, used by name
@@ -74,6 +74,30 @@ async def test_bad_repetition_flags_exit_64(stun_server: Endpoint, argv: list[st
         assert err == (
             "natkit classify: --every must be at least 1 s (a shorter period floods the servers)\n"
         )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lifetime-max", "-1"], "--lifetime-max must be positive"),
+        (["--timeout", "nan"], "--timeout must be positive"),
+        # It opened them: EMFILE, as a bare errno.
+        (
+            ["--allocation-sockets", "100000"],
+            f"--allocation-sockets is 0 to {max_allocation_sockets()} (at most 256, and the"
+            " open-file limit,"
+            " ulimit -n, must leave room for the others)",  # the same limit as this process
+        ),
+        # Not on this host (a documentation address): "[Errno 99] Cannot assign ...".
+        (["--local-address", "198.51.100.77"], "198.51.100.77 is not an address of this host"),
+    ],
+)
+async def test_bad_flags_exit_64_naming_the_problem(
+    stun_server: Endpoint, argv: list[str], message: str
+) -> None:
+    code, out, err = await run(*classify(stun_server, *argv))
+    assert (code, out) == (64, "")
+    assert err == f"natkit classify: {message}\n"
 
 
 def test_verdict_changes_name_each_changed_verdict_and_skip_addresses() -> None:
