@@ -22,6 +22,7 @@ import sys
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, gather_candidates
 from natkit.aio.dns import parse_dns_server
+from natkit.cli.flags import gateway_address, tls_ca_context
 from natkit.cli.output import add_format_flags, print_report
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
@@ -68,7 +69,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tcp", action="store_true", help="skip STUN over TCP")
     parser.add_argument("--no-portmap", action="store_true", help="skip port mapping")
     parser.add_argument(
-        "--gateway", metavar="IP", help="port-mapping gateway (default: the default route's)"
+        "--gateway",
+        type=gateway_address,
+        metavar="IP",
+        help="port-mapping gateway, the only one used (default: the default route's)",
     )
     parser.add_argument(
         "--portmap-timeout",
@@ -109,6 +113,10 @@ def _options(args: argparse.Namespace) -> GatherOptions:
         tcp=not args.no_tcp,
         tls_ca=args.tls_ca,
         tls_verify=not args.tls_no_verify,
+        # Loaded now, once: a file that holds no certificate is a usage error.
+        tls=None
+        if args.tls_ca is None
+        else tls_ca_context(args.tls_ca, verify=not args.tls_no_verify),
         statics=tuple(Endpoint.parse(text) for text in args.static),
         gatherer=GathererConfig(timeout=args.timeout),
     )
@@ -198,7 +206,10 @@ def render_human(report: CandidateReport) -> str:
         lines.append(f"Notes       {report.reasons['notes']}")
     for disagreement in report.disagreements:
         lines.append(f"Disagree    {disagreement.reason}")
-    silent = [s for s in report.servers if not s.answered and s.transport is CandidateTransport.UDP]
+    # UDP and TLS: a stuns: server is asked over TLS only, so its failure
+    # (a refused certificate, say) is the only word on it.
+    asked = (CandidateTransport.UDP, CandidateTransport.TLS)
+    silent = [s for s in report.servers if not s.answered and s.transport in asked]
     for server in silent:
         lines.append(
             f"No answer   {server.server} ({server.destination}): {server.outcome.value}"

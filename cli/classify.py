@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import resource
 import sys
 import time
 from typing import Any
@@ -57,6 +58,15 @@ PER_RUN_KEYS = frozenset(
 VERDICT_KEYS = tuple(key for key in SCALAR_KEYS if key not in PER_RUN_KEYS)
 
 EXIT_OK, EXIT_EXPECTATION, EXIT_UNDETERMINED, EXIT_USAGE = 0, 1, 2, 64
+#: Shortest ``--every``: each run sends a few dozen probes to every server,
+#: and a run that outlasts the period is followed at once, so a period near
+#: zero would send them back to back (a flood of someone's STUN server).
+MIN_EVERY = 1.0
+#: Most ``--allocation-sockets``: each is one more probe to the server in a
+#: burst, and beyond a few dozen the pattern is no clearer.
+MAX_ALLOCATION_SOCKETS = 256
+#: Descriptors left for everything else (stdio, DNS, the TCP check, the loop).
+RESERVED_FILES = 32
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +97,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE,...",
         help="exit 1 unless the report has these values (e.g. mapping=EIM,filtering=APDF)",
     )
-    parser.add_argument("--local-address", metavar="IP", help="source address to test from")
+    parser.add_argument(
+        "--local-address",
+        metavar="IP",
+        help="source address to test from (an address of this host)",
+    )
     parser.add_argument(
         "--dns",
         metavar="SERVER",
@@ -119,7 +133,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--every",
         type=float,
         metavar="SECONDS",
-        help="repeat the classification every SECONDS (until Ctrl-C, or --count runs)",
+        help=f"repeat the classification every SECONDS, at least {MIN_EVERY:g}"
+        " (until Ctrl-C, or --count runs)",
     )
     parser.add_argument(
         "--count",
@@ -132,7 +147,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=4,
         metavar="N",
-        help="extra sockets for the port allocation test (default 4)",
+        help="extra sockets for the port allocation test (default 4, at most"
+        f" {MAX_ALLOCATION_SOCKETS})",
     )
     parser.set_defaults(run=run)
 
@@ -168,11 +184,30 @@ def run(args: argparse.Namespace) -> int:
     return _repeat(args, expectations)
 
 
+def max_allocation_sockets() -> int:
+    """The largest ``--allocation-sockets``: :data:`MAX_ALLOCATION_SOCKETS`, or
+    less when the open-file limit (``ulimit -n``) would run out first."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_ALLOCATION_SOCKETS
+    room = soft - RESERVED_FILES - ClassifierConfig(allocation_sockets=0).sockets_needed
+    return max(0, min(MAX_ALLOCATION_SOCKETS, room))
+
+
 def _bad_numbers(args: argparse.Namespace) -> str | None:
-    if args.timeout <= 0 or args.allocation_sockets < 0 or args.lifetime_max <= 0:
-        return "--timeout and --allocation-sockets must be positive"
-    if args.every is not None and args.every < 0:
-        return "--every must not be negative"
+    # "not x > 0" rather than "x <= 0": NaN is refused too.
+    if not args.timeout > 0:
+        return "--timeout must be positive"
+    if not args.lifetime_max > 0:
+        return "--lifetime-max must be positive"
+    most = max_allocation_sockets()
+    if not 0 <= args.allocation_sockets <= most:
+        return (
+            f"--allocation-sockets is 0 to {most} (at most {MAX_ALLOCATION_SOCKETS},"
+            " and the open-file limit, ulimit -n, must leave room for the others)"
+        )
+    if args.every is not None and not args.every >= MIN_EVERY:  # NaN too
+        return f"--every must be at least {MIN_EVERY:g} s (a shorter period floods the servers)"
     if args.count is not None and (args.count < 1 or args.every is None):
         return "--count takes a positive number and goes with --every"
     return None

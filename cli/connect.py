@@ -51,6 +51,7 @@ from natkit.cli.connect_render import (
     stats_to_dict,
 )
 from natkit.cli.connect_traffic import Traffic
+from natkit.cli.flags import gateway_address
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.gather.host import HostPolicy
@@ -138,7 +139,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-portmap", action="store_true", help="ask no gateway for a mapping")
     parser.add_argument(
-        "--gateway", metavar="IP", help="port-mapping gateway (default: the default route's)"
+        "--gateway",
+        type=gateway_address,
+        metavar="IP",
+        help="port-mapping gateway, the only one used (default: the default route's)",
     )
     parser.add_argument(
         "--static",

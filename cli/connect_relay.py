@@ -27,6 +27,7 @@ from natkit.aio.connect_relay import RelayOptions
 from natkit.aio.connect_report import DEFAULT_BIRTHDAY, TraversalOptions
 from natkit.birthday.ports import PortRange
 from natkit.cli.connect_render_relay import why_to_dict, why_to_text
+from natkit.cli.flags import tls_ca_context
 from natkit.errors import LocalProtocolError
 from natkit.ice.events import (
     BirthdayFinished,
@@ -108,18 +109,14 @@ def register_relay_flags(parser: argparse.ArgumentParser) -> None:
 
 def relay_setup(args: argparse.Namespace) -> tuple[RelayOptions, TraversalOptions]:
     """The flags, checked; raises ``LocalProtocolError`` saying what is wrong."""
-    if args.tls_ca is not None:
-        try:
-            with open(args.tls_ca, "rb"):
-                pass
-        except OSError as exc:
-            raise LocalProtocolError(f"--tls-ca {args.tls_ca}: {exc.strerror or exc}") from None
     relay = RelayOptions(
         servers=tuple(dict.fromkeys(args.relay)),
         user=args.relay_user,
         password=args.relay_password,
         secret=args.relay_secret,
         tls_ca=args.tls_ca,
+        # Loaded now, once: a file that holds no certificate is a usage error.
+        tls=None if args.tls_ca is None else tls_ca_context(args.tls_ca),
     )
     birthday: BirthdayCapability | None = None
     if not args.no_birthday:

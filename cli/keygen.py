@@ -54,5 +54,11 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"natkit keygen: {problem}; no key written", file=sys.stderr)
         return 1
-    print(key.to_base64(), flush=True)
+    try:
+        print(key.to_base64(), flush=True)
+    except BrokenPipeError:
+        raise  # the reader went away (| head): main() says nothing, as for every command
+    except OSError as exc:  # a full disk (> /dev/full), a closed descriptor
+        print(f"natkit keygen: cannot write the key: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0

@@ -69,8 +69,10 @@ def build_parser(argv: Sequence[str]) -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(args_list).parse_args(args_list)
     try:
+        # Inside the try: a command's imports take a while (the lab's, the
+        # connect node's), and Ctrl-C then is as quiet as during the run.
+        args = build_parser(args_list).parse_args(args_list)
         result: int = args.run(args)
     except BrokenPipeError:
         # The reader (``| head``) went away; that is not our failure.

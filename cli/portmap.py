@@ -37,7 +37,7 @@ from natkit.portmap.events import (
 )
 from natkit.portmap.mapper import PortMapperConfig
 from natkit.portmap.mapping import LifetimePolicy, Mapping, MappingProtocol
-from natkit.portmap.report import PortMapResult, ReleaseOutcome
+from natkit.portmap.report import PortMapResult, ProbeStatus, ReleaseOutcome
 
 EXIT_OK, EXIT_NO_MAPPING, EXIT_USAGE = 0, 1, 64
 SCHEMA_VERSION = 1
@@ -69,7 +69,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="lease to ask for, seconds (default 7200; renewed at half)",
     )  # fmt: skip
     parser.add_argument(
-        "--gateway", metavar="IP", help="gateway to ask (default: the default route's)"
+        "--gateway",
+        metavar="IP",
+        help="the only gateway to ask, for PCP, NAT-PMP and UPnP (default: the default route's)",
     )
     parser.add_argument("--local-address", metavar="IP", help="this host's address to map to")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -119,13 +121,28 @@ def run(args: argparse.Namespace) -> int:
 
 async def _release(journal: LeaseJournal, as_json: bool) -> int:
     outcomes = await release_orphans(journal)
+    corrupt = journal.corrupt
     if as_json:
-        print(json.dumps({"released": [_outcome(o) for o in outcomes]}, indent=2))
+        document: dict[str, Any] = {
+            "released": [_outcome(o) for o in outcomes],
+            "corrupt_journal": None,
+        }
+        if corrupt is not None:
+            document["corrupt_journal"] = {
+                "path": str(corrupt.path),
+                "problem": corrupt.problem,
+                "kept_at": None if corrupt.kept_at is None else str(corrupt.kept_at),
+            }
+        print(json.dumps(document, indent=2))
     else:
-        if not outcomes:
+        if not outcomes and corrupt is None:
             print(f"natkit portmap: no leases of killed runs in {journal.path}")
         for outcome in outcomes:
             print(f"  {_outcome_line(outcome)}")
+    if corrupt is not None:
+        # Leases it held may still be at a gateway: not "nothing to release".
+        print(f"natkit portmap: {corrupt}", file=sys.stderr)
+        return EXIT_NO_MAPPING
     # A stale entry (another network) was dropped: nothing is left to do for it.
     return EXIT_OK if all(o.released or o.stale for o in outcomes) else EXIT_NO_MAPPING
 
@@ -181,7 +198,9 @@ async def _hold(mapper: PortMapper, args: argparse.Namespace) -> int:
     try:
         with mapper.release_on_signals():
             result = await mapper.start(wait_for_all=True)
-            _print_result(result, args.json)
+            if mapper.journal is not None and mapper.journal.corrupt is not None:
+                print(f"natkit portmap: warning: {mapper.journal.corrupt}", file=sys.stderr)
+            _print_result(result, args.json, args.gateway)
             if result.mapping is None:
                 return EXIT_NO_MAPPING
             if args.once:
@@ -271,7 +290,7 @@ def result_to_dict(result: PortMapResult) -> dict[str, Any]:
     }
 
 
-def _print_result(result: PortMapResult, as_json: bool) -> None:
+def _print_result(result: PortMapResult, as_json: bool, gateway: str | None = None) -> None:
     if as_json:
         print(json.dumps(result_to_dict(result), indent=2), flush=True)
         return
@@ -284,7 +303,13 @@ def _print_result(result: PortMapResult, as_json: bool) -> None:
         detail = f" ({r.detail})" if r.detail else ""
         lines.append(f"  {r.protocol.value:<9} {r.status.value}{extra}{after}{detail}")
     mapping = result.mapping
-    if mapping is None:
+    silent = all(
+        r.status in (ProbeStatus.NO_ANSWER, ProbeStatus.NOT_TRIED) for r in result.protocols
+    )
+    if mapping is None and gateway is not None and silent:
+        # Named, it is the only one asked: say that it is the one silent.
+        lines.append(f"  no mapping: gateway {gateway} did not answer")
+    elif mapping is None:
         lines.append("  no mapping")
     else:
         lines.append(

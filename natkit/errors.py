@@ -14,6 +14,7 @@ Errors about values a caller passed in (an endpoint, a hop limit) are also
 
 from __future__ import annotations
 
+import errno
 from enum import Enum
 from typing import Generic, TypeVar
 
@@ -58,6 +59,19 @@ class InvalidEndpoint(LocalProtocolError, ValueError):
         super().__init__(problem)
         self.text = text
         self.problem = problem
+
+
+class AddressNotLocal(LocalProtocolError, OSError):
+    """A socket was to be bound to ``address``, which no interface of this
+    host has (EADDRNOTAVAIL; also an ``OSError``, so code that catches
+    failed binds keeps catching it)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(errno.EADDRNOTAVAIL, f"{address} is not an address of this host")
+        self.address = address
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class InvalidArgument(LocalProtocolError, ValueError):

@@ -183,6 +183,9 @@ class GatherOptions:
     tcp: bool = True
     tls_ca: str | None = None
     tls_verify: bool = True
+    #: A context made beforehand (``tls_context(tls_ca, verify=tls_verify)``,
+    #: as ``natkit candidates`` does while checking its flags); wins over both.
+    tls: ssl.SSLContext | None = None
     #: Endpoints the user declares reachable (a manual port forward).
     statics: tuple[Endpoint, ...] = ()
     gatherer: GathererConfig = field(default_factory=GathererConfig)
@@ -225,6 +228,8 @@ async def gather_candidates(
 
     def context() -> ssl.SSLContext:
         # Asked for on the first TLS target: loading the system's CA store costs ~20 ms.
+        if options.tls is not None:
+            return options.tls
         return tls_context(options.tls_ca, verify=options.tls_verify)
 
     def on_event(event: GathererEvent) -> None:

@@ -72,7 +72,9 @@ class LadderDriver:
         self.on_data = on_data
         self._local_address = local_address
         self._dns_server = dns_server
-        self.streams = RelayStreams(agent, runner, tls_ca=relay.tls_ca, verify=relay.verify)
+        self.streams = RelayStreams(
+            agent, runner, tls_ca=relay.tls_ca, verify=relay.verify, tls=relay.tls
+        )
         self.birthday = BirthdaySockets(agent, runner)
         self.routes = DataRoutes()
         self.report = ReportKeeper(

@@ -50,7 +50,7 @@ from natkit.aio.turn import (
     resolve_turn_server,
 )
 from natkit.endpoint import Endpoint
-from natkit.errors import LocalProtocolError
+from natkit.errors import LocalProtocolError, NatkitError
 from natkit.ice import ConnectAgent
 from natkit.ice.relays import RelayServer
 from natkit.sansio import Datagram
@@ -87,6 +87,9 @@ class RelayOptions:
     rest_validity: int = REST_VALIDITY
     #: CA file for ``turns:`` servers (``None``: the system's CAs).
     tls_ca: str | None = None
+    #: A context made beforehand (``natkit connect`` loads ``--tls-ca`` while
+    #: checking its flags); wins over ``tls_ca`` and ``verify``.
+    tls: ssl.SSLContext | None = None
     #: Check TLS certificates (off: any certificate is accepted).
     verify: bool = True
     #: Bind TURN channels over UDP (ChannelData, 4 bytes a datagram); off:
@@ -209,13 +212,14 @@ class RelayStreams:
         *,
         tls_ca: str | None = None,
         verify: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.agent = agent
         self.runner = runner
         self.loop = runner.loop
         self._tls_ca = tls_ca
         self._verify = verify
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
         self._slots: dict[int, _Slot] = {}
         self._closed = False
         #: Connections opened, and datagrams dropped (a full buffer).
@@ -274,7 +278,13 @@ class RelayStreams:
 
     async def _run(self, slot: _Slot, generation: int) -> None:
         server = slot.server
-        tls = self._tls_context() if server.transport is TurnTransport.TLS else None
+        try:
+            tls = self._tls_context() if server.transport is TurnTransport.TLS else None
+        except (NatkitError, OSError) as exc:  # ssl.SSLError is an OSError
+            # Said in the relay's failure event; raised, it would end this
+            # task unseen ("Task exception was never retrieved").
+            self._lost(slot, generation, f"TLS setup failed: {exc}")
+            return
         detail = "the server closed the connection"
         try:
             stream = await open_turn_stream(server.endpoint, tls, server_name=server.server_name)

@@ -40,6 +40,7 @@ closes a port: whoever opened it does.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import socket as socket_module
 import ssl
@@ -52,6 +53,7 @@ from natkit.aio.errqueue import enable_errors, errors_enabled, read_errors, send
 from natkit.aio.sharedsock import DatagramPort
 from natkit.aio.stun_stream import serve_stream_request
 from natkit.endpoint import Endpoint
+from natkit.errors import AddressNotLocal, NatkitError
 from natkit.sansio import (
     Datagram,
     IcmpError,
@@ -80,7 +82,14 @@ def open_udp_sockets(endpoints: Sequence[Endpoint]) -> list[socket_module.socket
             )
             sock = socket_module.socket(family, socket_module.SOCK_DGRAM)
             sockets.append(sock)
-            sock.bind(endpoint.sockaddr())
+            try:
+                sock.bind(endpoint.sockaddr())
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    # Bare "[Errno 99] Cannot assign requested address" hides
+                    # that the address given (--local-address) is not ours.
+                    raise AddressNotLocal(str(endpoint.address)) from None
+                raise
             sock.setblocking(False)
     except OSError:
         for sock in sockets:
@@ -300,11 +309,18 @@ class CoreRunner(Generic[EventT]):
 
     async def _serve_stream(self, request: StreamRequest) -> None:
         tls = None
+        result: StreamResult | None = None
         if self.tls is not None and request.transport is StreamTransport.TLS:
-            if self._tls_context is None:
-                self._tls_context = self.tls()  # made once: loading CAs costs ~20 ms
-            tls = self._tls_context
-        result = await serve_stream_request(request, tls)
+            try:
+                if self._tls_context is None:
+                    self._tls_context = self.tls()  # made once: loading CAs costs ~20 ms
+                tls = self._tls_context
+            except (NatkitError, OSError) as exc:  # ssl.SSLError is an OSError
+                # The core hears why, as for any other failed stream; raised
+                # here, it would end the task and nobody would see it.
+                result = StreamResult(None, None, None, f"TLS setup failed: {exc}")
+        if result is None:
+            result = await serve_stream_request(request, tls)
         if self._closed or self._stream_sink is None:
             return
         now = self.loop.time()

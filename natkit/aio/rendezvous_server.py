@@ -48,11 +48,13 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        source: str | None = None
         try:
-            remote = str(Endpoint.from_sockaddr(transport.get_extra_info("peername")))
+            peer = Endpoint.from_sockaddr(transport.get_extra_info("peername"))
+            remote, source = str(peer), str(peer.address)
         except (TypeError, ValueError):
             remote = "?"
-        self.conn = self._server.core.open(remote, self._server.now())
+        self.conn = self._server.core.open(remote, self._server.now(), source)
         self._server.connections[self.conn] = self
         self._server.pump()
 

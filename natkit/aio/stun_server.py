@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from natkit.aio.driver import CoreRunner, local_endpoint, open_udp_sockets
 from natkit.aio.stun_workers import WorkerError, WorkerPool
-from natkit.endpoint import Endpoint
+from natkit.endpoint import Endpoint, IPAddress
+from natkit.errors import LocalProtocolError
 from natkit.stun.codec import message_length
 from natkit.stun.constants import HEADER_LENGTH
 from natkit.stun.server import ServerConfig, ServerCounters, StunServer, Transport
@@ -31,14 +33,31 @@ TCP_IDLE_TIMEOUT = 30.0
 TCP_MAX_MESSAGE = HEADER_LENGTH + 0xFFFF
 #: Concurrent TCP connections before new ones are refused.
 TCP_MAX_CONNECTIONS = 256
+#: Concurrent TCP connections from one source address: a STUN client needs
+#: one, a few share a NAT; without a cap one client could hold every slot.
+TCP_MAX_PER_SOURCE = 8
 #: How long :meth:`AsyncStunServer.close` waits for connections to end.
 TCP_CLOSE_TIMEOUT = 2.0
+
+
+#: The TCP counters :attr:`AsyncStunServer.counters` adds (``tcp_`` + name).
+_TCP_COUNTERS = ("accepted", "refused_full", "refused_source", "idle_closed")
 
 
 class AsyncStunServer:
     """Serve :class:`StunServer` on UDP and TCP until :meth:`close`."""
 
-    def __init__(self, config: ServerConfig, *, tcp: bool = True, workers: int = 0) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        tcp: bool = True,
+        workers: int = 0,
+        tcp_per_source: int = TCP_MAX_PER_SOURCE,
+        tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+    ) -> None:
+        if tcp_per_source < 1 or not tcp_idle_timeout > 0:
+            raise LocalProtocolError("tcp_per_source and tcp_idle_timeout must be positive")
         self.core = StunServer(config)
         self.config = config
         self.tcp = tcp
@@ -51,6 +70,13 @@ class AsyncStunServer:
         self._tcp_servers: list[asyncio.Server] = []
         #: Open TCP connections: the task serving each, and its writer.
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.tcp_per_source = tcp_per_source
+        self.tcp_idle_timeout = tcp_idle_timeout
+        #: Open TCP connections per source address.
+        self._per_source: Counter[IPAddress] = Counter()
+        #: TCP connections accepted, refused (server full; their source's
+        #: cap reached), and closed for sending nothing in ``tcp_idle_timeout``.
+        self.tcp_counters: Counter[str] = Counter()
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -65,7 +91,8 @@ class AsyncStunServer:
         total = ServerCounters()
         total.add(self.core.counters)
         total.add(self._worker_counters)
-        return total.as_dict()
+        tcp = {f"tcp_{name}": self.tcp_counters[name] for name in _TCP_COUNTERS}
+        return {**total.as_dict(), **tcp}
 
     async def start(self) -> None:
         """Listen; ``OSError`` when an endpoint cannot be bound,
@@ -114,25 +141,39 @@ class AsyncStunServer:
         task = asyncio.current_task()
         if task is not None:
             self._connections[task] = writer
+        source: IPAddress | None = None
         try:
-            if len(self._connections) > TCP_MAX_CONNECTIONS:
-                return
             remote = Endpoint.from_sockaddr(writer.get_extra_info("peername"))
+            if len(self._connections) > TCP_MAX_CONNECTIONS:
+                self.tcp_counters["refused_full"] += 1
+                return
+            if self._per_source[remote.address] >= self.tcp_per_source:
+                self.tcp_counters["refused_source"] += 1
+                return
+            source = remote.address
+            self._per_source[source] += 1
+            self.tcp_counters["accepted"] += 1
+            idle = self.tcp_idle_timeout
             while True:
-                header = await asyncio.wait_for(reader.readexactly(HEADER_LENGTH), TCP_IDLE_TIMEOUT)
+                header = await asyncio.wait_for(reader.readexactly(HEADER_LENGTH), idle)
                 length = message_length(header)
                 if length is None or header[0] & 0xC0 or length > TCP_MAX_MESSAGE:
                     return  # not STUN framing: nothing sensible to resynchronise on
-                body = await asyncio.wait_for(
-                    reader.readexactly(length - HEADER_LENGTH), TCP_IDLE_TIMEOUT
-                )
+                body = await asyncio.wait_for(reader.readexactly(length - HEADER_LENGTH), idle)
                 reply = self.core.handle(header + body, remote, index, Transport.TCP)
                 if reply is not None:
                     writer.write(reply.data)
                     await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except TimeoutError:
+            self.tcp_counters["idle_closed"] += 1
+            return
+        except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
+            if source is not None:
+                self._per_source[source] -= 1
+                if not self._per_source[source]:
+                    del self._per_source[source]
             if task is not None:
                 self._connections.pop(task, None)
             writer.close()

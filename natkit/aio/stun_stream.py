@@ -15,6 +15,7 @@ import contextlib
 import ssl
 
 from natkit.endpoint import Endpoint
+from natkit.errors import LocalProtocolError
 from natkit.sansio import MAX_STREAM_REPLY, StreamRequest, StreamResult, StreamTransport
 from natkit.stun.codec import message_length
 from natkit.stun.constants import HEADER_LENGTH
@@ -66,6 +67,10 @@ async def stun_over_stream(
                     await writer.wait_closed()
     except TimeoutError:
         return StreamResult(None, local, None, f"no reply within {timeout:g} s")
+    except ssl.SSLCertVerificationError as exc:
+        # The reason alone (CERTIFICATE_VERIFY_FAILED) hides which check failed.
+        why = f" ({exc.verify_message})" if exc.verify_message else ""
+        return StreamResult(None, None, None, f"TLS failed: {exc.reason or exc}{why}")
     except ssl.SSLError as exc:
         return StreamResult(None, None, None, f"TLS failed: {exc.reason or exc}")
     except asyncio.IncompleteReadError:
@@ -115,8 +120,23 @@ async def serve_stream_request(
 
 def tls_context(cafile: str | None = None, *, verify: bool = True) -> ssl.SSLContext:
     """Certificates checked against the system store or ``cafile``; ``verify``
-    off accepts any (the mapped address is information, not a secret)."""
-    context = ssl.create_default_context(cafile=cafile)
+    off accepts any (the mapped address is information, not a secret).
+
+    Raises :class:`~natkit.errors.LocalProtocolError` saying why when
+    ``cafile`` cannot be read or holds no certificate (a key, a CRL, junk):
+    commands load it once while checking their flags, so a bad ``--tls-ca``
+    is a usage error rather than a failure in the middle of a run.
+    """
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
+        raise LocalProtocolError(
+            f"{cafile}: no CA certificate could be loaded ({exc.reason or exc}); PEM expected"
+        ) from None
+    except OSError as exc:
+        raise LocalProtocolError(f"{cafile}: {exc.strerror or exc}") from None
+    if cafile is not None and context.cert_store_stats()["x509"] == 0:
+        raise LocalProtocolError(f"{cafile}: holds no certificate")
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -14,6 +14,9 @@ from natkit.birthday.planner import Estimate
 
 #: Bump when a key changes meaning or disappears (adding keys does not).
 SCHEMA_VERSION = 1
+#: The ``schema`` of each document, as every command's JSON names its own.
+PLAN_SCHEMA = "natkit.birthday.plan"
+PROBE_SCHEMA = "natkit.birthday.probe"
 
 
 def _number(value: float | None) -> float | None:
@@ -25,6 +28,7 @@ def estimate_to_dict(result: Estimate) -> dict[str, Any]:
     scenario = result.scenario
     seconds = result.seconds_for
     return {
+        "schema": PLAN_SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "inputs": {
             "mode": scenario.mode.value,
@@ -69,6 +73,7 @@ def stats_to_dict(stats: ProberStats) -> dict[str, Any]:
 def event_to_dict(event: BirthdayEvent, started: float) -> dict[str, Any]:
     """A probe run's outcome; ``started`` is the run's start on the event's clock."""
     document: dict[str, Any] = {
+        "schema": PROBE_SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "outcome": "hit" if isinstance(event, PairFound) else "exhausted",
         "elapsed_seconds": event.at - started,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from natkit.endpoint import Endpoint, Family, IPAddress
 from natkit.gather.candidates import (
@@ -239,6 +239,26 @@ def _local_preference(address: Endpoint, transport: CandidateTransport) -> int:
     return preference - (30000 if transport is not CandidateTransport.UDP else 0)
 
 
+def unique_priorities(candidates: Sequence[Candidate]) -> tuple[Candidate, ...]:
+    """The candidates, each priority made unique by lowering the local
+    preference of later ones that share it: RFC 8445 §5.1.2.1 wants a
+    unique local preference for every candidate of one type (a multihomed
+    host's addresses all had 65535, so their pairs tied). Earlier ones keep
+    theirs: host candidates, which come first, never move when a reflexive
+    one arrives."""
+    used: set[int] = set()
+    out: list[Candidate] = []
+    for candidate in candidates:
+        priority = candidate.priority
+        while priority in used and (priority >> 8) & 0xFFFF > 0:
+            priority -= 1 << 8  # one less local preference, same type
+        used.add(priority)
+        out.append(
+            candidate if priority == candidate.priority else replace(candidate, priority=priority)
+        )
+    return tuple(out)
+
+
 def _candidate(
     kind: CandidateKind,
     address: Endpoint,
@@ -272,7 +292,7 @@ def host_candidates(
             continue
         endpoint = Endpoint(item.address, sockets[index].port)
         found.append(_candidate(CandidateKind.HOST, endpoint, endpoint, item.interface))
-    return tuple(found)
+    return unique_priorities(found)
 
 
 def assemble_candidates(
@@ -351,6 +371,7 @@ def assemble_candidates(
         base = None if index is None else sockets[index]
         candidates.append(_candidate(CandidateKind.STATIC, endpoint, base, "static"))
 
+    candidates = list(unique_priorities(candidates))
     candidates.sort(key=lambda c: -c.priority)
     return tuple(candidates), tuple(notes)
 

@@ -31,6 +31,7 @@ class KeyFileProblem(enum.Enum):
     ENCODING = "not one base64 key"
     EXISTS = "already exists"
     UNREADABLE = "unreadable"
+    UNWRITABLE = "cannot write"
 
 
 class KeyFileError(LocalProtocolError):
@@ -121,11 +122,13 @@ def save_private_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
     except FileExistsError:
         raise KeyFileError(name, KeyFileProblem.EXISTS, "not overwriting a key") from None
     except OSError as exc:
-        raise KeyFileError(name, KeyFileProblem.UNREADABLE, exc.strerror or str(exc)) from None
+        raise KeyFileError(name, KeyFileProblem.UNWRITABLE, exc.strerror or str(exc)) from None
     try:
-        os.write(fd, (key.to_base64() + "\n").encode())
+        data = (key.to_base64() + "\n").encode()
+        while data:  # a write may be short (a full disk, a signal)
+            data = data[os.write(fd, data) :]
     except OSError as exc:
         os.close(fd)
-        Path(name).unlink(missing_ok=True)
-        raise KeyFileError(name, KeyFileProblem.UNREADABLE, exc.strerror or str(exc)) from None
+        Path(name).unlink(missing_ok=True)  # no half-written key left behind
+        raise KeyFileError(name, KeyFileProblem.UNWRITABLE, exc.strerror or str(exc)) from None
     os.close(fd)

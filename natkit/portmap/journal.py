@@ -88,20 +88,43 @@ class JournalEntry:
         )
 
 
-def decode_journal(text: str) -> list[JournalEntry]:
-    """The entries of a journal file; a torn or foreign file reads as empty
-    and entries that do not parse are skipped (start over rather than crash)."""
+@dataclass(frozen=True, slots=True)
+class DecodedJournal:
+    """A journal file's text, read: the entries that parse, and why the
+    text is not a journal natkit wrote (``""``: it is one)."""
+
+    entries: tuple[JournalEntry, ...]
+    problem: str = ""
+
+
+def parse_journal(text: str) -> DecodedJournal:
+    """The entries of a journal file, and what is wrong with it: a torn or
+    foreign file, or entries that do not parse, are a ``problem`` (the
+    driver keeps such a file aside and says so) and never an exception."""
     try:
         data = json.loads(text)
-    except ValueError:
-        return []
+    except ValueError as exc:
+        return DecodedJournal((), f"not JSON: {exc}")
+    leases = data.get("leases") if isinstance(data, dict) else None
+    if not isinstance(leases, list):
+        return DecodedJournal((), "not a lease journal: no list of leases")
     entries: list[JournalEntry] = []
-    for item in data.get("leases", []) if isinstance(data, dict) else []:
+    bad: list[str] = []
+    for index, item in enumerate(leases):
         try:
             entries.append(JournalEntry.from_dict(item))
-        except (KeyError, ValueError, TypeError, AttributeError):
-            continue
-    return entries
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            bad.append(f"lease {index + 1}: {type(exc).__name__} {exc}")
+    problem = ""
+    if bad:
+        problem = f"{len(bad)} of {len(leases)} leases do not parse ({'; '.join(bad[:3])})"
+    return DecodedJournal(tuple(entries), problem)
+
+
+def decode_journal(text: str) -> list[JournalEntry]:
+    """The entries of a journal file that parse (:func:`parse_journal`
+    says what else was in it)."""
+    return list(parse_journal(text).entries)
 
 
 def encode_journal(entries: list[JournalEntry]) -> str | None:

@@ -124,7 +124,8 @@ class MapperCore:
     """Sans-IO port mapper for ``internal`` through ``gateway`` (module docstring).
 
     ``gateway`` is the PCP/NAT-PMP server endpoint (port 5351); its address
-    is also searched for UPnP. ``wait_for_all`` lets every protocol finish
+    is also searched for UPnP, and with ``only_gateway`` (the user named
+    it) only an IGD at that address is used. ``wait_for_all`` lets every protocol finish
     before the race is reported (for reports of what each answered).
     """
 
@@ -138,6 +139,7 @@ class MapperCore:
         transport: TransportProtocol = TransportProtocol.UDP,
         rng: random.Random | None = None,
         wait_for_all: bool = False,
+        only_gateway: bool = False,
     ) -> None:
         if not 0 < internal.port <= 0xFFFF:
             raise LocalProtocolError(f"internal port must be 1-65535, not {internal.port}")
@@ -174,7 +176,8 @@ class MapperCore:
                                     start=False, probe=True)  # fmt: skip
             slot.phase, slot.deadline = Phase.WAITING, now + self.config.probe_timeout
         if MappingProtocol.UPNP_IGD in wanted and ipv4:
-            self._ssdp = SsdpSearch(now, gateway=gateway.address, config=self.config.upnp)
+            self._ssdp = SsdpSearch(now, gateway=gateway.address, config=self.config.upnp,
+                                    only_gateway=only_gateway)  # fmt: skip
             self._slots[MappingProtocol.UPNP_IGD].phase = Phase.WAITING
         self._pump(now)
 

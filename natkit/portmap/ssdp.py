@@ -28,7 +28,7 @@ from enum import Enum
 from urllib.parse import urlsplit
 
 from natkit.endpoint import Endpoint, IPAddress
-from natkit.errors import MalformedInput
+from natkit.errors import LocalProtocolError, MalformedInput
 
 #: The SSDP multicast group and port (IPv4).
 SSDP_GROUP = ipaddress.IPv4Address("239.255.255.250")
@@ -165,9 +165,17 @@ def parse_response(data: bytes, source: Endpoint) -> SsdpResponse:
 def select_gateway(
     responses: list[SsdpResponse] | tuple[SsdpResponse, ...],
     gateway: IPAddress | None = None,
+    *,
+    only: bool = False,
 ) -> SsdpResponse | None:
     """The answer to use: from ``gateway`` if it answered, then IGD:2 before
-    IGD:1, then the earliest; ``None`` when there is none."""
+    IGD:1, then the earliest; ``None`` when there is none. ``only``: an
+    answer from ``gateway`` or none (the user named it: another device on
+    the LAN must not be mapped on instead)."""
+    if only:
+        if gateway is None:
+            raise LocalProtocolError("only the gateway's answer is wanted: name the gateway")
+        responses = [r for r in responses if r.source.address == gateway]
     if not responses:
         return None
 

@@ -38,7 +38,10 @@ class SsdpSearch:
         gateway: IPAddress | None = None,
         config: UpnpConfig | None = None,
         socket: int = 0,
+        only_gateway: bool = False,
     ) -> None:
+        if only_gateway and gateway is None:
+            raise LocalProtocolError("only the gateway's answer is wanted: name the gateway")
         self.config = config or UpnpConfig()
         targets: list[Endpoint] = [SSDP_ENDPOINT] if self.config.multicast else []
         if gateway is not None:
@@ -47,12 +50,16 @@ class SsdpSearch:
         if not targets:
             raise LocalProtocolError("UPnP discovery has nowhere to send: name the gateway")
         self.gateway = gateway
+        #: Answers from other devices are ignored (the user named the gateway).
+        self.only_gateway = only_gateway
         self.targets = tuple(targets)
         self.started = now
         self.socket = socket
         #: Answers accepted, first first; and those refused.
         self.accepted: list[SsdpResponse] = []
         self.rejected: list[SsdpDecodeError] = []
+        #: Good answers from devices other than the gateway, with ``only_gateway``.
+        self.ignored: list[SsdpResponse] = []
         #: Set once the search is over; :attr:`chosen` is then final.
         self.done_at: float | None = None
         self.chosen: SsdpResponse | None = None
@@ -75,6 +82,12 @@ class SsdpSearch:
             return
         if any(r.location == response.location for r in self.accepted):
             return
+        if self.only_gateway and response.source.address != self.gateway:
+            # Not "preferred": another IGD would map a port on a NAT the
+            # user did not name (and the search waits on for the gateway).
+            if all(r.location != response.location for r in self.ignored):
+                self.ignored.append(response)
+            return
         self.accepted.append(response)
         if len(self.accepted) == 1:
             self._deadline = min(self._deadline, now + self.config.settle)
@@ -96,7 +109,7 @@ class SsdpSearch:
             return
         self.done_at = now
         self._sends.clear()
-        self.chosen = select_gateway(self.accepted, self.gateway)
+        self.chosen = select_gateway(self.accepted, self.gateway, only=self.only_gateway)
 
     def get_timer(self) -> float | None:
         if self.done:
@@ -110,5 +123,10 @@ class SsdpSearch:
     def summary(self) -> str:
         """Why nothing was chosen, in words (for reports)."""
         refused = len(self.rejected)
-        detail = f" ({refused} answers refused)" if refused else ""
-        return f"no UPnP IGD answered{detail}"
+        notes = [f"{refused} answers refused"] if refused else []
+        if self.ignored:
+            others = ", ".join(sorted({str(r.source.address) for r in self.ignored}))
+            notes.append(f"ignored the IGD at {others}")
+        detail = f" ({'; '.join(notes)})" if notes else ""
+        where = f" at {self.gateway}" if self.only_gateway else ""
+        return f"no UPnP IGD answered{where}{detail}"

@@ -81,6 +81,7 @@ from natkit.probe.report import (
     Answer,
     ClassificationReport,
     ProbeOutcome,
+    usable_other_address,
 )
 from natkit.probe.rtt import PathRtt
 from natkit.probe.state import Phase, PhaseEvent, RunPhase
@@ -559,7 +560,7 @@ class NatClassifier:
                 return
             info = self._server_info.get(server)
             other = None if info is None else info.other_address
-            if other is None or other.address == server.address:
+            if not usable_other_address(other, server):
                 continue
             self._discovery = server
             self._phase.process(PhaseEvent.DISCOVERY_DECIDED)

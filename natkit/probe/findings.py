@@ -193,6 +193,17 @@ def _mapping(f: Findings, mapped: Endpoint | None) -> tuple[MappingBehavior, str
 
 def _filtering(f: Findings) -> tuple[FilteringBehavior, str]:
     if f.filtering_tests is None:
+        ignored = [
+            f"{server}'s {other} is another address family"
+            for server in f.servers
+            if (other := _info(f, server).other_address) is not None
+            and other.address.version != server.address.version
+        ]
+        if ignored:
+            return (
+                FilteringBehavior.UNKNOWN,
+                "no server offered a usable RFC 5780 OTHER-ADDRESS (" + "; ".join(ignored) + ")",
+            )
         return FilteringBehavior.UNKNOWN, "no server offered RFC 5780 (OTHER-ADDRESS)"
     change_both, change_port = f.filtering_tests
     return filtering_from_rfc5780(change_both.result(), change_port.result())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from natkit.endpoint import Endpoint
 from natkit.nat64 import Nat64Discovery, Nat64Status, nat64_to_dict
@@ -140,16 +140,29 @@ class ProbeObservation:
         return self.answers[0] if self.answers else None
 
 
+def usable_other_address(other: Endpoint | None, server: Endpoint) -> TypeGuard[Endpoint]:
+    """Whether a server's OTHER-ADDRESS can run the RFC 5780 tests: a second
+    address of the server's own family. A client's socket reaches one family
+    only, so an alternate of the other family could never answer filtering
+    test II (RFC 5780 §4.4), and its silence would read as ADF."""
+    return (
+        other is not None
+        and other.address != server.address
+        and other.address.version == server.address.version
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ServerReport:
     address: Endpoint
     answered: bool
+    #: As the server sent it, usable or not (:attr:`rfc5780` says).
     other_address: Endpoint | None = None
     software: str | None = None
 
     @property
     def rfc5780(self) -> bool:
-        return self.other_address is not None
+        return usable_other_address(self.other_address, self.address)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ Rules, each with a counter:
 
 1. A connection first gets SERVER_HELLO (a fresh ephemeral key and
    challenge) and must answer with a valid CLIENT_HELLO within
-   ``auth_timeout`` (:mod:`natkit.signal.auth`), else it is closed.
+   ``auth_timeout`` (:mod:`natkit.signal.auth`), else it is closed. At most
+   ``max_pending`` handshakes run at once, ``max_pending_per_source`` from
+   one source address (FULL, SOURCE_BUSY): one host cannot take every slot.
 2. A key has one connection: a second one that proves the same key takes
    over, and the first is closed with REPLACED (its client may have lost
    the old connection without noticing).
@@ -103,8 +105,11 @@ class ServerConfig:
     stall_timeout: float = 30.0
     #: Authenticated clients at most; more are refused with FULL.
     max_clients: int = 10_000
-    #: Connections still in the handshake at most.
+    #: Connections still in the handshake at most ...
     max_pending: int = 256
+    #: ... and from one source address (the driver's ``source``): without
+    #: it one host could take every handshake slot (each for ``auth_timeout``).
+    max_pending_per_source: int = 8
     #: How often deadlines are checked and drop counts reported.
     sweep_interval: float = 1.0
     #: Send UNDELIVERABLE notices back to senders.
@@ -123,8 +128,10 @@ class ServerConfig:
         for name in ("auth_timeout", "stall_timeout", "sweep_interval"):
             if getattr(self, name) <= 0:
                 raise LocalProtocolError(f"{name} must be positive")
-        if self.max_clients < 1 or self.max_pending < 1:
-            raise LocalProtocolError("max_clients and max_pending must be positive")
+        if self.max_clients < 1 or self.max_pending < 1 or self.max_pending_per_source < 1:
+            raise LocalProtocolError(
+                "max_clients, max_pending and max_pending_per_source must be positive"
+            )
 
 
 class DisconnectReason(enum.Enum):
@@ -139,6 +146,7 @@ class DisconnectReason(enum.Enum):
     TOO_SLOW = "too-slow"  # not reading its queue
     REPLACED = "replaced"  # the key connected again elsewhere
     FULL = "full"  # too many clients or handshakes
+    SOURCE_BUSY = "source-busy"  # too many handshakes from its source address
     SHUTDOWN = "shutdown"  # the server is stopping
 
 
@@ -151,6 +159,7 @@ _ERROR_CODES = {
     DisconnectReason.TOO_SLOW: ErrorCode.TOO_SLOW,
     DisconnectReason.REPLACED: ErrorCode.REPLACED,
     DisconnectReason.FULL: ErrorCode.FULL,
+    DisconnectReason.SOURCE_BUSY: ErrorCode.FULL,
     DisconnectReason.SHUTDOWN: ErrorCode.SHUTDOWN,
 }
 
@@ -255,6 +264,8 @@ class _Connection:
     key: PublicKey | None = None
     #: Counted among the handshakes in progress (``max_pending``).
     pending: bool = False
+    #: The source address the driver gave (``max_pending_per_source``).
+    source: str | None = None
     #: Frames waiting to be written, with the time each was queued.
     out: deque[tuple[float, bytes]] = field(default_factory=deque)
     out_bytes: int = 0
@@ -275,6 +286,7 @@ class RendezvousServer:
         self._by_key: dict[PublicKey, _Connection] = {}
         self._next_id = 1
         self._pending = 0
+        self._pending_by_source: Counter[str] = Counter()
         self._dirty: set[ConnId] = set()
         self._events: deque[ServerEvent] = deque()
         self._next_sweep: float | None = None
@@ -282,8 +294,9 @@ class RendezvousServer:
 
     # -- inputs ---------------------------------------------------------------
 
-    def open(self, remote: str, now: float) -> ConnId:
-        """A TCP connection was accepted; returns its handle."""
+    def open(self, remote: str, now: float, source: str | None = None) -> ConnId:
+        """A TCP connection was accepted; returns its handle. ``source``: its
+        source address, to count handshakes per source (``None``: not counted)."""
         conn = self._next_id
         self._next_id += 1
         ephemeral = PrivateKey(self._random(KEY_LENGTH))
@@ -305,6 +318,12 @@ class RendezvousServer:
         if self._pending >= self.config.max_pending:
             self._close(connection, DisconnectReason.FULL, now)
             return conn
+        if source is not None:
+            if self._pending_by_source[source] >= self.config.max_pending_per_source:
+                self._close(connection, DisconnectReason.SOURCE_BUSY, now)
+                return conn
+            self._pending_by_source[source] += 1
+            connection.source = source
         self._pending += 1
         connection.pending = True
         self._queue(
@@ -528,6 +547,10 @@ class RendezvousServer:
         if connection.pending:
             connection.pending = False
             self._pending -= 1
+            if connection.source is not None:
+                self._pending_by_source[connection.source] -= 1
+                if not self._pending_by_source[connection.source]:
+                    del self._pending_by_source[connection.source]
         if connection.key is not None and self._by_key.get(connection.key) is connection:
             del self._by_key[connection.key]
 

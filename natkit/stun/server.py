@@ -102,6 +102,14 @@ class ServerConfig:
                 and a1p1.port == a2p1.port != a1p2.port == a2p2.port
             ):
                 raise LocalProtocolError("RFC 5780 needs two addresses x two ports")
+            if a1p1.address.version != a2p1.address.version:
+                # A client reaches one family only: the alternate's answers
+                # (filtering test II) could never arrive, which reads as ADF.
+                raise LocalProtocolError(
+                    f"RFC 5780 needs two addresses of one family, not {a1p1.address}"
+                    f" (IPv{a1p1.address.version}) and {a2p1.address}"
+                    f" (IPv{a2p1.address.version})"
+                )
 
     @classmethod
     def basic(cls, address: str, port: int = 3478, software: str | None = None) -> ServerConfig:

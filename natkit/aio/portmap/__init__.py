@@ -11,13 +11,14 @@
   for; :mod:`.sockets`: the sockets and the default gateway.
 """
 
-from natkit.aio.portmap.journal import LeaseJournal, default_journal_path
+from natkit.aio.portmap.journal import CorruptJournal, LeaseJournal, default_journal_path
 from natkit.aio.portmap.mapper import NoMappingError, PortMapper
 from natkit.aio.portmap.release import release_entry, release_orphans
 from natkit.aio.portmap.session import MappingSession, PortMappingError, open_mapping
 from natkit.aio.portmap.sockets import read_default_route, resolve_gateway
 
 __all__ = [
+    "CorruptJournal",
     "LeaseJournal",
     "MappingSession",
     "NoMappingError",

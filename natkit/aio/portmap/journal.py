@@ -15,11 +15,17 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from natkit.portmap.journal import JOURNAL_ENV, JournalEntry, decode_journal, encode_journal
+from natkit.portmap.journal import (
+    JOURNAL_ENV,
+    DecodedJournal,
+    JournalEntry,
+    encode_journal,
+    parse_journal,
+)
 from natkit.statefile import process_alive, process_start_time, replace_file
 
 
@@ -39,11 +45,39 @@ def owner_alive(entry: JournalEntry) -> bool:
     return process_alive(entry.owner_pid, entry.owner_start)
 
 
+@dataclass(frozen=True, slots=True)
+class CorruptJournal:
+    """A journal file natkit did not write (torn, foreign, entries that do
+    not parse), found at ``path`` and renamed to ``kept_at`` (``None``: it
+    could not be) so that nothing in it is lost; ``problem`` says what is wrong."""
+
+    path: Path
+    problem: str
+    kept_at: Path | None
+
+    def __str__(self) -> str:
+        kept = f"kept as {self.kept_at}" if self.kept_at else "could not be moved aside"
+        return f"lease journal {self.path} is corrupt ({self.problem}); {kept}"
+
+
+#: Copies of corrupt journals kept beside it (``portmap.json.corrupt``,
+#: ``.corrupt.1``, ...) at most; the oldest are never overwritten.
+MAX_CORRUPT_COPIES = 100
+
+
 class LeaseJournal:
-    """One journal file; ``path=None``: :func:`default_journal_path`."""
+    """One journal file; ``path=None``: :func:`default_journal_path`.
+
+    A file that does not read as a journal is renamed aside (``.corrupt``),
+    the entries that did parse carry on in a new file, and :attr:`corrupt`
+    says so: the command reports it (``--release`` exits 1), rather than
+    silently forgetting mappings that may still be at a gateway.
+    """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_journal_path()
+        #: The last corrupt file found (and kept aside), if any.
+        self.corrupt: CorruptJournal | None = None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[list[JournalEntry]]:
@@ -52,18 +86,40 @@ class LeaseJournal:
         lock_path = self.path.with_name(self.path.name + ".lock")
         with open(lock_path, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            entries = self._read()
+            entries, set_aside = self._read()
             before = list(entries)
             yield entries
-            if entries != before:
-                self._write(entries)
+            if entries != before or (set_aside and entries):
+                self._write(entries)  # a corrupt file's good entries carry on
 
-    def _read(self) -> list[JournalEntry]:
+    def _read(self) -> tuple[list[JournalEntry], bool]:
+        """The entries, and whether the file was corrupt (and set aside)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return []  # missing, or unreadable: start over rather than crash
-        return decode_journal(text)
+            raw = self.path.read_bytes()
+        except OSError:
+            return [], False  # missing, or unreadable: start over rather than crash
+        try:
+            decoded = parse_journal(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            decoded = DecodedJournal((), f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+        if not decoded.problem:
+            return list(decoded.entries), False
+        self.corrupt = CorruptJournal(self.path, decoded.problem, self._set_aside())
+        return list(decoded.entries), True
+
+    def _set_aside(self) -> Path | None:
+        """Rename the file to the first free ``.corrupt`` name (under the lock)."""
+        for n in range(MAX_CORRUPT_COPIES):
+            suffix = ".corrupt" if n == 0 else f".corrupt.{n}"
+            target = self.path.with_name(self.path.name + suffix)
+            if target.exists():
+                continue
+            try:
+                os.rename(self.path, target)
+            except OSError:
+                return None
+            return target
+        return None
 
     def _write(self, entries: list[JournalEntry]) -> None:
         text = encode_journal(entries)

@@ -77,6 +77,9 @@ class PortMapper:
     :class:`~natkit.aio.portmap.journal.LeaseJournal` or its path, to record
     leases so a later run can release them if this one is killed (and to
     release what killed runs left, first); ``None`` (default): no journal.
+    ``gateway``: the one gateway to use (PCP and NAT-PMP are asked there, and
+    only an IGD at its address is used for UPnP); ``None``: the default
+    route's, and any IGD on the LAN may answer UPnP (the gateway's preferred).
     """
 
     def __init__(
@@ -196,7 +199,8 @@ class PortMapper:
         try:
             self.core = MapperCore(server, local, loop.time(), config=self.config,
                                    transport=self.transport, rng=self._rng,
-                                   wait_for_all=wait_for_all)  # fmt: skip
+                                   wait_for_all=wait_for_all,
+                                   only_gateway=self._gateway_arg is not None)  # fmt: skip
             self._runner = CoreRunner(self.core, self._on_event, loop)
             await self._runner.attach(sockets)
         except BaseException:

@@ -46,7 +46,7 @@ def test_plan_prints_the_estimate(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plan_json_for_both_hard_sides(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["plan", "-k", "256", "--seconds", "1700", "--both-hard", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["schema_version"] == 1
+    assert (document["schema"], document["schema_version"]) == ("natkit.birthday.plan", 1)
     assert document["inputs"]["mode"] == "both-hard"
     assert document["inputs"]["probes"] == 170_000
     assert document["success_probability"] == pytest.approx(0.9988, abs=1e-4)
@@ -108,5 +108,6 @@ def test_two_processes_meet_on_loopback() -> None:
     assert [p.returncode for p in processes] == [0, 0]
     easy, hard = (json.loads(out) for out in outputs)
     assert easy["outcome"] == hard["outcome"] == "hit"
+    assert easy["schema"] == hard["schema"] == "natkit.birthday.probe"
     assert easy["pair"]["local"] == hard["pair"]["remote"] == f"127.0.0.1:{easy_port}"
     assert hard["pair"]["local"] == easy["pair"]["remote"]

@@ -9,13 +9,15 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from natkit.aio.driver import RUNNING, CoreRunner, Running, run_to_completion
+from natkit.aio.stun_stream import tls_context
 from natkit.endpoint import Endpoint
 from natkit.errors import InvalidArgument
-from natkit.sansio import Datagram, StreamRequest, StreamResult
+from natkit.sansio import Datagram, StreamRequest, StreamResult, StreamTransport
 from natkit.simulations import CoreDriver, standard_topology
 from natkit.stun.codec import Message, binding_request, encode_message, parse_message
 from natkit.stun.constants import HEADER_LENGTH, MessageClass, Method
@@ -31,6 +33,7 @@ class Asker:
     remote: Endpoint
     now: float
     timeout: float = 1.0
+    transport: StreamTransport = StreamTransport.TCP
     answers: list[tuple[int, StreamResult, float]] = field(default_factory=list)
     received: list[tuple[bytes, float]] = field(default_factory=list)
     inputs: list[float] = field(default_factory=list)
@@ -40,7 +43,7 @@ class Asker:
 
     def __post_init__(self) -> None:
         payload = encode_message(binding_request(TID))
-        self._streams.append(StreamRequest(7, self.remote, payload, self.timeout))
+        self._streams.append(StreamRequest(7, self.remote, payload, self.timeout, self.transport))
 
     def stream_requests(self) -> list[StreamRequest]:
         out, self._streams = self._streams, []
@@ -189,6 +192,33 @@ async def test_the_asyncio_driver_serves_a_stream_request(tcp_stun: Endpoint) ->
         assert parse_message(result.reply).transaction_id == TID
         assert result.local is not None
         assert result.rtt is not None
+    finally:
+        runner.close()
+
+
+async def test_a_tls_context_that_cannot_be_made_is_the_answer_not_a_lost_task(
+    tmp_path: Path,
+) -> None:
+    # natkit candidates --tls-ca FILE with junk in FILE: the context is made
+    # on the first TLS request; its failure must reach the core as the reason.
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    loop = asyncio.get_running_loop()
+    core = Asker(Endpoint.parse("127.0.0.1:9"), loop.time(), transport=StreamTransport.TLS)
+    runner: CoreRunner[None] = CoreRunner(
+        core, lambda event: None, tls=lambda: tls_context(str(junk))
+    )
+    await runner.bind([Endpoint.parse("127.0.0.1:0")])
+    try:
+        runner.transmit()
+        for _ in range(200):
+            if core.answers:
+                break
+            await asyncio.sleep(0.01)
+        ((request_id, result, _at),) = core.answers
+        assert (request_id, result.reply) == (7, None)
+        assert result.detail.startswith("TLS setup failed: ")
+        assert "no CA certificate could be loaded" in result.detail
     finally:
         runner.close()
 

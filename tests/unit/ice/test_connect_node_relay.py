@@ -14,6 +14,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -217,6 +218,26 @@ async def test_a_stream_that_cannot_connect_is_reported_to_the_agent() -> None:
         ((slot, detail),) = agent.lost
         assert slot == 7
         assert detail.startswith("cannot connect")
+    finally:
+        await streams.close()
+
+
+async def test_a_tls_context_that_cannot_be_made_is_a_lost_stream_not_a_lost_task(
+    tmp_path: Path,
+) -> None:
+    # A library caller's tls_ca that holds no certificate (natkit connect
+    # refuses one at start): the relay's failure says why.
+    junk = tmp_path / "junk.pem"
+    junk.write_text("junk\n")
+    agent, runner = StubAgent(), StubRunner()
+    streams = RelayStreams(agent, runner, tls_ca=str(junk))  # type: ignore[arg-type]
+    streams.add(7, TurnServer(Endpoint.parse("127.0.0.1:9"), TurnTransport.TLS))
+    try:
+        runner.ports[7](Datagram(b"x", Endpoint.parse("127.0.0.1:9"), 7))
+        await until(lambda: bool(agent.lost))
+        ((slot, detail),) = agent.lost
+        assert slot == 7
+        assert detail.startswith(f"TLS setup failed: {junk}: no CA certificate could be loaded")
     finally:
         await streams.close()
 

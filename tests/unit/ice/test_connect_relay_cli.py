@@ -182,6 +182,38 @@ def key_file(tmp_path: Path) -> str:
     return str(path)
 
 
+def test_a_gateway_that_is_no_address_is_a_usage_error(
+    key_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was taken, and port mapping skipped without a word.
+    peer = str(PrivateKey.generate().public_key)
+    argv = ["connect", "--rendezvous", "127.0.0.1:7000", "--key", key_file, "--peer", peer]
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--gateway", "nope"])
+    assert caught.value.code == 64
+    err = capsys.readouterr().err
+    assert err.endswith("natkit connect: error: argument --gateway: 'nope' is not an IP address\n")
+
+
+def test_a_tls_ca_without_a_certificate_is_refused_at_start(
+    key_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was loaded on the first turns: connection, in a task nobody awaited.
+    junk = tmp_path / "ca.pem"
+    junk.write_text("junk\n")
+    peer = str(PrivateKey.generate().public_key)
+    argv = ["connect", "--rendezvous", "127.0.0.1:7000", "--key", key_file, "--peer", peer]
+    assert (
+        main([*argv, "--relay", "turns:127.0.0.1:9", "--relay-secret", "s", "--tls-ca", str(junk)])
+        == 64
+    )
+    err = capsys.readouterr().err
+    assert err == (
+        f"natkit connect: --tls-ca {junk}: no CA certificate could be loaded"
+        " (NO_CERTIFICATE_OR_CRL_FOUND); PEM expected\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -118,4 +118,42 @@ def test_the_command_reports_a_stale_entry_and_succeeds(tmp_path: Path) -> None:
     [item] = json.loads(first.stdout)["released"]
     assert (item["protocol"], item["released"], item["stale"]) == ("nat-pmp", False, True)
     again = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    assert json.loads(again.stdout) == {"released": []}
+    assert json.loads(again.stdout) == {"released": [], "corrupt_journal": None}
+
+
+def test_release_says_a_corrupt_journal_is_corrupt_and_keeps_it(tmp_path: Path) -> None:
+    # It read as empty: "no leases of killed runs", exit 0, and the next
+    # write replaced it, forgetting leases that may still be at a gateway.
+    path = tmp_path / "portmap.json"
+    path.write_text('{"leases": [{"id": ', encoding="utf-8")
+    argv = [sys.executable, "-m", "natkit.cli.portmap", "--release", "--journal", str(path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"natkit portmap: lease journal {path} is corrupt (not JSON: Expecting value:"
+        f" line 1 column 20 (char 19)); kept as {path}.corrupt\n"
+    )
+    assert Path(f"{path}.corrupt").read_text(encoding="utf-8") == '{"leases": [{"id": '
+    assert not path.exists()
+    path.write_text("[]", encoding="utf-8")  # another one: the first copy is kept
+    result = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=30,
+                            check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["corrupt_journal"] == {
+        "path": str(path),
+        "problem": "not a lease journal: no list of leases",
+        "kept_at": f"{path}.corrupt.1",
+    }
+
+
+def test_the_entries_of_a_corrupt_journal_that_parse_carry_on(tmp_path: Path) -> None:
+    path = tmp_path / "portmap.json"
+    good = orphan("192.0.2.55:51820").to_dict()
+    text = json.dumps({"version": 1, "leases": [good, {"id": "x"}]})
+    path.write_text(text, encoding="utf-8")
+    journal = LeaseJournal(path)
+    assert [e.id for e in journal.entries()] == ["orphan"]
+    assert journal.corrupt is not None
+    assert journal.corrupt.problem == "1 of 2 leases do not parse (lease 2: KeyError 'protocol')"
+    assert Path(f"{path}.corrupt").read_text(encoding="utf-8") == text
+    assert [e.id for e in LeaseJournal(path).entries()] == ["orphan"]  # a journal again

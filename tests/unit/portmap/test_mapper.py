@@ -1,6 +1,7 @@
 """PortMapper against hostile gateways on loopback, plus the journal and
 the hint. PCP/NAT-PMP servers here listen on
-127.0.0.N (loopback); UPnP is never enabled (no SSDP multicast)."""
+127.0.0.N (loopback); UPnP is never multicast (unicast to a loopback
+responder only)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_upnp import ssdp_answer
 from portmap_testlib import pcp_map_response, pmp_address_response
 
 from natkit.aio.portmap import LeaseJournal, PortMapper
@@ -24,6 +26,7 @@ from natkit.portmap.mapping import LifetimeNote, MappingProtocol, TransportProto
 from natkit.portmap.pcp_client import PcpClient, PcpConfig
 from natkit.portmap.report import ProbeStatus
 from natkit.portmap.timing import PcpRetransmission
+from natkit.portmap.upnp_calls import UpnpConfig
 
 Reply = Callable[[bytes], list[bytes]]
 
@@ -189,7 +192,10 @@ def test_journal_roundtrip_and_orphans(tmp_path: Path) -> None:
 def test_journal_survives_a_torn_file(tmp_path: Path) -> None:
     path = tmp_path / "portmap.json"
     path.write_text('{"leases": [{"id": ', encoding="utf-8")
-    assert LeaseJournal(path).entries() == []
+    journal = LeaseJournal(path)
+    assert journal.entries() == []
+    assert journal.corrupt is not None
+    assert journal.corrupt.kept_at == tmp_path / "portmap.json.corrupt"
 
 
 @pytest.mark.parametrize(
@@ -207,3 +213,34 @@ def test_hint(external: str, stun: str | None, reason: HintReason | None) -> Non
         ipaddress.ip_address(external), None if stun is None else ipaddress.ip_address(stun)
     )
     assert (None if hint is None else hint.reason) is reason
+
+
+async def test_a_named_gateway_is_the_only_igd_used(gateway_address: str, tmp_path: Path) -> None:
+    # natkit portmap --gateway X: an IGD elsewhere on the LAN answers the
+    # search first; it was only "not preferred", and was mapped on.
+    other = "127.0.0.1" if gateway_address != "127.0.0.1" else "127.0.0.251"
+    transport, igd = await serve(
+        lambda data: [ssdp_answer(location=f"http://{other}:1/rootDesc.xml")], other
+    )
+    try:
+        config = PortMapperConfig(
+            protocols=(MappingProtocol.UPNP_IGD,),
+            upnp=UpnpConfig(
+                multicast=False,
+                extra_targets=(Endpoint.from_sockaddr(transport.get_extra_info("sockname")),),
+                discovery_timeout=0.5,
+            ),
+            listen_announcements=False,
+            release_timeout=0.5,
+        )
+        port_mapper = PortMapper(
+            51820, gateway=gateway_address, local_address="127.0.0.1", config=config
+        )
+        result = await port_mapper.start(wait_for_all=True)
+        await port_mapper.close()
+    finally:
+        transport.close()
+    assert igd.requests  # it was asked, and answered
+    upnp = result.result_for(MappingProtocol.UPNP_IGD)
+    assert (result.mapping, upnp.status) == (None, ProbeStatus.NO_ANSWER)
+    assert upnp.detail == f"no UPnP IGD answered at {gateway_address} (ignored the IGD at {other})"

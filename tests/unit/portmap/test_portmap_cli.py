@@ -7,6 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from natkit.cli.portmap import _print_result
+from natkit.portmap.mapping import MappingProtocol
+from natkit.portmap.report import PortMapResult, ProbeStatus, ProtocolResult
+
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "natkit.cli.portmap", *argv]
@@ -36,3 +42,19 @@ def test_a_bad_gateway_is_a_usage_error() -> None:
     assert result.returncode == 64
     assert result.stderr.startswith("natkit portmap: gateway 'not-an-address': ")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("gateway", "status", "line"),
+    [
+        ("192.0.2.1", ProbeStatus.NO_ANSWER, "  no mapping: gateway 192.0.2.1 did not answer"),
+        (None, ProbeStatus.NO_ANSWER, "  no mapping"),
+        ("192.0.2.1", ProbeStatus.REFUSED, "  no mapping"),  # it answered
+    ],
+)
+def test_a_named_gateway_that_never_answered_is_named(
+    capsys: pytest.CaptureFixture[str], gateway: str | None, status: ProbeStatus, line: str
+) -> None:
+    protocols = tuple(ProtocolResult(p, status) for p in MappingProtocol)
+    _print_result(PortMapResult(None, protocols), False, gateway)
+    assert capsys.readouterr().out.splitlines()[-1] == line

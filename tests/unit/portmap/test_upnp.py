@@ -15,6 +15,7 @@ from fake_igd import FakeIgd, description
 from natkit.aio.portmap.session import MappingSession, run_client
 from natkit.aio.portmap.upnp import UpnpEngine, fetch_description
 from natkit.endpoint import Endpoint
+from natkit.errors import LocalProtocolError
 from natkit.portmap.events import FailureReason, MappingFailed
 from natkit.portmap.igd import (
     DescriptionError,
@@ -90,6 +91,11 @@ def test_select_prefers_gateway_then_igd2_then_first() -> None:
     assert select_gateway([v2_other, v1_gateway], SOURCE.address) is v1_gateway
     assert select_gateway([v1_other, v2_other]) is v2_other
     assert select_gateway([]) is None
+    # The user named the gateway: its answer or none, never another device's.
+    assert select_gateway([v2_other, v1_gateway], SOURCE.address, only=True) is v1_gateway
+    assert select_gateway([v2_other, v1_other], SOURCE.address, only=True) is None
+    with pytest.raises(LocalProtocolError):
+        select_gateway([v1_gateway], only=True)
 
 
 def test_description_parses_v1_and_v2() -> None:

@@ -25,6 +25,7 @@ import pytest
 from natkit.aio.candidates import GatherOptions, gather_candidates
 from natkit.aio.interfaces import open_gathering_sockets
 from natkit.aio.stun_stream import stun_over_stream
+from natkit.cli.candidates import render_human
 from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.gather.candidates import (
@@ -273,7 +274,11 @@ async def test_stun_over_tls_is_verified(servers: Servers, certificate: tuple[Pa
     unverified = await gather([f"stuns:{endpoint}"])
     (refused,) = unverified.servers
     assert refused.outcome is ServerOutcome.UNREACHABLE
-    assert refused.detail.startswith("TLS failed")
+    # Which check failed is said, in the report and in the readable listing.
+    assert refused.detail == "TLS failed: CERTIFICATE_VERIFY_FAILED (self-signed certificate)"
+    assert f"\nNo answer   stuns:{endpoint} ({endpoint}): unreachable, {refused.detail}" in (
+        render_human(unverified)
+    )
 
 
 async def test_stream_exchange_survives_refusals() -> None:

@@ -8,6 +8,7 @@ and no gateway of this machine is ever asked.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,11 +83,34 @@ async def test_no_answer_exits_2() -> None:
         ["--timeout", "0"],
         ["--static", "198.51.100.7"],
         ["--bogus"],
+        ["--gateway", "nope"],
     ],
 )
 async def test_bad_command_lines_exit_64(argv: list[str]) -> None:
     code, _, err = await run("-m", "natkit.cli.candidates", *argv, *QUIET)
     assert code == 64, err
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "No such file or directory"),
+        ("junk\n", "no CA certificate could be loaded (NO_CERTIFICATE_OR_CRL_FOUND); PEM expected"),
+    ],
+)
+async def test_a_bad_tls_ca_is_a_usage_error_at_start(
+    tmp_path: Path, content: str | None, why: str
+) -> None:
+    # Loaded while the flags are checked, not on the first stuns: request
+    # (where it was an unretrieved task exception and the run went on).
+    cafile = tmp_path / "ca.pem"
+    if content is not None:
+        cafile.write_text(content)
+    code, out, err = await run(
+        "-m", "natkit.cli.candidates", "-s", "stuns:127.0.0.1:9", "--tls-ca", str(cafile), *QUIET
+    )
+    assert (code, out) == (64, "")
+    assert err == f"natkit candidates: --tls-ca {cafile}: {why}\n"
 
 
 async def test_classify_reports_cgnat_and_nat64_keys(stun_server: Endpoint) -> None:

@@ -35,6 +35,7 @@ from natkit.gather.plan import (
     host_candidates,
     plan_targets,
 )
+from natkit.ice.candidates import local_preference_of
 from natkit.nat64 import Nat64Discovery, Nat64Status
 from natkit.probe.layering import nat_layering
 
@@ -116,6 +117,29 @@ def test_host_candidates_take_the_port_of_their_familys_socket() -> None:
     assert [str(c.address) for c in found] == ["192.168.1.2:40000", "[2001:db8:2::2]:40001"]
     assert all(c.kind is CandidateKind.HOST and c.base == c.address for c in found)
     assert host_candidates(chosen, [V4_SOCKET]) == found[:1]
+
+
+def test_every_host_candidate_has_its_own_local_preference() -> None:
+    # RFC 8445 §5.1.2.1: unique per candidate of one type; a multihomed
+    # host's addresses all had 65535 (IPv6) or 65000 (IPv4), so pairs tied.
+    chosen = [
+        iface("eth0", "192.168.1.2"),
+        iface("eth0", "2001:db8:2::2", 64),
+        iface("wlan0", "10.0.0.7"),
+        iface("wlan0", "2001:db8:3::3", 64),
+    ]
+    found = host_candidates(chosen, [V4_SOCKET, E("[::]:40001")])
+    assert [local_preference_of(c.priority) for c in found] == [65000, 65535, 64999, 65534]
+    # Pairing on, the reflexive candidates get theirs; the host ones keep theirs.
+    observations = [
+        answered("203.0.113.10:3478", "198.51.100.1:40000"),
+        answered("203.0.113.20:3478", "198.51.100.1:40002"),  # disagreeing: two srflx
+    ]
+    assembled, _ = assemble_candidates(found, observations, sockets=[V4_SOCKET])
+    assert len({c.priority for c in assembled}) == len(assembled) == 6
+    assert {c.address: c.priority for c in found} == {
+        c.address: c.priority for c in assembled if c.kind is CandidateKind.HOST
+    }
 
 
 # -- target plans -------------------------------------------------------------------------

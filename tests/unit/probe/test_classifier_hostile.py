@@ -13,10 +13,16 @@ from hypothesis import strategies as st
 from natkit.endpoint import Endpoint
 from natkit.probe.classifier import ClassifierConfig, NatClassifier, Role
 from natkit.probe.hops import HopReply
-from natkit.probe.report import ClassificationReport, ProbeName, RunStatus
+from natkit.probe.report import (
+    ClassificationReport,
+    FilteringBehavior,
+    MappingBehavior,
+    ProbeName,
+    RunStatus,
+)
 from natkit.probe.state import Phase
 from natkit.sansio import ICMP_TIME_EXCEEDED, Datagram, IcmpError, IcmpKind, StreamResult
-from natkit.stun.attributes import XorAddressAttribute
+from natkit.stun.attributes import AddressAttribute, XorAddressAttribute
 from natkit.stun.codec import Message, binding_request, encode_message
 from natkit.stun.constants import AttributeType, MessageClass, Method
 from natkit.stun.server import ServerConfig, StunServer, Transport
@@ -48,14 +54,14 @@ def test_random_bytes_never_crash_the_classifier(
     assert core.report is None
 
 
-def _answer(tid: bytes, mapped: Endpoint) -> bytes:
+def _answer(tid: bytes, mapped: Endpoint, other: Endpoint | None = None) -> bytes:
+    attributes: list[AddressAttribute | XorAddressAttribute] = [
+        XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, mapped)
+    ]
+    if other is not None:
+        attributes.append(AddressAttribute(AttributeType.OTHER_ADDRESS, other))
     return encode_message(
-        Message(
-            Method.BINDING,
-            MessageClass.SUCCESS_RESPONSE,
-            tid,
-            (XorAddressAttribute(AttributeType.XOR_MAPPED_ADDRESS, mapped),),
-        )
+        Message(Method.BINDING, MessageClass.SUCCESS_RESPONSE, tid, tuple(attributes))
     )
 
 
@@ -150,6 +156,36 @@ def test_a_tcp_reply_to_another_transaction_is_no_tcp_answer(right_transaction: 
     report = _finish(core)
     assert (report.status is RunStatus.UDP_BLOCKED) is right_transaction
     assert (report.tcp_mapped_address == MAPPED) is right_transaction
+
+
+@pytest.mark.parametrize(
+    ("other", "tested"),
+    [
+        (Endpoint.parse("203.0.113.11:3479"), True),
+        # A server bound to an IPv4 and an IPv6 address (natkit stun-server
+        # refuses that now): the alternate can never answer this IPv4 socket,
+        # and its silence to filtering test II read as ADF.
+        (Endpoint.parse("[2001:db8::11]:3479"), False),
+    ],
+)
+def test_an_other_address_of_another_family_is_no_alternate(other: Endpoint, tested: bool) -> None:
+    core = _classifier()
+    binding = core.datagrams_to_send(0.0)[0]
+    core.receive_datagram(_answer(binding.data[8:20], MAPPED, other), SERVER, 0, 0.001)
+    sent = core.datagrams_to_send(0.001)
+    assert any(d.remote.address == other.address for d in sent) is tested
+    report = _finish(core)
+    (server,) = report.servers
+    assert (server.other_address, server.rfc5780) == (other, tested)
+    if not tested:
+        assert report.filtering is FilteringBehavior.UNKNOWN
+        assert report.reasons["filtering"] == (
+            "no server offered a usable RFC 5780 OTHER-ADDRESS"
+            f" ({SERVER}'s {other} is another address family)"
+        )
+        assert report.mapping is MappingBehavior.UNKNOWN
+        tests = {o.test for o in report.observations}
+        assert not tests & {ProbeName.FILTERING_CHANGE_IP_PORT, ProbeName.MAPPING_ALT_ADDRESS}
 
 
 def _hop_datagram(core: NatClassifier) -> Datagram:

@@ -33,6 +33,8 @@ FORBIDDEN_MODULES = frozenset(
         "tempfile",
         "fcntl",
         "mmap",
+        "select",
+        "ssl",
     }
 )
 #: natkit packages a core must not import.
@@ -56,6 +58,8 @@ FILE_CALLS = frozenset(
         "fsync",
     }
 )
+#: ``os.<name>(...)`` calls that move bytes through a descriptor.
+OS_IO_CALLS = frozenset({"read", "write", "open", "fdopen", "pipe", "sendfile"})
 #: Receivers of those names that are not files (``str.replace``, ``dataclasses.replace``).
 NOT_FILES = frozenset({"dataclasses", "text", "s", "str", "name", "value", "line"})
 
@@ -151,6 +155,13 @@ def _file_calls(module: str, tree: ast.Module) -> Iterator[Finding]:
         func = node.func
         if isinstance(func, ast.Name) and func.id == "open":
             yield Finding(module, node.lineno, "open()")
+        elif (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "os"
+            and func.attr in OS_IO_CALLS
+        ):
+            yield Finding(module, node.lineno, f"os.{func.attr}()")
         elif isinstance(func, ast.Attribute) and func.attr in FILE_CALLS:
             receiver = func.value
             name = receiver.id if isinstance(receiver, ast.Name) else None
@@ -204,3 +215,7 @@ def test_the_walk_sees_what_it_must() -> None:
     assert any("imports asyncio" in f for f in findings)
     assert any("imports socket" in f for f in findings)
     assert any("imports natkit.aio" in f for f in findings)
+    assert any("imports ssl" in f for f in findings)
+    assert any("imports select" in f for f in findings)
+    assert any("os.read()" in f for f in findings)
+    assert any("os.write()" in f for f in findings)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from natkit.aio.birthday import StunUnansweredError
+from natkit.aio.driver import open_udp_sockets
 from natkit.endpoint import Endpoint
 from natkit.errors import (
+    AddressNotLocal,
     InvalidArgument,
     InvalidEndpoint,
     LocalProtocolError,
@@ -75,3 +79,13 @@ def test_every_decoders_refusal_is_malformed_input_with_its_reason() -> None:
         "port 0",
         "malformed field: port 0",
     )
+
+
+def test_binding_an_address_this_host_lacks_says_so_and_is_still_an_oserror() -> None:
+    with pytest.raises(AddressNotLocal) as caught:
+        open_udp_sockets([Endpoint.parse("127.0.0.1:0"), Endpoint.parse("198.51.100.77:0")])
+    assert isinstance(caught.value, LocalProtocolError)
+    assert isinstance(caught.value, OSError)
+    assert caught.value.errno == errno.EADDRNOTAVAIL
+    assert str(caught.value) == "198.51.100.77 is not an address of this host"
+    assert caught.value.address == "198.51.100.77"

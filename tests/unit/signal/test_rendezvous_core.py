@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -41,6 +42,7 @@ from natkit.signal.server import (
     DisconnectReason,
     MessagesDropped,
     RelayDropReason,
+    RendezvousServer,
     ServerConfig,
 )
 
@@ -306,6 +308,28 @@ def test_too_many_handshakes_or_clients_are_refused() -> None:
     assert bob.closed
     assert ended(bob).code is ErrorCode.FULL
     assert harness.server.counters.disconnects["full"] == 2
+
+
+def test_one_source_cannot_take_every_handshake_slot() -> None:
+    # Before: 256 connections from one host, each silent for auth_timeout,
+    # and nobody else could connect.
+    config = ServerConfig(max_pending=10, max_pending_per_source=2)
+    server = RendezvousServer(config, random.Random(1).randbytes)
+    first = [server.open(f"192.0.2.66:{port}", 0.0, "192.0.2.66") for port in (1, 2, 3)]
+    other = server.open("198.51.100.7:1", 0.0, "198.51.100.7")
+    assert [server.wants_close(conn) for conn in first] == [False, False, True]
+    assert not server.wants_close(other)
+    assert server.counters.disconnects == {"source-busy": 1}
+    events = []
+    while (event := server.next_event()) is not None:
+        events.append(event)
+    assert [(e.conn, e.reason) for e in events if isinstance(e, ClientDisconnected)] == [
+        (first[2], DisconnectReason.SOURCE_BUSY)
+    ]
+    # A handshake that ends (here: it times out) frees its source's slot.
+    server.handle_timer(config.auth_timeout + 1)
+    again = server.open("192.0.2.66:4", config.auth_timeout + 1, "192.0.2.66")
+    assert not server.wants_close(again)
 
 
 def test_shutdown_tells_everyone() -> None:

@@ -219,6 +219,32 @@ async def test_slow_loris_is_cut_off(server: Server) -> None:
         await loris.server.close()
 
 
+async def test_one_host_gets_a_few_handshake_slots() -> None:
+    busy = Server(ServerConfig(max_pending_per_source=2, sweep_interval=0.05))
+    await busy.server.start()
+    writers = []
+    try:
+        for _ in range(2):
+            _reader, writer = await raw_connect(busy.port)
+            writers.append(writer)
+        reader, writer = await raw_connect(busy.port)  # a third handshake from 127.0.0.1
+        writers.append(writer)
+        frames = await read_frames(reader)
+        assert frames == [Error(ErrorCode.FULL)]
+        # Another address of the host is another source.
+        other, writer = await asyncio.open_connection(
+            "127.0.0.1", busy.port, local_addr=("127.0.0.2", 0)
+        )
+        writers.append(writer)
+        header = await asyncio.wait_for(other.read(1), LIVENESS)
+        assert header  # its SERVER_HELLO
+        assert busy.server.core.counters.disconnects["source-busy"] == 1
+    finally:
+        for writer in writers:
+            writer.close()
+        await busy.server.close()
+
+
 class NonReader:
     """A client that authenticates and then never reads again."""
 

@@ -68,6 +68,23 @@ def test_keygen_output_file(tmp_path: Path) -> None:
     assert b"Traceback" not in again.stderr
 
 
+def test_keygen_to_a_full_disk_says_so_without_a_traceback() -> None:
+    with open("/dev/full", "wb") as full:
+        result = natkit("keygen", stdout=full)
+    assert result.returncode == 1
+    assert result.stderr == b"natkit keygen: cannot write the key: No space left on device\n"
+
+
+def test_keygen_output_into_a_missing_directory_cannot_be_written(tmp_path: Path) -> None:
+    path = tmp_path / "nonexistent" / "node.key"
+    result = natkit("keygen", "-o", str(path))
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == f"natkit keygen: {path}: cannot write: No such file or directory\n".encode()
+    )
+
+
 def test_keygen_to_a_pipe_prints_one_line() -> None:
     result = natkit("keygen")
     assert result.returncode == 0

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+import natkit.cli.stun_server
+from natkit.cli.main import main
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError
 from natkit.stun.attributes import (
@@ -238,6 +240,29 @@ def test_config_needs_two_addresses_times_two_ports() -> None:
     with pytest.raises(LocalProtocolError):
         ServerConfig((A1P1, A1P2, A1P1, A1P2))
     assert ServerConfig((A1P1, A1P2, A2P1, A2P2)).behaviour_discovery
+
+
+def test_config_refuses_addresses_of_two_families() -> None:
+    # A client reaches one family: the alternate's answers could never
+    # arrive, and a classifier would read their silence as ADF filtering.
+    with pytest.raises(LocalProtocolError, match=r"^RFC 5780 needs two addresses of one family"):
+        ServerConfig.rfc5780("203.0.113.10", "2001:db8::11")
+    assert ServerConfig.rfc5780("2001:db8::10", "2001:db8::11").behaviour_discovery
+
+
+def test_the_command_refuses_addresses_of_two_families(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def serve(*args: object, **kwargs: object) -> int:
+        return 0  # a server that started would be the bug: never serve for real here
+
+    monkeypatch.setattr(natkit.cli.stun_server, "_serve", serve)
+    argv = ["stun-server", "--bind", "127.0.0.1", "--bind", "::1", "--workers", "0"]
+    assert main(argv) == 64
+    assert capsys.readouterr().err == (
+        "natkit stun-server: RFC 5780 needs two addresses of one family,"
+        " not 127.0.0.1 (IPv4) and ::1 (IPv6)\n"
+    )
 
 
 def test_counters_add_up_and_survive_json() -> None:
