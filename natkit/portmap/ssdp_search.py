@@ -43,7 +43,10 @@ class SsdpSearch:
         if only_gateway and gateway is None:
             raise LocalProtocolError("only the gateway's answer is wanted: name the gateway")
         self.config = config or UpnpConfig()
-        targets: list[Endpoint] = [SSDP_ENDPOINT] if self.config.multicast else []
+        # A named-only gateway is asked by unicast alone (UDA 1.1 §1.3.2): no
+        # other device on the LAN needs to hear the search.
+        multicast = self.config.multicast and not only_gateway
+        targets: list[Endpoint] = [SSDP_ENDPOINT] if multicast else []
         if gateway is not None:
             targets.append(Endpoint(gateway, SSDP_PORT))
         targets.extend(self.config.extra_targets)
