@@ -50,7 +50,7 @@ from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.gather.host import HostPolicy
 from natkit.ice import ConnectConfig, PathLost, PathSelected
-from natkit.identity import PrivateKey, PublicKey
+from natkit.identity import PrivateKey, PublicKey, check_recipient
 from natkit.identity.keyfile import load_private_key
 from natkit.signal.channel import ChannelState, StateChanged
 from natkit.stun.uri import parse_server, split_host_port
@@ -184,13 +184,16 @@ def setup(args: argparse.Namespace) -> Setup:
     rendezvous = split_host_port(args.rendezvous, None)
     for server in args.stun:
         parse_server(server)
+    key = load_private_key(args.key)
     peers = []
     for text in args.peer:
         try:
-            peers.append(PublicKey.from_base64(text))
+            peer = PublicKey.from_base64(text)
+            # A low-order key (e.g. all zeros) parses but no box can be sealed to it.
+            check_recipient(key, peer)
         except NatkitError as exc:
             raise ValueError(f"--peer {text!r}: {exc}") from None
-    key = load_private_key(args.key)
+        peers.append(peer)
     if key.public_key in peers:
         raise ValueError("--peer names this node's own key")
     config = ConnectConfig()

@@ -123,7 +123,7 @@ from natkit.ice import (
 )
 from natkit.ice.candidates import Candidate, LocalCandidate
 from natkit.ice.mux import ConnectMux, HelperEvent, MuxEvent
-from natkit.identity import PrivateKey, PublicKey, seal
+from natkit.identity import PrivateKey, PublicKey, check_recipient
 from natkit.signal.channel import ChannelEvent, ChannelState, SignalChannel, StateChanged
 
 __all__ = [
@@ -452,7 +452,7 @@ class Connection:
     def _check_peer(self, peer: PublicKey) -> None:
         if peer == self.key.public_key:
             raise LocalProtocolError(f"peer {peer} is this node's own key")
-        seal(self.key, peer, b"")  # WeakKeyError for a key no box can be made with
+        check_recipient(self.key, peer)  # WeakKeyError for a key no box can be made with
 
     def _add_peer(self, peer: PublicKey) -> None:
         self.agent.add_peer(peer, self.loop.time())
@@ -655,6 +655,8 @@ async def connect(
     if (rendezvous is None) == (channel is None):
         raise LocalProtocolError("connect: give exactly one of rendezvous= and channel=")
     wanted = [_peer_key(p) for p in peers]
+    for peer in wanted:
+        check_recipient(private, peer)
     for server in stun:
         parse_server(server)
     if channel is None:

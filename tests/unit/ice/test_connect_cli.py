@@ -175,6 +175,8 @@ def test_a_signal_stops_it_cleanly(
         (["--local-address", "nowhere"], "bad endpoint"),
         (["--static", "1.2.3.4"], "no port"),
         (["--self"], "own key"),
+        # A low-order X25519 key parses, but nothing can be sealed to it.
+        (["--peer", "A" * 43 + "="], "low-order (weak) public key"),
     ],
 )
 def test_bad_command_lines_exit_64_without_a_traceback(
