@@ -16,7 +16,9 @@ and "why relayed?": :mod:`natkit.cli.connect_relay`; ``--traffic``:
 
 * 0: ``--once`` and every peer has a confirmed path (printed; the node keeps
   answering for :data:`ONCE_LINGER` s so the peer confirms it too), or
-  ``--timeout`` passed without ``--once`` and every peer had a path;
+  ``--timeout`` passed without ``--once`` and every peer had a path, or the
+  reader of the output went away (``| grep -m1 path_selected``: the node
+  stops in order, :mod:`natkit.cli.closed_output`);
 * 1: ``--timeout`` passed before every peer had a path (or the sockets
   could not be bound);
 * 2: signalling never came up within ``--signal-timeout`` (or ``--timeout``
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 
 from natkit.aio.candidates import PortMapProvider
 from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.cli.closed_output import OutputGuard
 from natkit.cli.connect_relay import WhyRelayed, register_relay_flags, relay_setup
 from natkit.cli.connect_render import (
     event_to_dict,
@@ -253,6 +256,10 @@ class _Run:
     )
     whys: WhyRelayed | None = None
     traffic: Traffic | None = None
+    output: OutputGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.output = OutputGuard(self.output_closed)
 
     def out(self, document: dict[str, object] | None, text: tuple[str, bool] | None) -> None:
         if self.held is not None:
@@ -260,9 +267,14 @@ class _Run:
             return
         if self.args.json_line:
             if document is not None:
-                print(json_line(document), flush=True)
+                self.output.write(json_line(document), sys.stdout)
         elif text is not None:
-            print(text[0], file=sys.stdout if text[1] else sys.stderr, flush=True)
+            self.output.write(text[0], sys.stdout if text[1] else sys.stderr)
+
+    def output_closed(self) -> None:
+        # The reader has what it wanted (| head, | grep -m1): stop in order, and
+        # exit as natkit does for a closed pipe (natkit.cli.main).
+        self.finish(EXIT_OK, "the output was closed")
 
     def finish(self, status: int, why: str = "") -> None:
         if self.status is None:
@@ -389,12 +401,14 @@ class _Run:
             self.out(document, text)
         if self.traffic is not None:
             self.traffic.start()
+        self.output.watch()
         timers = [loop.call_later(self.args.signal_timeout, self.check_signalling)]
         if self.args.timeout is not None:
             timers.append(loop.call_later(self.args.timeout, self.timed_out))
         try:
             await self.done.wait()
         finally:
+            self.output.close()
             for timer in timers:
                 timer.cancel()
             self.print_pairs()
@@ -409,7 +423,7 @@ class _Run:
             (f"natkit connect: {self.why}", False),
         )
         if self.args.json_line and status in (EXIT_NO_PATH, EXIT_NO_SIGNALLING):
-            print(f"natkit connect: {self.why}", file=sys.stderr)
+            self.output.write(f"natkit connect: {self.why}", sys.stderr)
         return status
 
     def on_data(self, peer: object, data: bytes, relayed: bool) -> None:

@@ -162,6 +162,37 @@ def test_a_signal_stops_it_cleanly(
     assert events[-2:] == ["stats", "stopped"]
 
 
+def test_a_closed_output_stops_it_in_order(
+    keys: list[tuple[Path, str]], rendezvous: str
+) -> None:
+    """``natkit connect --json-line ... | grep -m1 path_selected``: grep exits
+    after its line, and the node must follow (it used to run on for ever)."""
+    (a_key, a_pub), (b_key, b_pub) = keys
+    common = ["connect", "--rendezvous", rendezvous, "--json-line", *LOOPBACK]
+    b = subprocess.Popen(
+        command(*common, "--key", str(b_key), "--peer", a_pub),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    a = subprocess.Popen(
+        command(*common, "--key", str(a_key), "--peer", b_pub),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert a.stdout is not None and a.stderr is not None
+        while json.loads(a.stdout.readline())["event"] != "path_selected":
+            pass
+        a.stdout.close()  # grep -m1 has its line
+        status = a.wait(timeout=30)
+        err = a.stderr.read()
+        assert status == 0, err
+        assert err == ""  # no traceback, no "Exception ignored" at exit
+    finally:
+        for process in (a, b):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
