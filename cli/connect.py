@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 from natkit.aio.candidates import PortMapProvider
 from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.aio.rendezvous_client import AttemptPhase, RendezvousChannel
 from natkit.cli.closed_output import OutputGuard
 from natkit.cli.connect_relay import WhyRelayed, register_relay_flags, relay_setup
 from natkit.cli.connect_render import (
@@ -256,6 +257,7 @@ class _Run:
     )
     whys: WhyRelayed | None = None
     traffic: Traffic | None = None
+    channel: RendezvousChannel | None = None
     output: OutputGuard = field(init=False)
 
     def __post_init__(self) -> None:
@@ -318,9 +320,37 @@ class _Run:
         host, port = self.setup.rendezvous
         down = self.last_down
         if down is None or down.reason is None:
-            return f"signalling never came up (rendezvous {host}:{port})"
+            # No attempt has ended yet (a name still resolving, a server that
+            # accepted and never spoke): say where the one under way stands.
+            return f"signalling never came up: rendezvous {host}:{port} {self.attempt_text()}"
         detail = f" ({down.detail})" if down.detail else ""
         return f"signalling never came up: rendezvous {host}:{port} {down.reason.value}{detail}"
+
+    def attempt_text(self) -> str:
+        channel = self.channel
+        if channel is None:
+            return "not tried"
+        age = f"{channel.phase_age():.1f} s"
+        match channel.phase:
+            case AttemptPhase.HELLO:
+                return f"connected, but has not said hello in {age} (is it a natkit rendezvous?)"
+            case AttemptPhase.AUTHENTICATING:
+                return f"connected, but has not welcomed this node in {age}"
+            case AttemptPhase.CONNECTING:
+                return f"not connected in {age} (resolving its name, opening TCP)"
+            case phase:
+                return phase.value
+
+    def signalling_document(self) -> dict[str, object]:
+        """The ``stopped`` line's ``signalling``: where it stood when the run ended."""
+        channel, down = self.channel, self.last_down
+        return {
+            "state": None if channel is None else channel.state.value,
+            "phase": None if channel is None else channel.phase.value,
+            "phase_s": None if channel is None else round(channel.phase_age(), 3),
+            "reason": None if down is None or down.reason is None else down.reason.value,
+            "detail": None if down is None else down.detail or None,
+        }
 
     def check_signalling(self) -> None:
         if not self.ever_up:
@@ -347,14 +377,12 @@ class _Run:
         return [str(p) for p in connection.peers if connection.selected(p) is None]
 
     async def main(self) -> int:
-        from natkit.aio.rendezvous_client import RendezvousChannel  # noqa: PLC0415
-
         setup = self.setup
         loop = asyncio.get_running_loop()
         for signum, status in EXIT_SIGNAL.items():
             loop.add_signal_handler(signum, self.finish, status, signum.name)
         host, port = setup.rendezvous
-        channel = RendezvousChannel(host, port, setup.key)
+        channel = self.channel = RendezvousChannel(host, port, setup.key)
         self.whys = WhyRelayed(self.out)
         connection = Connection(
             setup.key,
@@ -405,9 +433,11 @@ class _Run:
         timers = [loop.call_later(self.args.signal_timeout, self.check_signalling)]
         if self.args.timeout is not None:
             timers.append(loop.call_later(self.args.timeout, self.timed_out))
+        signalling: dict[str, object] = {}
         try:
             await self.done.wait()
         finally:
+            signalling = self.signalling_document()  # before closing closes the channel
             self.output.close()
             for timer in timers:
                 timer.cancel()
@@ -419,7 +449,12 @@ class _Run:
             await connection.close()
         status = EXIT_OK if self.status is None else self.status
         self.out(
-            {"event": "stopped", "status": status, "reason": self.why},
+            {
+                "event": "stopped",
+                "status": status,
+                "reason": self.why,
+                "signalling": signalling,
+            },
             (f"natkit connect: {self.why}", False),
         )
         if self.args.json_line and status in (EXIT_NO_PATH, EXIT_NO_SIGNALLING):

@@ -50,8 +50,11 @@ What a :class:`Connection` runs
   (a rendezvous reconnected), the agent re-announces itself to every peer.
 * **Events** (:data:`NodeEvent`): the core's (``PathSelected``, ``PathLost``,
   ``PeerUnreachable``, ...; never ``SignalReady``, which is handled here),
-  the channel's :class:`~natkit.signal.channel.StateChanged`, and
-  :class:`LocalCandidatesChanged`, through :meth:`Connection.events` (an
+  the channel's :class:`~natkit.signal.channel.StateChanged`,
+  :class:`LocalCandidatesChanged`, a ``stun`` server that gives no address
+  (:class:`~natkit.aio.connect_gather.StunServerFailed`: its name does not
+  resolve, it does not answer, ...; once, until it answers again:
+  ``StunServerAnswered``), through :meth:`Connection.events` (an
   async iterator; a buffer of ``event_buffer`` events, the oldest dropped
   and counted when nobody reads) and the ``on_event`` callback (called on
   the loop for every event; an exception in it goes to the loop's
@@ -91,7 +94,12 @@ from dataclasses import dataclass, field
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, PortMapProvider
 from natkit.aio.connect_data import DataHandler
-from natkit.aio.connect_gather import TrickleGathering
+from natkit.aio.connect_gather import (
+    StunFailure,
+    StunServerAnswered,
+    StunServerFailed,
+    TrickleGathering,
+)
 from natkit.aio.connect_ladder import LadderDriver
 from natkit.aio.connect_relay import RelayOptions
 from natkit.aio.connect_report import LocalReportChanged, TraversalOptions
@@ -142,6 +150,9 @@ __all__ = [
     "RelayOptions",
     "RoleChanged",
     "StateChanged",
+    "StunFailure",
+    "StunServerAnswered",
+    "StunServerFailed",
     "TraversalOptions",
     "connect",
 ]
@@ -162,8 +173,16 @@ class LocalCandidatesChanged:
 #: What a :class:`Connection` reports: the core's events (never
 #: ``SignalReady``, which the connection handles, nor ``RelayedDataReceived``,
 #: which goes to ``on_data``), the channel's ``StateChanged``,
-#: ``LocalCandidatesChanged`` and ``LocalReportChanged``.
-NodeEvent = ConnectEvent | StateChanged | LocalCandidatesChanged | LocalReportChanged
+#: ``LocalCandidatesChanged``, ``LocalReportChanged``, and the ``stun``
+#: servers' ``StunServerFailed`` / ``StunServerAnswered``.
+NodeEvent = (
+    ConnectEvent
+    | StateChanged
+    | LocalCandidatesChanged
+    | LocalReportChanged
+    | StunServerFailed
+    | StunServerAnswered
+)
 EventCallback = Callable[[NodeEvent], object]
 
 
@@ -362,6 +381,7 @@ class Connection:
                 statics=options.statics,
             ),
             on_change=self._candidates_changed,
+            on_server=self._emit,
             port_mapper=port_mapper,
             interfaces=self._interfaces or list_interface_addresses,
         )
