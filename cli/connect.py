@@ -331,15 +331,14 @@ class _Run:
         if channel is None:
             return "not tried"
         age = f"{channel.phase_age():.1f} s"
-        match channel.phase:
-            case AttemptPhase.HELLO:
-                return f"connected, but has not said hello in {age} (is it a natkit rendezvous?)"
-            case AttemptPhase.AUTHENTICATING:
-                return f"connected, but has not welcomed this node in {age}"
-            case AttemptPhase.CONNECTING:
-                return f"not connected in {age} (resolving its name, opening TCP)"
-            case phase:
-                return phase.value
+        phase = channel.phase
+        if phase is AttemptPhase.HELLO:
+            return f"connected, but has not said hello in {age} (is it a natkit rendezvous?)"
+        if phase is AttemptPhase.AUTHENTICATING:
+            return f"connected, but has not welcomed this node in {age}"
+        if phase is AttemptPhase.CONNECTING:
+            return f"not connected in {age} (resolving its name, opening TCP)"
+        return str(phase.value)
 
     def signalling_document(self) -> dict[str, object]:
         """The ``stopped`` line's ``signalling``: where it stood when the run ended."""

@@ -156,9 +156,9 @@ class RendezvousChannel(ChannelBase):
         before any attempt ended with a reason (a server that accepts the
         connection and never says hello ends only after the handshake timeout)."""
         core = self._core
-        if core is not None and self._phase is AttemptPhase.HELLO:
-            if core.phase is ClientPhase.AUTHENTICATING:
-                return AttemptPhase.AUTHENTICATING
+        hello = self._phase is AttemptPhase.HELLO
+        if hello and core is not None and core.phase is ClientPhase.AUTHENTICATING:
+            return AttemptPhase.AUTHENTICATING
         return self._phase
 
     def phase_age(self) -> float:

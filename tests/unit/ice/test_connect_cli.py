@@ -128,7 +128,7 @@ def test_a_rendezvous_that_never_says_hello_is_named_at_the_signal_timeout(
     with socket.socket() as mute:  # the kernel accepts; nothing is ever said
         mute.bind(("127.0.0.1", 0))
         mute.listen()
-        where = "127.0.0.1:%d" % mute.getsockname()[1]
+        where = f"127.0.0.1:{mute.getsockname()[1]}"
         result = subprocess.run(
             command(
                 "connect", "--rendezvous", where, "--key", str(a_key), "--peer", b_pub,
@@ -190,9 +190,7 @@ def test_a_signal_stops_it_cleanly(
     assert events[-2:] == ["stats", "stopped"]
 
 
-def test_a_closed_output_stops_it_in_order(
-    keys: list[tuple[Path, str]], rendezvous: str
-) -> None:
+def test_a_closed_output_stops_it_in_order(keys: list[tuple[Path, str]], rendezvous: str) -> None:
     """``natkit connect --json-line ... | grep -m1 path_selected``: grep exits
     after its line, and the node must follow (it used to run on for ever)."""
     (a_key, a_pub), (b_key, b_pub) = keys
@@ -206,7 +204,8 @@ def test_a_closed_output_stops_it_in_order(
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert a.stdout is not None and a.stderr is not None
+        assert a.stdout is not None
+        assert a.stderr is not None
         while json.loads(a.stdout.readline())["event"] != "path_selected":
             pass
         a.stdout.close()  # grep -m1 has its line
