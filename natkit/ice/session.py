@@ -372,6 +372,7 @@ class Session:
             self._emit_lost(self.selected, LossReason.PEER_RESTARTED, "the peer restarted")
             self.selected = None
         self._agent.forget(self.checks.clear())
+        self._agent.relay_peers_changed()  # the old candidates' permissions may lapse
         self._nominating = self._nominee = None
         self._first_valid_at = None
         self._after_loss = False
