@@ -54,9 +54,10 @@ What a :class:`Connection` runs
   :class:`LocalCandidatesChanged`, a ``stun`` server that gives no address
   (:class:`~natkit.aio.connect_gather.StunServerFailed`: its name does not
   resolve, it does not answer, ...; once, until it answers again:
-  ``StunServerAnswered``), through :meth:`Connection.events` (an
-  async iterator; a buffer of ``event_buffer`` events, the oldest dropped
-  and counted when nobody reads) and the ``on_event`` callback (called on
+  ``StunServerAnswered``), through :meth:`Connection.events` (async
+  iterators, as many as wanted, each getting every event: a queue of
+  ``event_buffer`` events each, its oldest dropped and counted when that
+  iterator falls behind; :mod:`natkit.aio.connect_events`) and the ``on_event`` callback (called on
   the loop for every event; an exception in it goes to the loop's
   exception handler and is counted, never into natkit).
 
@@ -88,12 +89,12 @@ import contextlib
 import os
 import random
 import socket
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, PortMapProvider
 from natkit.aio.connect_data import DataHandler
+from natkit.aio.connect_events import EventFanout
 from natkit.aio.connect_gather import (
     StunFailure,
     StunServerAnswered,
@@ -157,7 +158,7 @@ __all__ = [
     "connect",
 ]
 
-#: Events kept for :meth:`Connection.events` before the oldest are dropped.
+#: Events kept per :meth:`Connection.events` iterator before its oldest are dropped.
 EVENT_BUFFER = 4096
 
 
@@ -212,7 +213,7 @@ class ConnectOptions:
     config: ConnectConfig = field(default_factory=ConnectConfig)
     #: How often the interface addresses are compared (0: never).
     interface_poll: float = 5.0
-    #: Events kept for :meth:`Connection.events`.
+    #: Events kept for each :meth:`Connection.events` iterator (the oldest dropped beyond).
     event_buffer: int = EVENT_BUFFER
     #: TURN servers and their credentials (issue 12; :mod:`natkit.aio.connect_relay`).
     relay: RelayOptions = field(default_factory=RelayOptions)
@@ -231,7 +232,7 @@ class ConnectOptions:
 class NodeCounters:
     """What the connection dropped or survived, beside the agent's counters."""
 
-    #: Events dropped from a full :meth:`Connection.events` buffer.
+    #: Events dropped from a full :meth:`Connection.events` queue (any iterator's).
     events_dropped: int = 0
     #: Exceptions raised by the ``on_event`` callback.
     callback_errors: int = 0
@@ -304,8 +305,7 @@ class Connection:
         self._interfaces = interfaces
         # ICE credentials are keys (MESSAGE-INTEGRITY): from the OS's source.
         self._rng = rng if rng is not None else random.SystemRandom()
-        self._events: deque[NodeEvent] = deque()
-        self._wake = asyncio.Event()
+        self._events: EventFanout[NodeEvent] = EventFanout(self.options.event_buffer)
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._started = False
@@ -426,7 +426,7 @@ class Connection:
                 await self.ladder.close()
             self.runner.close()
         await self.channel.close()
-        self._wake.set()
+        self._events.close()
 
     @property
     def closed(self) -> bool:
@@ -534,22 +534,20 @@ class Connection:
 
     # -- events -----------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[NodeEvent]:
-        """Every event from now on (and those buffered), until :meth:`close`."""
-        while True:
-            while self._events:
-                yield self._events.popleft()
-            if self._closed:
-                return
-            self._wake.clear()
-            await self._wake.wait()
+    def events(self) -> AsyncIterator[NodeEvent]:
+        """Every event from when the iteration starts, until :meth:`close`.
+
+        Several iterators may run at once: each gets every event, in order
+        (:mod:`natkit.aio.connect_events`: a queue of ``event_buffer`` events
+        per iterator; a slow one loses its own oldest, counted in
+        ``counters.events_dropped``). Events from before any iterator ran
+        (those of :meth:`start`) go to the first one to start.
+        """
+        return self._events.subscribe()
 
     def _emit(self, event: NodeEvent) -> None:
-        if len(self._events) >= self.options.event_buffer:
-            self._events.popleft()
-            self.counters.events_dropped += 1
-        self._events.append(event)
-        self._wake.set()
+        self._events.publish(event)
+        self.counters.events_dropped = self._events.dropped
         if self.on_event is not None:
             try:
                 self.on_event(event)

@@ -156,6 +156,35 @@ async def test_two_nodes_agree_on_the_host_path_and_close_cleanly(pair: Pair) ->
     assert others == []
 
 
+async def test_two_iterators_each_see_every_event() -> None:
+    hub = SignalHub()
+    keys = (PrivateKey.generate(), PrivateKey.generate())
+    a, b = (Connection(k, hub.channel(k.public_key), options=options()) for k in keys)
+    seen: tuple[list[NodeEvent], list[NodeEvent]] = ([], [])
+
+    async def read(into: list[NodeEvent]) -> None:
+        async for event in a.events():
+            into.append(event)
+
+    try:
+        await a.start([keys[1].public_key])
+        loop = asyncio.get_running_loop()
+        readers = [loop.create_task(read(into)) for into in seen]
+        while a._events.subscribers < 2:
+            await asyncio.sleep(0)
+        await b.start([keys[0].public_key])  # only now can a path be chosen
+        await until(lambda: all(any(isinstance(e, PathSelected) for e in s) for s in seen))
+    finally:
+        await a.close()
+        await b.close()
+    await asyncio.wait_for(asyncio.gather(*readers), LIVENESS)
+    first, second = seen
+    # Both saw the same events; the first also what came before either ran.
+    assert first[len(first) - len(second) :] == second
+    assert len(second) >= 2
+    assert a.counters.events_dropped == 0
+
+
 @dataclass
 class LyingStun(asyncio.DatagramProtocol):
     """A STUN server that answers every Binding request with ``mapped``
