@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 from natkit.aio.connect_events import EventFanout
 
-
 #: Seconds before a test that waits for an event fails instead of hanging.
 LIVENESS = 10.0
 
