@@ -57,9 +57,10 @@ What a :class:`Connection` runs
   ``StunServerAnswered``), through :meth:`Connection.events` (async
   iterators, as many as wanted, each getting every event: a queue of
   ``event_buffer`` events each, its oldest dropped and counted when that
-  iterator falls behind; :mod:`natkit.aio.connect_events`) and the ``on_event`` callback (called on
-  the loop for every event; an exception in it goes to the loop's
-  exception handler and is counted, never into natkit).
+  iterator falls behind; :mod:`natkit.aio.connect_events`) and the
+  ``on_event`` callback (called on the loop for every event; an exception
+  in it goes to the loop's exception handler and is counted, never into
+  natkit).
 
 :meth:`Connection.close` (also on leaving :func:`connect`) stops every task,
 releases the port mapping, closes the sockets and the channel, and ends the

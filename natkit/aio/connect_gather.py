@@ -325,11 +325,18 @@ class TrickleGathering:
                     StunServerAnswered(observation.server, observation.address, observation.base)
                 )
             return
+        outcome = observation.outcome
+        # An "answer" without a usable mapped address is no address.
+        failure = (
+            StunFailure.NO_ADDRESS
+            if outcome is ServerOutcome.ANSWERED
+            else StunFailure(outcome.value)
+        )
         self._failed(
             key,
             StunServerFailed(
                 observation.server,
-                StunFailure(observation.outcome.value),
+                failure,
                 observation.detail,
                 observation.address,
                 observation.base,
