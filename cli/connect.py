@@ -19,7 +19,9 @@ and "why relayed?": :mod:`natkit.cli.connect_relay`; ``--traffic``:
 
 * 0: ``--once`` and every peer has a confirmed path (printed; the node keeps
   answering for :data:`ONCE_LINGER` s so the peer confirms it too), or
-  ``--timeout`` passed without ``--once`` and every peer had a path;
+  ``--timeout`` passed without ``--once`` and every peer had a path, or the
+  reader of the output went away (``| grep -m1 path_selected``: the node
+  stops in order, :mod:`natkit.cli.closed_output`);
 * 1: ``--timeout`` passed before every peer had a path (or the sockets
   could not be bound, or the WireGuard interface could not be used);
 * 2: signalling never came up within ``--signal-timeout`` (or ``--timeout``
@@ -40,7 +42,9 @@ from typing import TYPE_CHECKING
 
 from natkit.aio.candidates import PortMapProvider
 from natkit.aio.connect import Connection, ConnectOptions, NodeEvent
+from natkit.aio.rendezvous_client import AttemptPhase, RendezvousChannel
 from natkit.cli import connect_wireguard
+from natkit.cli.closed_output import OutputGuard
 from natkit.cli.connect_relay import WhyRelayed, register_relay_flags, relay_setup
 from natkit.cli.connect_render import (
     event_to_dict,
@@ -56,9 +60,9 @@ from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
 from natkit.gather.host import HostPolicy
 from natkit.ice import ConnectConfig, PathLost, PathSelected
-from natkit.identity import PrivateKey, PublicKey
+from natkit.identity import PrivateKey, PublicKey, check_recipient
 from natkit.identity.keyfile import load_private_key
-from natkit.signal.channel import ChannelState, DownReason, StateChanged
+from natkit.signal.channel import ChannelState, DownReason, SignalChannel, StateChanged
 from natkit.stun.uri import parse_server, split_host_port
 from natkit.wireguard.events import WireGuardEvent
 
@@ -201,13 +205,19 @@ def setup(args: argparse.Namespace) -> Setup:
     signalling = connect_wireguard.signalling_setup(args, rendezvous)
     for server in args.stun:
         parse_server(server)
+    key = None if args.key is None else load_private_key(args.key)
+    # With --wireguard the key is the interface's, read later; a low-order
+    # peer key is weak whatever the private key, so any one checks it.
+    checker = key if key is not None else PrivateKey.generate()
     peers = []
     for text in args.peer:
         try:
-            peers.append(PublicKey.from_base64(text))
+            peer = PublicKey.from_base64(text)
+            # A low-order key (e.g. all zeros) parses but no box can be sealed to it.
+            check_recipient(checker, peer)
         except NatkitError as exc:
             raise ValueError(f"--peer {text!r}: {exc}") from None
-    key = None if args.key is None else load_private_key(args.key)
+        peers.append(peer)
     if key is not None and key.public_key in peers:
         raise ValueError("--peer names this node's own key")
     config = ConnectConfig()
@@ -270,6 +280,12 @@ class _Run:
     )
     whys: WhyRelayed | None = None
     traffic: Traffic | None = None
+    #: The signalling channel, once the node made it (a rendezvous or a DNS directory).
+    channel: SignalChannel | None = None
+    output: OutputGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.output = OutputGuard(self.output_closed)
 
     def out(self, document: dict[str, object] | None, text: tuple[str, bool] | None) -> None:
         if self.held is not None:
@@ -277,9 +293,14 @@ class _Run:
             return
         if self.args.json_line:
             if document is not None:
-                print(json_line(document), flush=True)
+                self.output.write(json_line(document), sys.stdout)
         elif text is not None:
-            print(text[0], file=sys.stdout if text[1] else sys.stderr, flush=True)
+            self.output.write(text[0], sys.stdout if text[1] else sys.stderr)
+
+    def output_closed(self) -> None:
+        # The reader has what it wanted (| head, | grep -m1): stop in order, and
+        # exit as natkit does for a closed pipe (natkit.cli.main).
+        self.finish(EXIT_OK, "the output was closed")
 
     def finish(self, status: int, why: str = "") -> None:
         if self.status is None:
@@ -331,9 +352,39 @@ class _Run:
         label = self.setup.signalling.label
         down = self.last_down
         if down is None or down.reason is None:
-            return f"signalling never came up ({label})"
+            # No attempt has ended yet (a name still resolving, a server that
+            # accepted and never spoke): say where the one under way stands.
+            return f"signalling never came up: {label} {self.attempt_text()}"
         detail = f" ({down.detail})" if down.detail else ""
         return f"signalling never came up: {label} {down.reason.value}{detail}"
+
+    def attempt_text(self) -> str:
+        channel = self.channel
+        if channel is None:
+            return "not tried"
+        if not isinstance(channel, RendezvousChannel):
+            return channel.state.value
+        age = f"{channel.phase_age():.1f} s"
+        phase = channel.phase
+        if phase is AttemptPhase.HELLO:
+            return f"connected, but has not said hello in {age} (is it a natkit rendezvous?)"
+        if phase is AttemptPhase.AUTHENTICATING:
+            return f"connected, but has not welcomed this node in {age}"
+        if phase is AttemptPhase.CONNECTING:
+            return f"not connected in {age} (resolving its name, opening TCP)"
+        return str(phase.value)
+
+    def signalling_document(self) -> dict[str, object]:
+        """The ``stopped`` line's ``signalling``: where it stood when the run ended."""
+        channel, down = self.channel, self.last_down
+        attempt = channel if isinstance(channel, RendezvousChannel) else None
+        return {
+            "state": None if channel is None else channel.state.value,
+            "phase": None if attempt is None else attempt.phase.value,
+            "phase_s": None if attempt is None else round(attempt.phase_age(), 3),
+            "reason": None if down is None or down.reason is None else down.reason.value,
+            "detail": None if down is None else down.detail or None,
+        }
 
     def check_signalling(self) -> None:
         if not self.ever_up:
@@ -363,7 +414,12 @@ class _Run:
         """Start the node (a :class:`Connection`, or with ``--wireguard`` the
         adapter's); raises what starting raises, leaving nothing open."""
         setup = self.setup
-        make_channel = setup.signalling.channel_factory()
+        factory = setup.signalling.channel_factory()
+
+        def make_channel(key: PrivateKey) -> SignalChannel:
+            self.channel = factory(key)
+            return self.channel
+
         if setup.wireguard is not None:
             from natkit.aio.wireguard_node import open_wireguard  # noqa: PLC0415
 
@@ -438,12 +494,16 @@ class _Run:
             self.out(document, text)
         if self.traffic is not None:
             self.traffic.start()
+        self.output.watch()
         timers = [loop.call_later(self.args.signal_timeout, self.check_signalling)]
         if self.args.timeout is not None:
             timers.append(loop.call_later(self.args.timeout, self.timed_out))
+        signalling: dict[str, object] = {}
         try:
             await self.done.wait()
         finally:
+            signalling = self.signalling_document()  # before closing closes the channel
+            self.output.close()
             for timer in timers:
                 timer.cancel()
             self.print_pairs()
@@ -454,11 +514,16 @@ class _Run:
             await (connection if self.adapter is None else self.adapter).close()
         status = EXIT_OK if self.status is None else self.status
         self.out(
-            {"event": "stopped", "status": status, "reason": self.why},
+            {
+                "event": "stopped",
+                "status": status,
+                "reason": self.why,
+                "signalling": signalling,
+            },
             (f"natkit connect: {self.why}", False),
         )
         if self.args.json_line and status in (EXIT_NO_PATH, EXIT_NO_SIGNALLING):
-            print(f"natkit connect: {self.why}", file=sys.stderr)
+            self.output.write(f"natkit connect: {self.why}", sys.stderr)
         return status
 
     def on_data(self, peer: object, data: bytes, relayed: bool) -> None:

@@ -14,7 +14,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from natkit.aio.connect import Connection, LocalCandidatesChanged, NodeEvent
+from natkit.aio.connect import (
+    Connection,
+    LocalCandidatesChanged,
+    NodeEvent,
+    StunFailure,
+    StunServerAnswered,
+    StunServerFailed,
+)
 from natkit.cli.connect_render_relay import relay_event_to_dict, relay_event_to_text
 from natkit.cli.output import utc_now
 from natkit.endpoint import Endpoint
@@ -29,6 +36,17 @@ from natkit.ice import (
 )
 from natkit.ice.candidates import Candidate
 from natkit.signal.channel import StateChanged
+
+#: A ``stun_server`` failure in words (human output).
+_STUN_FAILURES = {
+    StunFailure.UNRESOLVED: "name not resolved",
+    StunFailure.NO_ROUTE: "not asked",
+    StunFailure.TIMED_OUT: "no answer",
+    StunFailure.CUT_OFF: "no answer",
+    StunFailure.ERROR_RESPONSE: "error response",
+    StunFailure.NO_ADDRESS: "answer without an address",
+    StunFailure.UNREACHABLE: "unreachable",
+}
 
 SCHEMA = "natkit.connect"
 SCHEMA_VERSION = 1
@@ -159,6 +177,26 @@ def event_to_dict(event: NodeEvent, sockets: Sequence[Endpoint] = ()) -> dict[st
                 "added": [candidate_to_dict(c) for c in event.added],
                 "removed": [candidate_to_dict(c) for c in event.removed],
             }
+        case StunServerFailed():
+            return {
+                "event": "stun_server",
+                "server": event.server,
+                "state": "failed",
+                "reason": event.reason.value,
+                "detail": event.detail or None,
+                "address": _text(event.address),
+                "local": _text(event.local),
+            }
+        case StunServerAnswered():
+            return {
+                "event": "stun_server",
+                "server": event.server,
+                "state": "answered",
+                "reason": None,
+                "detail": None,
+                "address": str(event.address),
+                "local": _text(event.local),
+            }
         case PeerRestarted():
             return {"event": "peer_restarted", "peer": str(event.peer)}
         case RoleChanged():
@@ -204,6 +242,17 @@ def event_to_text(event: NodeEvent) -> tuple[str, bool] | None:
             parts = [f"+{c.kind.value} {c.address}" for c in event.added]
             parts += [f"-{c.kind.value} {c.address}" for c in event.removed]
             return "candidates: " + ", ".join(parts), False
+        case StunServerFailed():
+            at = "" if event.address is None else f" at {event.address}"
+            detail = f" ({event.detail})" if event.detail else ""
+            what = _STUN_FAILURES[event.reason]
+            return (
+                f"stun server {event.server}{at}: {what}{detail}; no server-reflexive"
+                " candidate from it (the node goes on)",
+                False,
+            )
+        case StunServerAnswered():
+            return f"stun server {event.server} at {event.address}: answering again", False
         case PeerRestarted():
             return f"{event.peer} restarted (ICE restart)", False
         case RoleChanged():

@@ -50,12 +50,17 @@ What a :class:`Connection` runs
   (a rendezvous reconnected), the agent re-announces itself to every peer.
 * **Events** (:data:`NodeEvent`): the core's (``PathSelected``, ``PathLost``,
   ``PeerUnreachable``, ...; never ``SignalReady``, which is handled here),
-  the channel's :class:`~natkit.signal.channel.StateChanged`, and
-  :class:`LocalCandidatesChanged`, through :meth:`Connection.events` (an
-  async iterator; a buffer of ``event_buffer`` events, the oldest dropped
-  and counted when nobody reads) and the ``on_event`` callback (called on
-  the loop for every event; an exception in it goes to the loop's
-  exception handler and is counted, never into natkit).
+  the channel's :class:`~natkit.signal.channel.StateChanged`,
+  :class:`LocalCandidatesChanged`, a ``stun`` server that gives no address
+  (:class:`~natkit.aio.connect_gather.StunServerFailed`: its name does not
+  resolve, it does not answer, ...; once, until it answers again:
+  ``StunServerAnswered``), through :meth:`Connection.events` (async
+  iterators, as many as wanted, each getting every event: a queue of
+  ``event_buffer`` events each, its oldest dropped and counted when that
+  iterator falls behind; :mod:`natkit.aio.connect_events`) and the
+  ``on_event`` callback (called on the loop for every event; an exception
+  in it goes to the loop's exception handler and is counted, never into
+  natkit).
 
 :meth:`Connection.close` (also on leaving :func:`connect`) stops every task,
 releases the port mapping, closes the sockets and the channel, and ends the
@@ -88,13 +93,18 @@ import contextlib
 import os
 import random
 import socket
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, PortMapProvider
 from natkit.aio.connect_data import DataHandler
-from natkit.aio.connect_gather import TrickleGathering
+from natkit.aio.connect_events import EventFanout
+from natkit.aio.connect_gather import (
+    StunFailure,
+    StunServerAnswered,
+    StunServerFailed,
+    TrickleGathering,
+)
 from natkit.aio.connect_ladder import LadderDriver
 from natkit.aio.connect_relay import RelayOptions
 from natkit.aio.connect_report import LocalReportChanged, TraversalOptions
@@ -127,7 +137,7 @@ from natkit.ice import (
 )
 from natkit.ice.candidates import Candidate, LocalCandidate
 from natkit.ice.mux import ConnectMux, HelperEvent, MuxEvent
-from natkit.identity import PrivateKey, PublicKey, seal
+from natkit.identity import PrivateKey, PublicKey, check_recipient
 from natkit.signal.channel import ChannelEvent, ChannelState, SignalChannel, StateChanged
 
 __all__ = [
@@ -146,11 +156,14 @@ __all__ = [
     "RelayOptions",
     "RoleChanged",
     "StateChanged",
+    "StunFailure",
+    "StunServerAnswered",
+    "StunServerFailed",
     "TraversalOptions",
     "connect",
 ]
 
-#: Events kept for :meth:`Connection.events` before the oldest are dropped.
+#: Events kept per :meth:`Connection.events` iterator before its oldest are dropped.
 EVENT_BUFFER = 4096
 
 
@@ -166,8 +179,16 @@ class LocalCandidatesChanged:
 #: What a :class:`Connection` reports: the core's events (never
 #: ``SignalReady``, which the connection handles, nor ``RelayedDataReceived``,
 #: which goes to ``on_data``), the channel's ``StateChanged``,
-#: ``LocalCandidatesChanged`` and ``LocalReportChanged``.
-NodeEvent = ConnectEvent | StateChanged | LocalCandidatesChanged | LocalReportChanged
+#: ``LocalCandidatesChanged``, ``LocalReportChanged``, and the ``stun``
+#: servers' ``StunServerFailed`` / ``StunServerAnswered``.
+NodeEvent = (
+    ConnectEvent
+    | StateChanged
+    | LocalCandidatesChanged
+    | LocalReportChanged
+    | StunServerFailed
+    | StunServerAnswered
+)
 EventCallback = Callable[[NodeEvent], object]
 
 
@@ -197,7 +218,7 @@ class ConnectOptions:
     config: ConnectConfig = field(default_factory=ConnectConfig)
     #: How often the interface addresses are compared (0: never).
     interface_poll: float = 5.0
-    #: Events kept for :meth:`Connection.events`.
+    #: Events kept for each :meth:`Connection.events` iterator (the oldest dropped beyond).
     event_buffer: int = EVENT_BUFFER
     #: TURN servers and their credentials (issue 12; :mod:`natkit.aio.connect_relay`).
     relay: RelayOptions = field(default_factory=RelayOptions)
@@ -216,7 +237,7 @@ class ConnectOptions:
 class NodeCounters:
     """What the connection dropped or survived, beside the agent's counters."""
 
-    #: Events dropped from a full :meth:`Connection.events` buffer.
+    #: Events dropped from a full :meth:`Connection.events` queue (any iterator's).
     events_dropped: int = 0
     #: Exceptions raised by the ``on_event`` callback.
     callback_errors: int = 0
@@ -293,8 +314,7 @@ class Connection:
         self._interfaces = interfaces
         # ICE credentials are keys (MESSAGE-INTEGRITY): from the OS's source.
         self._rng = rng if rng is not None else random.SystemRandom()
-        self._events: deque[NodeEvent] = deque()
-        self._wake = asyncio.Event()
+        self._events: EventFanout[NodeEvent] = EventFanout(self.options.event_buffer)
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._started = False
@@ -373,6 +393,7 @@ class Connection:
                 statics=options.statics,
             ),
             on_change=self._candidates_changed,
+            on_server=self._emit,
             port_mapper=port_mapper,
             interfaces=self._interfaces or list_interface_addresses,
         )
@@ -417,7 +438,7 @@ class Connection:
                 await self.ladder.close()
             self.runner.close()
         await self.channel.close()
-        self._wake.set()
+        self._events.close()
 
     @property
     def closed(self) -> bool:
@@ -466,7 +487,7 @@ class Connection:
     def _check_peer(self, peer: PublicKey) -> None:
         if peer == self.key.public_key:
             raise LocalProtocolError(f"peer {peer} is this node's own key")
-        seal(self.key, peer, b"")  # WeakKeyError for a key no box can be made with
+        check_recipient(self.key, peer)  # WeakKeyError for a key no box can be made with
 
     def _add_peer(self, peer: PublicKey) -> None:
         self.agent.add_peer(peer, self.loop.time())
@@ -532,22 +553,20 @@ class Connection:
 
     # -- events -----------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[NodeEvent]:
-        """Every event from now on (and those buffered), until :meth:`close`."""
-        while True:
-            while self._events:
-                yield self._events.popleft()
-            if self._closed:
-                return
-            self._wake.clear()
-            await self._wake.wait()
+    def events(self) -> AsyncIterator[NodeEvent]:
+        """Every event from when the iteration starts, until :meth:`close`.
+
+        Several iterators may run at once: each gets every event, in order
+        (:mod:`natkit.aio.connect_events`: a queue of ``event_buffer`` events
+        per iterator; a slow one loses its own oldest, counted in
+        ``counters.events_dropped``). Events from before any iterator ran
+        (those of :meth:`start`) go to the first one to start.
+        """
+        return self._events.subscribe()
 
     def _emit(self, event: NodeEvent) -> None:
-        if len(self._events) >= self.options.event_buffer:
-            self._events.popleft()
-            self.counters.events_dropped += 1
-        self._events.append(event)
-        self._wake.set()
+        self._events.publish(event)
+        self.counters.events_dropped = self._events.dropped
         if self.on_event is not None:
             try:
                 self.on_event(event)
@@ -673,6 +692,8 @@ async def connect(
     if (rendezvous is None) == (channel is None):
         raise LocalProtocolError("connect: give exactly one of rendezvous= and channel=")
     wanted = [_peer_key(p) for p in peers]
+    for peer in wanted:
+        check_recipient(private, peer)
     for server in stun:
         parse_server(server)
     if channel is None:

@@ -40,7 +40,8 @@ import asyncio
 import contextlib
 import ipaddress
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from enum import Enum
 from functools import partial
 from typing import Any
 
@@ -58,6 +59,7 @@ from natkit.gather.candidates import (
     PortMapObservation,
     PortMapStatus,
     ServerObservation,
+    ServerOutcome,
 )
 from natkit.gather.host import (
     InterfaceAddress,
@@ -84,6 +86,60 @@ from natkit.stun.uri import ParsedServer, parse_server
 
 #: ``on_change(added, removed)``.
 ChangeHandler = Callable[[Sequence[Candidate], Sequence[Candidate]], None]
+
+
+class StunFailure(Enum):
+    """Why a ``stun`` server gave a node no server-reflexive candidate."""
+
+    #: Its name does not resolve (or no resolver is configured).
+    UNRESOLVED = "unresolved"
+    #: No socket of the node can reach it (no route, no socket of its family,
+    #: a ``stuns:`` server: the node asks over UDP only).
+    NO_ROUTE = "no_route"
+    #: No answer before the retransmissions ran out.
+    TIMED_OUT = ServerOutcome.TIMED_OUT.value
+    #: No answer while other servers answered (the round stopped waiting).
+    CUT_OFF = ServerOutcome.CUT_OFF.value
+    #: It answered with an error response.
+    ERROR_RESPONSE = ServerOutcome.ERROR_RESPONSE.value
+    #: It answered without a mapped address.
+    NO_ADDRESS = ServerOutcome.NO_ADDRESS.value
+    #: It could not be reached at all.
+    UNREACHABLE = ServerOutcome.UNREACHABLE.value
+
+
+@dataclass(frozen=True, slots=True)
+class StunServerFailed:
+    """A ``stun`` server gave no address (reported once until it answers
+    again); the node goes on with its other candidates and asks it again on
+    every later round."""
+
+    #: The server as the user named it.
+    server: str
+    #: Why.
+    reason: StunFailure
+    #: A sentence (the resolver's or the gatherer's).
+    detail: str
+    #: The address asked (``None``: none, e.g. the name did not resolve).
+    address: Endpoint | None = None
+    #: The node's socket that asked (``None``: none did).
+    local: Endpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StunServerAnswered:
+    """A ``stun`` server reported failed answered again (from ``local``)."""
+
+    server: str
+    address: Endpoint
+    local: Endpoint | None
+
+
+StunServerEvent = StunServerFailed | StunServerAnswered
+#: ``on_server(event)``: a server's problems and recoveries.
+ServerHandler = Callable[[StunServerEvent], None]
+#: A failing server is known by its name, the address asked and the socket asking.
+_FailureKey = tuple[str, Endpoint | None, Endpoint | None]
 
 _REFLEXIVE = (CandidateKind.SRFLX, CandidateKind.NAT64)
 #: Key of one server's observation of one socket on one path.
@@ -116,6 +172,7 @@ class TrickleGathering:
         servers: Sequence[str],
         options: GatherOptions,
         on_change: ChangeHandler,
+        on_server: ServerHandler | None = None,
         port_mapper: PortMapProvider | None = None,
         interfaces: Callable[[], Sequence[InterfaceAddress]] = list_interface_addresses,
         resolver: dns.asyncresolver.Resolver | None = None,
@@ -128,6 +185,7 @@ class TrickleGathering:
         self.parsed: tuple[ParsedServer, ...] = tuple(parse_server(text) for text in servers)
         self.options = replace(options, tcp=False)
         self.on_change = on_change
+        self.on_server = on_server
         self.port_mapper = port_mapper
         self._interfaces = interfaces
         self._resolver = resolver
@@ -139,6 +197,8 @@ class TrickleGathering:
         self.nat64: Nat64Discovery | None = None
         #: Why a server could not be asked (names that do not resolve, ...).
         self.notes: list[str] = []
+        #: Servers failing now (reported through ``on_server``), until they answer.
+        self.failing: dict[_FailureKey, StunServerFailed] = {}
         self.host: tuple[Candidate, ...] = ()
         self._addresses: tuple[InterfaceAddress, ...] = ()
         self._published: dict[tuple[object, ...], Candidate] = {}
@@ -212,6 +272,7 @@ class TrickleGathering:
     def helper_event(self, event: object) -> None:
         """An event of this gathering's helper core (the node routes them here)."""
         if isinstance(event, ReflexiveAddressFound | ServerFailed):
+            self._report(event.observation)
             self._observed(event.observation)
         elif isinstance(event, GatheringCompleted):
             for observation in event.observations:
@@ -254,6 +315,42 @@ class TrickleGathering:
         self._published = wanted
         if added or removed:
             self.on_change(added, removed)
+
+    def _report(self, observation: ServerObservation) -> None:
+        """Tell ``on_server`` when a server starts failing or answers again."""
+        key = (observation.server, observation.address, observation.base)
+        if observation.answered:
+            if self.failing.pop(key, None) is not None:
+                self._server_event(
+                    StunServerAnswered(observation.server, observation.address, observation.base)
+                )
+            return
+        outcome = observation.outcome
+        # An "answer" without a usable mapped address is no address.
+        failure = (
+            StunFailure.NO_ADDRESS
+            if outcome is ServerOutcome.ANSWERED
+            else StunFailure(outcome.value)
+        )
+        self._failed(
+            key,
+            StunServerFailed(
+                observation.server,
+                failure,
+                observation.detail,
+                observation.address,
+                observation.base,
+            ),
+        )
+
+    def _failed(self, key: _FailureKey, event: StunServerFailed) -> None:
+        if key not in self.failing:
+            self.failing[key] = event
+            self._server_event(event)
+
+    def _server_event(self, event: StunServerEvent) -> None:
+        if self.on_server is not None and not self._closed:
+            self.on_server(event)
 
     def _observed(self, observation: ServerObservation) -> None:
         key = _key(observation)
@@ -301,13 +398,17 @@ class TrickleGathering:
         finally:
             discovery.cancel()
         specs = list(literal)
-        for found, problem in resolved:
+        for server, (found, problem) in zip(names, resolved, strict=True):
             specs.extend(found)
             if problem:
                 self.notes.append(problem)
+                detail = problem.removeprefix(f"{server.label}: ")
+                failure = StunServerFailed(server.label, StunFailure.UNRESOLVED, detail)
+                self._failed((server.label, None, None), failure)
         self._specs = specs
         plan = self._plan(specs, self._prefixes())
         self.notes.extend(plan.skipped)
+        self._unasked(specs, plan)
         core = self._round
         if core is not None:
             now = self.loop.time()
@@ -317,6 +418,20 @@ class TrickleGathering:
             self._transmit()
         await done.wait()
         self._after_round()
+
+    def _unasked(self, specs: Sequence[ServerSpec], plan: TargetPlan) -> None:
+        """Report the servers no socket of this node will ask."""
+        asked = {target.label for target in plan.udp}
+        for spec in specs:
+            if spec.label in asked:
+                continue
+            prefix = f"{spec.label}: "
+            why = [n.removeprefix(prefix) for n in plan.skipped if n.startswith(prefix)]
+            detail = "; ".join(dict.fromkeys(why)) or "no socket can reach it"
+            if spec.tls:
+                detail = "a stuns: (TLS) server, and the node asks over UDP only"
+            failure = StunServerFailed(spec.label, StunFailure.NO_ROUTE, detail, spec.address)
+            self._failed((spec.label, spec.address, None), failure)
 
     async def _nat64(self, resolver: dns.asyncresolver.Resolver | None) -> None:
         if not self.options.nat64:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import random
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,6 +68,23 @@ _READ_SIZE = 64 * 1024
 
 async def _open(host: str, port: int) -> Streams:
     return await asyncio.open_connection(host, port)
+
+
+class AttemptPhase(enum.Enum):
+    """Where the channel's current connection attempt is (:attr:`RendezvousChannel.phase`)."""
+
+    #: Resolving the server's name and opening the TCP connection.
+    CONNECTING = "connecting"
+    #: Connected; the server has not sent its hello yet.
+    HELLO = "hello"
+    #: Our proof of key is sent; no welcome yet.
+    AUTHENTICATING = "authenticating"
+    #: Welcomed: the channel is up.
+    UP = "up"
+    #: Waiting (backoff) before the next attempt.
+    WAITING = "waiting"
+    #: Closed by its user.
+    CLOSED = "closed"
 
 
 @dataclass(slots=True)
@@ -118,6 +137,8 @@ class RendezvousChannel(ChannelBase):
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
+        self._phase = AttemptPhase.CONNECTING
+        self._phase_since = self._clock()
         self.counters = ChannelCounters()
         #: Every delay the backoff chose, in order (for status and tests).
         self.delays: list[float] = []
@@ -128,6 +149,25 @@ class RendezvousChannel(ChannelBase):
         """Start connecting (in the background); idempotent."""
         if self._task is None and self._state is not ChannelState.CLOSED:
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def phase(self) -> AttemptPhase:
+        """Where the current attempt is: why the channel is not up *yet*,
+        before any attempt ended with a reason (a server that accepts the
+        connection and never says hello ends only after the handshake timeout)."""
+        core = self._core
+        hello = self._phase is AttemptPhase.HELLO
+        if hello and core is not None and core.phase is ClientPhase.AUTHENTICATING:
+            return AttemptPhase.AUTHENTICATING
+        return self._phase
+
+    def phase_age(self) -> float:
+        """Seconds since the current attempt reached :attr:`phase` (for
+        ``AUTHENTICATING``: since the connection was made)."""
+        return self._clock() - self._phase_since
+
+    def _enter(self, phase: AttemptPhase) -> None:
+        self._phase, self._phase_since = phase, self._clock()
 
     async def wait_up(self) -> None:
         """Return once the channel is ``UP`` (at once if it is)."""
@@ -142,6 +182,7 @@ class RendezvousChannel(ChannelBase):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._up.clear()
+        self._enter(AttemptPhase.CLOSED)
         self._set_state(ChannelState.CLOSED, DownReason.CLOSED)
 
     # -- SignalChannel --------------------------------------------------------
@@ -181,6 +222,7 @@ class RendezvousChannel(ChannelBase):
                 reason, detail, up_for = DownReason.PROTOCOL, f"internal error: {exc!r}", None
             delay = reconnects.next_delay(reason, up_for, self._rng)
             self.delays.append(delay)
+            self._enter(AttemptPhase.WAITING)
             self._set_state(ChannelState.CONNECTING, reason, detail, retry_in=delay)
             await self._sleep(delay)
 
@@ -188,14 +230,19 @@ class RendezvousChannel(ChannelBase):
         """One connection, from TCP connect to its end: why it ended, and how
         long it was up (``None`` if it never was)."""
         self.counters.attempts += 1
+        self._enter(AttemptPhase.CONNECTING)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the
         # result and loses a cancel that arrives as its future completes
         # (python/cpython#86296), so close() could wait for ever.
         try:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await self._open(self.host, self.port)
+        except socket.gaierror as exc:
+            # Name the name: "Name or service not known" alone hides which one.
+            return DownReason.UNREACHABLE, f"cannot resolve {self.host!r}: {_describe(exc)}", None
         except (OSError, TimeoutError) as exc:
             return DownReason.UNREACHABLE, _describe(exc), None
+        self._enter(AttemptPhase.HELLO)
         core = RendezvousClient(self.key, self._clock(), self.config)
         self._core, self._writer = core, writer
         up_since: float | None = None
@@ -235,6 +282,7 @@ class RendezvousChannel(ChannelBase):
 
     def _became_ready(self, core: RendezvousClient) -> None:
         self.counters.connections += 1
+        self._enter(AttemptPhase.UP)
         # Flush what waited, oldest first, within the server's limit.
         while self._outbox:
             recipient, sealed = self._outbox.popleft()

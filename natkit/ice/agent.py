@@ -176,6 +176,9 @@ class ConnectAgent:
         self._heap: list[tuple[float, int, Session]] = []
         self._seq = itertools.count()
         self._touched: list[Session] = []
+        #: A session dropped remote candidates (an ICE restart): after this
+        #: input, let the relay's permissions no session needs lapse.
+        self._relay_peers_stale = False
         self._ready: deque[Session] = deque()
         self._urgent: deque[Session] = deque()
         self._next_check = float("-inf")
@@ -232,6 +235,7 @@ class ConnectAgent:
         session.closed = True
         del self._sessions[peer]
         del self._by_ufrag[session.local_ufrag]
+        self.release_relay_peers(now)
 
     # -- local candidates ---------------------------------------------------------------------
 
@@ -573,6 +577,25 @@ class ConnectAgent:
         """A peer's candidate address is known: let it reach our relayed one."""
         self.relays.permit(address, now)
 
+    def relay_peers_changed(self) -> None:
+        """A session forgot remote candidates; see :meth:`release_relay_peers`
+        (deferred to the end of the input: a restarted peer's new candidates,
+        often at the same addresses, usually arrive in the same message)."""
+        self._relay_peers_stale = True
+
+    def release_relay_peers(self, now: float) -> None:
+        """Keep the relay's permissions and channels for the endpoints some
+        session still pairs with, and let the others lapse (RFC 8656 §9: a
+        permission is not refreshed, so it expires after 300 s; a channel
+        after 600 s): a removed or restarted peer's addresses may not reach
+        our relayed address for ever."""
+        self._relay_peers_stale = False
+        wanted: set[Endpoint] = set()
+        for session in self._sessions.values():
+            wanted.update(session.checks.remote)
+            wanted.update(pair.destination for pair in session.pairs.values())
+        self.relays.retain(wanted, now)
+
     # RelayOwner: what the relay manager tells the agent.
 
     def relay_ready(self, base: TurnBase, candidate: Candidate, now: float) -> None:
@@ -719,6 +742,8 @@ class ConnectAgent:
     # -- internals -------------------------------------------------------------------------------
 
     def _after_input(self, now: float) -> None:
+        if self._relay_peers_stale:
+            self.release_relay_peers(now)
         self._pace(now)
         touched, self._touched = self._touched, []
         for session in dict.fromkeys(touched):

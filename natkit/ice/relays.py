@@ -51,6 +51,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -332,6 +333,15 @@ class RelayManager:
         """A peer's candidate address was learnt: let it reach us through the relay."""
         if self.active is not None:
             self.active.permit(address, now)
+            self._drain(now)
+
+    def retain(self, peers: Iterable[Endpoint], now: float) -> None:
+        """Only ``peers`` (every session's remote candidates and destinations)
+        may still reach us through the relay: the permissions and channels of
+        any other address stop being refreshed and lapse (RFC 8656 §9, §12), so
+        a peer that left or restarted elsewhere does not keep a hole open."""
+        if self.active is not None and self.active.client.state is AllocationState.ALLOCATED:
+            self.active.client.retain(peers, now)
             self._drain(now)
 
     def send(self, base: TurnBase, data: bytes, peer: Endpoint, now: float) -> bool:

@@ -383,6 +383,7 @@ class Session:
             self._emit_lost(self.selected, LossReason.PEER_RESTARTED, "the peer restarted")
             self.selected = None
         self._agent.forget(self.checks.clear())
+        self._agent.relay_peers_changed()  # the old candidates' permissions may lapse
         self._nominating = self._nominee = None
         self._early_nomination = None
         self._first_valid_at = None

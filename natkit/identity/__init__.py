@@ -12,6 +12,7 @@ from natkit.identity.seal import (
     SealError,
     SealFailure,
     WeakKeyError,
+    check_recipient,
     seal,
     unseal,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "SealError",
     "SealFailure",
     "WeakKeyError",
+    "check_recipient",
     "seal",
     "unseal",
 ]

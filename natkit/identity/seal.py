@@ -68,6 +68,18 @@ def _box(private: PrivateKey, public: PublicKey) -> nacl.public.Box | None:
         return None
 
 
+def check_recipient(sender: PrivateKey, recipient: PublicKey) -> None:
+    """Raise :class:`WeakKeyError` when ``sender`` cannot seal to ``recipient``.
+
+    A low-order public key (all zeros among them) gives every private key the
+    same all-zero shared secret (RFC 7748 §6.1), so no holder of it can be told
+    apart: callers check a peer's key once, when they are given it, rather than
+    at the first message.
+    """
+    if _box(sender, recipient) is None:
+        raise WeakKeyError(recipient)
+
+
 def seal(sender: PrivateKey, recipient: PublicKey, plaintext: bytes) -> bytes:
     """Seal ``plaintext`` from ``sender`` to ``recipient``: nonce + ciphertext."""
     box = _box(sender, recipient)

@@ -161,8 +161,7 @@ class RendezvousClient:
         if self.phase is ClientPhase.ENDED:
             return
         if now >= self._deadline:
-            what = "no answer to ping" if self.phase is ClientPhase.READY else "handshake timed out"
-            self._end(DownReason.SILENT, what)
+            self._end(DownReason.SILENT, self._silence())
             return
         if self._next_ping is not None and now >= self._next_ping:
             self._pings += 1
@@ -220,6 +219,16 @@ class RendezvousClient:
             case _:
                 name = type(frame).__name__
                 self._end(DownReason.PROTOCOL, f"unexpected {name} in phase {self.phase.value}")
+
+    def _silence(self) -> str:
+        """What the server did not answer, in words (the user's only clue)."""
+        limit = f"{self.config.handshake_timeout:g} s"
+        if self.phase is ClientPhase.HELLO:
+            # The server of a natkit rendezvous speaks first, at once.
+            return f"handshake timed out: connected, but no hello from the server in {limit}"
+        if self.phase is ClientPhase.AUTHENTICATING:
+            return f"handshake timed out: no welcome in {limit} (our proof of key unanswered)"
+        return "no answer to ping"
 
     def _end(self, reason: DownReason, detail: str, code: ErrorCode | None = None) -> None:
         if self.phase is ClientPhase.ENDED:

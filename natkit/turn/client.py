@@ -26,7 +26,10 @@ Rules:
    counted, and the transaction carries on.
 3. The allocation is refreshed ``refresh_margin`` before it expires;
    permissions every ``permission_refresh`` (< 300 s, §9) and channels every
-   ``channel_refresh`` (< 600 s, §12), for as long as they exist. A
+   ``channel_refresh`` (< 600 s, §12), for as long as they are wanted:
+   :meth:`TurnClient.retain` / :meth:`TurnClient.release` stop refreshing
+   those of peers that are gone, so they lapse at the server (there is no
+   request to delete one; a permission lives 300 s, a channel 600 s). A
    transaction timeout, or 437, on any of them means the allocation is gone:
    :class:`AllocationLost`. ICMP errors from the server's address count as
    strikes; ``icmp_strikes`` of them with no answer in between declare the
@@ -47,6 +50,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import deque
+from collections.abc import Iterable
 
 from natkit.endpoint import Endpoint, Family, IPAddress
 from natkit.errors import LocalProtocolError
@@ -224,6 +228,47 @@ class TurnClient:
         if self.state is AllocationState.ALLOCATED:
             self._request_permission(address, now)
 
+    @property
+    def permitted(self) -> tuple[IPAddress, ...]:
+        """The addresses whose permissions are kept (installed or pending)."""
+        return tuple(self._peers.permissions)
+
+    @property
+    def bound(self) -> tuple[Endpoint, ...]:
+        """The peers whose channels are kept (bound or pending)."""
+        kept = (ChannelState.PENDING, ChannelState.BOUND)
+        return tuple(e for e, c in self._peers.channels.items() if c.state in kept)
+
+    def release(self, peer: IPAddress | Endpoint, now: float) -> None:
+        """Stop refreshing what was kept for ``peer`` (RFC 8656 §9, §12): for an
+        address, its permission and every channel to it; for an endpoint, its
+        channel only. Nothing is sent: the server lets them lapse. Datagrams
+        held for the permission are dropped (counted); data from a released
+        peer is dropped too. A later :meth:`permit`, :meth:`bind` or
+        :meth:`send` to it asks again (a channel with its old number)."""
+        if isinstance(peer, Endpoint):
+            channel = self._peers.channel(peer)
+            if channel is not None and channel.state is not ChannelState.FAILED:
+                channel.state = ChannelState.RELEASED
+                self._deadlines.cancel(("channel", peer))
+            return
+        for endpoint in [e for e in self._peers.channels if e.address == peer]:
+            self._deadlines.cancel(("channel", endpoint))
+        self._deadlines.cancel(("permission", peer))
+        self.counters.dropped_sends += self._peers.release(peer)
+
+    def retain(self, peers: Iterable[Endpoint], now: float) -> None:
+        """Keep permissions and channels for ``peers`` only; :meth:`release`
+        every other one."""
+        wanted = set(peers)
+        addresses = {e.address for e in wanted}
+        for address in self.permitted:
+            if address not in addresses:
+                self.release(address, now)
+        for endpoint in self.bound:
+            if endpoint not in wanted:
+                self.release(endpoint, now)
+
     def bind(self, peer: Endpoint, now: float) -> int:
         """Bind a channel to ``peer`` (RFC 8656 §12); returns its number.
 
@@ -236,7 +281,7 @@ class TurnClient:
             channel = self._peers.new_channel(peer)
             if channel is None:
                 raise LocalProtocolError("no TURN channel numbers left on this allocation")
-        elif channel.state is ChannelState.FAILED:
+        elif channel.state in (ChannelState.FAILED, ChannelState.RELEASED):
             # RFC 8656 §12: the same number may be tried again for the same peer.
             channel.state = ChannelState.PENDING
         if self.state is AllocationState.ALLOCATED and not channel.requested:
@@ -566,6 +611,8 @@ class TurnClient:
         if channel is None:
             return
         channel.requested = False
+        if channel.state is ChannelState.RELEASED:
+            return  # released while the request was out: let it lapse
         self._deadlines.schedule(("channel", peer), now + self.config.channel_refresh)
         # RFC 8656 §12: ChannelBind refreshed the address's permission too.
         permission = self._peers.permission(peer.address)
@@ -679,10 +726,15 @@ class TurnClient:
         tid = self._stun.new_transaction_id()
         self._outbox.append(Datagram(send_indication(tid, peer, data), server, socket))
         self.counters.sent_indications += 1
-        if channel is None and self.config.auto_channel:
+        if not self.config.auto_channel:
+            return
+        if channel is None:
             channel = self._peers.new_channel(peer)
             if channel is not None:
                 self._request_channel(channel, now)
+        elif channel.state is ChannelState.RELEASED and not channel.requested:
+            channel.state = ChannelState.PENDING  # the peer is back: its old number
+            self._request_channel(channel, now)
 
     def _check_usable(self, call: str, address: IPAddress) -> None:
         if self.state not in (AllocationState.ALLOCATING, AllocationState.ALLOCATED):
@@ -709,7 +761,7 @@ class TurnClient:
         elif isinstance(inbound, ChannelData):
             channel = self._peers.channel_by_number(inbound.channel)
             # RFC 8656 §12: data may come as soon as the ChannelBind was sent.
-            if channel is None or channel.state is ChannelState.FAILED:
+            if channel is None or channel.state in (ChannelState.FAILED, ChannelState.RELEASED):
                 self.counters.unknown_channel += 1
                 return
             self._icmp_strikes = 0

@@ -29,6 +29,10 @@ class ChannelState(Enum):
     BOUND = "bound"
     #: Refused: the peer keeps using Send/Data indications.
     FAILED = "failed"
+    #: Released (its peer is gone): no longer refreshed, so it lapses at the
+    #: server (RFC 8656 §12: 10 min). The number stays tied to its peer: if
+    #: the peer comes back, the same number is bound again.
+    RELEASED = "released"
 
 
 @dataclass(slots=True)
@@ -80,6 +84,16 @@ class PeerTable:
         permission = self.permissions.pop(peer, None)
         for endpoint in [e for e in self.channels if e.address == peer]:
             self._by_number.pop(self.channels.pop(endpoint).number, None)
+        return len(permission.held) if permission is not None else 0
+
+    def release(self, peer: IPAddress) -> int:
+        """Stop keeping ``peer``'s permission (and its channels): the permission
+        is forgotten, the channels are marked released (their numbers kept);
+        returns how many held datagrams were dropped."""
+        permission = self.permissions.pop(peer, None)
+        for channel in self.channels.values():
+            if channel.peer.address == peer:
+                channel.state = ChannelState.RELEASED
         return len(permission.held) if permission is not None else 0
 
     def refuse(self, peer: IPAddress, until: float, now: float, outcome: Outcome) -> None:

@@ -25,6 +25,9 @@ from natkit.aio.connect import (
     PathLost,
     PathSelected,
     StateChanged,
+    StunFailure,
+    StunServerAnswered,
+    StunServerFailed,
     TraversalOptions,
     connect,
 )
@@ -153,6 +156,35 @@ async def test_two_nodes_agree_on_the_host_path_and_close_cleanly(pair: Pair) ->
     assert others == []
 
 
+async def test_two_iterators_each_see_every_event() -> None:
+    hub = SignalHub()
+    keys = (PrivateKey.generate(), PrivateKey.generate())
+    a, b = (Connection(k, hub.channel(k.public_key), options=options()) for k in keys)
+    seen: tuple[list[NodeEvent], list[NodeEvent]] = ([], [])
+
+    async def read(into: list[NodeEvent]) -> None:
+        async for event in a.events():
+            into.append(event)
+
+    try:
+        await a.start([keys[1].public_key])
+        loop = asyncio.get_running_loop()
+        readers = [loop.create_task(read(into)) for into in seen]
+        while a._events.subscribers < 2:
+            await asyncio.sleep(0)
+        await b.start([keys[0].public_key])  # only now can a path be chosen
+        await until(lambda: all(any(isinstance(e, PathSelected) for e in s) for s in seen))
+    finally:
+        await a.close()
+        await b.close()
+    await asyncio.wait_for(asyncio.gather(*readers), LIVENESS)
+    first, second = seen
+    # Both saw the same events; the first also what came before either ran.
+    assert first[len(first) - len(second) :] == second
+    assert len(second) >= 2
+    assert a.counters.events_dropped == 0
+
+
 @dataclass
 class LyingStun(asyncio.DatagramProtocol):
     """A STUN server that answers every Binding request with ``mapped``
@@ -161,11 +193,15 @@ class LyingStun(asyncio.DatagramProtocol):
     mapped: Endpoint
     sources: list[Endpoint] = field(default_factory=list)
     transport: asyncio.DatagramTransport | None = None
+    #: ``False``: a dead server (requests are ignored).
+    answering: bool = True
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if not self.answering:
+            return
         request = parse_message(data)
         self.sources.append(Endpoint.from_sockaddr(addr))
         answer = Message(
@@ -208,6 +244,53 @@ async def test_server_reflexive_candidates_are_learnt_on_the_nodes_own_socket() 
         assert node.mux.to_helpers == 1
         await until(lambda: not node.gathering.gathering)
         assert node.mux.helpers == ()
+    finally:
+        await node.close()
+        transport.close()
+
+
+async def test_stun_servers_that_give_no_address_are_reported_and_so_is_their_return() -> None:
+    server, address, transport = await lying_stun("198.51.100.77:40000")
+    server.answering = False
+    dead_dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead_dns.bind(("127.0.0.1", 0))
+    dns_port = dead_dns.getsockname()[1]
+    dead_dns.close()  # nothing answers there: the name cannot be resolved
+    key, peer = PrivateKey.generate(), PrivateKey.generate()
+    hub = SignalHub()
+    hub.channel(peer.public_key)
+    record = Recorder()
+    node = Connection(
+        key,
+        hub.channel(key.public_key),
+        stun=[address, "stun.nowhere.test"],
+        options=options(dns_server=f"127.0.0.1:{dns_port}"),
+        on_event=record,
+    )
+    try:
+        await node.start([peer.public_key])
+        await until(lambda: len(record.of(StunServerFailed)) == 2)
+        failed = {e.server: e for e in record.of(StunServerFailed)}
+        unresolved = failed["stun.nowhere.test"]
+        assert (unresolved.reason, unresolved.address) == (StunFailure.UNRESOLVED, None)
+        assert "cannot resolve 'stun.nowhere.test'" in unresolved.detail
+        silent = failed[address]
+        assert silent.reason in (StunFailure.CUT_OFF, StunFailure.TIMED_OUT)
+        assert silent.address == Endpoint.parse(address)
+        assert silent.local == node.local_endpoints[0]
+        # The node goes on without them (its host candidate, its peer).
+        assert node.peers == (peer.public_key,)
+        assert not node.closed
+        await until(lambda: not node.gathering.gathering)
+        node.network_changed()  # another round, the server still dead: not news
+        await until(lambda: node.gathering.rounds == 2 and not node.gathering.gathering)
+        assert len(record.of(StunServerFailed)) == 2
+        server.answering = True
+        node.network_changed()
+        await until(lambda: bool(record.of(StunServerAnswered)))
+        (back,) = record.of(StunServerAnswered)
+        assert (back.server, back.address) == (address, silent.address)
+        assert srflx_of(node) == [Endpoint.parse("198.51.100.77:40000")]
     finally:
         await node.close()
         transport.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -120,6 +121,33 @@ def test_an_unreachable_rendezvous_exits_2_saying_why(keys: list[tuple[Path, str
     assert "Traceback" not in result.stderr
 
 
+def test_a_rendezvous_that_never_says_hello_is_named_at_the_signal_timeout(
+    keys: list[tuple[Path, str]],
+) -> None:
+    (a_key, _), (_, b_pub) = keys
+    with socket.socket() as mute:  # the kernel accepts; nothing is ever said
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        where = f"127.0.0.1:{mute.getsockname()[1]}"
+        result = subprocess.run(
+            command(
+                "connect", "--rendezvous", where, "--key", str(a_key), "--peer", b_pub,
+                "--signal-timeout", "1", "--json-line", *LOOPBACK,
+            ),
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"signalling never came up: rendezvous {where} connected, but has not said hello in"
+        in result.stderr
+    )
+    stopped = lines(result.stdout)[-1]
+    assert stopped["event"] == "stopped"
+    assert stopped["signalling"] == {**stopped["signalling"], "state": "connecting"}
+    assert stopped["signalling"]["phase"] == "hello"
+    assert stopped["signalling"]["phase_s"] >= 0.9
+
+
 def test_a_silent_peer_makes_once_exit_1_at_the_timeout(
     keys: list[tuple[Path, str]], rendezvous: str
 ) -> None:
@@ -162,6 +190,36 @@ def test_a_signal_stops_it_cleanly(
     assert events[-2:] == ["stats", "stopped"]
 
 
+def test_a_closed_output_stops_it_in_order(keys: list[tuple[Path, str]], rendezvous: str) -> None:
+    """``natkit connect --json-line ... | grep -m1 path_selected``: grep exits
+    after its line, and the node must follow (it used to run on for ever)."""
+    (a_key, a_pub), (b_key, b_pub) = keys
+    common = ["connect", "--rendezvous", rendezvous, "--json-line", *LOOPBACK]
+    b = subprocess.Popen(
+        command(*common, "--key", str(b_key), "--peer", a_pub),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    a = subprocess.Popen(
+        command(*common, "--key", str(a_key), "--peer", b_pub),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert a.stdout is not None
+        assert a.stderr is not None
+        while json.loads(a.stdout.readline())["event"] != "path_selected":
+            pass
+        a.stdout.close()  # grep -m1 has its line
+        status = a.wait(timeout=30)
+        err = a.stderr.read()
+        assert status == 0, err
+        assert err == ""  # no traceback, no "Exception ignored" at exit
+    finally:
+        for process in (a, b):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -175,6 +233,8 @@ def test_a_signal_stops_it_cleanly(
         (["--local-address", "nowhere"], "bad endpoint"),
         (["--static", "1.2.3.4"], "no port"),
         (["--self"], "own key"),
+        # A low-order X25519 key parses, but nothing can be sealed to it.
+        (["--peer", "A" * 43 + "="], "low-order (weak) public key"),
     ],
 )
 def test_bad_command_lines_exit_64_without_a_traceback(
@@ -238,3 +298,39 @@ def test_every_path_event_carries_the_same_keys() -> None:
     assert selected["base"] == "0.0.0.0:4000"
     assert (lost["reason"], lost["rtt_ms"]) == ("keepalive_timeout", None)
     assert (unreachable["kind"], unreachable["direct"]) == (None, False)
+
+
+def test_stun_server_problems_have_a_line_in_both_formats() -> None:
+    from natkit.aio.connect import (  # noqa: PLC0415
+        StunFailure,
+        StunServerAnswered,
+        StunServerFailed,
+    )
+    from natkit.cli.connect_render import event_to_dict, event_to_text  # noqa: PLC0415
+    from natkit.endpoint import Endpoint  # noqa: PLC0415
+
+    server, local = Endpoint.parse("203.0.113.10:3478"), Endpoint.parse("0.0.0.0:4000")
+    failed = StunServerFailed(
+        "203.0.113.10", StunFailure.CUT_OFF, "no answer within 3 s", server, local
+    )
+    assert event_to_dict(failed) == {
+        "event": "stun_server",
+        "server": "203.0.113.10",
+        "state": "failed",
+        "reason": "cut_off",
+        "detail": "no answer within 3 s",
+        "address": "203.0.113.10:3478",
+        "local": "0.0.0.0:4000",
+    }
+    assert event_to_text(failed) == (
+        "stun server 203.0.113.10 at 203.0.113.10:3478: no answer (no answer within 3 s);"
+        " no server-reflexive candidate from it (the node goes on)",
+        False,
+    )
+    unresolved = StunServerFailed("stun.example.org", StunFailure.UNRESOLVED, "cannot resolve")
+    document = event_to_dict(unresolved)
+    assert document is not None
+    assert (document["reason"], document["address"]) == ("unresolved", None)
+    answered = event_to_dict(StunServerAnswered("203.0.113.10", server, local))
+    assert answered is not None
+    assert (answered["state"], answered["reason"]) == ("answered", None)

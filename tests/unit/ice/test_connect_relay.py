@@ -16,7 +16,7 @@ import random
 import pytest
 from connect_testlib import LOCAL, PEER, FakePeer, Harness, host
 
-from natkit.endpoint import Endpoint
+from natkit.endpoint import Endpoint, IPAddress
 from natkit.errors import LocalProtocolError
 from natkit.ice import (
     ConnectAgent,
@@ -48,7 +48,12 @@ from natkit.simulations.relayed import (
     relayed_pair,
 )
 from natkit.simulations.traversal import SITE_DELAY, NatType
-from natkit.simulations.turn import SimTurnServer, start_turn_server
+from natkit.simulations.turn import (
+    CHANNEL_LIFETIME,
+    SimAllocation,
+    SimTurnServer,
+    start_turn_server,
+)
 from natkit.turn import Credentials, TurnConfig, TurnFailure, TurnTransport
 from natkit.turn.framing import StreamFramer
 
@@ -305,6 +310,60 @@ def test_permissions_for_the_peers_candidates_are_made_as_they_are_learnt() -> N
     assert pair.sites.b.public_ip in allocation.permissions
     assert TURN_SERVER.address in allocation.permissions  # the peer's relayed candidate
     assert pair.loop.now - learnt < 0.1
+
+
+def lapsing_world() -> tuple[RelayedPair, SimAllocation, set[IPAddress]]:
+    """Two relaying nodes connected; node a's allocation and the addresses
+    of b it holds permissions for."""
+    pair = relayed_pair(NatType.SYMMETRIC, NatType.SYMMETRIC)
+    first, second = pair.nodes
+    pair.run(3.0)
+    assert first.selections("b")
+    active = first.agent.relays.active
+    assert active is not None
+    allocation = pair.turn.allocations[active.client.mapped]  # type: ignore[index]
+    now = pair.loop.now
+    held = {ip for ip in allocation.permissions if allocation.permitted(ip, now)}
+    assert {pair.sites.b.public_ip, TURN_SERVER.address} <= held
+    assert allocation.channels
+    # b stops talking to a (so nothing of b's comes back to renew anything).
+    second.driver.invoke(lambda now: second.agent.remove_peer("a", now))
+    return pair, allocation, held
+
+
+def lapsed(pair: RelayedPair, allocation: SimAllocation, addresses: set[IPAddress]) -> bool:
+    """None of ``addresses`` may reach the allocation any more (RFC 8656 §9, §12)."""
+    now = pair.loop.now
+    channels = [peer for peer, until in allocation.channels.values() if until > now]
+    return not any(allocation.permitted(ip, now) for ip in addresses) and not any(
+        peer.address in addresses for peer in channels
+    )
+
+
+def test_a_removed_peers_permissions_and_channels_lapse_at_the_server() -> None:
+    pair, allocation, held = lapsing_world()
+    first = pair.nodes[0]
+    first.driver.invoke(lambda now: first.agent.remove_peer("b", now))
+    pair.run(CHANNEL_LIFETIME + 60)
+    assert lapsed(pair, allocation, held)
+    # The allocation itself lives on (refreshed) for the next peer.
+    assert first.agent.relays.active is not None
+    assert allocation.expires_at > pair.loop.now
+
+
+def test_a_restarted_peers_old_addresses_lapse_and_its_new_ones_are_kept() -> None:
+    pair, allocation, held = lapsing_world()
+    first = pair.nodes[0]
+    moved = Endpoint.parse("198.51.100.99:4000")  # the peer restarted elsewhere
+    fake = FakePeer(address=moved, generation=4242)
+
+    def restart(now: float) -> None:
+        first.agent.receive_signal("b", fake.announcement(first.agent, "b"), now)
+
+    first.driver.invoke(restart)
+    pair.run(CHANNEL_LIFETIME + 60)
+    assert lapsed(pair, allocation, held - {moved.address})
+    assert allocation.permitted(moved.address, pair.loop.now)  # still refreshed
 
 
 def nearest_world() -> tuple[RelayedPair, SimTurnServer]:

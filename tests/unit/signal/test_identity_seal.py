@@ -14,6 +14,7 @@ from natkit.identity import (
     SealError,
     SealFailure,
     WeakKeyError,
+    check_recipient,
     seal,
     unseal,
 )
@@ -92,6 +93,9 @@ def test_seal_error_is_a_remote_protocol_error() -> None:
 def test_weak_keys() -> None:
     with pytest.raises(WeakKeyError):
         seal(ALICE, ZERO, b"x")
+    with pytest.raises(WeakKeyError, match="low-order"):
+        check_recipient(ALICE, ZERO)
+    check_recipient(ALICE, BOB.public_key)  # a usable key passes
     with pytest.raises(SealError) as info:
         unseal(BOB, ZERO, bytes(SEAL_OVERHEAD + 1))
     assert info.value.reason is SealFailure.WEAK_KEY

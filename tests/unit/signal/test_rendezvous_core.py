@@ -375,7 +375,9 @@ def test_client_handshake_timeout_and_misuse() -> None:
         client.send(BOB.public_key, b"x")
     assert client.get_timer() == 103.0
     client.handle_timer(103.0)
-    assert client.next_event() == Ended(DownReason.SILENT, "handshake timed out")
+    assert client.next_event() == Ended(
+        DownReason.SILENT, "handshake timed out: connected, but no hello from the server in 3 s"
+    )
 
 
 def test_client_refuses_a_frame_out_of_order() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from natkit.aio.rendezvous_client import RendezvousChannel
+from natkit.aio.rendezvous_client import AttemptPhase, RendezvousChannel
 from natkit.aio.rendezvous_server import PULL_BYTES, WRITE_HIGH_WATER, AsyncRendezvousServer
 from natkit.endpoint import Endpoint
 from natkit.identity import PrivateKey, seal, unseal
@@ -443,7 +443,9 @@ async def test_a_silent_server_is_left_and_retried() -> None:
         await eventually(lambda: len(accepted) >= 2, "a second attempt")
         change = next(e for e in events if isinstance(e, StateChanged))
         assert change.reason is DownReason.SILENT
-        assert change.detail == "handshake timed out"
+        assert change.detail == (
+            "handshake timed out: connected, but no hello from the server in 0.1 s"
+        )
     finally:
         await alice.close()
         for writer in accepted:
@@ -527,3 +529,49 @@ async def test_close_while_data_arrives_is_not_lost() -> None:
     done, _ = await asyncio.wait({closing}, timeout=LIVENESS)
     assert done, "close() never returned"
     assert channel.state is ChannelState.CLOSED
+
+
+async def test_a_name_that_does_not_resolve_is_named_and_retried() -> None:
+    attempts: list[str] = []
+
+    async def open_connection(host: str, _port: int) -> Any:
+        attempts.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    events: list[ChannelEvent] = []
+    alice = RendezvousChannel(
+        "rendezvous.example", 7000, ALICE, open_connection=open_connection,
+        backoff=Backoff(initial=0.01, cap=0.02),
+    )  # fmt: skip
+    alice.subscribe(events.append)
+    alice.start()
+    try:
+        await eventually(lambda: len(attempts) >= 2, "a second attempt")
+        change = next(e for e in events if isinstance(e, StateChanged))
+        assert change.reason is DownReason.UNREACHABLE
+        assert change.detail == "cannot resolve 'rendezvous.example': Name or service not known"
+    finally:
+        await alice.close()
+    assert alice.phase is AttemptPhase.CLOSED
+
+
+async def test_the_phase_says_where_an_attempt_stands() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accept, never speak
+
+    mute_server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = mute_server.sockets[0].getsockname()[1]
+    alice = channel(port, ALICE)
+    assert alice.phase is AttemptPhase.CONNECTING
+    alice.start()
+    try:
+        await eventually(lambda: alice.phase is AttemptPhase.HELLO, "connected, no hello")
+        assert alice.phase_age() >= 0
+    finally:
+        await alice.close()
+        for writer in accepted:
+            writer.close()
+        mute_server.close()
+        await mute_server.wait_closed()

@@ -16,6 +16,7 @@ from natkit.stun.attributes import IntegerAttribute, XorAddressAttribute
 from natkit.stun.codec import Message, encode_message, parse_message
 from natkit.stun.constants import ERROR_REASONS, AttributeType, MessageClass, Method
 from natkit.turn import AllocationState, TurnClient
+from natkit.turn.channel_data import is_channel_data
 from natkit.turn.config import TurnConfig, TurnTransport
 from natkit.turn.credentials import Credentials
 from natkit.turn.events import (
@@ -290,6 +291,79 @@ def test_permissions_and_channels_are_refreshed_before_they_expire() -> None:
     assert len(permission_times) <= 2 * (3600 // 240 + 1)
     assert len(channel_times) == 3600 // 480 + 1
     assert harness.server.permissions == {PEER.address, OTHER_PEER.address}
+
+
+def peers_refreshed(harness: Harness, since: int) -> list[Endpoint]:
+    """The peers of the CreatePermission / ChannelBind requests sent since ``since``."""
+    peers = []
+    for datagram in harness.sent[since:]:
+        if is_channel_data(datagram.data):
+            continue
+        message = parse_message(datagram.data)
+        if message.method in (Method.CREATE_PERMISSION, Method.CHANNEL_BIND):
+            for attribute in message.attributes:
+                if isinstance(attribute, XorAddressAttribute):
+                    peers.append(attribute.endpoint)
+    return peers
+
+
+def test_a_released_peer_is_no_longer_refreshed_so_it_lapses() -> None:
+    harness = allocated()
+    client = harness.client
+    client.bind(PEER, harness.now)
+    client.send(OTHER_PEER, b"x", harness.now)  # a permission, and a channel (auto)
+    harness.pump()
+    assert set(client.permitted) == {PEER.address, OTHER_PEER.address}
+    assert set(client.bound) == {PEER, OTHER_PEER}
+    client.retain([OTHER_PEER], harness.now)  # PEER is gone
+    assert (client.permitted, client.bound) == ((OTHER_PEER.address,), (OTHER_PEER,))
+    assert not client.has_permission(PEER)
+    since = len(harness.sent)
+    harness.run_until(3600.0)
+    # RFC 8656 §9/§12: nothing refreshes PEER's permission or channel any
+    # more (the server drops them after 300/600 s); OTHER_PEER's go on.
+    refreshed = peers_refreshed(harness, since)
+    assert OTHER_PEER in refreshed
+    assert PEER not in refreshed
+    assert client.state is AllocationState.ALLOCATED
+    # What the server still relays from PEER meanwhile is not delivered.
+    harness.deliver(harness.server.channel_data(PEER, b"late"))
+    harness.deliver(harness.server.data_indication(PEER, b"late"))
+    assert [e for e in harness.of_type(DataReceived) if e.peer == PEER] == []
+    # PEER comes back: asked again, on its old channel number (RFC 8656 §12).
+    client.send(PEER, b"back", harness.now)
+    harness.pump()
+    assert client.has_permission(PEER)
+    assert client.channel_for(PEER) == 0x4000
+    assert PEER in client.bound
+
+
+def test_a_peer_released_while_its_requests_are_out_is_not_revived_by_the_answers() -> None:
+    harness = allocated()
+    client = harness.client
+    client.bind(PEER, harness.now)  # CreatePermission and ChannelBind queued
+    client.retain([], harness.now)
+    since = len(harness.sent)
+    harness.run_until(3600.0)  # their answers arrive, then an hour passes
+    # The two first requests only (CreatePermission names the address, port 0).
+    assert [e.address for e in peers_refreshed(harness, since)] == [PEER.address] * 2
+    assert (client.permitted, client.bound) == ((), ())
+    assert harness.of_type(ChannelBound) == []
+
+
+def test_releasing_an_endpoint_keeps_its_address_permission() -> None:
+    harness = allocated()
+    client = harness.client
+    moved = Endpoint(PEER.address, PEER.port + 1)
+    client.bind(PEER, harness.now)
+    client.bind(moved, harness.now)
+    harness.pump()
+    client.retain([moved], harness.now)  # the peer's NAT moved it to another port
+    assert (client.permitted, client.bound) == ((PEER.address,), (moved,))
+    since = len(harness.sent)
+    harness.run_until(3600.0)
+    assert PEER not in peers_refreshed(harness, since)
+    assert moved in peers_refreshed(harness, since)
 
 
 def test_data_indications_and_channel_data_from_the_server_are_delivered() -> None:
