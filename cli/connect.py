@@ -74,6 +74,18 @@ EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: Seconds ``--once`` keeps answering after its last peer's path is confirmed,
 #: so the peer's own confirmation (its check on the nominated pair) is answered.
 ONCE_LINGER = 2.0
+#: How often ``--settle`` looks whether relayed paths became final.
+SETTLE_POLL = 0.5
+#: ``--lab``'s scenario when none is named: a carrier-grade NAT's site and an
+#: easy one (relayed first, then direct).
+LAB_SCENARIO = "connect-cgnat"
+#: ``--lab``'s ``--timeout`` when none is given.
+LAB_TIMEOUT = 30.0
+#: Flags ``--lab`` takes from the lab (its node keys, rendezvous, servers).
+LAB_PROVIDES = (
+    "rendezvous", "key", "peer", "stun", "relay", "relay_user", "relay_password",
+    "relay_secret", "tls_ca", "port_range", "wireguard", "directory", "local_address",
+)  # fmt: skip
 #: Default ``--signal-timeout``.
 SIGNAL_TIMEOUT = 30.0
 
@@ -109,6 +121,21 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json-line", action="store_true", help="one JSON object per event")
     parser.add_argument(
         "--once", action="store_true", help="exit 0 once every peer has a confirmed path"
+    )
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="with --once: wait until every path is final (a relayed path while direct checks"
+        " or birthday probing still run may yet be upgraded)",
+    )
+    parser.add_argument(
+        "--lab",
+        nargs="?",
+        const=LAB_SCENARIO,
+        metavar="SCENARIO",
+        help=f"build a connect-* lab scenario (default {LAB_SCENARIO}; needs root), connect its"
+        " sites with the commands natkit lab up prints (this one in the foreground, with"
+        " --once --settle), tear it down",
     )
     parser.add_argument(
         "--timeout", type=float, metavar="S", help="give up after S seconds (exit 1)"
@@ -252,12 +279,36 @@ def setup(args: argparse.Namespace) -> Setup:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lab is not None:
+        return _run_in_lab(args)
+    if args.settle and not args.once:
+        print("natkit connect: --settle goes with --once", file=sys.stderr)
+        return EXIT_USAGE
     try:
         checked = setup(args)
     except (NatkitError, ValueError) as exc:
         print(f"natkit connect: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return asyncio.run(_Run(args, checked).main())
+
+
+def _run_in_lab(args: argparse.Namespace) -> int:
+    """``--lab``: this command's own flags go to the node that runs in the lab."""
+    given = [name for name in LAB_PROVIDES if getattr(args, name, None) not in (None, [], False)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        print(f"natkit connect: {flag} does not go with --lab (the lab gives it)", file=sys.stderr)
+        return EXIT_USAGE
+    flags = ["--once", "--settle", "--timeout", f"{args.timeout or LAB_TIMEOUT:g}"]
+    switches = {"json_line": "--json-line", "pairs": "--pairs", "stats": "--stats"}
+    flags += [flag for name, flag in switches.items() if getattr(args, name)]
+    for name, flag in (("keepalive", "--keepalive"), ("traffic", "--traffic")):
+        value = getattr(args, name)
+        if value is not None:
+            flags += [flag, f"{value:g}"]
+    from natkit.cli.lab import connect_in_lab  # noqa: PLC0415 (root-only, loaded lazily)
+
+    return connect_in_lab(args.lab, flags)
 
 
 @dataclass
@@ -282,6 +333,8 @@ class _Run:
     traffic: Traffic | None = None
     #: The signalling channel, once the node made it (a rendezvous or a DNS directory).
     channel: SignalChannel | None = None
+    #: ``--once`` decided to finish (after :data:`ONCE_LINGER`).
+    finishing: bool = False
     output: OutputGuard = field(init=False)
 
     def __post_init__(self) -> None:
@@ -343,10 +396,38 @@ class _Run:
                 self.finish(EXIT_NO_SIGNALLING, f"signalling refused: {event.detail}")
         if isinstance(event, PathSelected | PathLost):
             self.print_pairs()
-        if self.args.once and isinstance(event, PathSelected) and not self.missing():
-            # Confirmed here; keep answering briefly so the peer confirms too.
-            loop = asyncio.get_running_loop()
-            loop.call_later(ONCE_LINGER, self.finish, EXIT_OK, "every peer has a path")
+        if self.args.once and isinstance(event, PathSelected):
+            self.once_done()
+
+    def once_done(self) -> None:
+        """``--once``: finish when every peer has a path (with ``--settle``, a
+        final one), after answering briefly so the peer confirms it too."""
+        if self.finishing or self.missing() or (self.args.settle and self.pending()):
+            return
+        self.finishing = True
+        loop = asyncio.get_running_loop()
+        loop.call_later(ONCE_LINGER, self.finish, EXIT_OK, "every peer has a path")
+
+    def pending(self) -> list[str]:
+        """Peers on a relayed path that may yet be upgraded (``Explanation.pending``)."""
+        connection = self.connection
+        if connection is None:
+            return []
+        waiting = []
+        for peer in connection.peers:
+            try:
+                if connection.explain(peer).pending:
+                    waiting.append(str(peer))
+            except NatkitError:  # removed meanwhile
+                continue
+        return waiting
+
+    def settle_tick(self) -> None:
+        # Direct checks failing or birthday probing ending raise no event of
+        # their own: look again until the paths are final.
+        if self.status is None:
+            self.once_done()
+            asyncio.get_running_loop().call_later(SETTLE_POLL, self.settle_tick)
 
     def signalling_problem(self) -> str:
         label = self.setup.signalling.label
@@ -496,6 +577,8 @@ class _Run:
             self.traffic.start()
         self.output.watch()
         timers = [loop.call_later(self.args.signal_timeout, self.check_signalling)]
+        if self.args.once and self.args.settle:
+            timers.append(loop.call_later(SETTLE_POLL, self.settle_tick))
         if self.args.timeout is not None:
             timers.append(loop.call_later(self.args.timeout, self.timed_out))
         signalling: dict[str, object] = {}

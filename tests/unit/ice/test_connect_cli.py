@@ -334,3 +334,47 @@ def test_stun_server_problems_have_a_line_in_both_formats() -> None:
     answered = event_to_dict(StunServerAnswered("203.0.113.10", server, local))
     assert answered is not None
     assert (answered["state"], answered["reason"]) == ("answered", None)
+
+
+def test_settle_goes_with_once_and_lab_refuses_what_the_lab_gives(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["connect", "--settle", "--rendezvous", "127.0.0.1:7000"]) == 64
+    assert "--settle goes with --once" in capsys.readouterr().err
+    # Refused before any lab is built (no root needed to see it).
+    assert main(["connect", "--lab", "--peer", "x"]) == 64
+    assert "--peer does not go with --lab" in capsys.readouterr().err
+
+
+class _SettlingConnection:
+    """What --once --settle asks of a Connection: paths and explanations."""
+
+    peers = ("p",)
+
+    def __init__(self) -> None:
+        self.pending = True
+
+    def selected(self, peer: object) -> object:
+        return object()
+
+    def explain(self, peer: object) -> Any:
+        return type("E", (), {"pending": self.pending})()
+
+
+async def test_once_with_settle_waits_for_a_final_path() -> None:
+    import argparse  # noqa: PLC0415
+
+    from natkit.cli import connect as cli_connect  # noqa: PLC0415
+
+    connection = _SettlingConnection()
+    args = argparse.Namespace(once=True, settle=True)
+    run = cli_connect._Run(args, None, connection=connection)  # type: ignore[arg-type]
+    run.once_done()
+    assert not run.finishing  # relayed while direct checks run: not final
+    connection.pending = False
+    run.once_done()
+    assert run.finishing
+    plain = cli_connect._Run(argparse.Namespace(once=True, settle=False), None)  # type: ignore[arg-type]
+    plain.connection = _SettlingConnection()  # type: ignore[assignment]
+    plain.once_done()
+    assert plain.finishing  # --once alone: the relayed path is enough
