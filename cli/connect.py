@@ -9,6 +9,7 @@
                    [--no-birthday | --birthday-ports N ...] [--traffic RATE]
     natkit connect --wireguard IFACE --rendezvous HOST:PORT [--peer PUBKEY ...] ...
     natkit connect ... --directory dns:ZONE@SERVER[:PORT] --tsig-key FILE ...
+    natkit connect --lab [SCENARIO] [--json-line] ...   (see :func:`natkit.cli.lab.connect_in_lab`)
 
 Runs a :class:`natkit.aio.connect.Connection` and prints one line per path
 change (``--json-line``: one JSON object per event, schema
