@@ -28,7 +28,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from natkit.birthday.ports import PortRange
@@ -159,7 +159,32 @@ _CONE = _EASY
 BOTH_HARD_PORTS = PortRange(40000, 40999)
 _SMALL_HARD = NatSpec(APDM, APDF, RANDOM, ports=BOTH_HARD_PORTS, drop_unsolicited=True)
 
-_ALL: tuple[Scenario, ...] = (
+
+@dataclass(frozen=True, slots=True)
+class _WireGuardOf:
+    """A ``wireguard-*`` scenario declared as a ``connect-*`` one's network
+    plus a wg-quick file per site (resolved once every scenario is declared)."""
+
+    base: str
+    name: str
+    description: str
+
+
+def _wireguard(base: str, name: str, description: str) -> _WireGuardOf:
+    return _WireGuardOf(base, name, description)
+
+
+def _resolve(declared: tuple[Scenario | _WireGuardOf, ...]) -> tuple[Scenario, ...]:
+    by_name = {s.name: s for s in declared if isinstance(s, Scenario)}
+    return tuple(
+        s
+        if isinstance(s, Scenario)
+        else replace(by_name[s.base], name=s.name, description=s.description, wireguard=True)
+        for s in declared
+    )
+
+
+_DECLARED: tuple[Scenario | _WireGuardOf, ...] = (
     Scenario(
         "no-nat",
         "client on the internet itself (198.51.100.50): no NAT, no firewall",
@@ -352,36 +377,24 @@ _ALL: tuple[Scenario, ...] = (
         rendezvous=True,
         wireguard=True,
     ),
-    Scenario(
+    _wireguard(
+        "connect-cgnat",
         "wireguard-cgnat",
         "WireGuard: the client behind a home masquerade behind a carrier masquerade"
         " (100.64.0.0/24), client-b behind a port-preserving masquerade (EIM/APDF);"
         " a rendezvous on 192.0.2.10:7000",
-        (_CONE, _CONE),
-        _nat(EIM, APDF, PRESERVING),
-        sites=(Site("b", (_CONE,)),),
-        rendezvous=True,
-        wireguard=True,
     ),
-    Scenario(
+    _wireguard(
+        "connect-udp-blocked",
         "wireguard-udp-blocked",
         "WireGuard: the client's router drops forwarded UDP (TCP passes), client-b behind a"
         " port-preserving masquerade: only a TURN relay over TCP or TLS connects them",
-        (NatSpec(EIM, APDF, PRESERVING, block_udp=True, drop_unsolicited=True),),
-        Classification.udp_blocked_result(behind_nat=True),
-        sites=(Site("b", (_CONE,)),),
-        rendezvous=True,
-        wireguard=True,
     ),
-    Scenario(
+    _wireguard(
+        "connect-birthday",
         "wireguard-birthday",
         "WireGuard: both sites behind symmetric NATs with random ports in 40000-40999:"
         " relayed first, then birthday probing finds a direct path (not on WireGuard's port)",
-        (_SMALL_HARD,),
-        _nat(APDM, APDF, RANDOM),
-        sites=(Site("b", (_SMALL_HARD,)),),
-        rendezvous=True,
-        wireguard=True,
     ),
     Scenario(
         "wireguard-mesh",
@@ -418,6 +431,8 @@ _ALL: tuple[Scenario, ...] = (
         ipv6=Ipv6Spec(ipaddress.IPv6Network("2001:db8:6400::/56")),
     ),
 )
+
+_ALL = _resolve(_DECLARED)
 
 #: Every scenario by name, in a stable, documented order.
 SCENARIOS: Mapping[str, Scenario] = MappingProxyType({s.name: s for s in _ALL})
