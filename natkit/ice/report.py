@@ -53,6 +53,7 @@ from natkit.birthday.ports import PortRange
 from natkit.endpoint import Endpoint, Family, IPAddress
 from natkit.errors import LocalProtocolError, MalformedInput
 from natkit.ice.candidates import CandidateKind, CandidateReport
+from natkit.ice.tlv import encode_field, iter_fields
 from natkit.portmap.mapping import MappingProtocol
 from natkit.probe.report import (
     ClassificationReport,
@@ -270,8 +271,8 @@ def _check_name(name: str) -> None:
 # -- encoding ------------------------------------------------------------------------
 
 
-def _field(tag: int, value: bytes) -> bytes:
-    return struct.pack("!BH", tag, len(value)) + value
+def _truncated(detail: str) -> ReportDecodeError:
+    return ReportDecodeError(ReportFailure.TRUNCATED, detail)
 
 
 def _address(address: IPAddress) -> bytes:
@@ -289,37 +290,37 @@ def encode_report(report: TraversalReport) -> bytes:
     )
     for tag, code in codes:
         if code is not None:
-            fields.append(_field(tag, bytes((code,))))
+            fields.append(encode_field(tag, bytes((code,))))
     if report.port_delta is not None:
-        fields.append(_field(_Tag.DELTA, struct.pack("!i", report.port_delta)))
+        fields.append(encode_field(_Tag.DELTA, struct.pack("!i", report.port_delta)))
     if report.port_range is not None:
         fields.append(
-            _field(
+            encode_field(
                 _Tag.PORT_RANGE, struct.pack("!HH", report.port_range.low, report.port_range.high)
             )
         )
     for tag, name in _FLAGS:
         flag = getattr(report, name)
         if flag is not None:
-            fields.append(_field(tag, bytes((1 if flag else 0,))))
+            fields.append(encode_field(tag, bytes((1 if flag else 0,))))
     if report.public_address is not None:
-        fields.append(_field(_Tag.PUBLIC, _address(report.public_address)))
+        fields.append(encode_field(_Tag.PUBLIC, _address(report.public_address)))
     if report.port_mapping is not None:
-        fields.append(_field(_Tag.PORT_MAPPING, bytes((_PROTOCOLS[report.port_mapping],))))
+        fields.append(encode_field(_Tag.PORT_MAPPING, bytes((_PROTOCOLS[report.port_mapping],))))
     if report.mapped is not None:
         mapped = report.mapped
         packed = bytes((mapped.family,)) + struct.pack("!H", mapped.port) + mapped.address.packed
-        fields.append(_field(_Tag.MAPPED, packed))
+        fields.append(encode_field(_Tag.MAPPED, packed))
     for relay in report.relays:
         packed = bytes((_TRANSPORTS[relay.transport],)) + relay.name.encode("utf-8")
-        fields.append(_field(_Tag.RELAY, packed))
+        fields.append(encode_field(_Tag.RELAY, packed))
     if report.birthday is not None:
         birthday = report.birthday
         packed = struct.pack("!HIH", birthday.ports, birthday.probes, birthday.rate)
-        fields.append(_field(_Tag.BIRTHDAY, packed))
+        fields.append(encode_field(_Tag.BIRTHDAY, packed))
     if report.binding_lifetime is not None:
         millis = round(report.binding_lifetime * 1000)
-        fields.append(_field(_Tag.LIFETIME, struct.pack("!I", millis)))
+        fields.append(encode_field(_Tag.LIFETIME, struct.pack("!I", millis)))
     data = MAGIC + bytes((VERSION,)) + b"".join(fields)
     if len(data) > MAX_REPORT:
         raise LocalProtocolError(f"report of {len(data)} bytes (limit {MAX_REPORT})")
@@ -378,15 +379,8 @@ def decode_report(data: bytes) -> TraversalReport:
     values: dict[str, object] = {}
     relays: list[RelayInUse] = []
     seen: set[int] = set()
-    offset = _HEADER
-    while offset < len(data):
-        if len(data) - offset < 3:
-            raise ReportDecodeError(ReportFailure.TRUNCATED, f"field header at {offset}")
-        tag, length = struct.unpack_from("!BH", data, offset)
-        start, offset = offset + 3, offset + 3 + length
-        if offset > len(data):
-            raise ReportDecodeError(ReportFailure.TRUNCATED, f"field {tag} of {length} bytes")
-        value = bytes(data[start:offset])
+    for tag, value in iter_fields(data, _HEADER, _truncated):
+        length = len(value)
         if tag == _Tag.RELAY:
             if len(relays) == MAX_RELAYS:
                 raise _bad(f"more than {MAX_RELAYS} relays")

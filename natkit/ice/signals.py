@@ -55,6 +55,7 @@ from enum import Enum
 from natkit.endpoint import Endpoint
 from natkit.errors import LocalProtocolError, MalformedInput
 from natkit.ice.candidates import CandidateKind, CandidateTransport
+from natkit.ice.tlv import encode_field, iter_fields
 
 MAGIC = b"NKs"
 #: Bumped only when a field changes meaning; new fields get new tags.
@@ -347,8 +348,8 @@ def _check_candidates(candidates: tuple[SignalCandidate, ...]) -> None:
 # -- encoding --------------------------------------------------------------------------
 
 
-def _field(tag: int, value: bytes) -> bytes:
-    return struct.pack("!BH", tag, len(value)) + value
+def _truncated(detail: str) -> SignalDecodeError:
+    return SignalDecodeError(SignalFailure.TRUNCATED, detail)
 
 
 def _encode_candidate(candidate: SignalCandidate) -> bytes:
@@ -372,48 +373,50 @@ def _encode_endpoint(endpoint: Endpoint) -> bytes:
 
 
 def _encode_birthday(message: BirthdayMessage) -> tuple[SignalType, list[bytes]]:
-    fields = [_field(_Tag.ATTEMPT, struct.pack("!I", message.attempt))]
+    fields = [encode_field(_Tag.ATTEMPT, struct.pack("!I", message.attempt))]
     if isinstance(message, BirthdayOffer):
         fields += [
-            _field(_Tag.BIRTHDAY_KEY, message.key),
-            _field(_Tag.BIRTHDAY_SESSION, message.session),
-            _field(_Tag.BIRTHDAY_ROLE, bytes((message.role.value,))),
-            _field(_Tag.TARGET, _encode_endpoint(message.target)),
-            _field(_Tag.PORTS, struct.pack("!H", message.ports)),
-            _field(_Tag.PORT_RANGE, struct.pack("!HH", message.port_low, message.port_high)),
-            _field(_Tag.PROBES, struct.pack("!I", message.probes)),
-            _field(_Tag.RATE, struct.pack("!H", message.rate)),
-            _field(_Tag.DURATION, struct.pack("!I", message.duration_ms)),
+            encode_field(_Tag.BIRTHDAY_KEY, message.key),
+            encode_field(_Tag.BIRTHDAY_SESSION, message.session),
+            encode_field(_Tag.BIRTHDAY_ROLE, bytes((message.role.value,))),
+            encode_field(_Tag.TARGET, _encode_endpoint(message.target)),
+            encode_field(_Tag.PORTS, struct.pack("!H", message.ports)),
+            encode_field(_Tag.PORT_RANGE, struct.pack("!HH", message.port_low, message.port_high)),
+            encode_field(_Tag.PROBES, struct.pack("!I", message.probes)),
+            encode_field(_Tag.RATE, struct.pack("!H", message.rate)),
+            encode_field(_Tag.DURATION, struct.pack("!I", message.duration_ms)),
         ]
         return SignalType.BIRTHDAY_OFFER, fields
     if isinstance(message, BirthdayReady):
         return SignalType.BIRTHDAY_READY, fields
     fields += [
-        _field(_Tag.FOUND, bytes((1 if message.found else 0,))),
-        _field(_Tag.PROBES, struct.pack("!I", message.probes)),
+        encode_field(_Tag.FOUND, bytes((1 if message.found else 0,))),
+        encode_field(_Tag.PROBES, struct.pack("!I", message.probes)),
     ]
     return SignalType.BIRTHDAY_DONE, fields
 
 
 def encode_signal(message: SignalMessage) -> bytes:
     """The wire form of ``message`` (raises ``LocalProtocolError`` if too long)."""
-    fields = [_field(_Tag.GENERATION, struct.pack("!I", message.generation))]
+    fields = [encode_field(_Tag.GENERATION, struct.pack("!I", message.generation))]
     if isinstance(message, Announcement):
         kind = SignalType.ANNOUNCEMENT
         fields += [
-            _field(_Tag.UFRAG, message.ufrag.encode("ascii")),
-            _field(_Tag.PWD, message.pwd.encode("ascii")),
-            _field(_Tag.TIE_BREAKER, struct.pack("!Q", message.tie_breaker)),
-            _field(_Tag.PEER_CANDIDATES, struct.pack("!H", message.peer_candidates)),
+            encode_field(_Tag.UFRAG, message.ufrag.encode("ascii")),
+            encode_field(_Tag.PWD, message.pwd.encode("ascii")),
+            encode_field(_Tag.TIE_BREAKER, struct.pack("!Q", message.tie_breaker)),
+            encode_field(_Tag.PEER_CANDIDATES, struct.pack("!H", message.peer_candidates)),
         ]
         if message.peer_generation is not None:
-            fields.append(_field(_Tag.PEER_GENERATION, struct.pack("!I", message.peer_generation)))
+            fields.append(
+                encode_field(_Tag.PEER_GENERATION, struct.pack("!I", message.peer_generation))
+            )
         if message.report:
-            fields.append(_field(_Tag.REPORT, message.report))
+            fields.append(encode_field(_Tag.REPORT, message.report))
         candidates = message.candidates
     elif isinstance(message, CandidatesAdded):
         kind = SignalType.CANDIDATES_ADDED
-        fields.append(_field(_Tag.FIRST_INDEX, struct.pack("!H", message.first_index)))
+        fields.append(encode_field(_Tag.FIRST_INDEX, struct.pack("!H", message.first_index)))
         candidates = message.candidates
     elif isinstance(message, BirthdayMessage):
         kind, birthday_fields = _encode_birthday(message)
@@ -421,11 +424,15 @@ def encode_signal(message: SignalMessage) -> bytes:
         candidates = ()
     else:
         kind = SignalType.ACKNOWLEDGEMENT
-        fields.append(_field(_Tag.PEER_CANDIDATES, struct.pack("!H", message.peer_candidates)))
+        fields.append(
+            encode_field(_Tag.PEER_CANDIDATES, struct.pack("!H", message.peer_candidates))
+        )
         if message.peer_generation is not None:
-            fields.append(_field(_Tag.PEER_GENERATION, struct.pack("!I", message.peer_generation)))
+            fields.append(
+                encode_field(_Tag.PEER_GENERATION, struct.pack("!I", message.peer_generation))
+            )
         candidates = ()
-    fields += [_field(_Tag.CANDIDATE, _encode_candidate(c)) for c in candidates]
+    fields += [encode_field(_Tag.CANDIDATE, _encode_candidate(c)) for c in candidates]
     data = MAGIC + bytes((VERSION, kind.value)) + b"".join(fields)
     if len(data) > MAX_SIGNAL:
         raise LocalProtocolError(f"signal message of {len(data)} bytes (limit {MAX_SIGNAL})")
@@ -538,15 +545,8 @@ def decode_signal(data: bytes) -> SignalMessage:
     texts: dict[int, bytes] = {}
     candidates: list[SignalCandidate] = []
     seen: set[int] = set()
-    offset = _HEADER
-    while offset < len(data):
-        if len(data) - offset < 3:
-            raise SignalDecodeError(SignalFailure.TRUNCATED, f"field header at {offset}")
-        tag, length = struct.unpack_from("!BH", data, offset)
-        start, offset = offset + 3, offset + 3 + length
-        if offset > len(data):
-            raise SignalDecodeError(SignalFailure.TRUNCATED, f"field {tag} of {length} bytes")
-        value = data[start:offset]
+    for tag, value in iter_fields(data, _HEADER, _truncated):
+        length = len(value)
         if tag == _Tag.CANDIDATE:
             if len(candidates) == MAX_CANDIDATES:
                 raise SignalDecodeError(SignalFailure.TOO_MANY_CANDIDATES)
