@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -41,6 +43,9 @@ TCP_CLOSE_TIMEOUT = 2.0
 
 
 #: The TCP counters :attr:`AsyncStunServer.counters` adds (``tcp_`` + name).
+#: Ports tried when port 0 gives a UDP port whose TCP twin is taken.
+_PORT_ATTEMPTS = 8
+
 _TCP_COUNTERS = ("accepted", "refused_full", "refused_source", "idle_closed")
 
 
@@ -103,7 +108,7 @@ class AsyncStunServer:
             self.config = await self.pool.start()
             self.core = StunServer(self.config)
         else:
-            sockets = open_udp_sockets(self.config.sockets)
+            sockets, listeners = self._bind_plain()
             try:
                 # Port 0 (a plain server only): the core answers with the
                 # port bound (RESPONSE-ORIGIN), and TCP takes the same one.
@@ -114,9 +119,15 @@ class AsyncStunServer:
                 self._runner = CoreRunner(self.core, lambda event: None)
                 await self._runner.attach(sockets)
             except BaseException:
-                for sock in sockets:
+                for sock in (*sockets, *listeners):
                     sock.close()
                 raise
+            for index, listener in enumerate(listeners):
+                server = await asyncio.start_server(
+                    functools.partial(self._serve_tcp, index=index), sock=listener
+                )
+                self._tcp_servers.append(server)
+            return
         if self.tcp:
             for index, endpoint in enumerate(self.config.sockets):
                 server = await asyncio.start_server(
@@ -126,6 +137,29 @@ class AsyncStunServer:
                     reuse_address=True,
                 )
                 self._tcp_servers.append(server)
+
+    def _bind_plain(self) -> tuple[list[socket.socket], list[socket.socket]]:
+        """The UDP sockets and (with ``tcp``) TCP listeners on the same ports.
+
+        With port 0 the kernel picks a free UDP port, which another program
+        may hold for TCP: then both are closed and another port is tried.
+        """
+        wanted = self.config.sockets
+        retry = any(endpoint.port == 0 for endpoint in wanted)
+        for attempt in range(_PORT_ATTEMPTS):
+            sockets = open_udp_sockets(wanted)
+            listeners: list[socket.socket] = []
+            try:
+                if self.tcp:
+                    listeners = [_tcp_listener(local_endpoint(sock)) for sock in sockets]
+            except OSError as exc:
+                for sock in (*sockets, *listeners):
+                    sock.close()
+                if not retry or exc.errno != errno.EADDRINUSE or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                continue
+            return sockets, listeners
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     async def wait_workers(self) -> WorkerError | None:
         """Return when a UDP worker ended on its own: ``None`` when it was
@@ -203,6 +237,24 @@ class AsyncStunServer:
             counters, missing = await self.pool.close()
             self._worker_counters.add(counters)
             self.missing_workers.extend(missing)
+
+
+def _tcp_listener(endpoint: Endpoint) -> socket.socket:
+    """A listening TCP socket on ``endpoint`` (``SO_REUSEADDR``: a restart
+    finds the port free while old connections linger in TIME_WAIT)."""
+    family = socket.AF_INET if endpoint.address.version == 4 else socket.AF_INET6
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # as asyncio's start_server: IPv6 only
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(endpoint.sockaddr())
+        sock.listen(100)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ address cannot hold every connection, and a silent one is closed."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from natkit.aio.stun_server import AsyncStunServer
 from natkit.stun.codec import binding_request, encode_message, parse_message
@@ -64,3 +65,40 @@ async def test_one_source_gets_a_few_connections_and_a_silent_one_is_closed() ->
     assert counters["tcp_accepted"] == 4
     assert counters["tcp_idle_closed"] >= 2  # the first two; the others may end first
     assert counters["tcp_refused_full"] == 0
+
+
+async def test_port_0_moves_on_when_the_udp_ports_tcp_twin_is_taken(monkeypatch: Any) -> None:
+    # Port 0 gives a free UDP port; another program may hold that number for
+    # TCP. The server then tries another port instead of failing to start.
+    import socket  # noqa: PLC0415
+
+    from natkit.aio import stun_server  # noqa: PLC0415
+
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    real = stun_server.open_udp_sockets
+    calls: list[int] = []
+
+    def first_the_taken_port(endpoints: Any) -> list[socket.socket]:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", taken))
+            return [udp]
+        return real(endpoints)
+
+    monkeypatch.setattr(stun_server, "open_udp_sockets", first_the_taken_port)
+    server = AsyncStunServer(ServerConfig.basic("127.0.0.1", 0))
+    try:
+        await server.start()
+        endpoint = server.endpoints[0]
+        assert endpoint.port != taken
+        assert len(calls) == 2
+        reader, writer = await asyncio.open_connection(str(endpoint.address), endpoint.port)
+        assert await _ask(reader, writer) == TID
+        writer.close()
+    finally:
+        await server.close()
+        holder.close()
