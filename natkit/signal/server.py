@@ -470,8 +470,7 @@ class RendezvousServer:
             return
         if previous is not None:
             self._close(previous, DisconnectReason.REPLACED, now)
-        self._pending -= 1
-        connection.pending = False
+        self._end_handshake(connection)
         connection.key = hello.client_key
         self._by_key[hello.client_key] = connection
         self.counters.authenticated += 1
@@ -542,15 +541,21 @@ class RendezvousServer:
         self._report_drops(connection)
         self._disconnected(connection, reason, now)
 
+    def _end_handshake(self, connection: _Connection) -> None:
+        """Take ``connection`` out of the handshake counts (its source's too):
+        it authenticated, or it is gone."""
+        if not connection.pending:
+            return
+        connection.pending = False
+        self._pending -= 1
+        if connection.source is not None:
+            self._pending_by_source[connection.source] -= 1
+            if not self._pending_by_source[connection.source]:
+                del self._pending_by_source[connection.source]
+
     def _forget(self, connection: _Connection) -> None:
         """Take ``connection`` out of the handshake count and the routing table."""
-        if connection.pending:
-            connection.pending = False
-            self._pending -= 1
-            if connection.source is not None:
-                self._pending_by_source[connection.source] -= 1
-                if not self._pending_by_source[connection.source]:
-                    del self._pending_by_source[connection.source]
+        self._end_handshake(connection)
         if connection.key is not None and self._by_key.get(connection.key) is connection:
             del self._by_key[connection.key]
 

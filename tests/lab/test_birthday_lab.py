@@ -274,4 +274,4 @@ def test_binomial_p_value() -> None:
     assert binomial_p_value(0, 10, 0.5) == pytest.approx(2 / 1024)
     assert binomial_p_value(2, 10, 0.5) == pytest.approx(112 / 1024)
     assert binomial_p_value(6, 6, 0.9) == pytest.approx(1.0)
-    assert binomial_p_value(2, 6, 0.9) < ALPHA < binomial_p_value(3, 6, 0.9)
+    assert binomial_p_value(1, 6, 0.9) < ALPHA < binomial_p_value(2, 6, 0.9)

@@ -39,10 +39,11 @@ class Harness:
         self._port = 40000
         self._waiting: set[ConnId] = set()
 
-    def connect(self, key: PrivateKey | None) -> Link:
-        """A client core for ``key`` (``None``: a raw link driven by hand)."""
+    def connect(self, key: PrivateKey | None, source: str | None = None) -> Link:
+        """A client core for ``key`` (``None``: a raw link driven by hand);
+        ``source``: the address the server counts handshakes by."""
         self._port += 1
-        conn = self.server.open(f"127.0.0.1:{self._port}", self.now)
+        conn = self.server.open(f"127.0.0.1:{self._port}", self.now, source)
         client = None if key is None else RendezvousClient(key, self.now)
         link = Link(conn, client)
         self.links[conn] = link

@@ -332,6 +332,20 @@ def test_one_source_cannot_take_every_handshake_slot() -> None:
     assert not server.wants_close(again)
 
 
+def test_finished_handshakes_free_their_sources_slots() -> None:
+    # Before: a handshake that authenticated kept its source's slot for ever,
+    # so the 9th login from one NAT's address was refused (source-busy).
+    harness = Harness(ServerConfig(max_pending_per_source=2))
+    links = []
+    for _ in range(6):
+        link = harness.connect(PrivateKey.generate(), source="198.51.100.1")
+        links.append(link)
+        harness.advance(0.1)
+    assert [link.closed for link in links] == [False] * 6
+    assert harness.server.counters.disconnects == {}
+    assert harness.server.counters.authenticated == 6
+
+
 def test_shutdown_tells_everyone() -> None:
     harness = Harness()
     alice = harness.connect(ALICE)
