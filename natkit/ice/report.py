@@ -60,6 +60,7 @@ from natkit.probe.report import (
     FilteringBehavior,
     MappingBehavior,
     PortAllocation,
+    RunStatus,
 )
 from natkit.turn.config import TurnTransport
 
@@ -179,7 +180,12 @@ class TraversalReport:
                 filtering=classification.filtering,
                 port_allocation=classification.port_allocation,
                 port_delta=classification.port_allocation_delta,
-                udp_blocked=classification.udp_blocked,
+                # Only a run that reached a server over TCP knows UDP is blocked;
+                # one that reached nothing (a dead server) knows nothing.
+                udp_blocked={
+                    RunStatus.OK: False,
+                    RunStatus.UDP_BLOCKED: True,
+                }.get(classification.status),
                 behind_nat=classification.behind_nat,
                 cgnat=classification.cgnat,
                 double_nat=classification.double_nat,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 
@@ -24,7 +25,7 @@ from natkit.ice.report import (
     encode_report,
 )
 from natkit.portmap.mapping import MappingProtocol
-from natkit.probe.report import FilteringBehavior, MappingBehavior, PortAllocation
+from natkit.probe.report import FilteringBehavior, MappingBehavior, PortAllocation, RunStatus
 from natkit.simulations.classification import simulate_classification
 from natkit.simulations.traversal import NatType
 from natkit.turn.config import TurnTransport
@@ -83,6 +84,17 @@ def test_built_from_the_classifier_and_the_gatherer() -> None:
     easy = TraversalReport.from_reports(simulate_classification(NatType.FULL_CONE.config).report)
     assert not easy.hard
     assert TraversalReport.from_reports() == TraversalReport()
+
+
+def test_udp_blocked_only_when_tcp_reached_the_server() -> None:
+    # A dead STUN server (nothing answered, UDP nor TCP) says nothing about
+    # UDP: the report must not tell the peer "UDP blocked at this site".
+    base = simulate_classification(NatType.FULL_CONE.config).report
+    dead = dataclasses.replace(base, status=RunStatus.UNREACHABLE, udp_blocked=True)
+    assert TraversalReport.from_reports(dead).udp_blocked is None
+    blocked = dataclasses.replace(base, status=RunStatus.UDP_BLOCKED, udp_blocked=True)
+    assert TraversalReport.from_reports(blocked).udp_blocked is True
+    assert TraversalReport.from_reports(base).udp_blocked is False
 
 
 def _field(tag: int, value: bytes) -> bytes:
