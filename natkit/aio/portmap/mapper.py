@@ -122,7 +122,10 @@ class PortMapper:
         self._runner: CoreRunner[MapperEvent] | None = None
         self._upnp = UpnpEngine()
         self._events: asyncio.Queue[PortmapEvent] = asyncio.Queue()
-        self._settled: asyncio.Future[PortMapResult] | None = None
+        #: The result start() waits for; ``None`` when close() came first (a
+        #: result, never an exception: a start() cancelled before it awaits
+        #: would leave that exception unretrieved, and asyncio logs it).
+        self._settled: asyncio.Future[PortMapResult | None] | None = None
         self._closed_future: asyncio.Future[MappingDeleted | None] | None = None
         self._closing = False
         self._signals: list[signal.Signals] = []
@@ -215,6 +218,8 @@ class PortMapper:
         try:
             self._runner.transmit()
             result = await asyncio.shield(self._settled)
+            if result is None:
+                raise LocalProtocolError("closed before a mapping was found")
         except BaseException:
             # Cancelled (or failed) half-way: nothing may stay mapped.
             if not self._settled.done():
@@ -239,7 +244,7 @@ class PortMapper:
         self._remove_signal_handlers()
         if self._settled is not None and not self._settled.done():
             # A start() still racing (closed from another task) ends here.
-            self._settled.set_exception(LocalProtocolError("closed before a mapping was found"))
+            self._settled.set_result(None)
         core, runner, closed = self.core, self._runner, self._closed_future
         if core is None or runner is None or closed is None:
             self._upnp.close()

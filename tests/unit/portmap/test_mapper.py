@@ -19,6 +19,7 @@ from portmap_testlib import pcp_map_response, pmp_address_response
 
 from natkit.aio.portmap import LeaseJournal, PortMapper
 from natkit.endpoint import Endpoint
+from natkit.errors import LocalProtocolError
 from natkit.portmap.hint import HintReason, mapping_hint
 from natkit.portmap.journal import JournalEntry
 from natkit.portmap.mapper import PortMapperConfig
@@ -244,3 +245,31 @@ async def test_a_named_gateway_is_the_only_igd_used(gateway_address: str, tmp_pa
     upnp = result.result_for(MappingProtocol.UPNP_IGD)
     assert (result.mapping, upnp.status) == (None, ProbeStatus.NO_ANSWER)
     assert upnp.detail == f"no UPnP IGD answered at {gateway_address} (ignored the IGD at {other})"
+
+
+async def test_close_after_a_cancelled_start_leaves_no_unretrieved_exception(
+    gateway_address: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ctrl-C early in natkit connect: the mapper's start() is cancelled before
+    # it waits for a result, then the node closes the mapper; asyncio logged
+    # "Future exception was never retrieved: closed before a mapping was found".
+    import gc  # noqa: PLC0415
+
+    transport, _ = await serve(lambda data: [], gateway_address)  # a silent gateway
+    try:
+        for steps in range(4):  # cancelled at each of start()'s first awaits
+            pm = mapper(gateway_address, transport.get_extra_info("sockname")[1], tmp_path,
+                        MappingProtocol.PCP)  # fmt: skip
+            starting = asyncio.create_task(pm.start())
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            starting.cancel()
+            with pytest.raises((asyncio.CancelledError, LocalProtocolError)):
+                await starting
+            await pm.close()
+            del starting, pm
+            gc.collect()
+            await asyncio.sleep(0)
+    finally:
+        transport.close()
+    assert "never retrieved" not in caplog.text
