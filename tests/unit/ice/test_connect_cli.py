@@ -378,3 +378,17 @@ async def test_once_with_settle_waits_for_a_final_path() -> None:
     plain.connection = _SettlingConnection()  # type: ignore[assignment]
     plain.once_done()
     assert plain.finishing  # --once alone: the relayed path is enough
+
+
+def test_the_readme_lists_every_counter_of_the_stats_line() -> None:
+    # The stats line is asdict() of these: a counter added must be documented.
+    import dataclasses  # noqa: PLC0415
+
+    from natkit.aio.connect import NodeCounters  # noqa: PLC0415
+    from natkit.ice.counters import ConnectCounters, ConnectStats  # noqa: PLC0415
+
+    readme = (ROOT / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `stats` |")]
+    for counters in (ConnectCounters, ConnectStats, NodeCounters):
+        for name in (f.name for f in dataclasses.fields(counters)):
+            assert f"`{name}`" in row, (counters.__name__, name)
