@@ -118,6 +118,17 @@ def _birthday(doc: Mapping[str, Any]) -> BirthdayCapability | None:
     return BirthdayCapability(*values)
 
 
+#: Keys of which a report (or a classify document) has at least one.
+_KNOWN_KEYS = frozenset(
+    {
+        "schema", "mapping", "filtering", "port_allocation", "port_delta",
+        "port_allocation_delta", "port_range", "udp_blocked", "behind_nat", "cgnat",
+        "double_nat", "public_address", "mapped_address", "port_mapping", "mapped", "relays",
+        "birthday", "binding_lifetime",
+    }
+)  # fmt: skip
+
+
 def report_from_document(doc: Mapping[str, Any]) -> TraversalReport:
     """A :class:`TraversalReport` from a ``report`` object (above), a whole
     ``natkit connect`` ``report`` line, or a ``natkit classify --json`` document."""
@@ -125,6 +136,10 @@ def report_from_document(doc: Mapping[str, Any]) -> TraversalReport:
         raise LocalProtocolError("a report is a JSON object")
     if isinstance(doc.get("report"), Mapping):
         doc = doc["report"]
+    if not doc.keys() & _KNOWN_KEYS:
+        raise LocalProtocolError(
+            "not a report: none of mapping, filtering, udp_blocked, behind_nat ... is in it"
+        )
     classify = doc.get("schema") == "natkit.classify"
     public = _parsed(doc, "public_address", ipaddress.ip_address)
     if classify:
@@ -141,7 +156,10 @@ def report_from_document(doc: Mapping[str, Any]) -> TraversalReport:
         or PortAllocation.UNKNOWN,
         port_delta=_get(doc, delta_key, int),
         port_range=None if classify else _parsed(doc, "port_range", PortRange.parse),
-        udp_blocked=_get(doc, "udp_blocked", bool),
+        # A classify run that reached no server knows nothing of UDP.
+        udp_blocked=None
+        if classify and doc.get("status") == "unreachable"
+        else _get(doc, "udp_blocked", bool),
         behind_nat=_get(doc, "behind_nat", bool),
         cgnat=_get(doc, "cgnat", bool),
         double_nat=_get(doc, "double_nat", bool),

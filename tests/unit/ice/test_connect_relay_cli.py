@@ -105,6 +105,8 @@ def test_a_classify_document_becomes_a_report() -> None:
         ({"relays": [{"name": "x"}]}, "name and a transport"),
         ({"birthday": {"ports": 1}}, "needs ports, probes and rate"),
         ({"mapped": "nope"}, "report key 'mapped'"),
+        ({}, "not a report"),
+        ({"hello": 1}, "not a report"),
         ([], "a JSON object"),
     ],
 )
@@ -385,3 +387,10 @@ def test_traffic_counts_what_went_missing_and_what_came_late() -> None:
     assert printed[-1] is not None
     assert (printed[-1]["sent"], printed[-1]["unsent"]) == (1, 1)
     assert connection.sent == [packet(0), packet(1)]
+
+
+def test_a_classify_run_that_reached_nothing_says_nothing_of_udp() -> None:
+    document = {"schema": "natkit.classify", "status": "unreachable", "udp_blocked": True}
+    assert report_from_document(document).udp_blocked is None
+    blocked = {"schema": "natkit.classify", "status": "udp_blocked", "udp_blocked": True}
+    assert report_from_document(blocked).udp_blocked is True
