@@ -89,6 +89,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--include-loopback", action="store_true", help="offer loopback addresses too"
     )
     parser.add_argument(
+        "--include-tunnels",
+        action="store_true",
+        help="offer the addresses of tunnel interfaces (WireGuard, tun) too",
+    )
+    parser.add_argument(
         "--include-link-local", action="store_true", help="offer link-local addresses too"
     )
     parser.add_argument(
@@ -107,7 +112,7 @@ def _options(args: argparse.Namespace) -> GatherOptions:
         parse_dns_server(args.dns)
     return GatherOptions(
         port=args.port,
-        host=HostPolicy(args.include_loopback, args.include_link_local),
+        host=HostPolicy(args.include_loopback, args.include_link_local, args.include_tunnels),
         nat64=not args.no_nat64,
         dns_server=args.dns,
         tcp=not args.no_tcp,

@@ -188,6 +188,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--include-loopback", action="store_true", help="offer loopback addresses too"
     )
     parser.add_argument(
+        "--include-tunnels",
+        action="store_true",
+        help="offer the addresses of tunnel interfaces (WireGuard, tun) too",
+    )
+    parser.add_argument(
         "--traffic",
         type=float,
         metavar="RATE",
@@ -270,7 +275,9 @@ def setup(args: argparse.Namespace) -> Setup:
         gateway=args.gateway,
         statics=tuple(Endpoint.parse(text) for text in args.static),
         nat64=not args.no_nat64,
-        host=HostPolicy(include_loopback=args.include_loopback),
+        host=HostPolicy(
+            include_loopback=args.include_loopback, include_tunnels=args.include_tunnels
+        ),
         config=config,
         relay=relay,
         traversal=traversal,

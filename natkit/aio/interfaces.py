@@ -37,8 +37,24 @@ def list_interface_addresses() -> tuple[InterfaceAddress, ...]:
                     address = ipaddress.IPv6Address(f"{text}%{adapter.name}")
             else:
                 address = ipaddress.IPv4Address(ip.ip)
-            found.append(InterfaceAddress(adapter.name, address, ip.network_prefix))
+            tunnel = is_tunnel(adapter.name)
+            found.append(InterfaceAddress(adapter.name, address, ip.network_prefix, tunnel))
     return tuple(found)
+
+
+#: ``ARPHRD_NONE`` (linux/if_arp.h): a device without a link-layer header,
+#: as WireGuard's and tun's are.
+_ARPHRD_NONE = 65534
+
+
+def is_tunnel(interface: str) -> bool:
+    """Whether ``interface`` is a layer-3 tunnel (``/sys/class/net/IFACE/type``
+    is ``ARPHRD_NONE``); ``False`` where that cannot be read."""
+    try:
+        with open(f"/sys/class/net/{interface}/type", encoding="ascii") as kind:
+            return int(kind.read().strip()) == _ARPHRD_NONE
+    except (OSError, ValueError):
+        return False
 
 
 #: Linux lists every IPv6 address here: hex address, ifindex, prefix length,
@@ -132,6 +148,7 @@ def open_gathering_sockets(port: int = 0) -> list[socket.socket]:
 
 
 __all__ = [
+    "is_tunnel",
     "list_interface_addresses",
     "open_gathering_sockets",
     "route_source",

@@ -46,6 +46,10 @@ class InterfaceAddress:
     interface: str
     address: IPAddress
     prefix_length: int
+    #: A layer-3 tunnel (WireGuard, tun: no link-layer header). Its address
+    #: is reached through the tunnel, so a path to it would run the VPN
+    #: inside itself.
+    tunnel: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,8 @@ class HostPolicy:
 
     include_loopback: bool = False
     include_link_local: bool = False
+    #: Offer the addresses of tunnel interfaces (WireGuard, tun) too.
+    include_tunnels: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,8 @@ def exclusion_reason(
         return "unspecified or multicast"
     if address.is_loopback:
         return None if policy.include_loopback else "loopback"
+    if item.tunnel and not policy.include_tunnels:
+        return "a tunnel interface (a path through it would carry the VPN inside itself)"
     if isinstance(address, ipaddress.IPv4Address):
         if clat is not None and clat.present and address == clat.address:
             return "the CLAT's own address (peers reach this host through the NAT64)"

@@ -90,6 +90,18 @@ def test_host_selection_rules() -> None:
     assert {str(a.address) for a in everything} >= {"127.0.0.1", "::1", "fe80::1%eth0"}
 
 
+def test_tunnel_interfaces_are_left_out_unless_asked_for() -> None:
+    # A WireGuard interface's address as a candidate: the peer's checks to it
+    # would run through the tunnel, making the VPN its own endpoint.
+    wg = InterfaceAddress("wg0", ipaddress.ip_address("10.200.0.1"), 24, tunnel=True)
+    addresses = [iface("eth0", "192.168.1.2"), wg]
+    chosen, notes = select_host_addresses(addresses)
+    assert [str(a.address) for a in chosen] == ["192.168.1.2"]
+    assert any(note.startswith("10.200.0.1 on wg0: a tunnel interface") for note in notes)
+    everything, _ = select_host_addresses(addresses, HostPolicy(include_tunnels=True))
+    assert wg in everything
+
+
 def test_clat_by_its_rfc7335_address_and_by_name() -> None:
     android = [iface("wlan0", "2001:db8:2::2", 64), iface("v4-wlan0", "192.0.0.4", 32)]
     clat = detect_clat(android)
