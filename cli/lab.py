@@ -24,11 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from natkit.endpoint import Endpoint
@@ -270,7 +272,21 @@ def _up(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(render_up(summary))
+        note = _path_note()
+        if note is not None and (summary["connect_commands"] or summary["wireguard"]):
+            print(note)
     return EXIT_OK
+
+
+def _path_note() -> str | None:
+    """When ``natkit`` is not on the ``PATH`` the printed commands cannot run
+    as they are: say which one to use (the one running now)."""
+    if shutil.which("natkit") is not None:
+        return None
+    here = shutil.which("natkit", path=str(Path(sys.executable).parent))
+    if here is None:
+        return None
+    return f"note: natkit is not on the PATH here: use {here} in these commands"
 
 
 def lab_summary(lab: Lab, build_seconds: float | None = None) -> Summary:
