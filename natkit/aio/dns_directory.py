@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+import dns.exception
 import dns.rcode
 
 from natkit.aio.channel_base import ChannelBase
@@ -348,6 +349,12 @@ class DnsDirectory(ChannelBase):
             self._outbox.push(raw, sealed, loop.time())
             self.counters.evicted_early = self._outbox.evicted_early
             self.counters.evicted_unpublished = self._outbox.evicted_unpublished
+            if self._publish_failures:
+                # The server is failing: the retry loop publishes this with
+                # the rest, on its backoff (the retry_in it reported), rather
+                # than every send trying at once and growing the backoff.
+                self._retry_wake.set()
+                return
             await self._publish({raw}, presence=not self._presence_published)
 
     # -- receiving
@@ -629,6 +636,14 @@ class DnsDirectory(ChannelBase):
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
+    if isinstance(exc, dns.exception.FormError) and "TSIG" in text:
+        # An unsigned answer to a signed update: knot answers NOTAUTH so for a
+        # zone it does not serve. Unsigned, it may be forged, so it is not
+        # taken as a refusal; the retries go on, saying what it likely means.
+        return (
+            "the server answered without a TSIG signature (is it authoritative for the"
+            " zone, and does it know the key?)"
+        )
     return f"{name}: {text}" if text else name
 
 

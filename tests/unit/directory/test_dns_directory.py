@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import dns.exception
 import dns.name
 import pytest
 from directory_testlib import PRIMARY, SECONDARY, UPDATE_KEY, FakeZone, NodeKey, node_key
@@ -318,6 +319,22 @@ def test_config_bounds() -> None:
 # -- the channel's state (what a connect node re-announces on) -------------------------
 
 
+async def test_sends_while_the_server_fails_wait_for_the_retry_backoff(
+    zone: FakeZone, make: Callable[..., DnsDirectory]
+) -> None:
+    # Before: every send tried an update at once and counted a failure, so the
+    # backoff it reported doubled per send (retry_in 128 s after a few sends)
+    # while sends kept hitting the failing server far more often than that.
+    alice = make(ALICE, config=DirectoryConfig(poll=PollConfig(interval=1.0), retry=30.0))
+    zone.fail_next = [TimeoutError()] * 50
+    await alice.announce()
+    for _ in range(5):
+        await alice.send(BOB, b"offer")
+    assert 50 - len(zone.fail_next) == 1  # one update tried; the rest wait for the retry
+    assert alice.counters.update_failures == 1
+    assert alice.state is ChannelState.CONNECTING
+
+
 async def test_state_follows_the_server_up_down_up_and_refused(
     zone: FakeZone, make: Callable[..., DnsDirectory]
 ) -> None:
@@ -373,3 +390,15 @@ async def test_a_refusal_in_the_background_is_the_state_and_is_not_retried(
     assert instance_name(ZONE, ALICE.raw) not in zone.names()
     await alice.close()
     assert alice.state is ChannelState.CLOSED
+
+
+async def test_an_unsigned_answer_says_what_it_likely_means(
+    zone: FakeZone, make: Callable[..., DnsDirectory]
+) -> None:
+    # knot answers an update for a zone it does not serve unsigned (NOTAUTH);
+    # dnspython raises FormError("response requires a TSIG ...").
+    alice = make(ALICE)
+    zone.fail_next = [dns.exception.FormError("response requires a TSIG but does not have one")]
+    await alice.announce()
+    assert alice.last_error is not None
+    assert "without a TSIG signature (is it authoritative for the zone" in alice.last_error
