@@ -35,7 +35,7 @@ from natkit.ice import (
     RoleChanged,
 )
 from natkit.ice.candidates import Candidate
-from natkit.signal.channel import StateChanged
+from natkit.signal.channel import DownReason, StateChanged
 
 #: A ``stun_server`` failure in words (human output).
 _STUN_FAILURES = {
@@ -237,6 +237,10 @@ def event_to_text(event: NodeEvent) -> tuple[str, bool] | None:
                     text += f" ({event.detail})"
             if event.retry_in is not None:
                 text += f", next attempt in {event.retry_in:.1f} s"
+            if event.reason is DownReason.REPLACED:
+                # The rendezvous keeps one connection per key: the two back off
+                # from each other, but the user should stop one of them.
+                text += "; another node connected with this key: is natkit running twice?"
             return text, False
         case LocalCandidatesChanged():
             parts = [f"+{c.kind.value} {c.address}" for c in event.added]

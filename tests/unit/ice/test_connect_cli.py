@@ -392,3 +392,16 @@ def test_the_readme_lists_every_counter_of_the_stats_line() -> None:
     for counters in (ConnectCounters, ConnectStats, NodeCounters):
         for name in (f.name for f in dataclasses.fields(counters)):
             assert f"`{name}`" in row, (counters.__name__, name)
+
+
+def test_a_replaced_connection_asks_whether_natkit_runs_twice() -> None:
+    from natkit.cli.connect_render import event_to_text  # noqa: PLC0415
+    from natkit.signal.channel import ChannelState, DownReason, StateChanged  # noqa: PLC0415
+
+    replaced = StateChanged(
+        ChannelState.CONNECTING, ChannelState.UP, DownReason.REPLACED, "replaced", 0.8
+    )
+    text, _ = event_to_text(replaced)  # type: ignore[misc]
+    assert text.endswith("another node connected with this key: is natkit running twice?")
+    refused = StateChanged(ChannelState.CONNECTING, ChannelState.UP, DownReason.REFUSED, "full")
+    assert "running twice" not in event_to_text(refused)[0]  # type: ignore[index]
