@@ -83,6 +83,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     up.add_argument(
         "--no-natkit-server", action="store_true", help="do not start natkit's own STUN server"
     )
+    up.add_argument(
+        "--directory",
+        action="store_true",
+        help="also run a DNS directory on the lab's internet (knot primary and secondary, a"
+        " TSIG update key) and print connect commands that signal through it (connect-* and"
+        " wireguard-* scenarios)",
+    )
     up.add_argument("--json", action="store_true", help="print the lab as JSON")
 
     down = actions.add_parser("down", help="tear labs down (also ones left by killed runs)")
@@ -265,9 +272,22 @@ def _up(args: argparse.Namespace) -> int:
     servers = _available_servers(natkit=not args.no_natkit_server, coturn=not args.no_coturn)
     started = time.monotonic()
     turn = not (args.no_turn or args.no_coturn)
+    if args.directory and args.scenario in SCENARIOS and not SCENARIOS[args.scenario].rendezvous:
+        print(
+            f"natkit lab: --directory goes with a scenario that has node keys (connect-*,"
+            f" wireguard-*), not {args.scenario}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     lab = Lab.up(args.scenario, servers=servers, loss_percent=args.loss, turn=turn)
+    try:
+        directory = _start_directory(lab) if args.directory else None
+    except BaseException:
+        lab.down()
+        raise
     lab.detach()
     summary = lab_summary(lab, build_seconds=time.monotonic() - started)
+    summary["directory"] = directory
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -276,6 +296,32 @@ def _up(args: argparse.Namespace) -> int:
         if note is not None and (summary["connect_commands"] or summary["wireguard"]):
             print(note)
     return EXIT_OK
+
+
+def _start_directory(lab: Lab) -> Summary:
+    """knot on the lab's internet (stopped with the lab) and the ``natkit
+    connect`` commands that signal through it instead of the rendezvous."""
+    from natkit.lab.knot import KnotDirectory  # noqa: PLC0415
+
+    knot = KnotDirectory.start(lab)
+    signalling = [
+        "--directory", knot.directory, "--tsig-key", str(knot.update_key_file),
+        "--read-server", str(knot.secondary),
+    ]  # fmt: skip
+    keys = lab_rendezvous.node_keys(lab)
+    commands = []
+    for key in keys:
+        argv = lab_rendezvous.connect_argv(lab, key, [k for k in keys if k is not key])
+        at = argv.index("--rendezvous")
+        argv[at : at + 2] = signalling
+        commands.append(shlex.join(["ip", "netns", "exec", lab.namespace(key.role), *argv]))
+    return {
+        "zone": knot.zone,
+        "primary": str(knot.primary),
+        "secondary": str(knot.secondary),
+        "tsig_key_file": str(knot.update_key_file),
+        "connect_commands": commands,
+    }
 
 
 def _path_note() -> str | None:
@@ -467,6 +513,15 @@ def render_up(summary: Summary) -> str:
             lines.append(f"  {role:<9} key {key['key_file']}  public {key['public_key']}")
         lines.append("connect them, one command each (e.g. two terminals):")
         lines += [f"  {command}" for command in summary["connect_commands"]]
+    directory = summary.get("directory")
+    if directory:
+        lines.append(
+            f"DNS directory: zone {directory['zone']} on {directory['primary']} (primary,"
+            f" updates) and {directory['secondary']} (secondary), TSIG key"
+            f" {directory['tsig_key_file']}"
+        )
+        lines.append("connect them through it instead of the rendezvous:")
+        lines += [f"  {command}" for command in directory["connect_commands"]]
     if summary["wireguard"]:
         lines.append("or WireGuard through natkit, three commands per site (2 keeps running):")
         for site in summary["wireguard"]:

@@ -9,7 +9,9 @@ and leave none of their namespaces behind.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +65,40 @@ def test_connect_lab_upgrades_from_the_relay_to_direct_and_cleans_up(lab_host: N
     assert lines[-1]["status"] == 0
     assert "Traceback" not in done.stderr
     assert namespaces_of(done.stderr) == []
+
+
+@pytest.mark.lab
+def test_lab_up_directory_prints_commands_that_connect_through_knot(lab_host: None) -> None:
+    # The DNS directory section as a new user follows it: lab up --directory,
+    # then the two printed commands (signalling through knot, no rendezvous).
+    up = natkit("lab", "up", "connect-eim", "--directory", "--json")
+    assert up.returncode == 0, up.stderr
+    summary = json.loads(up.stdout)
+    try:
+        directory = summary["directory"]
+        assert directory["zone"] == "dir.natkit.test."
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        finish = ["--once", "--settle", "--timeout", "30", "--json-line"]
+        nodes = [
+            subprocess.Popen(
+                [*shlex.split(command), *finish],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for command in directory["connect_commands"]
+        ]
+        outputs = [node.communicate(timeout=60) for node in nodes]
+        for node, (out, err) in zip(nodes, outputs, strict=True):
+            assert node.returncode == 0, err
+            assert "--rendezvous" not in node.args
+            paths = [
+                line
+                for line in map(json.loads, out.splitlines())
+                if line["event"] == "path_selected"
+            ]
+            assert paths[-1]["kind"] == "srflx"
+    finally:
+        down = natkit("lab", "down", summary["id"])
+    assert down.returncode == 0, down.stderr
