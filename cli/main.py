@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from natkit import __version__
 
@@ -45,9 +46,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that exits with EX_USAGE instead of 2 on a bad command line."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The loaded command's parser by name (the top-level parser's).
+        self.subcommands: dict[str, ArgumentParser] = {}
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        # One line, naming the command (not the whole usage): what a script's
+        # log or a user's terminal needs to fix the call.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(argv: Sequence[str]) -> ArgumentParser:
@@ -63,7 +70,9 @@ def build_parser(argv: Sequence[str]) -> ArgumentParser:
             sub.add_parser(name, help=help_text)
             continue
         module = importlib.import_module(module_name)
-        module.register(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.register(command)
+        parser.subcommands[name] = command
     return parser
 
 
@@ -72,7 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Inside the try: a command's imports take a while (the lab's, the
         # connect node's), and Ctrl-C then is as quiet as during the run.
-        args = build_parser(args_list).parse_args(args_list)
+        parser = build_parser(args_list)
+        args, unknown = parser.parse_known_args(args_list)
+        if unknown:
+            # Said by the command's own parser ("natkit connect: error: ..."),
+            # not the top-level one.
+            command = parser.subcommands.get(getattr(args, "command", None) or "", parser)
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
         result: int = args.run(args)
     except BrokenPipeError:
         # The reader (``| head``) went away; that is not our failure.

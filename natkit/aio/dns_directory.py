@@ -524,12 +524,20 @@ class DnsDirectory(ChannelBase):
                         set(), presence=True
                     ):
                         return
-            for recipient in self._outbox.pending():
-                async with self._lock(recipient):
-                    if recipient in self._outbox.pending() and not await self._publish(
-                        {recipient}, presence=False
-                    ):
-                        return
+            # Until nothing is pending: sends made meanwhile queued here (they
+            # wait for this loop while updates fail). Bounded, in case a
+            # window stays pending after its update went through.
+            for _ in range(_REPUBLISH_ROUNDS):
+                pending = self._outbox.pending()
+                if not pending:
+                    break
+                for recipient in pending:
+                    async with self._lock(recipient):
+                        if recipient in self._outbox.pending() and not await self._publish(
+                            {recipient}, presence=False
+                        ):
+                            return
+            # No await since the last look: a send from now on publishes itself.
             self._publish_failures = 0
         except UpdateRefused as refusal:
             self.last_error = str(refusal)
@@ -631,6 +639,11 @@ class DnsDirectory(ChannelBase):
         task: asyncio.Task[None] = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+#: Rounds of the retry loop's republishing (each one catches the sends that
+#: queued during the previous).
+_REPUBLISH_ROUNDS = 8
 
 
 def _describe(exc: BaseException) -> str:

@@ -335,6 +335,19 @@ async def test_sends_while_the_server_fails_wait_for_the_retry_backoff(
     assert alice.state is ChannelState.CONNECTING
 
 
+async def test_sends_queued_while_the_server_failed_go_out_when_it_returns(
+    zone: FakeZone, make: Callable[..., DnsDirectory]
+) -> None:
+    alice = make(ALICE, config=DirectoryConfig(poll=PollConfig(interval=1.0), retry=0.05))
+    zone.fail_next = [TimeoutError(), TimeoutError()]
+    await alice.announce()
+    await alice.send(BOB, b"one")
+    await asyncio.sleep(0.06)  # the first retry fails too; the next works
+    await alice.send(BOB, b"two")
+    await _until(lambda: len(zone.txt(message_name(ZONE, ALICE.raw, BOB.raw))) == 2)
+    assert alice.state is ChannelState.UP
+
+
 async def test_state_follows_the_server_up_down_up_and_refused(
     zone: FakeZone, make: Callable[..., DnsDirectory]
 ) -> None:

@@ -194,7 +194,10 @@ def test_a_gateway_that_is_no_address_is_a_usage_error(
         main([*argv, "--gateway", "nope"])
     assert caught.value.code == 64
     err = capsys.readouterr().err
-    assert err.endswith("natkit connect: error: argument --gateway: 'nope' is not an IP address\n")
+    assert err.endswith(
+        "natkit connect: error: argument --gateway: 'nope' is not an IP address"
+        " (see natkit connect --help)\n"
+    )
 
 
 def test_a_tls_ca_without_a_certificate_is_refused_at_start(
