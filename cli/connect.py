@@ -82,6 +82,8 @@ SETTLE_POLL = 0.5
 LAB_SCENARIO = "connect-cgnat"
 #: ``--lab``'s ``--timeout`` when none is given.
 LAB_TIMEOUT = 30.0
+#: Events whose human line is not repeated word for word.
+_SAID_ONCE = frozenset({"report", "peer_report", "why_relayed"})
 #: Flags ``--lab`` takes from the lab (its node keys, rendezvous, servers).
 LAB_PROVIDES = (
     "rendezvous", "key", "peer", "stun", "relay", "relay_user", "relay_password",
@@ -343,6 +345,8 @@ class _Run:
     channel: SignalChannel | None = None
     #: ``--once`` decided to finish (after :data:`ONCE_LINGER`).
     finishing: bool = False
+    #: The last human line of each report kind and peer (:meth:`said_before`).
+    last_said: dict[tuple[object, object], str] = field(default_factory=dict)
     output: OutputGuard = field(init=False)
 
     def __post_init__(self) -> None:
@@ -355,8 +359,24 @@ class _Run:
         if self.args.json_line:
             if document is not None:
                 self.output.write(json_line(document), sys.stdout)
-        elif text is not None:
+        elif text is not None and not self.said_before(document, text[0]):
             self.output.write(text[0], sys.stdout if text[1] else sys.stderr)
+
+    def said_before(self, document: dict[str, object] | None, text: str) -> bool:
+        """Whether a report or why-relayed line says again, word for word, what
+        the last one of its kind said (the JSON lines differ in fields the
+        text leaves out; people need it once)."""
+        if document is None:
+            return False
+        if document.get("event") == "path_selected":  # a new path is explained anew
+            self.last_said.pop(("why_relayed", document.get("peer")), None)
+        if document.get("event") not in _SAID_ONCE:
+            return False
+        kind = (document.get("event"), document.get("peer"))
+        if self.last_said.get(kind) == text:
+            return True
+        self.last_said[kind] = text
+        return False
 
     def output_closed(self) -> None:
         # The reader has what it wanted (| head, | grep -m1): stop in order, and

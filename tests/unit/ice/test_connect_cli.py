@@ -405,3 +405,23 @@ def test_a_replaced_connection_asks_whether_natkit_runs_twice() -> None:
     assert text.endswith("another node connected with this key: is natkit running twice?")
     refused = StateChanged(ChannelState.CONNECTING, ChannelState.UP, DownReason.REFUSED, "full")
     assert "running twice" not in event_to_text(refused)[0]  # type: ignore[index]
+
+
+def test_human_report_lines_are_not_repeated_word_for_word() -> None:
+    import argparse  # noqa: PLC0415
+
+    from natkit.cli import connect as cli_connect  # noqa: PLC0415
+
+    run = cli_connect._Run(argparse.Namespace(json_line=False), None)  # type: ignore[arg-type]
+    report = {"event": "report"}
+    assert not run.said_before(report, "report: unknown NAT")
+    assert run.said_before(report, "report: unknown NAT")
+    assert not run.said_before(report, "report: EIM (APDF)")
+    why = {"event": "why_relayed", "peer": "p"}
+    assert not run.said_before(why, "why relayed (p): direct checks still running")
+    assert run.said_before(why, "why relayed (p): direct checks still running")
+    # A new path is explained again, even in the same words.
+    assert not run.said_before({"event": "path_selected", "peer": "p"}, "path to p: relay")
+    assert not run.said_before(why, "why relayed (p): direct checks still running")
+    assert not run.said_before({"event": "path_selected", "peer": "p"}, "path to p: relay")
+    assert not run.said_before({"event": "path_selected", "peer": "p"}, "path to p: relay")
