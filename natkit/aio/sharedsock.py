@@ -37,9 +37,9 @@ import ctypes
 import socket
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from natkit.endpoint import Endpoint, Family
 from natkit.errors import LocalProtocolError, NatkitError
@@ -62,6 +62,21 @@ SO_LOCK_FILTER = 44
 _READ_SIZE = 0x10000
 #: Datagrams read per wake-up before yielding to the loop.
 _READ_BATCH = 64
+
+
+def ready_datagrams(sock: socket.socket, closed: Callable[[], bool]) -> Iterator[tuple[bytes, Any]]:
+    r"""What a non-blocking socket has ready, ``(data, address)``, up to
+    :data:`_READ_BATCH` per wake-up (then the loop runs others); stops when
+    nothing is left or ``closed()``. Other ``OSError``\ s reach the caller."""
+    for _ in range(_READ_BATCH):
+        if closed():
+            return
+        try:
+            data, address = sock.recvfrom(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        yield data, address
+
 
 Receiver = Callable[[bytes, Endpoint], None]
 SocketFactory = Callable[[int, int, int], socket.socket]
@@ -197,23 +212,17 @@ class SharedUdpPort:
     # -------------------------------------------------------- receiving
 
     def _on_readable(self) -> None:
-        for _ in range(_READ_BATCH):
-            if self._closed:
-                return
-            try:
-                data, address = self._sock.recvfrom(_READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.counters.rejected += 1
-                return
-            datagram = self._parse(data, address)
-            if datagram is None or not accept_stun(datagram, self._port):
-                self.counters.rejected += 1
-                continue
-            self.counters.received += 1
-            if self._receiver is not None:
-                self._receiver(datagram.payload, datagram.source)
+        try:
+            for data, address in ready_datagrams(self._sock, lambda: self._closed):
+                datagram = self._parse(data, address)
+                if datagram is None or not accept_stun(datagram, self._port):
+                    self.counters.rejected += 1
+                    continue
+                self.counters.received += 1
+                if self._receiver is not None:
+                    self._receiver(datagram.payload, datagram.source)
+        except OSError:
+            self.counters.rejected += 1
 
     def _parse(self, data: bytes, address: tuple[object, ...]) -> RawDatagram | None:
         try:

@@ -37,12 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from natkit.aio.sharedsock import ready_datagrams
 from natkit.endpoint import Endpoint
-
-#: The most a read takes (a UDP datagram).
-_READ_SIZE = 0x10000
-#: Datagrams read per wake-up before yielding to the loop.
-_READ_BATCH = 64
 
 #: ``send(peer, data)`` → whether a path took it (``Connection.send``).
 SendToPeer = Callable[[Any, bytes], bool]
@@ -108,23 +104,17 @@ class PeerBridge:
         self.counters.to_wireguard += 1
 
     def _readable(self) -> None:
-        for _ in range(_READ_BATCH):
-            if self._closed:
-                return
-            try:
-                data, address = self._sock.recvfrom(_READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.counters.send_errors += 1
-                return
-            if Endpoint.from_sockaddr(address) != self.wireguard:
-                self.counters.foreign += 1
-                continue
-            if self._send(self.peer, data):
-                self.counters.to_peer += 1
-            else:
-                self.counters.no_path += 1
+        try:
+            for data, address in ready_datagrams(self._sock, lambda: self._closed):
+                if Endpoint.from_sockaddr(address) != self.wireguard:
+                    self.counters.foreign += 1
+                    continue
+                if self._send(self.peer, data):
+                    self.counters.to_peer += 1
+                else:
+                    self.counters.no_path += 1
+        except OSError:
+            self.counters.send_errors += 1
 
     def close(self) -> None:
         if self._closed:
