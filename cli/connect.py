@@ -312,13 +312,16 @@ def _run_in_lab(args: argparse.Namespace) -> int:
     flags = ["--once", "--settle", "--timeout", f"{args.timeout or LAB_TIMEOUT:g}"]
     switches = {"json_line": "--json-line", "pairs": "--pairs", "stats": "--stats"}
     flags += [flag for name, flag in switches.items() if getattr(args, name)]
+    # Every node sends the measuring stream (a receiver counts what the other
+    # sent) and keeps alive alike.
+    shared: list[str] = []
     for name, flag in (("keepalive", "--keepalive"), ("traffic", "--traffic")):
         value = getattr(args, name)
         if value is not None:
-            flags += [flag, f"{value:g}"]
+            shared += [flag, f"{value:g}"]
     from natkit.cli.lab import connect_in_lab  # noqa: PLC0415 (root-only, loaded lazily)
 
-    return connect_in_lab(args.lab, flags)
+    return connect_in_lab(args.lab, [*flags, *shared], shared)
 
 
 @dataclass

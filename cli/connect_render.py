@@ -225,10 +225,9 @@ def event_to_text(event: NodeEvent) -> tuple[str, bool] | None:
                 True,
             )
         case PeerUnreachable():
-            return (
-                f"{event.peer} unreachable: {event.detail} (retrying in {event.retry_in:.0f} s)",
-                True,
-            )
+            soon = event.retry_in < 0.5
+            retry = "retrying now" if soon else f"retrying in {event.retry_in:.0f} s"
+            return f"{event.peer} unreachable: {event.detail} ({retry})", True
         case StateChanged():
             text = f"signalling {event.state.value}"
             if event.reason is not None:

@@ -170,14 +170,15 @@ def classify_in_lab(scenario: str, classify_argv: Sequence[str]) -> int:
 PEER_STOP_TIMEOUT = 5.0
 
 
-def connect_in_lab(scenario: str, node_flags: Sequence[str]) -> int:
+def connect_in_lab(scenario: str, node_flags: Sequence[str], peer_flags: Sequence[str] = ()) -> int:
     """``natkit connect --lab SCENARIO``: build a ``connect-*`` lab, run every
     other site's node in the background, this site's in the foreground (its
     output goes straight through), then stop them and tear the lab down.
 
     The nodes run exactly the commands ``natkit lab up`` prints
     (:func:`natkit.lab.rendezvous.connect_argv`), this one with
-    ``node_flags`` added. The peers' output goes to a log in the lab's work
+    ``node_flags`` added, the others with ``peer_flags`` (``--traffic``: a
+    receiver counts what the other node sends). The peers' output goes to a log in the lab's work
     directory, named on stderr if this node fails. Returns this node's exit
     status, 64 for a scenario without a rendezvous, 1 when the lab cannot be
     built.
@@ -193,7 +194,7 @@ def connect_in_lab(scenario: str, node_flags: Sequence[str]) -> int:
             return EXIT_USAGE
         servers = _available_servers(natkit=True, coturn=True)
         with Lab.up(scenario, servers=servers, turn=True) as lab:
-            return _connect_sites(lab, node_flags)
+            return _connect_sites(lab, node_flags, peer_flags)
     except UnknownScenarioError as exc:
         print(f"natkit connect: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -204,7 +205,7 @@ def connect_in_lab(scenario: str, node_flags: Sequence[str]) -> int:
         return EXIT_INTERRUPTED
 
 
-def _connect_sites(lab: Lab, node_flags: Sequence[str]) -> int:
+def _connect_sites(lab: Lab, node_flags: Sequence[str], peer_flags: Sequence[str]) -> int:
     keys = lab_rendezvous.node_keys(lab)
     me, others = keys[0], keys[1:]
     print(
@@ -214,9 +215,8 @@ def _connect_sites(lab: Lab, node_flags: Sequence[str]) -> int:
     peers = []
     with log.open("ab") as sink:
         for key in others:
-            argv = _python_argv(
-                lab_rendezvous.connect_argv(lab, key, [k for k in keys if k is not key])
-            )
+            others_of = [k for k in keys if k is not key]
+            argv = [*_python_argv(lab_rendezvous.connect_argv(lab, key, others_of)), *peer_flags]
             print(f"natkit lab: {key.role} runs {shlex.join(argv[3:])}", file=sys.stderr)
             peers.append(
                 lab.popen(key.role, argv, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)

@@ -267,6 +267,14 @@ def _live(
     pending = observed.birthday is BirthdayStatus.RUNNING
     if observed.direct_lost is not None:
         clauses.append(f"the direct path was lost ({observed.direct_lost})")
+    elif direct.expect is Expect.FAILS and mapping.expect is Expect.WORKS:
+        # Plain punching cannot work, but a mapped port can: its checks decide.
+        clauses.append(mapping.reason)
+        if observed.direct_failed:
+            clauses.append(f"no direct pair answered ({observed.direct_pairs} checked)")
+        else:
+            clauses.append("checks through the mapped port still running")
+            pending = True
     elif direct.expect is Expect.FAILS:
         clauses += _why_not_direct(direct, mapping)
     elif observed.direct_failed:

@@ -178,3 +178,20 @@ def test_a_relayed_path_is_pending_while_a_direct_one_is_still_tried() -> None:
     spent = dataclasses.replace(probing, birthday=BirthdayStatus.EXHAUSTED)
     assert not explain_session(hard, spent).pending
     assert not explain_session(easy, Observed(direct_pairs=3)).pending  # direct: final
+
+
+def test_relayed_while_checks_through_a_mapped_port_run_is_pending() -> None:
+    # Both sides APDM, but this site's gateway maps a port: the checks through
+    # it decide, so the relayed path is not final yet (connect-upnp).
+    from natkit.portmap.mapping import MappingProtocol  # noqa: PLC0415
+
+    mapped = dataclasses.replace(
+        HARD, port_mapping=MappingProtocol.PCP, mapped=Endpoint.parse("198.51.100.1:44674")
+    )
+    ladder = plan_ladder(mapped, HARD, sides=Sides("this site", "the peer's site"))
+    running = explain_session(ladder, Observed(direct_pairs=4, relayed=True))
+    assert running.pending
+    assert "checks through the mapped port still running; relayed" in running.sentence
+    failed = explain_session(ladder, Observed(direct_pairs=4, direct_failed=True, relayed=True))
+    assert not failed.pending
+    assert "no direct pair answered (4 checked)" in failed.sentence
