@@ -22,7 +22,7 @@ import sys
 
 from natkit.aio.candidates import GatherOptions, PortMapperProvider, gather_candidates
 from natkit.aio.dns import parse_dns_server
-from natkit.cli.flags import gateway_address, tls_ca_context
+from natkit.cli.flags import add_host_flags, gateway_address, host_policy, tls_ca_context
 from natkit.cli.output import add_format_flags, print_report
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
@@ -32,7 +32,6 @@ from natkit.gather.candidates import (
     PortMapStatus,
     report_to_dict,
 )
-from natkit.gather.host import HostPolicy
 from natkit.gather.reflexive import GathererConfig
 from natkit.stun.uri import parse_server
 
@@ -85,17 +84,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tls-no-verify", action="store_true", help="accept any certificate from stuns: servers"
     )
-    parser.add_argument(
-        "--include-loopback", action="store_true", help="offer loopback addresses too"
-    )
-    parser.add_argument(
-        "--include-tunnels",
-        action="store_true",
-        help="offer the addresses of tunnel interfaces (WireGuard, tun) too",
-    )
-    parser.add_argument(
-        "--include-link-local", action="store_true", help="offer link-local addresses too"
-    )
+    add_host_flags(parser, link_local=True)
     parser.add_argument(
         "--timeout", type=float, default=3.0, metavar="S", help="give up after S seconds (3)"
     )
@@ -112,7 +101,7 @@ def _options(args: argparse.Namespace) -> GatherOptions:
         parse_dns_server(args.dns)
     return GatherOptions(
         port=args.port,
-        host=HostPolicy(args.include_loopback, args.include_link_local, args.include_tunnels),
+        host=host_policy(args),
         nat64=not args.no_nat64,
         dns_server=args.dns,
         tcp=not args.no_tcp,

@@ -56,10 +56,9 @@ from natkit.cli.connect_render import (
     stats_to_dict,
 )
 from natkit.cli.connect_traffic import Traffic
-from natkit.cli.flags import gateway_address
+from natkit.cli.flags import add_host_flags, gateway_address, host_policy
 from natkit.endpoint import Endpoint
 from natkit.errors import NatkitError
-from natkit.gather.host import HostPolicy
 from natkit.ice import ConnectConfig, PathLost, PathSelected
 from natkit.identity import PrivateKey, PublicKey, check_recipient
 from natkit.identity.keyfile import load_private_key
@@ -186,14 +185,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="an endpoint known to reach this node (a manual port forward; repeatable)",
     )
     parser.add_argument("--no-nat64", action="store_true", help="skip NAT64 discovery")
-    parser.add_argument(
-        "--include-loopback", action="store_true", help="offer loopback addresses too"
-    )
-    parser.add_argument(
-        "--include-tunnels",
-        action="store_true",
-        help="offer the addresses of tunnel interfaces (WireGuard, tun) too",
-    )
+    add_host_flags(parser)
     parser.add_argument(
         "--traffic",
         type=float,
@@ -277,9 +269,7 @@ def setup(args: argparse.Namespace) -> Setup:
         gateway=args.gateway,
         statics=tuple(Endpoint.parse(text) for text in args.static),
         nat64=not args.no_nat64,
-        host=HostPolicy(
-            include_loopback=args.include_loopback, include_tunnels=args.include_tunnels
-        ),
+        host=host_policy(args),
         config=config,
         relay=relay,
         traversal=traversal,

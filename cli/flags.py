@@ -1,4 +1,4 @@
-"""Flag checks more than one command shares; each raises
+"""Flags and flag checks more than one command shares; each check raises
 :class:`~natkit.errors.LocalProtocolError` naming the flag, which the
 commands print as one line and exit 64 (EX_USAGE)."""
 
@@ -10,9 +10,35 @@ import ssl
 from natkit.aio.stun_stream import tls_context
 from natkit.endpoint import Endpoint
 from natkit.errors import InvalidEndpoint, LocalProtocolError
+from natkit.gather.host import HostPolicy
 from natkit.portmap.wire import SERVER_PORT
 
-__all__ = ["gateway_address", "tls_ca_context"]
+__all__ = ["add_host_flags", "gateway_address", "host_policy", "tls_ca_context"]
+
+
+def add_host_flags(parser: argparse.ArgumentParser, *, link_local: bool = False) -> None:
+    """Which addresses beyond the reachable ones become host candidates."""
+    parser.add_argument(
+        "--include-loopback", action="store_true", help="offer loopback addresses too"
+    )
+    parser.add_argument(
+        "--include-tunnels",
+        action="store_true",
+        help="offer the addresses of tunnel interfaces (WireGuard, tun) too",
+    )
+    if link_local:
+        parser.add_argument(
+            "--include-link-local", action="store_true", help="offer link-local addresses too"
+        )
+
+
+def host_policy(args: argparse.Namespace) -> HostPolicy:
+    """The :class:`HostPolicy` the flags of :func:`add_host_flags` ask for."""
+    return HostPolicy(
+        include_loopback=args.include_loopback,
+        include_link_local=getattr(args, "include_link_local", False),
+        include_tunnels=args.include_tunnels,
+    )
 
 
 def gateway_address(text: str) -> str:
