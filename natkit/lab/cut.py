@@ -19,6 +19,28 @@ if TYPE_CHECKING:
     from natkit.lab.lab import Lab
 
 
+#: The nftables table every cut lives in.
+CUT_TABLE = "nk_cut"
+
+
+def drop_forwarded(lab: Lab, router: str, rules: list[str], table: str = CUT_TABLE) -> None:
+    """Drop forwarded packets matching any of ``rules`` (nft rule text) on
+    ``router``, before the NAT's own filter."""
+    ruleset = (
+        f"table ip {table} {{\n chain forward {{\n"
+        "  type filter hook forward priority filter - 10; policy accept;\n"
+        + "".join(f"  {rule}\n" for rule in rules)
+        + " }\n}\n"
+    )
+    lab.exec(router, ["nft", "-f", "-"], input=ruleset, check=True, timeout=10)
+
+
+def pass_forwarded(lab: Lab, router: str, table: str = CUT_TABLE, *, check: bool = False) -> None:
+    """Remove what :func:`drop_forwarded` added (a table already gone is fine
+    unless ``check``)."""
+    lab.exec(router, ["nft", "delete", "table", "ip", table], check=check, timeout=10)
+
+
 @dataclass
 class UdpCut:
     """UDP between a router's site and ``address`` dropped (module doc)."""
@@ -27,28 +49,25 @@ class UdpCut:
     #: The router role whose forward hook drops (a site's outermost NAT).
     router: str
     address: str
-    table: str = "nk_cut"
+    table: str = CUT_TABLE
     active: bool = False
 
-    def rules(self) -> str:
-        return (
-            f"table ip {self.table} {{\n chain forward {{\n"
-            "  type filter hook forward priority filter - 10; policy accept;\n"
-            f"  ip daddr {self.address} meta l4proto udp drop\n"
-            f"  ip saddr {self.address} meta l4proto udp drop\n }}\n}}\n"
-        )
+    def rules(self) -> list[str]:
+        return [
+            f"ip daddr {self.address} meta l4proto udp drop",
+            f"ip saddr {self.address} meta l4proto udp drop",
+        ]
 
     def cut(self) -> float:
         """Drop from now on; the wall-clock time the rule was in place."""
-        self.lab.exec(self.router, ["nft", "-f", "-"], input=self.rules(), check=True, timeout=10)
+        drop_forwarded(self.lab, self.router, self.rules(), self.table)
         self.active = True
         return time.time()
 
     def restore(self) -> float:
         """Pass again; the wall-clock time the rule was gone."""
         if self.active:
-            argv = ["nft", "delete", "table", "ip", self.table]
-            self.lab.exec(self.router, argv, check=True, timeout=10)
+            pass_forwarded(self.lab, self.router, self.table, check=True)
             self.active = False
         return time.time()
 

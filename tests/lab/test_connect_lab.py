@@ -43,6 +43,7 @@ import pytest
 from connect_nodes import LIVENESS, STUN, Line, Node, agree, start_node, when
 
 from natkit.lab import Lab
+from natkit.lab.cut import drop_forwarded, pass_forwarded
 from natkit.lab.netns import socket_in
 from natkit.lab.rendezvous import RENDEZVOUS
 from natkit.lab.servers import natkit_cli_env
@@ -196,20 +197,13 @@ def test_rebinding_is_recovered_within_two_keepalive_intervals(lab: Lab) -> None
 
 
 #: A table of its own for a test's drop rules, so the NAT's own table is untouched.
-CUT_TABLE = "nk_cut"
-
-
 def cut(lab: Lab, role: str, rule: str) -> None:
     """Drop forwarded packets matching ``rule`` on router ``role``."""
-    ruleset = (
-        f"table ip {CUT_TABLE} {{\n chain forward {{\n"
-        f"  type filter hook forward priority filter - 10; policy accept;\n  {rule}\n }}\n}}\n"
-    )
-    lab.exec(role, ["nft", "-f", "-"], input=ruleset, check=True, timeout=10)
+    drop_forwarded(lab, role, [rule])
 
 
 def uncut(lab: Lab, role: str) -> None:
-    lab.exec(role, ["nft", "delete", "table", "ip", CUT_TABLE], timeout=10)
+    pass_forwarded(lab, role)
 
 
 def selected_now(node: Node) -> Line:

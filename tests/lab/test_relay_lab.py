@@ -43,6 +43,7 @@ from connect_nodes import LIVENESS, Line, Node, agree, start_node, when
 from natkit.ice.config import ConnectConfig
 from natkit.lab import Lab
 from natkit.lab import turn as lab_turn
+from natkit.lab.cut import drop_forwarded, pass_forwarded
 from natkit.lab.servers import natkit_cli_env
 from natkit.lab.turn import LabTurnServer, TurnOptions
 
@@ -262,20 +263,15 @@ def test_birthday_probing_finds_a_direct_path_and_the_session_upgrades(
 
 # -- a direct path cut and restored: downgrade and upgrade -------------------------------
 
+
 #: A table of the test's own for the drop rule (the NAT's table is untouched).
-CUT_TABLE = "nk_cut"
-
-
 def cut(lab: Lab, role: str, rule: str) -> None:
-    ruleset = (
-        f"table ip {CUT_TABLE} {{\n chain forward {{\n"
-        f"  type filter hook forward priority filter - 10; policy accept;\n  {rule}\n }}\n}}\n"
-    )
-    lab.exec(role, ["nft", "-f", "-"], input=ruleset, check=True, timeout=10)
+    """Drop forwarded packets matching ``rule`` on router ``role``."""
+    drop_forwarded(lab, role, [rule])
 
 
 def uncut(lab: Lab, role: str) -> None:
-    lab.exec(role, ["nft", "delete", "table", "ip", CUT_TABLE], timeout=10)
+    pass_forwarded(lab, role)
 
 
 def selected_at(node: Node, after: float, test: Callable[[Line], bool]) -> Line:
